@@ -1,0 +1,34 @@
+# Audience Pulse — the two commands that matter are `make demo` and `make test`.
+.PHONY: test demo bootstrap broker-start broker-stop build release bench-kafka clean
+
+## Install everything missing (system packages, librdkafka >= 2.1, the local broker).
+bootstrap:
+	scripts/bootstrap.sh
+
+## All tests, unit and integration, against a local broker (or KAFKA_BOOTSTRAP_SERVERS).
+test:
+	scripts/test.sh
+
+## Run the service against a local broker with a synthetic audience.
+demo: bootstrap
+	@echo "make demo: not yet — the service (pulse serve) and generator land with the processing-service and demo issues."
+	@echo "What works today: 'make test', 'make bench-kafka', 'scripts/broker.sh start'."
+
+broker-start: bootstrap
+	scripts/broker.sh start
+
+broker-stop:
+	scripts/broker.sh stop
+
+build: bootstrap
+	swift build
+
+release: bootstrap
+	swift build -c release
+
+## Bare Kafka-module consumer/producer vs kcat on the same topic (docs/benchmarks.md).
+bench-kafka: bootstrap
+	scripts/bench-kafka.sh
+
+clean:
+	rm -rf .build
