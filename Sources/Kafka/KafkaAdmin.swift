@@ -161,6 +161,20 @@ public final class KafkaAdmin: Sendable {
         throw KafkaError(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, context: "topic \(topic) is not in the cluster metadata")
     }
 
+    /// The names of all topics in the cluster (internal ones included), sorted.
+    public func listTopics(timeout: Duration = .seconds(10)) throws(KafkaError) -> [String] {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let err = rd_kafka_metadata(client.handle, 1, nil, &metadata, timeout.timeoutMilliseconds)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError(err, context: "list topics") }
+        defer { rd_kafka_metadata_destroy(metadata) }
+        return (0..<Int(metadata.pointee.topic_cnt)).map { String(cString: metadata.pointee.topics[$0].topic) }.sorted()
+    }
+
+    /// See ``listTopics(timeout:)``; runs on the admin client's thread.
+    public func listTopics(timeout: Duration = .seconds(10)) async throws(KafkaError) -> [String] {
+        try await blocking.run { () throws(KafkaError) in try self.listTopics(timeout: timeout) }
+    }
+
     /// Waits until the cluster's metadata shows `topic` with at least `partitions`
     /// partitions (a freshly created topic takes a moment to propagate).
     public func waitForTopic(_ topic: String, partitions: Int32 = 1, timeout: Duration = .seconds(30)) throws(KafkaError) {
@@ -205,7 +219,8 @@ public final class KafkaAdmin: Sendable {
         defer { rd_kafka_event_destroy(event) }
         let err = rd_kafka_event_error(event)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(err, context: "\(what): \(rd_kafka_event_error_string(event).map { String(cString: $0) } ?? "")")
+            let detail = rd_kafka_event_error_string(event).map { String(cString: $0) } ?? String(cString: rd_kafka_err2str(err))
+            throw KafkaError(code: .init(rawValue: err.rawValue), message: "\(what): \(detail)", isRetriable: err == RD_KAFKA_RESP_ERR__TIMED_OUT)
         }
         try readResult(event)
     }

@@ -50,8 +50,10 @@ public struct KafkaProducerConfiguration: Sendable, Hashable {
     /// `linger.ms`: how long to wait for more messages before sending a batch. Default 5 ms.
     public var linger: Duration
     /// `message.timeout.ms` (`delivery.timeout.ms`): how long librdkafka keeps trying to
-    /// deliver a message before reporting `_MSG_TIMED_OUT`. Default 120 s.
-    public var deliveryTimeout: Duration
+    /// deliver a message before reporting `_MSG_TIMED_OUT`. `nil` (default) keeps
+    /// librdkafka's default: 300 s, or `transaction.timeout.ms` for a transactional
+    /// producer (it must not exceed that).
+    public var deliveryTimeout: Duration?
     /// `compression.codec`: `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default `lz4`.
     public var compression: String
 
@@ -60,7 +62,7 @@ public struct KafkaProducerConfiguration: Sendable, Hashable {
         enableIdempotence: Bool = true,
         transactionalID: String? = nil,
         linger: Duration = .milliseconds(5),
-        deliveryTimeout: Duration = .seconds(120),
+        deliveryTimeout: Duration? = nil,
         compression: String = "lz4"
     ) {
         self.common = common
@@ -76,7 +78,7 @@ public struct KafkaProducerConfiguration: Sendable, Hashable {
         result.append(("enable.idempotence", enableIdempotence ? "true" : "false"))
         if let transactionalID { result.append(("transactional.id", transactionalID)) }
         result.append(("linger.ms", String(linger.milliseconds)))
-        result.append(("message.timeout.ms", String(deliveryTimeout.milliseconds)))
+        if let deliveryTimeout { result.append(("message.timeout.ms", String(deliveryTimeout.milliseconds))) }
         result.append(("compression.codec", compression))
         result.append(contentsOf: common.properties.sorted { $0.key < $1.key })
         return result

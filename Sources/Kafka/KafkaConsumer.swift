@@ -293,6 +293,11 @@ public struct KafkaWatermarks: Sendable, Hashable {
     /// The offset the next record will get (the end of the log).
     public var high: Int64
 
+    public init(low: Int64, high: Int64) {
+        self.low = low
+        self.high = high
+    }
+
     /// Records between a committed offset and the end of the log (consumer lag). With no
     /// committed offset, everything in the log counts.
     public func lag(committed: Int64) -> Int64 {

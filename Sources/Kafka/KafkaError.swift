@@ -31,6 +31,12 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unknownTopic = Code(rawValue: RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC.rawValue)
         /// Broker: unknown topic or partition.
         public static let unknownTopicOrPartition = Code(rawValue: RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART.rawValue)
+        /// Broker: the record is larger than the broker or topic accepts.
+        public static let messageSizeTooLarge = Code(rawValue: RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue)
+        /// Broker: not authorized to access the topic.
+        public static let topicAuthorizationFailed = Code(rawValue: RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED.rawValue)
+        /// Broker: the producer's epoch is stale; a newer instance took over.
+        public static let invalidProducerEpoch = Code(rawValue: RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH.rawValue)
         /// Broker: topic already exists.
         public static let topicAlreadyExists = Code(rawValue: RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS.rawValue)
         /// Local: invalid argument or configuration.

@@ -59,7 +59,7 @@ public final class KafkaProducer: Sendable {
     /// Never blocks a thread: when librdkafka's local queue is full, the task waits and
     /// retries until the configured delivery timeout.
     public func send(_ message: KafkaProducerMessage) async throws(KafkaError) -> KafkaDeliveryReport {
-        let deadline = ContinuousClock.now + configuration.deliveryTimeout
+        let deadline = ContinuousClock.now + (configuration.deliveryTimeout ?? .seconds(300))
         while true {
             let result: Result<KafkaDeliveryReport, KafkaError> = await withCheckedContinuation { continuation in
                 do throws(KafkaError) {

@@ -7,10 +7,15 @@ import Testing
 /// Integration tests never skip for a missing broker: without `KAFKA_BOOTSTRAP_SERVERS`
 /// they fail, saying how to start one (`make test` does it).
 enum TestBroker {
-    static var bootstrapServers: String {
+    struct MissingBroker: Error, CustomStringConvertible {
+        var description: String {
+            "KAFKA_BOOTSTRAP_SERVERS is not set: run `make test`, or start a broker with `scripts/broker.sh start` and export the address it prints"
+        }
+    }
+
+    static func bootstrapServers() throws -> String {
         guard let servers = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"], !servers.isEmpty else {
-            Issue.record("KAFKA_BOOTSTRAP_SERVERS is not set: run `make test`, or start a broker with `scripts/broker.sh start` and export the address it prints")
-            return "127.0.0.1:1"
+            throw MissingBroker()
         }
         return servers
     }
@@ -34,10 +39,10 @@ enum TestBroker {
         "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
     }
 
-    static var common: KafkaConfiguration { KafkaConfiguration(bootstrapServers: bootstrapServers) }
+    static func common() throws -> KafkaConfiguration { KafkaConfiguration(bootstrapServers: try bootstrapServers()) }
 
     static func producer(transactionalID: String? = nil) throws -> KafkaProducer {
-        try KafkaProducer(configuration: KafkaProducerConfiguration(common: common, transactionalID: transactionalID))
+        try KafkaProducer(configuration: KafkaProducerConfiguration(common: try common(), transactionalID: transactionalID))
     }
 
     static func consumer(
@@ -46,7 +51,7 @@ enum TestBroker {
         partitionEOF: Bool = false,
         rebalanceHandler: (@Sendable (KafkaRebalanceEvent) -> [KafkaTopicPartition]?)? = nil
     ) throws -> KafkaConsumer {
-        var common = self.common
+        var common = try common()
         common.properties = groupProperties
         return try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
@@ -56,7 +61,7 @@ enum TestBroker {
 
     /// Creates a topic and waits until its metadata is visible.
     static func createTopic(_ name: String, partitions: Int32, configs: [String: String] = [:]) async throws {
-        let admin = try KafkaAdmin(configuration: common)
+        let admin = try KafkaAdmin(configuration: common())
         try await admin.createTopics([KafkaTopicSpecification(name: name, partitions: partitions, configs: configs)])
         try await admin.waitForTopic(name, partitions: partitions)
     }
