@@ -102,7 +102,8 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
 
     /// Cluster address, client id and verbatim properties.
     public var common: KafkaConfiguration
-    /// `group.id`: the consumer group. Required for ``KafkaConsumer/subscribe(topics:)``.
+    /// `group.id`: the consumer group (librdkafka's consumer needs one even when it only
+    /// uses ``KafkaConsumer/assign(_:)``; it joins the group only on ``KafkaConsumer/subscribe(topics:)``).
     public var groupID: String
     /// `auto.offset.reset`. Default `.earliest`.
     public var autoOffsetReset: OffsetReset
@@ -116,6 +117,12 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
     public var enableAutoOffsetStore: Bool
     /// `enable.partition.eof`: report reaching the end of a partition. Default `false`.
     public var enablePartitionEOF: Bool
+    /// `fetch.queue.backoff.ms`: how long a partition's fetching pauses once its local
+    /// queue holds more than `queued.min.messages`. Default 10 ms (librdkafka: 1000 ms):
+    /// brokers that answer a fetch with more than `max.partition.fetch.bytes` overflow the
+    /// queue with one response, and a 1 s pause then caps throughput at a few hundred
+    /// thousand records per second.
+    public var fetchQueueBackoff: Duration
 
     public init(
         common: KafkaConfiguration,
@@ -124,7 +131,8 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
         isolationLevel: IsolationLevel = .readCommitted,
         enableAutoCommit: Bool = false,
         enableAutoOffsetStore: Bool = false,
-        enablePartitionEOF: Bool = false
+        enablePartitionEOF: Bool = false,
+        fetchQueueBackoff: Duration = .milliseconds(10)
     ) {
         self.common = common
         self.groupID = groupID
@@ -133,6 +141,7 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
         self.enableAutoCommit = enableAutoCommit
         self.enableAutoOffsetStore = enableAutoOffsetStore
         self.enablePartitionEOF = enablePartitionEOF
+        self.fetchQueueBackoff = fetchQueueBackoff
     }
 
     var librdkafkaProperties: [(String, String)] {
@@ -143,6 +152,7 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
         result.append(("enable.auto.commit", enableAutoCommit ? "true" : "false"))
         result.append(("enable.auto.offset.store", enableAutoOffsetStore ? "true" : "false"))
         result.append(("enable.partition.eof", enablePartitionEOF ? "true" : "false"))
+        result.append(("fetch.queue.backoff.ms", String(fetchQueueBackoff.milliseconds)))
         result.append(contentsOf: common.properties.sorted { $0.key < $1.key })
         return result
     }

@@ -42,8 +42,11 @@ public final class KafkaConsumer: Sendable {
         let client = try RDKafkaClient(kind: RD_KAFKA_CONSUMER, properties: configuration.librdkafkaProperties, callbacks: callbacks)
         // Serve logs, statistics, errors and rebalances from the consumer queue we poll.
         _ = rd_kafka_poll_set_consumer(client.handle)
+        guard let queue = rd_kafka_queue_get_consumer(client.handle) else {
+            throw KafkaError.invalidArgument("the consumer has no consumer queue; is group.id set?")
+        }
         self.client = client
-        self.queue = RDKafkaQueue(owner: client, handle: rd_kafka_queue_get_consumer(client.handle))
+        self.queue = RDKafkaQueue(owner: client, handle: queue)
         self.configuration = configuration
         self.blocking = KafkaThread(name: "\(client.name)-calls")
     }
@@ -66,11 +69,24 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Reads exactly these partitions from their given offsets, without group management.
+    ///
+    /// Looks up the topics' metadata first (a few milliseconds), so fetching starts at
+    /// once instead of after librdkafka's offset-query retry timer (about 500 ms).
     public func assign(_ partitions: [KafkaTopicPartition]) throws(KafkaError) {
+        for topic in Set(partitions.map(\.topic)) { warmMetadata(topic: topic) }
         let list = KafkaTopicPartition.makeList(partitions)
         defer { rd_kafka_topic_partition_list_destroy(list) }
         let err = rd_kafka_assign(client.handle, partitions.isEmpty ? nil : list)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "assign \(partitions)") }
+    }
+
+    private func warmMetadata(topic: String) {
+        guard let rkt = rd_kafka_topic_new(client.handle, topic, nil) else { return }
+        defer { rd_kafka_topic_destroy(rkt) }
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        if rd_kafka_metadata(client.handle, 0, rkt, &metadata, 5_000) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata {
+            rd_kafka_metadata_destroy(metadata)
+        }
     }
 
     /// The partitions currently assigned to this consumer.

@@ -1,0 +1,103 @@
+import ArgumentParser
+import AudiencePulse
+import Foundation
+import Kafka
+import Logging
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure throughput (results belong in docs/benchmarks.md).",
+        subcommands: [KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self]
+    )
+}
+
+struct BrokerOptions: ParsableArguments {
+    @Option(name: .long, help: "Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:19092).")
+    var brokers: String = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] ?? "127.0.0.1:19092"
+
+    @Option(name: .customShort("X"), parsing: .unconditionalSingleValue, help: "A librdkafka property, name=value (repeatable).")
+    var properties: [String] = []
+
+    func configuration() throws -> KafkaConfiguration {
+        var result: [String: String] = [:]
+        for property in properties {
+            let parts = property.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw ValidationError("-X expects name=value, got \(property)") }
+            result[String(parts[0])] = String(parts[1])
+        }
+        return KafkaConfiguration(bootstrapServers: brokers, properties: result)
+    }
+}
+
+extension Bench {
+    struct KafkaProduce: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "kafka-produce",
+            abstract: "Produce N synthetic events with the Kafka module's producer and report events/s.")
+
+        @OptionGroup var broker: BrokerOptions
+        @Option(help: "Topic to write to.") var topic: String
+        @Option(help: "Number of records.") var count = 2_000_000
+        @Option(help: "Create the topic with this many partitions if it does not exist.") var partitions: Int32?
+        @Flag(help: "Print the result as one JSON line.") var json = false
+
+        func run() throws {
+            if let partitions {
+                let admin = try KafkaAdmin(configuration: broker.configuration())
+                try admin.createTopics([KafkaTopicSpecification(name: topic, partitions: partitions)], ifNotExists: true)
+                try admin.waitForTopic(topic, partitions: partitions)
+            }
+            guard count > 0 else { return }
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: broker.configuration()))
+            let result = try KafkaThroughputBenchmark.produce(producer: producer, topic: topic, count: count)
+            print(json ? result.json : result.description)
+        }
+    }
+
+    struct KafkaConsume: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "kafka-consume",
+            abstract: "Read a topic from the beginning to its end with the Kafka module's consumer, only counting.")
+
+        @OptionGroup var broker: BrokerOptions
+        @Option(help: "Topic to read.") var topic: String
+        @Option(help: "Stop once this many records arrived (default: at the end of every partition).") var expect: Int?
+        @Flag(help: "Print the result as one JSON line.") var json = false
+
+        func run() throws {
+            let common = try broker.configuration()
+            let partitions = try KafkaAdmin(configuration: common).partitionIDs(of: topic)
+            let consumer = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    common: common, groupID: "pulse-bench", enablePartitionEOF: true))
+            let result = try KafkaThroughputBenchmark.consume(consumer: consumer, topic: topic, partitions: partitions, expected: expect)
+            // Nothing to commit and no group joined: no close() (it would wait for the coordinator).
+            print(json ? result.json : result.description)
+        }
+    }
+
+    struct KafkaPayloads: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "kafka-payloads",
+            abstract: "Write the benchmark's records as key<TAB>value lines, for kcat -P -K '\\t'.")
+
+        @Option(help: "Number of records.") var count = 2_000_000
+
+        func run() throws {
+            var buffer = ""
+            buffer.reserveCapacity(1 << 20)
+            for index in 0..<count {
+                let (key, value) = KafkaThroughputBenchmark.record(index)
+                buffer += key
+                buffer += "\t"
+                buffer += value
+                buffer += "\n"
+                if buffer.utf8.count > 1 << 20 {
+                    FileHandle.standardOutput.write(Data(buffer.utf8))
+                    buffer.removeAll(keepingCapacity: true)
+                }
+            }
+            FileHandle.standardOutput.write(Data(buffer.utf8))
+        }
+    }
+}

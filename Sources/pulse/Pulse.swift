@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Pulse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pulse",
+        abstract: "Audience Pulse: per-segment audience metrics from a Kafka event stream.",
+        subcommands: [Bench.self]
+    )
+}
