@@ -1,5 +1,5 @@
 # Audience Pulse — the two commands that matter are `make demo` and `make test`.
-.PHONY: test demo bootstrap broker-start broker-stop build release bench-kafka clean
+.PHONY: test demo bootstrap broker-start broker-stop build release bench-kafka leak-check clean
 
 ## Install everything missing (system packages, librdkafka >= 2.1, the local broker).
 bootstrap:
@@ -32,3 +32,7 @@ bench-kafka: bootstrap
 
 clean:
 	rm -rf .build
+
+## Produce and consume loops under valgrind; fails on any lost memory.
+leak-check: bootstrap
+	scripts/leak-check.sh

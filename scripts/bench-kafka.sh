@@ -36,8 +36,10 @@ ours_p=(); kcat_p=(); ours_c=(); kcat_c=()
 run_id="$(date +%s)"
 for round in $(seq 1 "$ROUNDS"); do
   ta="bench-ours-$run_id-$round"; tk="bench-kcat-$run_id-$round"
+  # Both topics exist before the clocks start.
   "$pulse" bench kafka-produce --topic "$tk" --count 0 --partitions "$PARTITIONS"
-  t0=$(now); "$pulse" bench kafka-produce --topic "$ta" --count "$N" --partitions "$PARTITIONS" --json >/dev/null; t1=$(now)
+  "$pulse" bench kafka-produce --topic "$ta" --count 0 --partitions "$PARTITIONS"
+  t0=$(now); "$pulse" bench kafka-produce --topic "$ta" --count "$N" --json >/dev/null; t1=$(now)
   ours_p+=("$(rate "$t0" "$t1")")
   t0=$(now); kcat -P -b "$b" -t "$tk" -K $'\t' "${props[@]}" <"$payloads"; t1=$(now)
   kcat_p+=("$(rate "$t0" "$t1")")

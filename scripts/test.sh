@@ -34,3 +34,6 @@ fi
 rm -f "$build_log"
 
 swift test --skip-build "$@"
+
+# A produce and a consume loop under valgrind: no memory may be lost.
+scripts/leak-check.sh

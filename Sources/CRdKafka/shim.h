@@ -12,13 +12,13 @@
 /// RD_KAFKA_PARTITION_UA: let the partitioner choose.
 static const int32_t pulse_partition_unassigned = RD_KAFKA_PARTITION_UA;
 
-/// Enqueues one message with rd_kafka_producev. Key, value and headers are copied or
-/// taken over by librdkafka: the caller's buffers may be reused as soon as this returns.
-/// On success librdkafka owns `headers`; on failure the caller still owns it.
-/// `timestamp_ms` 0 means "now". `block` waits while the local queue is full
+/// Enqueues one message to a topic handle with rd_kafka_producev. Key, value and headers
+/// are copied or taken over by librdkafka: the caller's buffers may be reused as soon as
+/// this returns. On success librdkafka owns `headers`; on failure the caller still owns
+/// it. `timestamp_ms` 0 means "now". `block` waits while the local queue is full
 /// (RD_KAFKA_MSG_F_BLOCK); only use it on a thread that may block.
 static inline rd_kafka_resp_err_t pulse_produce(
-    rd_kafka_t *rk, const char *topic, int32_t partition,
+    rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition,
     const void *value, size_t value_len,
     const void *key, size_t key_len,
     rd_kafka_headers_t *headers, int64_t timestamp_ms,
@@ -26,7 +26,7 @@ static inline rd_kafka_resp_err_t pulse_produce(
     int flags = RD_KAFKA_MSG_F_COPY | (block ? RD_KAFKA_MSG_F_BLOCK : 0);
     if (headers != NULL) {
         return rd_kafka_producev(rk,
-                                 RD_KAFKA_V_TOPIC(topic),
+                                 RD_KAFKA_V_RKT(rkt),
                                  RD_KAFKA_V_PARTITION(partition),
                                  RD_KAFKA_V_MSGFLAGS(flags),
                                  RD_KAFKA_V_VALUE((void *)value, value_len),
@@ -37,7 +37,7 @@ static inline rd_kafka_resp_err_t pulse_produce(
                                  RD_KAFKA_V_END);
     }
     return rd_kafka_producev(rk,
-                             RD_KAFKA_V_TOPIC(topic),
+                             RD_KAFKA_V_RKT(rkt),
                              RD_KAFKA_V_PARTITION(partition),
                              RD_KAFKA_V_MSGFLAGS(flags),
                              RD_KAFKA_V_VALUE((void *)value, value_len),

@@ -14,6 +14,7 @@ public final class KafkaProducer: Sendable {
     let client: RDKafkaClient
     private let deliveryLoop: KafkaLoopThread
     private let blocking: KafkaThread
+    private let topics = Mutex<[String: KafkaProducerTopic]>([:])
     /// The configuration the producer was created with.
     public let configuration: KafkaProducerConfiguration
 
@@ -126,17 +127,48 @@ public final class KafkaProducer: Sendable {
         blockIfQueueFull: Bool = false,
         onDelivery: (@Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void)? = nil
     ) throws(KafkaError) {
+        try produce(
+            to: self.topic(topic), partition: partition, key: key, value: value, headers: headers,
+            timestamp: timestamp, blockIfQueueFull: blockIfQueueFull, onDelivery: onDelivery)
+    }
+
+    /// Enqueues one record to a topic handle from ``topic(_:)``: the fastest path, with no
+    /// lookup by name. See ``produce(_:blockIfQueueFull:onDelivery:)`` for the parameters.
+    public func produce(
+        to topic: KafkaProducerTopic,
+        partition: Int32? = nil,
+        key: UnsafeRawBufferPointer?,
+        value: UnsafeRawBufferPointer,
+        headers: [KafkaHeader] = [],
+        timestamp: Int64? = nil,
+        blockIfQueueFull: Bool = false,
+        onDelivery: (@Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void)? = nil
+    ) throws(KafkaError) {
         let completion = onDelivery.map { Unmanaged.passRetained(KafkaDeliveryCompletion($0)) }
         let cHeaders = KafkaProducer.makeHeaders(headers)
         let err = pulse_produce(
-            client.handle, topic, partition ?? pulse_partition_unassigned,
+            client.handle, topic.handle, partition ?? pulse_partition_unassigned,
             value.baseAddress, value.count, key?.baseAddress, key?.count ?? 0,
             cHeaders, timestamp ?? 0, completion?.toOpaque(), blockIfQueueFull ? 1 : 0)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             completion?.release()
             if let cHeaders { rd_kafka_headers_destroy(cHeaders) }
-            throw KafkaError(err, context: "cannot enqueue a record for \(topic)")
+            throw KafkaError(err, context: "cannot enqueue a record for \(topic.name)")
         }
+    }
+
+    /// The handle of topic `name` for this producer, created on first use and kept.
+    public func topic(_ name: String) throws(KafkaError) -> KafkaProducerTopic {
+        let result: Result<KafkaProducerTopic, KafkaError> = topics.withLock { topics in
+            if let existing = topics[name] { return .success(existing) }
+            guard let handle = rd_kafka_topic_new(client.handle, name, nil) else {
+                return .failure(KafkaError(rd_kafka_last_error(), context: "topic handle for \(name)"))
+            }
+            let topic = KafkaProducerTopic(name: name, handle: handle, client: client)
+            topics[name] = topic
+            return .success(topic)
+        }
+        return try result.get()
     }
 
     private static func makeHeaders(_ headers: [KafkaHeader]) -> OpaquePointer? {
@@ -277,4 +309,23 @@ public final class KafkaProducer: Sendable {
     private func check(_ error: OpaquePointer?, _ what: String) throws(KafkaError) {
         if let error { throw KafkaError(consuming: error, context: what) }
     }
+}
+
+/// A producer's handle for one topic (librdkafka's `rd_kafka_topic_t`), from
+/// ``KafkaProducer/topic(_:)``. Producing through it skips the lookup by name.
+public final class KafkaProducerTopic: @unchecked Sendable {
+    // @unchecked: topic handles are thread-safe in librdkafka; destroyed once, in deinit,
+    // while the client (kept alive by this reference) still exists.
+    /// The topic name.
+    public let name: String
+    let handle: OpaquePointer
+    private let client: RDKafkaClient
+
+    init(name: String, handle: OpaquePointer, client: RDKafkaClient) {
+        self.name = name
+        self.handle = handle
+        self.client = client
+    }
+
+    deinit { rd_kafka_topic_destroy(handle) }
 }

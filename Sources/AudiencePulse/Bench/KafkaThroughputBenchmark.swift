@@ -49,6 +49,7 @@ public enum KafkaThroughputBenchmark {
             return (Array(key.utf8), Array(value.utf8))
         }
         var bytes = 0
+        let handle = try producer.topic(topic)
         let clock = ContinuousClock()
         let start = clock.now
         for index in 0..<count {
@@ -56,7 +57,7 @@ public enum KafkaThroughputBenchmark {
             bytes += value.count
             try key.withUnsafeBytes { keyBytes in
                 try value.withUnsafeBytes { valueBytes in
-                    try producer.produce(topic: topic, key: keyBytes, value: valueBytes, blockIfQueueFull: true)
+                    try producer.produce(to: handle, key: keyBytes, value: valueBytes, blockIfQueueFull: true)
                 }
             }
         }

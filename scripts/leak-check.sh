@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# A produce loop and a consume loop of the Kafka module under valgrind's memcheck;
+# fails if either loses memory (definitely or indirectly lost > 0).
+# Usage: scripts/leak-check.sh   (COUNT=20000 by default; needs a broker, like make test)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+COUNT="${COUNT:-20000}"
+command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
+started=0
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  if ! KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh status)"; then
+    KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh start)"; started=1
+  fi
+fi
+export KAFKA_BOOTSTRAP_SERVERS
+trap '[ "$started" -eq 1 ] && scripts/broker.sh stop' EXIT
+swift build --product pulse >/dev/null
+pulse="$(swift build --show-bin-path)/pulse"
+topic="leak-check-$(date +%s)"
+status=0
+for step in "kafka-produce --topic $topic --count $COUNT --partitions 2" "kafka-consume --topic $topic"; do
+  log="$(mktemp)"
+  # shellcheck disable=SC2086
+  valgrind --leak-check=full --show-leak-kinds=definite,indirect "$pulse" bench $step >"$log" 2>&1
+  grep -E "^(producer|consumer):" "$log"
+  lost="$(grep -E "(definitely|indirectly) lost:" "$log" | sed 's/==[0-9]*== *//')"
+  echo "$lost"
+  if echo "$lost" | grep -vq " 0 bytes in 0 blocks"; then echo "leak-check: memory lost in '$step', see $log" >&2; status=1; fi
+done
+exit $status
