@@ -32,9 +32,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "AudienceMetrics",
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "AudiencePulse",
             dependencies: [
                 "Kafka",
+                "AudienceMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -52,6 +57,11 @@ let package = Package(
         .testTarget(
             name: "KafkaTests",
             dependencies: ["Kafka"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AudienceMetricsTests",
+            dependencies: ["AudienceMetrics"],
             swiftSettings: strictSettings
         ),
         .testTarget(

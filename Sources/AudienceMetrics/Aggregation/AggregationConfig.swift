@@ -1,0 +1,78 @@
+/// What to compute and how: windows, lateness, segments, sessions, metric definitions and
+/// state bounds. Shared by both processing stages; both must use the same values.
+public struct AggregationConfig: Sendable, Hashable {
+    /// Windows computed, all at once. Default: 1-minute tumbling.
+    public var windows: [WindowSpec]
+    /// Watermark = newest event time − this. Default 5 s.
+    public var maxOutOfOrderness: Int64
+    /// A window stays open this long after the watermark passed its end. Default 0.
+    public var allowedLateness: Int64
+    public var segments: SegmentSpec
+    public var sessions: SessionRules
+    /// Types counted as engagement. Default like, share, comment.
+    public var engagementTypes: EventTypeSet
+    /// Types counted as conversion. Default conversion.
+    public var conversionTypes: EventTypeSet
+    /// Counters kept for top content (the record lists the top ``topContentSize``).
+    public var topContentCapacity: Int
+    /// Items listed in `top_content`. Default 10.
+    public var topContentSize: Int
+    /// How long event ids are remembered for de-duplication (event time). Default 10 min.
+    public var deduplicationHorizon: Int64
+    /// Most event ids remembered per partition. Default 2,000,000.
+    public var deduplicationMaxEntries: Int
+    /// Users inactive this long are forgotten. Default 30 days.
+    public var userTTL: Int64
+    /// Most users tracked per partition. Default 5,000,000.
+    public var maxUsersPerPartition: Int
+
+    public init(
+        windows: [WindowSpec] = [WindowSpec(size: 60_000)],
+        maxOutOfOrderness: Int64 = 5_000,
+        allowedLateness: Int64 = 0,
+        segments: SegmentSpec = SegmentSpec(),
+        sessions: SessionRules = SessionRules(),
+        engagementTypes: EventTypeSet = .defaultEngagement,
+        conversionTypes: EventTypeSet = .defaultConversion,
+        topContentCapacity: Int = 64,
+        topContentSize: Int = 10,
+        deduplicationHorizon: Int64 = 600_000,
+        deduplicationMaxEntries: Int = 2_000_000,
+        userTTL: Int64 = 30 * 86_400_000,
+        maxUsersPerPartition: Int = 5_000_000
+    ) {
+        self.windows = windows
+        self.maxOutOfOrderness = maxOutOfOrderness
+        self.allowedLateness = allowedLateness
+        self.segments = segments
+        self.sessions = sessions
+        self.engagementTypes = engagementTypes
+        self.conversionTypes = conversionTypes
+        self.topContentCapacity = topContentCapacity
+        self.topContentSize = topContentSize
+        self.deduplicationHorizon = deduplicationHorizon
+        self.deduplicationMaxEntries = deduplicationMaxEntries
+        self.userTTL = userTTL
+        self.maxUsersPerPartition = maxUsersPerPartition
+    }
+}
+
+/// One window's aggregates for some segments, as stage 1 emits them.
+public struct WindowPartial: Sendable, Equatable {
+    /// Index into ``AggregationConfig/windows``.
+    public var windowIndex: Int
+    public var start: Int64
+    public var end: Int64
+    /// Segment name → aggregate, sorted by name.
+    public var segments: [(name: String, aggregate: SegmentAggregate)]
+    /// Events that went to the `other` segment because of the segment cap.
+    public var overflowedEvents: Int64
+    /// The window is closed: these are its final values.
+    public var isFinal: Bool
+
+    public static func == (lhs: WindowPartial, rhs: WindowPartial) -> Bool {
+        lhs.windowIndex == rhs.windowIndex && lhs.start == rhs.start && lhs.end == rhs.end && lhs.isFinal == rhs.isFinal
+            && lhs.overflowedEvents == rhs.overflowedEvents && lhs.segments.map(\.name) == rhs.segments.map(\.name)
+            && lhs.segments.map(\.aggregate) == rhs.segments.map(\.aggregate)
+    }
+}

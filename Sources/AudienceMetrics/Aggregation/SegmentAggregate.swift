@@ -1,0 +1,136 @@
+/// Everything measured for one segment in one window: mergeable, so partials from several
+/// input partitions (or several stages of one stream) add up to the aggregate of all
+/// their events — exactly for counts, sums and small user sets, within the sketches'
+/// stated error otherwise.
+public struct SegmentAggregate: Sendable, Equatable {
+    /// All events.
+    public var events: Int64 = 0
+    /// Events per ``KnownEventType`` (by raw value).
+    public var knownTypes = [Int64](repeating: 0, count: KnownEventType.allCases.count)
+    /// Events of types the metrics do not know, by name.
+    public var otherTypes: [String: Int64] = [:]
+    /// Distinct users.
+    public var users = UniqueCounter()
+    /// Distinct users whose first-ever event falls in the window.
+    public var newUsers = UniqueCounter()
+    /// Distinct users active here and in the previous window of the same size.
+    public var retainedUsers = UniqueCounter()
+    /// Distinct users who converted.
+    public var convertingUsers = UniqueCounter()
+    /// `dwell_ms` distribution.
+    public var dwell = QuantileSketch()
+    /// Page views per `content_id`.
+    public var topContent: TopK
+    /// Sum of `value` over conversions, in millionths.
+    public var revenueMicros: Int64 = 0
+    /// Sessions that started in the window.
+    public var sessionsStarted: Int64 = 0
+    /// Of those, sessions that became engaged while the window was open.
+    public var sessionsEngaged: Int64 = 0
+    /// Summed duration of those sessions (while the window was open), ms.
+    public var sessionDurationMs: Int64 = 0
+    /// Late events detected while this window held the newest event time.
+    public var late: Int64 = 0
+    /// Duplicate events in this window.
+    public var duplicates: Int64 = 0
+    /// Invalid events detected while this window held the newest event time (segment `all` only).
+    public var invalid: Int64 = 0
+
+    public init(topContentCapacity: Int = 64) {
+        topContent = TopK(capacity: topContentCapacity)
+    }
+
+    /// Adds `other`'s measurements to these.
+    public mutating func merge(_ other: SegmentAggregate) {
+        events += other.events
+        for index in knownTypes.indices { knownTypes[index] += other.knownTypes[index] }
+        for (name, count) in other.otherTypes { otherTypes[name, default: 0] += count }
+        users.merge(other.users)
+        newUsers.merge(other.newUsers)
+        retainedUsers.merge(other.retainedUsers)
+        convertingUsers.merge(other.convertingUsers)
+        dwell.merge(other.dwell)
+        topContent.merge(other.topContent)
+        revenueMicros += other.revenueMicros
+        sessionsStarted += other.sessionsStarted
+        sessionsEngaged += other.sessionsEngaged
+        sessionDurationMs += other.sessionDurationMs
+        late += other.late
+        duplicates += other.duplicates
+        invalid += other.invalid
+    }
+
+    /// Events of a known type.
+    public func count(_ type: KnownEventType) -> Int64 { knownTypes[type.rawValue] }
+
+    /// Events whose type is in `set`.
+    public func count(in set: EventTypeSet) -> Int64 {
+        knownTypes.indices.reduce(0) { set.contains($1) ? $0 + knownTypes[$1] : $0 }
+    }
+
+    // MARK: Binary form
+
+    static let formatVersion: UInt8 = 1
+
+    public func encode(into writer: inout BinaryWriter) {
+        writer.write(SegmentAggregate.formatVersion)
+        writer.writeSigned(events)
+        writer.writeVarint(knownTypes.count)
+        for count in knownTypes { writer.writeSigned(count) }
+        writer.writeVarint(otherTypes.count)
+        for (name, count) in otherTypes.sorted(by: { $0.key < $1.key }) {
+            writer.writeString(name)
+            writer.writeSigned(count)
+        }
+        users.encode(into: &writer)
+        newUsers.encode(into: &writer)
+        retainedUsers.encode(into: &writer)
+        convertingUsers.encode(into: &writer)
+        dwell.encode(into: &writer)
+        topContent.encode(into: &writer)
+        for value in [revenueMicros, sessionsStarted, sessionsEngaged, sessionDurationMs, late, duplicates, invalid] {
+            writer.writeSigned(value)
+        }
+    }
+
+    public static func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) -> SegmentAggregate {
+        try reader.expectVersion(formatVersion, of: "segment aggregate")
+        var result = SegmentAggregate()
+        result.events = try reader.readSigned()
+        let typeCount = try reader.readCount(limit: 64)
+        var known: [Int64] = []
+        for _ in 0..<typeCount { known.append(try reader.readSigned()) }
+        guard known.count == result.knownTypes.count else { throw BinaryReader.Error(message: "event type count \(known.count)") }
+        result.knownTypes = known
+        let otherCount = try reader.readCount(limit: 1 << 16)
+        for _ in 0..<otherCount { result.otherTypes[try reader.readString(limit: 4096)] = try reader.readSigned() }
+        result.users = try UniqueCounter.decode(from: &reader)
+        result.newUsers = try UniqueCounter.decode(from: &reader)
+        result.retainedUsers = try UniqueCounter.decode(from: &reader)
+        result.convertingUsers = try UniqueCounter.decode(from: &reader)
+        result.dwell = try QuantileSketch.decode(from: &reader)
+        result.topContent = try TopK.decode(from: &reader)
+        result.revenueMicros = try reader.readSigned()
+        result.sessionsStarted = try reader.readSigned()
+        result.sessionsEngaged = try reader.readSigned()
+        result.sessionDurationMs = try reader.readSigned()
+        result.late = try reader.readSigned()
+        result.duplicates = try reader.readSigned()
+        result.invalid = try reader.readSigned()
+        return result
+    }
+
+    /// The binary form as bytes.
+    public var encoded: [UInt8] {
+        var writer = BinaryWriter(capacity: 512)
+        encode(into: &writer)
+        return writer.bytes
+    }
+
+    /// Decodes bytes from ``encoded``.
+    public init(encoded bytes: [UInt8]) throws(BinaryReader.Error) {
+        var reader = BinaryReader(bytes)
+        self = try SegmentAggregate.decode(from: &reader)
+        guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes") }
+    }
+}

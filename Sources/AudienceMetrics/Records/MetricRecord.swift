@@ -1,0 +1,305 @@
+/// One metric record (`audience-pulse.metrics/v1`): a segment's metrics for one window,
+/// as produced to the metrics topic keyed `segment|window_start`. See
+/// docs/metrics-schema.md for every field.
+public struct MetricRecord: Sendable, Hashable {
+    public static let schema = "audience-pulse.metrics/v1"
+
+    public var segment: String
+    public var window: WindowSpec
+    public var start: Int64
+    public var end: Int64
+    public var isFinal: Bool
+    public var events: Int64
+    public var byType: [(String, Int64)]
+    public var uniqueUsers: Int
+    public var uniqueIsExact: Bool
+    public var newUsers: Int
+    public var returningUsers: Int
+    public var retainedUsers: Int
+    public var retentionRate: Double?
+    public var engagementCount: Int64
+    public var engagementRate: Double?
+    public var engagementPerUser: Double?
+    public var conversionCount: Int64
+    public var convertingUsers: Int
+    public var conversionRate: Double?
+    public var revenueMicros: Int64
+    public var dwellCount: UInt64
+    public var dwellMean: Double?
+    public var dwellP50: Double?
+    public var dwellP90: Double?
+    public var dwellP99: Double?
+    public var sessionsStarted: Int64
+    public var sessionsEngaged: Int64
+    public var bounceRate: Double?
+    public var meanSessionDurationMs: Double?
+    public var topContent: [(String, Int64)]
+    public var trend: TrendValues?
+    public var late: Int64
+    public var duplicates: Int64
+    public var invalid: Int64
+    public var overflowedEvents: Int64
+
+    /// The Kafka record key: `segment|window_start` (window start in epoch ms, and the
+    /// window name when several sizes are configured: `segment|1m|start`).
+    public func key(includeWindowName: Bool) -> String {
+        includeWindowName ? "\(segment)|\(window.name)|\(start)" : "\(segment)|\(start)"
+    }
+
+    /// Builds a record from a merged aggregate.
+    public init(
+        segment: String, window: WindowSpec, start: Int64, aggregate a: SegmentAggregate, isFinal: Bool,
+        previousUniqueUsers: Int?, trend: TrendValues?, overflowedEvents: Int64, config: AggregationConfig
+    ) {
+        self.segment = segment
+        self.window = window
+        self.start = start
+        end = start + window.size
+        self.isFinal = isFinal
+        events = a.events
+        var types: [(String, Int64)] = KnownEventType.allCases.compactMap { type in
+            a.knownTypes[type.rawValue] > 0 ? (type.name, a.knownTypes[type.rawValue]) : nil
+        }
+        types += a.otherTypes.map { ($0.key, $0.value) }
+        byType = types.sorted { $0.0 < $1.0 }
+        uniqueUsers = a.users.count
+        uniqueIsExact = a.users.isExact
+        newUsers = min(a.newUsers.count, uniqueUsers)
+        returningUsers = uniqueUsers - newUsers
+        retainedUsers = a.retainedUsers.count
+        retentionRate = previousUniqueUsers.flatMap { $0 > 0 ? Double(a.retainedUsers.count) / Double($0) : nil }
+        engagementCount = a.count(in: config.engagementTypes)
+        let pageViews = a.count(.pageView)
+        engagementRate = pageViews > 0 ? Double(engagementCount) / Double(pageViews) : nil
+        engagementPerUser = uniqueUsers > 0 ? Double(engagementCount) / Double(uniqueUsers) : nil
+        conversionCount = a.count(in: config.conversionTypes)
+        convertingUsers = a.convertingUsers.count
+        conversionRate = uniqueUsers > 0 ? Double(convertingUsers) / Double(uniqueUsers) : nil
+        revenueMicros = a.revenueMicros
+        dwellCount = a.dwell.count
+        dwellMean = a.dwell.mean
+        dwellP50 = a.dwell.quantile(0.5)
+        dwellP90 = a.dwell.quantile(0.9)
+        dwellP99 = a.dwell.quantile(0.99)
+        sessionsStarted = a.sessionsStarted
+        sessionsEngaged = a.sessionsEngaged
+        bounceRate = a.sessionsStarted > 0 ? Double(a.sessionsStarted - min(a.sessionsEngaged, a.sessionsStarted)) / Double(a.sessionsStarted) : nil
+        meanSessionDurationMs = a.sessionsStarted > 0 ? Double(a.sessionDurationMs) / Double(a.sessionsStarted) : nil
+        topContent = a.topContent.top(config.topContentSize).map { ($0.name, $0.count) }
+        self.trend = trend
+        late = a.late
+        duplicates = a.duplicates
+        invalid = a.invalid
+        self.overflowedEvents = overflowedEvents
+    }
+
+    public static func == (lhs: MetricRecord, rhs: MetricRecord) -> Bool { lhs.json == rhs.json }
+    public func hash(into hasher: inout Hasher) { hasher.combine(json) }
+
+    /// The record as JSON, with a fixed field order and number formatting, so equal
+    /// records are equal bytes.
+    public var json: String {
+        var out = JSONText()
+        out.open("{")
+        out.field("schema", string: MetricRecord.schema)
+        out.field("segment", string: segment)
+        out.key("window")
+        out.open("{")
+        out.field("size", string: window.name)
+        out.field("start", string: Timestamp.format(start))
+        out.field("end", string: Timestamp.format(end))
+        out.field("start_ms", int: start)
+        out.field("end_ms", int: end)
+        out.close("}")
+        out.field("final", bool: isFinal)
+        out.field("events", int: events)
+        out.key("by_type")
+        out.open("{")
+        for (name, count) in byType { out.field(name, int: count) }
+        out.close("}")
+        out.key("users")
+        out.open("{")
+        out.field("unique", int: Int64(uniqueUsers))
+        out.field("unique_exact", bool: uniqueIsExact)
+        out.field("new", int: Int64(newUsers))
+        out.field("returning", int: Int64(returningUsers))
+        out.field("retained", int: Int64(retainedUsers))
+        out.field("retention_rate", double: retentionRate)
+        out.close("}")
+        out.key("engagement")
+        out.open("{")
+        out.field("count", int: engagementCount)
+        out.field("rate", double: engagementRate)
+        out.field("per_user", double: engagementPerUser)
+        out.close("}")
+        out.key("conversion")
+        out.open("{")
+        out.field("count", int: conversionCount)
+        out.field("users", int: Int64(convertingUsers))
+        out.field("rate", double: conversionRate)
+        out.field("revenue", micros: revenueMicros)
+        out.close("}")
+        out.key("dwell_ms")
+        out.open("{")
+        out.field("count", int: Int64(dwellCount))
+        out.field("mean", double: dwellMean)
+        out.field("p50", double: dwellP50)
+        out.field("p90", double: dwellP90)
+        out.field("p99", double: dwellP99)
+        out.close("}")
+        out.key("sessions")
+        out.open("{")
+        out.field("started", int: sessionsStarted)
+        out.field("engaged", int: sessionsEngaged)
+        out.field("bounce_rate", double: bounceRate)
+        out.field("mean_duration_ms", double: meanSessionDurationMs)
+        out.close("}")
+        out.key("top_content")
+        out.open("[")
+        for (name, views) in topContent {
+            out.open("{")
+            out.field("content_id", string: name)
+            out.field("views", int: views)
+            out.close("}")
+        }
+        out.close("]")
+        out.key("trend")
+        if let trend {
+            out.open("{")
+            out.field("metric", string: "events")
+            out.field("previous", double: trend.previous)
+            out.field("change", double: trend.change)
+            out.field("change_rate", double: trend.changeRate)
+            out.field("level", double: trend.level)
+            out.field("forecast", double: trend.forecast)
+            out.field("anomaly_score", double: trend.anomalyScore)
+            out.field("anomaly", bool: trend.anomaly)
+            out.close("}")
+        } else {
+            out.null()
+        }
+        out.key("quality")
+        out.open("{")
+        out.field("late", int: late)
+        out.field("duplicates", int: duplicates)
+        out.field("invalid", int: invalid)
+        out.field("overflowed_events", int: overflowedEvents)
+        out.close("}")
+        out.close("}")
+        return out.text
+    }
+}
+
+/// A tiny deterministic JSON writer (fixed order, fixed number format).
+struct JSONText {
+    var text = ""
+    private var needsComma = false
+
+    init() { text.reserveCapacity(1024) }
+
+    mutating func open(_ bracket: String) {
+        separator()
+        text += bracket
+        needsComma = false
+    }
+
+    mutating func close(_ bracket: String) {
+        text += bracket
+        needsComma = true
+    }
+
+    mutating func key(_ name: String) {
+        separator()
+        JSONText.appendString(name, to: &text)
+        text += ":"
+        needsComma = false
+    }
+
+    private mutating func separator() {
+        if needsComma { text += "," }
+    }
+
+    mutating func null() {
+        separator()
+        text += "null"
+        needsComma = true
+    }
+
+    mutating func field(_ name: String, string: String) {
+        key(name)
+        JSONText.appendString(string, to: &text)
+        needsComma = true
+    }
+
+    mutating func field(_ name: String, int: Int64) {
+        key(name)
+        text += String(int)
+        needsComma = true
+    }
+
+    mutating func field(_ name: String, bool: Bool) {
+        key(name)
+        text += bool ? "true" : "false"
+        needsComma = true
+    }
+
+    mutating func field(_ name: String, double: Double?) {
+        key(name)
+        if let double, double.isFinite {
+            text += JSONText.format(double)
+        } else {
+            text += "null"
+        }
+        needsComma = true
+    }
+
+    /// Millionths as a decimal with up to six fraction digits.
+    mutating func field(_ name: String, micros: Int64) {
+        key(name)
+        text += JSONText.formatMicros(micros)
+        needsComma = true
+    }
+
+    /// A double rounded to 6 decimal places, without trailing zeros (`0.25`, `3`, `-1.5`).
+    static func format(_ value: Double) -> String {
+        let scaled = (value * 1_000_000).rounded()
+        guard abs(scaled) < 9e18 else { return String(Int64(value.rounded())) }
+        return formatMicros(Int64(scaled))
+    }
+
+    static func formatMicros(_ micros: Int64) -> String {
+        let negative = micros < 0
+        let magnitude = micros.magnitude
+        let whole = magnitude / 1_000_000
+        var fraction = magnitude % 1_000_000
+        var result = (negative ? "-" : "") + String(whole)
+        guard fraction > 0 else { return result }
+        var digits = 6
+        while fraction % 10 == 0 {
+            fraction /= 10
+            digits -= 1
+        }
+        let text = String(fraction)
+        result += "." + String(repeating: "0", count: digits - text.count) + text
+        return result
+    }
+
+    static func appendString(_ value: String, to out: inout String) {
+        out += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20:
+                let hex = String(c.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default:
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\""
+    }
+}

@@ -1,0 +1,131 @@
+/// Which segments an event belongs to: dimension combinations (every distinct value tuple
+/// is a segment) and named rules.
+public struct SegmentSpec: Sendable, Hashable {
+    /// Each combination is a list of attribute names; `[]` is the segment `all`.
+    /// `["country", "device"]` gives segments such as `country=DE,device=mobile`.
+    public var dimensions: [[String]]
+    /// Named rules: segment name → rule (a segment named after the rule's key).
+    public var rules: [(name: String, rule: SegmentRule)]
+    /// Most distinct segments per window; more go to the segment `other` and are counted.
+    public var maxSegmentsPerWindow: Int
+
+    public init(dimensions: [[String]] = [[]], rules: [(name: String, rule: SegmentRule)] = [], maxSegmentsPerWindow: Int = 10_000) {
+        self.dimensions = dimensions
+        self.rules = rules
+        self.maxSegmentsPerWindow = maxSegmentsPerWindow
+    }
+
+    /// The attribute names the decoder must keep (dimensions first, then rules').
+    public var attributeNames: [String] {
+        var names: [String] = []
+        for name in dimensions.joined() + rules.flatMap(\.rule.attributeNames) where !names.contains(name) { names.append(name) }
+        return names
+    }
+
+    /// The overflow segment's name.
+    public static let overflowSegment = "other"
+    /// The value used for a dimension the event does not carry.
+    public static let missingValue = "(none)"
+
+    public static func == (lhs: SegmentSpec, rhs: SegmentSpec) -> Bool {
+        lhs.dimensions == rhs.dimensions && lhs.maxSegmentsPerWindow == rhs.maxSegmentsPerWindow
+            && lhs.rules.map(\.name) == rhs.rules.map(\.name) && lhs.rules.map(\.rule) == rhs.rules.map(\.rule)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(dimensions)
+        hasher.combine(rules.map(\.name))
+        hasher.combine(maxSegmentsPerWindow)
+    }
+}
+
+/// Computes an event's segments as 64-bit keys (hashes of the segment names) without
+/// allocating; names are built only the first time a key is seen.
+///
+/// Segment names: `all`; `name=value[,name=value…]` for dimension combinations, in the
+/// configured order, with `%`, `,`, `=` and `|` in values percent-encoded; rule names as
+/// configured. Not thread-safe: one per processing thread.
+public final class SegmentAssigner {
+    public let spec: SegmentSpec
+    private let slots: [[Int]]  // per combination: decoder slots of its attributes
+    private let ruleSlots: [[Int]]  // per rule: decoder slot for each of the rule's names
+    private let nameBytes: [[UInt8]]  // attribute names as bytes, by decoder slot
+    private var buffer: [UInt8] = []
+    private var names: [UInt64: String] = [:]
+    /// The current event's segment keys, after ``assign(_:)``.
+    public private(set) var keys: [UInt64] = []
+    private let allKey = Hash64.hash("all")
+
+    /// - Parameter attributeNames: the decoder's slot order (``SegmentSpec/attributeNames``).
+    public init(spec: SegmentSpec, attributeNames: [String]) {
+        self.spec = spec
+        slots = spec.dimensions.map { combination in combination.map { name in attributeNames.firstIndex(of: name) ?? -1 } }
+        ruleSlots = spec.rules.map { rule in rule.rule.attributeNames.map { attributeNames.firstIndex(of: $0) ?? -1 } }
+        nameBytes = attributeNames.map { Array($0.utf8) }
+        buffer.reserveCapacity(1024)
+        keys.reserveCapacity(spec.dimensions.count + spec.rules.count)
+        names[allKey] = "all"
+        names[Hash64.hash(SegmentSpec.overflowSegment)] = SegmentSpec.overflowSegment
+        for rule in spec.rules { names[Hash64.hash(rule.name)] = rule.name }
+    }
+
+    func registerName(_ name: String, key: UInt64) {
+        if names[key] == nil { names[key] = name }
+    }
+
+    /// The name of a segment key seen before.
+    public func name(of key: UInt64) -> String { names[key] ?? "?" }
+
+    /// Computes the segments of the decoder's current event into ``keys``.
+    public func assign(_ decoder: EventDecoder) {
+        keys.removeAll(keepingCapacity: true)
+        for combination in slots {
+            guard !combination.isEmpty else {
+                keys.append(allKey)
+                continue
+            }
+            buffer.removeAll(keepingCapacity: true)
+            for (position, slot) in combination.enumerated() {
+                if position > 0 { buffer.append(UInt8(ascii: ",")) }
+                buffer.append(contentsOf: nameBytes[slot])
+                buffer.append(UInt8(ascii: "="))
+                let value = decoder.attributeValues[slot]
+                if value.isPresent {
+                    appendEscaped(decoder.bytes(value))
+                } else {
+                    buffer.append(contentsOf: SegmentSpec.missingValue.utf8)
+                }
+            }
+            let key = buffer.withUnsafeBytes { Hash64.hash($0) }
+            if names[key] == nil { names[key] = String(decoding: buffer, as: UTF8.self) }
+            keys.append(key)
+        }
+        if !spec.rules.isEmpty {
+            let event = decoder.event
+            let type = (decoder.bytes(event.type), event.typeHash)
+            for (index, rule) in spec.rules.enumerated() {
+                let slotsOfRule = ruleSlots[index]
+                let matches = rule.rule.evaluate(type: type) { position in
+                    let slot = slotsOfRule[position]
+                    let ref = decoder.attributeValues[slot]
+                    return ref.isPresent ? (decoder.bytes(ref), decoder.attributeHashes[slot]) : nil
+                }
+                if matches { keys.append(Hash64.hash(rule.name)) }
+            }
+        }
+    }
+
+    private func appendEscaped(_ bytes: UnsafeRawBufferPointer) {
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "%"), UInt8(ascii: ","), UInt8(ascii: "="), UInt8(ascii: "|"):
+                let hex = Array("0123456789ABCDEF".utf8)
+                buffer.append(UInt8(ascii: "%"))
+                buffer.append(hex[Int(byte >> 4)])
+                buffer.append(hex[Int(byte & 0xF)])
+            default:
+                buffer.append(byte)
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+
+/// Counts distinct 64-bit hashes: exactly up to ``exactLimit`` distinct values, then as a
+/// HyperLogLog sketch of 2^precision one-byte registers.
+///
+/// The exact phase is HyperLogLog++'s "sparse" idea taken to its end: below the limit
+/// the distinct hashes themselves are kept (in an open-addressing table), so small
+/// segments are counted exactly (up to 64-bit hash collisions, negligible below 2^32
+/// values). Above it, registers hold the usual max-rank per bucket and the count is
+/// Ertl's improved raw estimator ("New cardinality estimation algorithms for
+/// HyperLogLog sketches", 2017), which needs no bias-correction tables and is unbiased
+/// over the whole range. Standard error 1.04/√m: 0.81 % at the default precision 14.
+///
+/// Mergeable: `merge(a, b)` equals counting the union (exactly while below the limit,
+/// register-for-register identical above it). Memory: 8 bytes per distinct value (table
+/// at most half full) in the exact phase, 2^precision bytes after.
+public struct UniqueCounter: Sendable, Equatable {
+    public static let defaultPrecision = 14
+    public static let exactLimit = 1024
+
+    public let precision: Int
+    /// Open-addressing table of exact hashes (0 = empty; the hash 0 is stored as 1).
+    private var table: [UInt64]
+    private var exactCount: Int
+    /// Registers, empty while exact.
+    private var registers: [UInt8]
+
+    public init(precision: Int = UniqueCounter.defaultPrecision) {
+        precondition((4...18).contains(precision), "precision must be 4...18")
+        self.precision = precision
+        table = []
+        exactCount = 0
+        registers = []
+    }
+
+    public var isExact: Bool { registers.isEmpty }
+
+    /// Adds one hashed value.
+    @inline(__always)
+    public mutating func insert(_ hash: UInt64) {
+        if registers.isEmpty {
+            insertExact(hash == 0 ? 1 : hash)
+        } else {
+            insertRegister(hash)
+        }
+    }
+
+    private mutating func insertExact(_ hash: UInt64) {
+        if table.isEmpty { table = Array(repeating: 0, count: 16) }
+        let mask = table.count - 1
+        var index = Int(truncatingIfNeeded: hash >> 7) & mask
+        while true {
+            let slot = table[index]
+            if slot == hash { return }
+            if slot == 0 { break }
+            index = (index + 1) & mask
+        }
+        table[index] = hash
+        exactCount += 1
+        if exactCount > UniqueCounter.exactLimit {
+            densify()
+        } else if exactCount * 2 > table.count {
+            grow()
+        }
+    }
+
+    private mutating func grow() {
+        let old = table
+        table = Array(repeating: 0, count: old.count * 2)
+        exactCount = 0
+        for hash in old where hash != 0 { insertExact(hash) }
+    }
+
+    private mutating func densify() {
+        registers = Array(repeating: 0, count: 1 << precision)
+        for hash in table where hash != 0 { insertRegister(hash) }
+        table = []
+        exactCount = 0
+    }
+
+    @inline(__always)
+    private mutating func insertRegister(_ hash: UInt64) {
+        let index = Int(hash >> UInt64(64 - precision))
+        let rest = hash << UInt64(precision)
+        let rank = UInt8(min(rest.leadingZeroBitCount, 64 - precision) + 1)
+        if registers[index] < rank { registers[index] = rank }
+    }
+
+    /// The number of distinct values: exact while ``isExact``, else the estimate.
+    public var count: Int {
+        if registers.isEmpty { return exactCount }
+        return Int(estimate().rounded())
+    }
+
+    private func estimate() -> Double {
+        let q = 64 - precision
+        let m = Double(1 << precision)
+        var histogram = [Int](repeating: 0, count: q + 2)
+        for register in registers { histogram[Int(register)] += 1 }
+        var z = m * UniqueCounter.tau(1 - Double(histogram[q + 1]) / m)
+        for k in stride(from: q, through: 1, by: -1) { z = 0.5 * (z + Double(histogram[k])) }
+        z += m * UniqueCounter.sigma(Double(histogram[0]) / m)
+        return m * m / (2 * log(2.0)) / z
+    }
+
+    static func sigma(_ x0: Double) -> Double {
+        guard x0 < 1 else { return .infinity }
+        var x = x0
+        var y = 1.0
+        var z = x
+        while true {
+            x *= x
+            let previous = z
+            z += x * y
+            y += y
+            if z == previous { return z }
+        }
+    }
+
+    static func tau(_ x0: Double) -> Double {
+        guard x0 > 0, x0 < 1 else { return 0 }
+        var x = x0
+        var y = 1.0
+        var z = 1 - x
+        while true {
+            x = x.squareRoot()
+            let previous = z
+            y *= 0.5
+            z -= (1 - x) * (1 - x) * y
+            if z == previous { return z / 3 }
+        }
+    }
+
+    /// Adds everything `other` counted (same precision required).
+    public mutating func merge(_ other: UniqueCounter) {
+        precondition(precision == other.precision, "cannot merge sketches of different precision")
+        if other.registers.isEmpty {
+            for hash in other.table where hash != 0 { insert(hash) }
+            return
+        }
+        if registers.isEmpty { densify() }
+        for index in registers.indices where registers[index] < other.registers[index] {
+            registers[index] = other.registers[index]
+        }
+    }
+
+    public static func == (lhs: UniqueCounter, rhs: UniqueCounter) -> Bool {
+        lhs.precision == rhs.precision && lhs.registers == rhs.registers && lhs.sortedHashes == rhs.sortedHashes
+    }
+
+    private var sortedHashes: [UInt64] { table.filter { $0 != 0 }.sorted() }
+
+    /// Heap bytes held (for sizing).
+    public var memoryBytes: Int { table.capacity * 8 + registers.capacity }
+
+    // MARK: Binary form
+
+    static let formatVersion: UInt8 = 1
+
+    /// Versioned binary form; identical counters give identical bytes.
+    public func encode(into writer: inout BinaryWriter) {
+        writer.write(UniqueCounter.formatVersion)
+        writer.write(UInt8(precision))
+        if registers.isEmpty {
+            writer.write(0)
+            let hashes = sortedHashes
+            writer.writeVarint(hashes.count)
+            for hash in hashes { writer.writeFixed64(hash) }
+        } else {
+            writer.write(1)
+            // Run-length of zero registers, then the non-zero value.
+            var zeros = 0
+            for register in registers {
+                if register == 0 {
+                    zeros += 1
+                } else {
+                    writer.writeVarint(zeros)
+                    writer.write(register)
+                    zeros = 0
+                }
+            }
+            writer.writeVarint(zeros)
+            writer.write(0)
+        }
+    }
+
+    public static func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) -> UniqueCounter {
+        try reader.expectVersion(formatVersion, of: "unique counter")
+        let precision = Int(try reader.read())
+        guard (4...18).contains(precision) else { throw BinaryReader.Error(message: "precision \(precision)") }
+        var counter = UniqueCounter(precision: precision)
+        switch try reader.read() {
+        case 0:
+            let count = try reader.readCount(limit: exactLimit)
+            for _ in 0..<count { counter.insert(try reader.readFixed64()) }
+        case 1:
+            counter.registers = Array(repeating: 0, count: 1 << precision)
+            var index = 0
+            while true {
+                index += try reader.readCount(limit: 1 << precision)
+                let value = try reader.read()
+                if value == 0 { break }
+                guard index < counter.registers.count, value <= 64 else { throw BinaryReader.Error(message: "register \(index)") }
+                counter.registers[index] = value
+                index += 1
+            }
+        default:
+            throw BinaryReader.Error(message: "unique counter mode")
+        }
+        return counter
+    }
+}

@@ -1,0 +1,163 @@
+/// What the service remembers about one user (keyed by the user-id hash): enough for
+/// new/returning, retention and sessions. 40 bytes per user in the table entry (key
+/// included), plus the hash table's slack.
+public struct UserState: Sendable, Hashable {
+    /// Time of the first event ever seen, ms.
+    public var firstSeen: Int64
+    /// Time of the latest event seen, ms.
+    public var lastSeen: Int64
+    /// Start of the current session, ms.
+    public var sessionStart: Int64
+    /// Page views in the current session (saturating).
+    public var sessionPageViews: UInt16
+    /// Bit 0: the session converted; bit 1: the session is engaged; bit 2: it was ended
+    /// by a `session_end` event.
+    public var sessionFlags: UInt8
+}
+
+/// Session definitions (GA4's by default).
+public struct SessionRules: Sendable, Hashable {
+    /// Inactivity that ends a session. Default 30 min.
+    public var inactivityGap: Int64
+    /// A session longer than this is engaged. Default 10 s.
+    public var engagedAfter: Int64
+    /// A session with this many page views is engaged. Default 2.
+    public var engagedPageViews: Int
+    /// A session with a conversion is engaged. Default true.
+    public var engagedOnConversion: Bool
+
+    public init(inactivityGap: Int64 = 1_800_000, engagedAfter: Int64 = 10_000, engagedPageViews: Int = 2, engagedOnConversion: Bool = true) {
+        self.inactivityGap = inactivityGap
+        self.engagedAfter = engagedAfter
+        self.engagedPageViews = engagedPageViews
+        self.engagedOnConversion = engagedOnConversion
+    }
+}
+
+/// What one event did to its user's state.
+public struct UserUpdate: Sendable, Hashable {
+    /// The user's first-ever event time (after this event).
+    public var firstSeen: Int64
+    /// The latest event time before this event, or `Int64.min` for a new user.
+    public var previousLastSeen: Int64
+    /// Start of the session this event belongs to.
+    public var sessionStart: Int64
+    /// This event started a session.
+    public var sessionStarted: Bool
+    /// With this event the session became engaged.
+    public var becameEngaged: Bool
+    /// Time this event added to its session's duration, ms.
+    public var durationAdded: Int64
+}
+
+/// Per-user state for one input partition, bounded by a TTL and a maximum size.
+public struct UserStates: Sendable, Equatable {
+    public let rules: SessionRules
+    /// Users inactive (event time) for longer than this are forgotten. Default 30 days.
+    public let ttl: Int64
+    /// Most users kept; beyond it the least recently active are forgotten.
+    public let maxUsers: Int
+    private var users: [UInt64: UserState] = [:]
+
+    public init(rules: SessionRules = SessionRules(), ttl: Int64 = 30 * 86_400_000, maxUsers: Int = 5_000_000) {
+        self.rules = rules
+        self.ttl = ttl
+        self.maxUsers = maxUsers
+    }
+
+    public var count: Int { users.count }
+    public subscript(user: UInt64) -> UserState? { users[user] }
+
+    /// Applies one event of `user` at `time` of type `typeCode` (``KnownEventType``).
+    @inline(__always)
+    public mutating func update(user: UInt64, time: Int64, typeCode: Int) -> UserUpdate {
+        let isPageView = typeCode == KnownEventType.pageView.rawValue
+        let isConversion = typeCode == KnownEventType.conversion.rawValue
+        guard var state = users[user] else {
+            var state = UserState(firstSeen: time, lastSeen: time, sessionStart: time, sessionPageViews: isPageView ? 1 : 0, sessionFlags: isConversion ? 1 : 0)
+            let engaged = isEngaged(state, at: time)
+            if engaged { state.sessionFlags |= 2 }
+            if typeCode == KnownEventType.sessionEnd.rawValue { state.sessionFlags |= 4 }
+            users[user] = state
+            return UserUpdate(firstSeen: time, previousLastSeen: .min, sessionStart: time, sessionStarted: true, becameEngaged: engaged, durationAdded: 0)
+        }
+        let previous = state.lastSeen
+        let startsSession = typeCode == KnownEventType.sessionStart.rawValue || state.sessionFlags & 4 != 0
+            || time - previous > rules.inactivityGap
+        var update = UserUpdate(firstSeen: min(state.firstSeen, time), previousLastSeen: previous, sessionStart: state.sessionStart,
+                                sessionStarted: false, becameEngaged: false, durationAdded: 0)
+        if startsSession {
+            state.sessionStart = time
+            state.sessionPageViews = 0
+            state.sessionFlags = 0
+            update.sessionStart = time
+            update.sessionStarted = true
+        } else {
+            update.durationAdded = max(0, time - previous)
+        }
+        if isPageView && state.sessionPageViews < .max { state.sessionPageViews += 1 }
+        if isConversion { state.sessionFlags |= 1 }
+        if typeCode == KnownEventType.sessionEnd.rawValue { state.sessionFlags |= 4 }
+        state.firstSeen = update.firstSeen
+        state.lastSeen = max(previous, time)
+        if state.sessionFlags & 2 == 0, isEngaged(state, at: state.lastSeen) {
+            state.sessionFlags |= 2
+            update.becameEngaged = true
+        }
+        users[user] = state
+        return update
+    }
+
+    @inline(__always)
+    private func isEngaged(_ state: UserState, at time: Int64) -> Bool {
+        time - state.sessionStart > rules.engagedAfter || Int(state.sessionPageViews) >= rules.engagedPageViews
+            || (rules.engagedOnConversion && state.sessionFlags & 1 != 0)
+    }
+
+    /// Forgets users inactive since before `now − ttl`, then the least recently active
+    /// beyond ``maxUsers``. Returns how many were forgotten.
+    @discardableResult
+    public mutating func expire(now: Int64) -> Int {
+        let before = users.count
+        let cutoff = now - ttl
+        users = users.filter { $0.value.lastSeen >= cutoff }
+        if users.count > maxUsers {
+            let ordered = users.sorted { $0.value.lastSeen != $1.value.lastSeen ? $0.value.lastSeen < $1.value.lastSeen : $0.key < $1.key }
+            for (key, _) in ordered.prefix(users.count - maxUsers) { users[key] = nil }
+        }
+        return before - users.count
+    }
+
+    // MARK: Binary form
+
+    static let formatVersion: UInt8 = 1
+
+    public func encode(into writer: inout BinaryWriter) {
+        writer.write(UserStates.formatVersion)
+        writer.writeVarint(users.count)
+        for (key, state) in users.sorted(by: { $0.key < $1.key }) {
+            writer.writeFixed64(key)
+            writer.writeSigned(state.firstSeen)
+            writer.writeSigned(state.lastSeen - state.firstSeen)
+            writer.writeSigned(state.sessionStart - state.firstSeen)
+            writer.writeVarint(UInt64(state.sessionPageViews))
+            writer.write(state.sessionFlags)
+        }
+    }
+
+    /// Restores users written by ``encode(into:)``, with these rules and limits.
+    public mutating func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) {
+        try reader.expectVersion(UserStates.formatVersion, of: "user states")
+        let count = try reader.readCount(limit: 1 << 28)
+        users = [:]
+        users.reserveCapacity(count)
+        for _ in 0..<count {
+            let key = try reader.readFixed64()
+            let first = try reader.readSigned()
+            let last = first + (try reader.readSigned())
+            let session = first + (try reader.readSigned())
+            let views = UInt16(clamping: try reader.readVarint())
+            users[key] = UserState(firstSeen: first, lastSeen: last, sessionStart: session, sessionPageViews: views, sessionFlags: try reader.read())
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import AudienceMetrics
+import Testing
+
+@Suite("Sketches: unique users, quantiles, heavy hitters")
+struct SketchTests {
+    @Test("unique counts are exact up to the exact limit")
+    func exactBelowLimit() {
+        var counter = UniqueCounter()
+        for value in 0..<UniqueCounter.exactLimit {
+            counter.insert(Hash64.hash("user-\(value)"))
+            counter.insert(Hash64.hash("user-\(value)"))
+        }
+        #expect(counter.isExact)
+        #expect(counter.count == UniqueCounter.exactLimit)
+        counter.insert(Hash64.hash("one more"))
+        #expect(!counter.isExact)
+    }
+
+    @Test("unique-count error stays within the stated 1 % standard error", arguments: [2_000, 10_000, 100_000, 1_000_000])
+    func accuracy(cardinality: Int) {
+        // Several independent runs: the RMS relative error estimates the standard error.
+        var squares = 0.0
+        let runs = cardinality >= 1_000_000 ? 2 : 6
+        for run in 0..<runs {
+            var counter = UniqueCounter()
+            for value in 0..<cardinality { counter.insert(Hash64.hash("run\(run)-user-\(value)")) }
+            let error = Double(counter.count - cardinality) / Double(cardinality)
+            #expect(abs(error) < 0.035, "run \(run): \(counter.count) for \(cardinality)")
+            squares += error * error
+        }
+        let rms = (squares / Double(runs)).squareRoot()
+        #expect(rms < 0.02, "RMS relative error \(rms)")
+    }
+
+    @Test("merging counters equals counting the union, exactly and in registers")
+    func mergeEqualsUnion() throws {
+        for (a, b) in [(300, 400), (800, 900), (5_000, 7_000)] {
+            var left = UniqueCounter()
+            var right = UniqueCounter()
+            var union = UniqueCounter()
+            for value in 0..<a {
+                left.insert(Hash64.hash("u\(value)"))
+                union.insert(Hash64.hash("u\(value)"))
+            }
+            for value in (a / 2)..<(a / 2 + b) {
+                right.insert(Hash64.hash("u\(value)"))
+                union.insert(Hash64.hash("u\(value)"))
+            }
+            left.merge(right)
+            #expect(left.count == union.count)
+            if union.isExact { #expect(union.count == a / 2 + b) }
+            var writer = BinaryWriter()
+            left.encode(into: &writer)
+            var reader = BinaryReader(writer.bytes)
+            let decoded = try UniqueCounter.decode(from: &reader)
+            #expect(decoded == left)
+            #expect(decoded.count == left.count)
+        }
+    }
+
+    @Test("quantiles are within 1 % of the exact ones, and merged sketches equal one sketch")
+    func quantiles() throws {
+        var generator = SplitMix64(seed: 7)
+        var values: [Int64] = []
+        var whole = QuantileSketch()
+        var parts = [QuantileSketch(), QuantileSketch(), QuantileSketch()]
+        for index in 0..<50_000 {
+            // Log-normal-ish dwell times from 0 ms to minutes.
+            let value = index % 50 == 0 ? 0 : Int64(pow(10, 1 + 4 * Double(generator.next() % 10_000) / 10_000))
+            values.append(value)
+            whole.add(value)
+            parts[index % 3].add(value)
+        }
+        values.sort()
+        for q in [0.01, 0.25, 0.5, 0.9, 0.99, 0.999] {
+            let exact = Double(values[Int((q * Double(values.count - 1)).rounded(.down))])
+            let estimate = try #require(whole.quantile(q))
+            if exact == 0 {
+                #expect(estimate == 0)
+            } else {
+                #expect(abs(estimate - exact) / exact <= 0.01, "q\(q): \(estimate) vs \(exact)")
+            }
+        }
+        #expect(whole.count == 50_000)
+        #expect(whole.sum == values.reduce(0, +))
+        var merged = parts[0]
+        merged.merge(parts[1])
+        merged.merge(parts[2])
+        #expect(merged == whole)
+        var writer = BinaryWriter()
+        merged.encode(into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        #expect(try QuantileSketch.decode(from: &reader) == whole)
+    }
+
+    @Test("heavy hitters of a Zipf stream are found with exact counts for the top items")
+    func topContent() throws {
+        var generator = SplitMix64(seed: 3)
+        // Zipf(1.1) over 5,000 articles.
+        let weights = (1...5_000).map { 1 / pow(Double($0), 1.1) }
+        let total = weights.reduce(0, +)
+        var cumulative: [Double] = []
+        var sum = 0.0
+        for weight in weights {
+            sum += weight / total
+            cumulative.append(sum)
+        }
+        var exact: [String: Int64] = [:]
+        var sketch = TopK(capacity: 64)
+        var halves = [TopK(capacity: 64), TopK(capacity: 64)]
+        for index in 0..<100_000 {
+            let u = Double(generator.next() % 1_000_000) / 1_000_000
+            let article = "article-\(cumulative.firstIndex { $0 >= u } ?? 4_999)"
+            exact[article, default: 0] += 1
+            sketch.add(hash: Hash64.hash(article)) { article }
+            halves[index % 2].add(hash: Hash64.hash(article)) { article }
+        }
+        let trueTop = exact.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(10)
+        let found = sketch.top(10)
+        #expect(found.map(\.name) == trueTop.map(\.key))
+        for item in found { #expect(item.count - item.error <= exact[item.name] ?? 0 && exact[item.name] ?? 0 <= item.count) }
+        var merged = halves[0]
+        merged.merge(halves[1])
+        #expect(Set(merged.top(5).map(\.name)) == Set(trueTop.prefix(5).map(\.key)))
+        var writer = BinaryWriter()
+        sketch.encode(into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        #expect(try TopK.decode(from: &reader) == sketch)
+    }
+}
