@@ -112,10 +112,6 @@ public final class PartitionAggregator {
         return state
     }
 
-    private func existingWindow(_ index: Int, start: Int64) -> WindowState? {
-        open[index].first { $0.start == start }
-    }
-
     /// Processes the decoder's current event.
     public func process(_ decoder: EventDecoder) -> Outcome {
         let event = decoder.event
@@ -182,23 +178,11 @@ public final class PartitionAggregator {
                         if isPageView && event.hasContent {
                             aggregates[slot].topContent.add(hash: event.contentIDHash) { decoder.string(event.contentID) }
                         }
-                        if update.sessionStarted {
-                            aggregates[slot].sessionsStarted += 1
-                            if update.becameEngaged { aggregates[slot].sessionsEngaged += 1 }
-                        }
-                    }
-                }
-            }
-        }
-        // A continuing session credits its start window while that window is open.
-        if !update.sessionStarted && (update.becameEngaged || update.durationAdded > 0) {
-            for (index, spec) in config.windows.enumerated() {
-                spec.forEachStart(containing: update.sessionStart) { start in
-                    guard isOpen(start, spec), let state = existingWindow(index, start: start) else { return }
-                    for key in keys {
-                        let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
-                        if update.becameEngaged { state.aggregates[slot].sessionsEngaged += 1 }
-                        state.aggregates[slot].sessionDurationMs += update.durationAdded
+                        // Session figures are credited to the window of the event that
+                        // causes them, so they depend only on the user's own events.
+                        if update.sessionStarted { aggregates[slot].sessionsStarted += 1 }
+                        if update.becameEngaged { aggregates[slot].sessionsEngaged += 1 }
+                        aggregates[slot].sessionDurationMs += update.durationAdded
                     }
                 }
             }

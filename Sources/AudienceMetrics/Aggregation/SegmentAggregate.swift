@@ -25,9 +25,10 @@ public struct SegmentAggregate: Sendable, Equatable {
     public var revenueMicros: Int64 = 0
     /// Sessions that started in the window.
     public var sessionsStarted: Int64 = 0
-    /// Of those, sessions that became engaged while the window was open.
+    /// Sessions that became engaged through an event in the window.
     public var sessionsEngaged: Int64 = 0
-    /// Summed duration of those sessions (while the window was open), ms.
+    /// Session time accrued by events in the window (the gaps between consecutive events
+    /// of a session, credited to the later event), ms.
     public var sessionDurationMs: Int64 = 0
     /// Late events detected while this window held the newest event time.
     public var late: Int64 = 0

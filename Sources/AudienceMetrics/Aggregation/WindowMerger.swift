@@ -1,6 +1,12 @@
 /// Stage 2's computation for the segments of one partials partition: merges the partials
-/// of every input partition per (segment, window), finalizes a window once every input
-/// partition closed it, and keeps each segment's trend history.
+/// of every input partition per (segment, window), finalizes a window once the watermark
+/// of every input partition has passed its end (plus allowed lateness), and keeps each
+/// segment's trend history.
+///
+/// Input partitions report their watermarks with markers that follow their final
+/// partials in every partials partition, so when the slowest input partition's watermark
+/// passes a window, all of that window's partials are here. An input partition without
+/// events for a window still closes it by its watermark.
 ///
 /// Idempotent: a partial is a full-state replacement tagged with the input offset it
 /// reflects; an older or repeated one is ignored, so replays after a crash change
@@ -26,15 +32,15 @@ public final class WindowMerger {
 
     final class PendingWindow {
         var segments: [String: [Int32: Contribution]] = [:]
-        var closedBy: Set<Int32> = []
         var touched: Set<String> = []
     }
 
     private var windows: [WindowKey: PendingWindow] = [:]
     private var trends: [String: TrendState] = [:]  // key: "windowIndex|segment"
-    /// Windows already finalized, per window size (to drop partials that arrive after a
-    /// replay): the newest finalized start.
-    private var finalizedThrough: [Int: Int64] = [:]
+    private var partitionWatermarks: [Int32: Int64] = [:]
+    /// Every window ending (plus lateness) at or before this is final; partials for such
+    /// windows are stale.
+    public private(set) var finalizedThrough: Int64 = .min
     /// Partials ignored because an equal or newer one was already applied.
     public private(set) var stalePartials: Int64 = 0
 
@@ -51,7 +57,7 @@ public final class WindowMerger {
     @discardableResult
     public func apply(partial aggregate: SegmentAggregate, segment: String, windowIndex: Int, start: Int64,
                       inputPartition: Int32, offset: Int64, overflowedEvents: Int64 = 0) -> Bool {
-        if let done = finalizedThrough[windowIndex], start <= done {
+        if isFinalized(windowIndex: windowIndex, start: start) {
             stalePartials += 1
             return false
         }
@@ -67,28 +73,42 @@ public final class WindowMerger {
         return true
     }
 
-    /// Records that `inputPartition` closed a window. Returns the final records of the
-    /// window (sorted by segment) once every input partition has closed it.
-    public func applyClose(windowIndex: Int, start: Int64, inputPartition: Int32) -> [MetricRecord] {
-        if let done = finalizedThrough[windowIndex], start <= done { return [] }
-        let key = WindowKey(windowIndex: windowIndex, start: start)
-        let window = windows[key] ?? PendingWindow()
-        windows[key] = window
-        window.closedBy.insert(inputPartition)
-        guard window.closedBy.count >= inputPartitions else { return [] }
-        windows[key] = nil
-        finalizedThrough[windowIndex] = max(finalizedThrough[windowIndex] ?? .min, start)
-        let spec = config.windows[windowIndex]
-        return window.segments.keys.sorted().map { segment in
-            let (aggregate, overflow) = merged(window.segments[segment] ?? [:])
-            let trendKey = "\(windowIndex)|\(segment)"
-            var state = trends[trendKey] ?? TrendState()
-            let previousUnique = state.uniqueUsers(ofWindowStarting: start - spec.size)
-            let values = state.advance(start: start, spec: spec, value: Double(aggregate.events), unique: aggregate.users.count, config: trendConfig)
-            trends[trendKey] = state
-            return MetricRecord(segment: segment, window: spec, start: start, aggregate: aggregate, isFinal: true,
-                                previousUniqueUsers: previousUnique, trend: values, overflowedEvents: overflow, config: config)
+    private func isFinalized(windowIndex: Int, start: Int64) -> Bool {
+        start + config.windows[windowIndex].size + config.allowedLateness <= finalizedThrough
+    }
+
+    /// The watermark over all input partitions: the slowest one's, once all have reported.
+    public var watermark: Int64 {
+        guard partitionWatermarks.count >= inputPartitions else { return .min }
+        return partitionWatermarks.values.min() ?? .min
+    }
+
+    /// Records `inputPartition`'s watermark (it never goes back). Returns the final
+    /// records of every window that thereby became complete, oldest window first, then by
+    /// window size and segment.
+    public func applyWatermark(_ time: Int64, inputPartition: Int32) -> [MetricRecord] {
+        guard time > partitionWatermarks[inputPartition] ?? .min else { return [] }
+        partitionWatermarks[inputPartition] = time
+        let global = watermark
+        guard global > finalizedThrough else { return [] }
+        finalizedThrough = global
+        let ready = windows.keys.filter { isFinalized(windowIndex: $0.windowIndex, start: $0.start) }.sorted()
+        var records: [MetricRecord] = []
+        for key in ready {
+            guard let window = windows.removeValue(forKey: key) else { continue }
+            let spec = config.windows[key.windowIndex]
+            for segment in window.segments.keys.sorted() {
+                let (aggregate, overflow) = merged(window.segments[segment] ?? [:])
+                let trendKey = "\(key.windowIndex)|\(segment)"
+                var state = trends[trendKey] ?? TrendState()
+                let previousUnique = state.uniqueUsers(ofWindowStarting: key.start - spec.size)
+                let values = state.advance(start: key.start, spec: spec, value: Double(aggregate.events), unique: aggregate.users.count, config: trendConfig)
+                trends[trendKey] = state
+                records.append(MetricRecord(segment: segment, window: spec, start: key.start, aggregate: aggregate, isFinal: true,
+                                            previousUniqueUsers: previousUnique, trend: values, overflowedEvents: overflow, config: config))
+            }
         }
+        return records
     }
 
     /// Non-final records for the segments whose partials changed since the last call.
@@ -128,19 +148,17 @@ public final class WindowMerger {
         var writer = BinaryWriter(capacity: 4096)
         writer.write(WindowMerger.formatVersion)
         writer.writeSigned(stalePartials)
-        writer.writeVarint(finalizedThrough.count)
-        for (index, start) in finalizedThrough.sorted(by: { $0.key < $1.key }) {
-            writer.writeVarint(index)
-            writer.writeSigned(start)
+        writer.writeSigned(finalizedThrough)
+        writer.writeVarint(partitionWatermarks.count)
+        for (partition, time) in partitionWatermarks.sorted(by: { $0.key < $1.key }) {
+            writer.writeSigned(Int64(partition))
+            writer.writeSigned(time)
         }
         writer.writeVarint(windows.count)
         for key in windows.keys.sorted() {
             guard let window = windows[key] else { continue }
             writer.writeVarint(key.windowIndex)
             writer.writeSigned(key.start)
-            let closed = window.closedBy.sorted()
-            writer.writeVarint(closed.count)
-            for partition in closed { writer.writeSigned(Int64(partition)) }
             writer.writeVarint(window.segments.count)
             for segment in window.segments.keys.sorted() {
                 writer.writeString(segment)
@@ -168,13 +186,15 @@ public final class WindowMerger {
         var reader = BinaryReader(bytes)
         try reader.expectVersion(WindowMerger.formatVersion, of: "merge checkpoint")
         stalePartials = try reader.readSigned()
-        finalizedThrough = [:]
-        for _ in 0..<(try reader.readCount(limit: 1 << 10)) { finalizedThrough[try reader.readInt()] = try reader.readSigned() }
+        finalizedThrough = try reader.readSigned()
+        partitionWatermarks = [:]
+        for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
+            partitionWatermarks[Int32(truncatingIfNeeded: try reader.readSigned())] = try reader.readSigned()
+        }
         windows = [:]
         for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
             let key = WindowKey(windowIndex: try reader.readCount(limit: config.windows.count - 1), start: try reader.readSigned())
             let window = PendingWindow()
-            for _ in 0..<(try reader.readCount(limit: 1 << 16)) { window.closedBy.insert(Int32(truncatingIfNeeded: try reader.readSigned())) }
             for _ in 0..<(try reader.readCount(limit: 1 << 24)) {
                 let segment = try reader.readString(limit: 1 << 16)
                 var contributions: [Int32: Contribution] = [:]

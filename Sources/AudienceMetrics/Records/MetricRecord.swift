@@ -33,6 +33,7 @@ public struct MetricRecord: Sendable, Hashable {
     public var sessionsEngaged: Int64
     public var bounceRate: Double?
     public var meanSessionDurationMs: Double?
+    public var sessionDurationMs: Int64
     public var topContent: [(String, Int64)]
     public var trend: TrendValues?
     public var late: Int64
@@ -84,6 +85,7 @@ public struct MetricRecord: Sendable, Hashable {
         sessionsStarted = a.sessionsStarted
         sessionsEngaged = a.sessionsEngaged
         bounceRate = a.sessionsStarted > 0 ? Double(a.sessionsStarted - min(a.sessionsEngaged, a.sessionsStarted)) / Double(a.sessionsStarted) : nil
+        sessionDurationMs = a.sessionDurationMs
         meanSessionDurationMs = a.sessionsStarted > 0 ? Double(a.sessionDurationMs) / Double(a.sessionsStarted) : nil
         topContent = a.topContent.top(config.topContentSize).map { ($0.name, $0.count) }
         self.trend = trend
@@ -152,6 +154,7 @@ public struct MetricRecord: Sendable, Hashable {
         out.field("started", int: sessionsStarted)
         out.field("engaged", int: sessionsEngaged)
         out.field("bounce_rate", double: bounceRate)
+        out.field("duration_ms", int: sessionDurationMs)
         out.field("mean_duration_ms", double: meanSessionDurationMs)
         out.close("}")
         out.key("top_content")

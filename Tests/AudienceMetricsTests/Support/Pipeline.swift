@@ -51,17 +51,15 @@ final class Pipeline {
         return aggregator.closeReadyWindows()
     }
 
-    /// Runs stage 2 over this single partition's finals.
-    static func records(_ partials: [WindowPartial], config: AggregationConfig, partitions: Int = 1) -> [MetricRecord] {
-        let merger = WindowMerger(config: config, inputPartitions: partitions)
-        var records: [MetricRecord] = []
+    /// Runs stage 2 over this single partition's finals (all closed by one watermark).
+    static func records(_ partials: [WindowPartial], config: AggregationConfig) -> [MetricRecord] {
+        let merger = WindowMerger(config: config, inputPartitions: 1)
         for partial in partials {
             for (name, aggregate) in partial.segments {
                 merger.apply(partial: aggregate, segment: name, windowIndex: partial.windowIndex, start: partial.start, inputPartition: 0, offset: 1)
             }
-            records += merger.applyClose(windowIndex: partial.windowIndex, start: partial.start, inputPartition: 0)
         }
-        return records
+        return merger.applyWatermark(.max / 2, inputPartition: 0)
     }
 }
 

@@ -1,0 +1,200 @@
+import AudienceMetrics
+import Testing
+
+/// A random but reproducible audience: users with countries and devices, sessions with
+/// gaps, duplicates, dwell times, conversions and Zipf-ish content.
+struct RandomAudience {
+    var events: [(user: String, json: String)] = []
+
+    init(seed: UInt64, count: Int, users: Int) {
+        var random = SplitMix64(seed: seed)
+        let countries = ["DE", "US", "FR", "BR"]
+        let devices = ["mobile", "desktop"]
+        let types = ["page_view", "page_view", "page_view", "click", "like", "share", "comment", "conversion", "signup"]
+        var time: Int64 = 0
+        for index in 0..<count {
+            time += Int64(random.next() % 400)
+            if random.next() % 500 == 0 { time += 31 * 60_000 }  // a pause long enough to end sessions
+            let user = Int(random.next() % UInt64(users))
+            let type = types[Int(random.next() % UInt64(types.count))]
+            // A producer retry: the same message again (same key, so the same partition).
+            if random.next() % 50 == 0, let previous = events.last {
+                events.append(previous)
+                continue
+            }
+            let json = Events.json(
+                "e\(index)", type, user: "u\(user)", at: time, country: countries[user % countries.count], device: devices[user % 2],
+                content: type == "page_view" ? "article-\(Int(random.next() % 20))" : nil,
+                dwell: type == "page_view" ? Int64(random.next() % 120_000) : nil,
+                value: type == "conversion" ? "\(random.next() % 100).\(random.next() % 100)" : nil)
+            events.append(("u\(user)", json))
+        }
+    }
+}
+
+@Suite("Partitioned aggregation equals aggregation of everything at once")
+struct MergePropertyTests {
+    static let config = AggregationConfig(
+        windows: [WindowSpec(size: 60_000), WindowSpec(size: 120_000, advance: 60_000)],
+        maxOutOfOrderness: 1_000,
+        segments: SegmentSpec(dimensions: [[], ["country"], ["country", "device"]],
+                              rules: [("engaged_mobile", try! SegmentRule.compile(#"device == "mobile" and type in ["like", "share", "comment"]"#))]))
+
+    enum Output {
+        case partial(WindowPartial)
+        case watermark(Int64)
+    }
+
+    /// Final records of one pipeline per partition (users split by hash), merged by stage 2
+    /// with partials and watermark markers in a shuffled interleaving.
+    static func partitionedRecords(_ audience: RandomAudience, partitions: Int, seed: UInt64) -> [String] {
+        let pipelines = (0..<partitions).map { _ in Pipeline(config) }
+        var outputs: [[Output]] = Array(repeating: [], count: partitions)
+        for event in audience.events {
+            let partition = Int(Hash64.hash(event.user) % UInt64(partitions))
+            pipelines[partition].feed(event.json)
+            let closed = pipelines[partition].aggregator.closeReadyWindows()
+            outputs[partition] += closed.map { .partial($0) }
+            if !closed.isEmpty { outputs[partition].append(.watermark(pipelines[partition].aggregator.watermark)) }
+        }
+        for (partition, pipeline) in pipelines.enumerated() {
+            outputs[partition] += pipeline.finish().map { .partial($0) }
+            outputs[partition].append(.watermark(pipeline.aggregator.watermark))
+        }
+        // Interleave the partitions' outputs randomly, keeping each partition's order.
+        let merger = WindowMerger(config: config, inputPartitions: partitions)
+        var random = SplitMix64(seed: seed)
+        var positions = Array(repeating: 0, count: partitions)
+        var records: [MetricRecord] = []
+        var offset: Int64 = 0
+        while positions.indices.contains(where: { positions[$0] < outputs[$0].count }) {
+            let candidates = positions.indices.filter { positions[$0] < outputs[$0].count }
+            let partition = candidates[Int(random.next() % UInt64(candidates.count))]
+            let output = outputs[partition][positions[partition]]
+            positions[partition] += 1
+            offset += 1
+            guard case .partial(let partial) = output else {
+                if case .watermark(let time) = output { records += merger.applyWatermark(time, inputPartition: Int32(partition)) }
+                continue
+            }
+            for (name, aggregate) in partial.segments {
+                merger.apply(partial: aggregate, segment: name, windowIndex: partial.windowIndex, start: partial.start,
+                             inputPartition: Int32(partition), offset: offset)
+                // A replayed (older) partial changes nothing.
+                #expect(!merger.apply(partial: SegmentAggregate(), segment: name, windowIndex: partial.windowIndex, start: partial.start,
+                                      inputPartition: Int32(partition), offset: offset - 1))
+            }
+        }
+        return records.map(\.json).sorted()
+    }
+
+    @Test("random streams split over 1–5 partitions give byte-identical final records", arguments: [1, 2, 3, 5])
+    func splitAndMerge(partitions: Int) {
+        for seed in UInt64(1)...3 {
+            let audience = RandomAudience(seed: seed, count: 3_000, users: 150)
+            let single = Self.partitionedRecords(audience, partitions: 1, seed: seed)
+            let split = Self.partitionedRecords(audience, partitions: partitions, seed: seed &* 31)
+            #expect(single.count > 20)
+            #expect(split == single, "seed \(seed), \(partitions) partitions")
+            if split != single {
+                for line in Set(split).subtracting(single) { print("DIFF split:  \(line)") }
+                for line in Set(single).subtracting(split) { print("DIFF single: \(line)") }
+            }
+        }
+    }
+
+    @Test("final records agree with an exact computation over the same events")
+    func exactReference() throws {
+        let audience = RandomAudience(seed: 9, count: 2_000, users: 80)
+        let pipeline = Pipeline(Self.config)
+        for event in audience.events { pipeline.feed(event.json) }
+        let records = Pipeline.records(pipeline.finish(), config: Self.config).filter { $0.window.isTumbling }
+        // Exact reference: decode every event once, de-duplicate by id, count per minute.
+        let decoder = EventDecoder(attributeNames: ["country"])
+        var seen = Set<String>()
+        var events: [Int64: (count: Int64, users: Set<String>, pageViews: Int64, engagement: Int64, revenue: Int64, dwell: [Int64])] = [:]
+        for event in audience.events {
+            #expect(decoder.decode(event.json) == nil)
+            guard seen.insert(decoder.string(decoder.event.eventID)).inserted else { continue }
+            let start = decoder.event.timestamp - decoder.event.timestamp % 60_000
+            var entry = events[start] ?? (0, [], 0, 0, 0, [])
+            entry.count += 1
+            entry.users.insert(decoder.string(decoder.event.userID))
+            let type = decoder.event.knownType
+            if type == .pageView { entry.pageViews += 1 }
+            if type == .like || type == .share || type == .comment { entry.engagement += 1 }
+            if type == .conversion { entry.revenue += decoder.event.valueMicros ?? 0 }
+            if decoder.event.dwellMs >= 0 { entry.dwell.append(decoder.event.dwellMs) }
+            events[start] = entry
+        }
+        let all = records.filter { $0.segment == "all" }
+        #expect(all.count == events.count)
+        for record in all {
+            let exact = try #require(events[record.start])
+            #expect(record.events == exact.count)
+            #expect(record.uniqueUsers == exact.users.count)
+            #expect(record.uniqueIsExact)
+            #expect(record.engagementCount == exact.engagement)
+            #expect(record.revenueMicros == exact.revenue)
+            #expect(record.dwellCount == UInt64(exact.dwell.count))
+            if let p50 = record.dwellP50, !exact.dwell.isEmpty {
+                let sorted = exact.dwell.sorted()
+                let truth = Double(sorted[(sorted.count - 1) / 2])
+                #expect(truth == 0 ? p50 == 0 : abs(p50 - truth) / truth <= 0.01)
+            }
+            let pageViews = exact.pageViews
+            #expect(record.engagementRate == (pageViews > 0 ? Double(exact.engagement) / Double(pageViews) : nil))
+        }
+    }
+
+    @Test("a checkpoint restored mid-stream continues to the same results, and checkpoints are deterministic")
+    func checkpointRestore() throws {
+        let audience = RandomAudience(seed: 4, count: 2_000, users: 100)
+        let half = audience.events.count / 2
+
+        let uninterrupted = Pipeline(Self.config)
+        var expected: [WindowPartial] = []
+        for event in audience.events {
+            uninterrupted.feed(event.json)
+            expected += uninterrupted.aggregator.closeReadyWindows()
+        }
+        expected += uninterrupted.finish()
+
+        let first = Pipeline(Self.config)
+        var got: [WindowPartial] = []
+        for event in audience.events[..<half] {
+            first.feed(event.json)
+            got += first.aggregator.closeReadyWindows()
+        }
+        let bytes = first.aggregator.checkpoint()
+        let twin = Pipeline(Self.config)
+        for event in audience.events[..<half] {
+            twin.feed(event.json)
+            _ = twin.aggregator.closeReadyWindows()
+        }
+        #expect(twin.aggregator.checkpoint() == bytes, "same input, same checkpoint bytes")
+
+        let restored = Pipeline(Self.config)
+        try restored.aggregator.restore(bytes)
+        #expect(restored.aggregator.checkpoint() == bytes)
+        for event in audience.events[half...] {
+            restored.feed(event.json)
+            got += restored.aggregator.closeReadyWindows()
+        }
+        got += restored.finish()
+        #expect(got == expected)
+
+        let merger = WindowMerger(config: Self.config, inputPartitions: 2)
+        for partial in expected.prefix(3) {
+            for (name, aggregate) in partial.segments {
+                merger.apply(partial: aggregate, segment: name, windowIndex: partial.windowIndex, start: partial.start, inputPartition: 0, offset: 5)
+            }
+        }
+        _ = merger.applyWatermark(expected[2].end, inputPartition: 0)
+        let mergerBytes = merger.checkpoint()
+        let copy = WindowMerger(config: Self.config, inputPartitions: 2)
+        try copy.restore(mergerBytes)
+        #expect(copy.checkpoint() == mergerBytes)
+        #expect(throws: BinaryReader.Error.self) { try copy.restore(Array(mergerBytes.dropLast())) }
+    }
+}
