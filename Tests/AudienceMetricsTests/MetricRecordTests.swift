@@ -1,0 +1,82 @@
+import AudienceMetrics
+import Foundation
+import Testing
+
+@Suite("Metric records")
+struct MetricRecordTests {
+    static var schemaPath: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/metric-record.schema.json").path
+    }
+
+    @Test("every record of a random audience validates against the JSON Schema in docs/")
+    func schema() throws {
+        let validator = try JSONSchemaValidator(file: Self.schemaPath)
+        let audience = RandomAudience(seed: 11, count: 3_000, users: 2_000)
+        let pipeline = Pipeline(MergePropertyTests.config)
+        var partials: [WindowPartial] = []
+        for (index, event) in audience.events.enumerated() {
+            pipeline.feed(index % 97 == 0 ? "{broken" : event.json)
+            if index % 250 == 0 { partials += pipeline.aggregator.takeUpdates() }
+        }
+        partials += pipeline.finish()
+        let merger = WindowMerger(config: MergePropertyTests.config, inputPartitions: 1)
+        var records: [MetricRecord] = []
+        for (offset, partial) in partials.enumerated() {
+            for (name, aggregate) in partial.segments {
+                merger.apply(partial: aggregate, segment: name, windowIndex: partial.windowIndex, start: partial.start, inputPartition: 0, offset: Int64(offset))
+            }
+            records += merger.takeUpdatedRecords()
+        }
+        records += merger.applyWatermark(.max / 2, inputPartition: 0)
+        #expect(records.contains { !$0.isFinal } && records.contains { $0.isFinal })
+        #expect(records.contains { $0.trend?.anomalyScore != nil })
+        for record in records {
+            let problems = try validator.problems(in: record.json)
+            #expect(problems.isEmpty, "\(record.segment) \(record.start): \(problems)")
+        }
+        // The schema check itself can fail.
+        #expect(try !validator.problems(in: #"{"schema":"audience-pulse.metrics/v2"}"#).isEmpty)
+    }
+
+    @Test("the encoding is deterministic and escapes strings")
+    func encoding() throws {
+        var aggregate = SegmentAggregate()
+        aggregate.events = 3
+        aggregate.knownTypes[KnownEventType.pageView.rawValue] = 2
+        aggregate.knownTypes[KnownEventType.like.rawValue] = 1
+        aggregate.users.insert(1)
+        aggregate.revenueMicros = 1_500_000
+        aggregate.topContent.add(hash: 9) { "a \"quoted\"\nid" }
+        let record = MetricRecord(segment: "country=DE", window: WindowSpec(size: 60_000), start: 1_795_860_000_000, aggregate: aggregate,
+                                  isFinal: true, previousUniqueUsers: 4, trend: nil, overflowedEvents: 0, config: AggregationConfig())
+        #expect(record.json == record.json)
+        #expect(record.json.hasPrefix(#"{"schema":"audience-pulse.metrics/v1","segment":"country=DE","window":{"size":"1m","start":"2026-11-28T10:00:00.000Z","end":"2026-11-28T10:01:00.000Z","start_ms":1795860000000,"end_ms":1795860060000},"final":true,"events":3,"by_type":{"like":1,"page_view":2},"users":{"unique":1,"unique_exact":true,"new":0,"returning":1,"retained":0,"retention_rate":0},"engagement":{"count":1,"rate":0.5,"per_user":1},"conversion":{"count":0,"users":0,"rate":0,"revenue":1.5}"#))
+        #expect(record.json.contains(#""top_content":[{"content_id":"a \"quoted\"\nid","views":1}]"#))
+        #expect(record.key(includeWindowName: false) == "country=DE|1795860000000")
+        let decoded = try JSONSerialization.jsonObject(with: Data(record.json.utf8)) as? [String: Any]
+        #expect(decoded?["events"] as? Int == 3)
+    }
+
+    @Test("trends: change, level, Holt forecast and a flagged spike")
+    func trend() {
+        var state = TrendState()
+        let spec = WindowSpec(size: 60_000)
+        let config = TrendConfig()
+        var values: [TrendValues] = []
+        for (index, x) in [100.0, 102, 98, 101, 99, 100, 400].enumerated() {
+            values.append(state.advance(start: Int64(index) * 60_000, spec: spec, value: x, unique: Int(x), config: config))
+        }
+        #expect(values[0].previous == nil && values[0].anomalyScore == nil)
+        #expect(values[1].change == 2 && values[1].changeRate == 0.02)
+        #expect(abs(values[1].level - (0.3 * 102 + 0.7 * 100)) < 1e-9)
+        #expect(values[5].anomaly == false)
+        #expect(values[6].anomaly == true)
+        #expect((values[6].anomalyScore ?? 0) > 100)
+        #expect(values[5].forecast > 95 && values[5].forecast < 105)
+        // A gap of two empty windows counts as zeros.
+        let afterGap = state.advance(start: 9 * 60_000, spec: spec, value: 100, unique: 100, config: config)
+        #expect(afterGap.previous == 0)
+        #expect(state.uniqueUsers(ofWindowStarting: 9 * 60_000) == 100)
+    }
+}
