@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "pulse", targets: ["pulse"]),
         .library(name: "Kafka", targets: ["Kafka"]),
+        .library(name: "AudienceMetrics", targets: ["AudienceMetrics"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -33,7 +34,9 @@ let package = Package(
         ),
         .target(
             name: "AudienceMetrics",
-            swiftSettings: strictSettings
+            // The core's hot path mutates class-held state per byte; static exclusivity
+            // checking stays, the per-access runtime check (a TLS lookup) goes.
+            swiftSettings: strictSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
         .target(
             name: "AudiencePulse",

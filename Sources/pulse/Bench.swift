@@ -7,7 +7,7 @@ import Logging
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (results belong in docs/benchmarks.md).",
-        subcommands: [KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self]
+        subcommands: [Core.self, KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self]
     )
 }
 
@@ -30,6 +30,22 @@ struct BrokerOptions: ParsableArguments {
 }
 
 extension Bench {
+    struct Core: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Single-thread throughput of the metrics core (decode; whole stage-1 path).")
+
+        @Option(help: "Events per measurement.") var events = 2_000_000
+        @Option(help: "Distinct pre-rendered events cycled through.") var corpus = 200_000
+
+        func run() {
+            let messages = CoreThroughputBenchmark.corpus(count: corpus)
+            for result in [CoreThroughputBenchmark.decode(corpus: messages, events: events),
+                           CoreThroughputBenchmark.stageOne(corpus: messages, events: events)] {
+                print("\(result.name): \(result.events) events in \(String(format3: result.seconds)) s = \(Int(result.eventsPerSecond.rounded())) events/s")
+            }
+        }
+    }
+
     struct KafkaProduce: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "kafka-produce",

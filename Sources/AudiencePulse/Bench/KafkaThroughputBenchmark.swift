@@ -96,14 +96,16 @@ public enum KafkaThroughputBenchmark {
 }
 
 extension Duration {
-    var secondsDouble: Double {
+    /// The duration in seconds.
+    public var secondsDouble: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
     }
 }
 
 extension String {
-    init(format3 value: Double) {
+    /// `value` with three decimals.
+    public init(format3 value: Double) {
         let scaled = (value * 1000).rounded()
         self = String(Int(scaled) / 1000) + "." + String(String(Int(abs(scaled)) % 1000 + 1000).dropFirst())
     }
