@@ -9,11 +9,6 @@
 public final class EventDecoder {
     /// The decoded event after a successful ``decode(_:)``.
     public private(set) var event = DecodedEvent()
-    /// Values of the referenced attributes (see `attributeNames`), by slot; absent ones
-    /// have a negative count.
-    public private(set) var attributeValues: [ByteRef]
-    /// Hashes of the referenced attribute values, by slot (0 when absent).
-    public private(set) var attributeHashes: [UInt64]
     /// The attribute names that get slots, in slot order.
     public let attributeNames: [String]
     public let limits: EventLimits
@@ -21,31 +16,68 @@ public final class EventDecoder {
 
     private let scratch: UnsafeMutablePointer<UInt8>
     private let scratchCapacity: Int
-    private var scratchUsed = 0
     private let path: UnsafeMutablePointer<UInt8>
     private let pathCapacity = 1024
-    private var nodes: [Node] = []
-    private var fieldPriority = [Int](repeating: .max, count: EventField.allCases.count)
-    private var attributeCount = 0
-    private var slotTable: [SlotEntry]
-    private var slotNameBytes: [[UInt8]]
-    private let knownTypeHashes: [UInt64]
-    private var aliases: [(from: UInt64, fromBytes: [UInt8], to: [UInt8])] = []
+    private let slotValues: UnsafeMutablePointer<ByteRef>
+    private let slotHashes: UnsafeMutablePointer<UInt64>
+    private let slotCount: Int
+    private let slotNameBytes: [[UInt8]]
+    private let slotNamePrefixes: [UInt64]
+    private let knownTypeBytes: [[UInt8]]
+    private let aliases: [(fromBytes: [UInt8], to: [UInt8])]
+    private let trie: Trie
 
-    private struct Node {
-        var children: [(key: [UInt8], node: Int)] = []
-        var target: (field: EventField, priority: Int)?
-        var attributeSource = false
+    /// What changes while one message is parsed; kept in a local value so the hot loop
+    /// works on registers and the stack, not on the object.
+    private struct ParseState {
+        var scratchUsed = 0
+        var event = DecodedEvent()
+        /// Mapping priority of the candidate that set each field, 8 bits per field (0xFF: unset).
+        var priorities: UInt64 = .max
+        var attributeCount = 0
+
+        @inline(__always) func priority(of field: EventField) -> Int {
+            Int((priorities >> (UInt64(field.rawValue) * 8)) & 0xFF)
+        }
+
+        @inline(__always) mutating func setPriority(_ priority: Int, of field: EventField) {
+            let shift = UInt64(field.rawValue) * 8
+            priorities = (priorities & ~(0xFF << shift)) | (UInt64(priority & 0xFF) << shift)
+        }
     }
 
-    private struct SlotEntry {
-        var hash: UInt64
-        var slot: Int
+    /// The compiled mapping: a trie over key paths, stored flat (no per-node arrays).
+    private struct Trie {
+        struct Child {
+            var length: Int
+            var prefix: UInt64  // first ≤ 8 key bytes, little-endian, zero-padded
+            var bytes: [UInt8]
+            var node: Int
+        }
+        struct Node {
+            var children: Range<Int> = 0..<0
+            var field: EventField?
+            var priority = 0
+            var attributeSource = false
+            var hasChildren: Bool { !children.isEmpty }
+        }
+        var nodes: [Node] = []
+        var children: [Child] = []
     }
+
+    /// Values of the referenced attributes, by slot (allocates; for tests and tools).
+    public var attributeValues: [ByteRef] { (0..<slotCount).map { slotValues[$0] } }
+    /// Hashes of the referenced attribute values, by slot (allocates).
+    public var attributeHashes: [UInt64] { (0..<slotCount).map { slotHashes[$0] } }
+
+    /// The value of attribute slot `slot` for the current event (absent: negative count).
+    @inline(__always) public func attributeValue(_ slot: Int) -> ByteRef { slotValues[slot] }
+    /// The hash of attribute slot `slot`'s value (0 when absent).
+    @inline(__always) public func attributeHash(_ slot: Int) -> UInt64 { slotHashes[slot] }
 
     /// - Parameters:
-    ///   - attributeNames: attributes that segments refer to; each gets a slot in
-    ///     ``attributeValues``. Other attributes are counted against the limit and skipped.
+    ///   - attributeNames: attributes that segments refer to; each gets a slot
+    ///     (``attributeValue(_:)``). Other attributes are counted against the limit and skipped.
     public init(mapping: InputMapping = .contract, limits: EventLimits = EventLimits(), attributeNames: [String] = []) {
         self.mapping = mapping
         self.limits = limits
@@ -53,53 +85,90 @@ public final class EventDecoder {
         scratchCapacity = limits.maxMessageBytes * 2 + 4096
         scratch = .allocate(capacity: scratchCapacity)
         path = .allocate(capacity: pathCapacity)
-        attributeValues = Array(repeating: .absent, count: attributeNames.count)
-        attributeHashes = Array(repeating: 0, count: attributeNames.count)
+        slotCount = attributeNames.count
+        slotValues = .allocate(capacity: max(1, slotCount))
+        slotValues.initialize(repeating: .absent, count: max(1, slotCount))
+        slotHashes = .allocate(capacity: max(1, slotCount))
+        slotHashes.initialize(repeating: 0, count: max(1, slotCount))
         slotNameBytes = attributeNames.map { Array($0.utf8) }
-        let tableSize = max(8, (attributeNames.count * 2).nextPowerOfTwo)
-        slotTable = Array(repeating: SlotEntry(hash: 0, slot: -1), count: tableSize)
-        knownTypeHashes = KnownEventType.allCases.map { Hash64.hash($0.name) }
-        for (slot, name) in attributeNames.enumerated() {
-            var index = Int(truncatingIfNeeded: Hash64.hash(name)) & (tableSize - 1)
-            while slotTable[index].slot >= 0 { index = (index + 1) & (tableSize - 1) }
-            slotTable[index] = SlotEntry(hash: Hash64.hash(name), slot: slot)
-        }
-        for (from, to) in mapping.typeAliases.sorted(by: { $0.key < $1.key }) {
-            aliases.append((Hash64.hash(from), Array(from.utf8), Array(to.utf8)))
-        }
-        compile()
+        slotNamePrefixes = slotNameBytes.map { EventDecoder.prefix64($0) }
+        knownTypeBytes = KnownEventType.allCases.map { Array($0.name.utf8) }
+        aliases = mapping.typeAliases.sorted(by: { $0.key < $1.key }).map { (Array($0.key.utf8), Array($0.value.utf8)) }
+        trie = EventDecoder.compile(mapping)
     }
 
     deinit {
         scratch.deallocate()
         path.deallocate()
+        slotValues.deallocate()
+        slotHashes.deallocate()
     }
 
     // MARK: Compiling the mapping
 
-    private func compile() {
-        nodes = [Node()]
-        func node(for dottedPath: String) -> Int {
-            var current = 0
+    private static func compile(_ mapping: InputMapping) -> Trie {
+        // Build a nested trie first, then lay it out flat.
+        final class Builder {
+            var children: [(key: [UInt8], node: Builder)] = []
+            var field: EventField?
+            var priority = 0
+            var attributeSource = false
+        }
+        let root = Builder()
+        func node(for dottedPath: String) -> Builder {
+            var current = root
             for component in dottedPath.split(separator: ".", omittingEmptySubsequences: false) {
                 let key = Array(component.utf8)
-                if let existing = nodes[current].children.first(where: { $0.key == key }) {
+                if let existing = current.children.first(where: { $0.key == key }) {
                     current = existing.node
                 } else {
-                    nodes.append(Node())
-                    nodes[current].children.append((key, nodes.count - 1))
-                    current = nodes.count - 1
+                    let next = Builder()
+                    current.children.append((key, next))
+                    current = next
                 }
             }
             return current
         }
         for field in EventField.allCases {
             for (priority, candidate) in mapping.candidates(for: field).enumerated() {
-                let index = node(for: candidate)
-                if nodes[index].target == nil { nodes[index].target = (field, priority) }
+                let target = node(for: candidate)
+                if target.field == nil {
+                    target.field = field
+                    target.priority = min(priority, 0xFE)
+                }
             }
         }
-        for source in mapping.attributeSources { nodes[node(for: source)].attributeSource = true }
+        for source in mapping.attributeSources { node(for: source).attributeSource = true }
+
+        var trie = Trie()
+        func layOut(_ builder: Builder) -> Int {
+            let index = trie.nodes.count
+            trie.nodes.append(Trie.Node(field: builder.field, priority: builder.priority, attributeSource: builder.attributeSource))
+            let childIndices = builder.children.map { layOut($0.node) }
+            let first = trie.children.count
+            for (offset, child) in builder.children.enumerated() {
+                trie.children.append(Trie.Child(length: child.key.count, prefix: prefix64(child.key), bytes: child.key, node: childIndices[offset]))
+            }
+            trie.nodes[index].children = first..<trie.children.count
+            return index
+        }
+        _ = layOut(root)
+        return trie
+    }
+
+    /// The first ≤ 8 bytes, little-endian, zero-padded.
+    private static func prefix64(_ bytes: [UInt8]) -> UInt64 {
+        var value: UInt64 = 0
+        for (index, byte) in bytes.prefix(8).enumerated() { value |= UInt64(byte) << (8 * UInt64(index)) }
+        return value
+    }
+
+    @inline(__always)
+    private static func prefix64(_ base: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
+        if count >= 8 { return UInt64(littleEndian: UnsafeRawPointer(base).loadUnaligned(as: UInt64.self)) }
+        var value: UInt64 = 0
+        for index in 0..<count { value |= UInt64(base[index]) << (8 * UInt64(index)) }
+        return value
     }
 
     // MARK: Decoding
@@ -122,50 +191,50 @@ public final class EventDecoder {
 
     private func decodeThrowing(_ bytes: UnsafeRawBufferPointer) throws(RejectReason) {
         guard bytes.count <= limits.maxMessageBytes else { throw .tooLarge }
-        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count > 0 else { throw .malformedJSON }
-        event = DecodedEvent()
-        scratchUsed = 0
-        attributeCount = 0
-        for index in fieldPriority.indices { fieldPriority[index] = .max }
-        for slot in attributeValues.indices {
-            attributeValues[slot] = .absent
-            attributeHashes[slot] = 0
+        guard let source = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count > 0 else { throw .malformedJSON }
+        for slot in 0..<slotCount {
+            slotValues[slot] = .absent
+            slotHashes[slot] = 0
         }
-        var cursor = Cursor(base: base, count: bytes.count)
+        // The message is copied to the start of scratch memory once, so strings without
+        // escapes are referenced where they are; unescaped copies go after it.
+        scratch.update(from: source, count: bytes.count)
+        var state = ParseState()
+        state.scratchUsed = bytes.count
+        var cursor = Cursor(base: UnsafePointer(scratch), count: bytes.count)
         cursor.skipWhitespace()
         guard cursor.peek() == UInt8(ascii: "{") else {
             if cursor.isAtEnd { throw .malformedJSON }
-            try skipValue(&cursor, depth: 0)
+            try skipValue(&cursor, &state, depth: 0)
             cursor.skipWhitespace()
             throw cursor.isAtEnd ? .notAnObject : .malformedJSON
         }
-        try parseObject(&cursor, node: 0, attributeMode: false, pathLength: 0, depth: 1)
+        try parseObject(&cursor, &state, node: 0, attributeMode: false, pathLength: 0, depth: 1)
         cursor.skipWhitespace()
         guard cursor.isAtEnd else { throw .malformedJSON }
-        try finish()
+        try finish(&state)
+        event = state.event
     }
 
-    private func finish() throws(RejectReason) {
-        for field in [EventField.eventID, .type, .userID, .timestamp] where fieldPriority[field.rawValue] == .max {
+    private func finish(_ state: inout ParseState) throws(RejectReason) {
+        for field in [EventField.eventID, .type, .userID, .timestamp] where state.priority(of: field) == 0xFF {
             throw .missingField(field)
         }
-        event.eventIDHash = hash(event.eventID)
-        event.userIDHash = hash(event.userID)
-        applyAlias()
-        event.typeHash = hash(event.type)
-        event.typeCode = knownTypeHashes.firstIndex(of: event.typeHash).flatMap { code in
-            equals(event.type, Array(KnownEventType.allCases[code].name.utf8)) ? code : nil
-        } ?? -1
-        if event.contentID.isPresent { event.contentIDHash = hash(event.contentID) }
-    }
-
-    private func applyAlias() {
-        guard !aliases.isEmpty else { return }
-        let typeHash = hash(event.type)
-        for alias in aliases where alias.from == typeHash && equals(event.type, alias.fromBytes) {
-            event.type = store(alias.to)
-            return
+        state.event.eventIDHash = hash(state.event.eventID)
+        state.event.userIDHash = hash(state.event.userID)
+        if !aliases.isEmpty {
+            for alias in aliases where equals(state.event.type, alias.fromBytes) {
+                state.event.type = store(alias.to, &state)
+                break
+            }
         }
+        state.event.typeHash = hash(state.event.type)
+        state.event.typeCode = -1
+        for (code, name) in knownTypeBytes.enumerated() where equals(state.event.type, name) {
+            state.event.typeCode = code
+            break
+        }
+        if state.event.contentID.isPresent { state.event.contentIDHash = hash(state.event.contentID) }
     }
 
     // MARK: Accessing decoded strings
@@ -191,13 +260,12 @@ public final class EventDecoder {
         return mine.count == other.count && other.withUnsafeBytes { mine.elementsEqual($0) }
     }
 
-    private func store(_ value: [UInt8]) -> ByteRef {
-        let start = scratchUsed
-        for byte in value where scratchUsed < scratchCapacity {
-            scratch[scratchUsed] = byte
-            scratchUsed += 1
-        }
-        return ByteRef(start: Int32(start), count: Int32(scratchUsed - start))
+    private func store(_ value: [UInt8], _ state: inout ParseState) -> ByteRef {
+        let start = state.scratchUsed
+        let n = min(value.count, scratchCapacity - start)
+        for index in 0..<n { scratch[start + index] = value[index] }
+        state.scratchUsed += n
+        return ByteRef(start: Int32(start), count: Int32(n))
     }
 
     // MARK: The scanner
@@ -233,7 +301,7 @@ public final class EventDecoder {
         }
     }
 
-    private func parseObject(_ c: inout Cursor, node: Int?, attributeMode: Bool, pathLength: Int, depth: Int) throws(RejectReason) {
+    private func parseObject(_ c: inout Cursor, _ state: inout ParseState, node: Int?, attributeMode: Bool, pathLength: Int, depth: Int) throws(RejectReason) {
         guard depth <= limits.maxDepth else { throw .tooDeep }
         try c.expect(UInt8(ascii: "{"))
         c.skipWhitespace()
@@ -243,23 +311,28 @@ public final class EventDecoder {
         }
         while true {
             c.skipWhitespace()
-            let key = try parseString(&c)
+            let key = try parseString(&c, &state)
             try c.expect(UInt8(ascii: ":"))
             c.skipWhitespace()
             let child = node.flatMap { childNode(of: $0, key: key) }
-            if let child, let target = nodes[child].target {
-                try parseField(&c, field: target.field, priority: target.priority)
-            } else if let child, c.peek() == UInt8(ascii: "{"), !nodes[child].children.isEmpty || nodes[child].attributeSource {
-                try parseObject(&c, node: child, attributeMode: nodes[child].attributeSource, pathLength: 0, depth: depth + 1)
-            } else if let child, nodes[child].attributeSource, c.peek() != UInt8(ascii: "n") {
-                throw .badAttribute
+            if let child {
+                let childNode = trie.nodes[child]
+                if let field = childNode.field {
+                    try parseField(&c, &state, field: field, priority: childNode.priority)
+                } else if c.peek() == UInt8(ascii: "{"), childNode.hasChildren || childNode.attributeSource {
+                    try parseObject(&c, &state, node: child, attributeMode: childNode.attributeSource, pathLength: 0, depth: depth + 1)
+                } else if childNode.attributeSource, c.peek() != UInt8(ascii: "n") {
+                    throw .badAttribute
+                } else if attributeMode {
+                    try parseAttribute(&c, &state, key: key, pathLength: pathLength, depth: depth)
+                } else {
+                    try skipValue(&c, &state, depth: depth)
+                }
             } else if attributeMode {
-                try parseAttribute(&c, key: key, pathLength: pathLength, depth: depth)
+                try parseAttribute(&c, &state, key: key, pathLength: pathLength, depth: depth)
             } else {
-                try skipValue(&c, depth: depth)
+                try skipValue(&c, &state, depth: depth)
             }
-            // Keys are no longer needed once handled; reuse their scratch space.
-            if scratchUsed == Int(key.start) + Int(key.count) { scratchUsed = Int(key.start) }
             c.skipWhitespace()
             guard c.i < c.count else { throw .malformedJSON }
             let next = c.base[c.i]
@@ -271,25 +344,30 @@ public final class EventDecoder {
 
     @inline(__always)
     private func childNode(of node: Int, key: ByteRef) -> Int? {
-        let children = nodes[node].children
-        guard !children.isEmpty else { return nil }
-        let keyBytes = bytes(key)
-        for child in children where child.key.count == keyBytes.count {
-            if child.key.withUnsafeBytes({ keyBytes.elementsEqual($0) }) { return child.node }
+        let range = trie.nodes[node].children
+        guard !range.isEmpty else { return nil }
+        let length = Int(key.count)
+        let keyBase = scratch + Int(key.start)
+        let prefix = EventDecoder.prefix64(keyBase, min(length, 8))
+        for index in range {
+            let child = trie.children[index]
+            guard child.length == length, child.prefix == prefix else { continue }
+            if length <= 8 { return child.node }
+            if EventDecoder.equal(child.bytes, keyBase, length) { return child.node }
         }
         return nil
     }
 
-    private func parseAttribute(_ c: inout Cursor, key: ByteRef, pathLength: Int, depth: Int) throws(RejectReason) {
+    private func parseAttribute(_ c: inout Cursor, _ state: inout ParseState, key: ByteRef, pathLength: Int, depth: Int) throws(RejectReason) {
         // The attribute's name is the path inside its source plus this key.
-        let keyBytes = bytes(key)
-        guard pathLength + keyBytes.count + 1 < pathCapacity else { throw .tooLong(.type) }
-        if let base = keyBytes.baseAddress { (path + pathLength).update(from: base.assumingMemoryBound(to: UInt8.self), count: keyBytes.count) }
-        let nameLength = pathLength + keyBytes.count
+        let keyLength = Int(key.count)
+        guard pathLength + keyLength + 1 < pathCapacity else { throw .badAttribute }
+        (path + pathLength).update(from: scratch + Int(key.start), count: keyLength)
+        let nameLength = pathLength + keyLength
         switch c.peek() {
         case UInt8(ascii: "{"):
             path[nameLength] = UInt8(ascii: ".")
-            try parseObject(&c, node: nil, attributeMode: true, pathLength: nameLength + 1, depth: depth + 1)
+            try parseObject(&c, &state, node: nil, attributeMode: true, pathLength: nameLength + 1, depth: depth + 1)
             return
         case UInt8(ascii: "["):
             throw .badAttribute
@@ -299,76 +377,74 @@ public final class EventDecoder {
         default:
             break
         }
-        attributeCount += 1
-        guard attributeCount <= limits.maxAttributes else { throw .tooManyAttributes }
+        state.attributeCount += 1
+        guard state.attributeCount <= limits.maxAttributes else { throw .tooManyAttributes }
         let value: ByteRef
         if c.peek() == UInt8(ascii: "\"") {
-            value = try parseString(&c)
+            value = try parseString(&c, &state)
         } else {
             // Numbers and booleans become their literal text.
             let start = c.i
-            try skipValue(&c, depth: depth)
-            value = store(rawBytes: c.base + start, count: c.i - start)
+            try skipValue(&c, &state, depth: depth)
+            value = ByteRef(start: Int32(start), count: Int32(c.i - start))
         }
         guard value.count <= Int32(limits.maxStringBytes) else { throw .badAttribute }
-        guard !attributeNames.isEmpty else { return }
-        let name = UnsafeRawBufferPointer(start: path, count: nameLength)
-        let nameHash = Hash64.hash(name)
-        var index = Int(truncatingIfNeeded: nameHash) & (slotTable.count - 1)
-        while slotTable[index].slot >= 0 {
-            let entry = slotTable[index]
-            if entry.hash == nameHash, slotNameBytes[entry.slot].withUnsafeBytes({ name.elementsEqual($0) }) {
-                attributeValues[entry.slot] = value
-                attributeHashes[entry.slot] = hash(value)
-                return
-            }
-            index = (index + 1) & (slotTable.count - 1)
+        guard slotCount > 0 else { return }
+        // Few attributes are referenced: compare lengths and first bytes, then the rest.
+        let prefix = EventDecoder.prefix64(path, min(nameLength, 8))
+        for slot in 0..<slotCount where slotNamePrefixes[slot] == prefix && EventDecoder.equal(slotNameBytes[slot], path, nameLength) {
+            slotValues[slot] = value
+            slotHashes[slot] = hash(value)
+            return
         }
     }
 
-    private func store(rawBytes: UnsafePointer<UInt8>, count: Int) -> ByteRef {
-        let start = scratchUsed
-        let n = min(count, scratchCapacity - scratchUsed)
-        (scratch + start).update(from: rawBytes, count: n)
-        scratchUsed += n
-        return ByteRef(start: Int32(start), count: Int32(n))
+    /// Whether `bytes` equals the `count` bytes at `pointer`.
+    @inline(__always)
+    private static func equal(_ bytes: [UInt8], _ pointer: UnsafePointer<UInt8>, _ count: Int) -> Bool {
+        guard bytes.count == count else { return false }
+        for index in 0..<count where bytes[index] != pointer[index] { return false }
+        return true
     }
 
-    private func parseField(_ c: inout Cursor, field: EventField, priority: Int) throws(RejectReason) {
+    @inline(__always)
+    private static func isDigitOrMinus(_ byte: UInt8) -> Bool { byte == UInt8(ascii: "-") || (byte >= 0x30 && byte <= 0x39) }
+
+    private func parseField(_ c: inout Cursor, _ state: inout ParseState, field: EventField, priority: Int) throws(RejectReason) {
         if c.peek() == UInt8(ascii: "n") {
             try c.literal("null")
             return
         }
-        let current = fieldPriority[field.rawValue]
+        let current = state.priority(of: field)
         if current == priority { throw .duplicateField(field) }
         let wins = priority < current
         switch field {
         case .eventID, .type, .userID, .contentID, .sessionID:
             let value: ByteRef
             if c.peek() == UInt8(ascii: "\"") {
-                value = try parseString(&c)
-            } else if field == .userID || field == .eventID, c.peek() == UInt8(ascii: "-") || (c.peek() >= 0x30 && c.peek() <= 0x39) {
+                value = try parseString(&c, &state)
+            } else if field == .userID || field == .eventID, EventDecoder.isDigitOrMinus(c.peek()) {
                 // Numeric ids are common; keep their text.
                 let start = c.i
                 _ = try parseNumber(&c)
-                value = store(rawBytes: c.base + start, count: c.i - start)
+                value = ByteRef(start: Int32(start), count: Int32(c.i - start))
             } else {
                 throw .badField(field)
             }
             guard value.count <= Int32(limits.maxStringBytes) else { throw .tooLong(field) }
             guard value.count > 0, wins else { return }
-            fieldPriority[field.rawValue] = priority
+            state.setPriority(priority, of: field)
             switch field {
-            case .eventID: event.eventID = value
-            case .type: event.type = value
-            case .userID: event.userID = value
-            case .contentID: event.contentID = value
-            default: event.sessionIDHash = hash(value)
+            case .eventID: state.event.eventID = value
+            case .type: state.event.type = value
+            case .userID: state.event.userID = value
+            case .contentID: state.event.contentID = value
+            default: state.event.sessionIDHash = hash(value)
             }
         case .timestamp:
             let millis: Int64
             if c.peek() == UInt8(ascii: "\"") {
-                let text = try parseString(&c)
+                let text = try parseString(&c, &state)
                 guard let parsed = Timestamp.parseRFC3339(bytes(text)) else { throw .badTimestamp }
                 millis = parsed
             } else {
@@ -378,24 +454,24 @@ public final class EventDecoder {
             }
             guard Timestamp.validRange.contains(millis) else { throw .badTimestamp }
             if wins {
-                fieldPriority[field.rawValue] = priority
-                event.timestamp = millis
+                state.setPriority(priority, of: field)
+                state.event.timestamp = millis
             }
         case .dwellMs:
-            guard c.peek() == UInt8(ascii: "-") || (c.peek() >= 0x30 && c.peek() <= 0x39) else { throw .badField(field) }
+            guard EventDecoder.isDigitOrMinus(c.peek()) else { throw .badField(field) }
             let number = try parseNumber(&c)
             guard number.isInteger, let integer = number.integer, integer >= 0, integer <= 86_400_000 else { throw .badField(field) }
             if wins {
-                fieldPriority[field.rawValue] = priority
-                event.dwellMs = integer
+                state.setPriority(priority, of: field)
+                state.event.dwellMs = integer
             }
         case .value:
-            guard c.peek() == UInt8(ascii: "-") || (c.peek() >= 0x30 && c.peek() <= 0x39) else { throw .badField(field) }
+            guard EventDecoder.isDigitOrMinus(c.peek()) else { throw .badField(field) }
             let number = try parseNumber(&c)
             guard let micros = number.micros else { throw .badField(field) }
             if wins {
-                fieldPriority[field.rawValue] = priority
-                event.valueMicros = micros
+                state.setPriority(priority, of: field)
+                state.event.valueMicros = micros
             }
         }
     }
@@ -463,7 +539,7 @@ public final class EventDecoder {
             guard c.i > expStart else { throw .malformedJSON }
             exponent += expNegative ? -value : value
         }
-        func scaled(_ shift: Int) -> Int64? {
+        @inline(__always) func scaled(_ shift: Int) -> Int64? {
             // mantissa × 10^(exponent + shift), exactly, if it fits (truncating extra fraction).
             var value = mantissa
             var e = exponent + shift
@@ -484,14 +560,40 @@ public final class EventDecoder {
         return Number(isInteger: isInteger && !overflow, integer: integer, micros: micros)
     }
 
-    /// Parses a JSON string into scratch (unescaped, UTF-8 validated).
-    private func parseString(_ c: inout Cursor) throws(RejectReason) -> ByteRef {
+    /// Parses a JSON string: in place when it has no escapes, else unescaped into the
+    /// scratch area after the message. UTF-8 is validated.
+    private func parseString(_ c: inout Cursor, _ state: inout ParseState) throws(RejectReason) -> ByteRef {
         guard c.i < c.count, c.base[c.i] == UInt8(ascii: "\"") else { throw .malformedJSON }
         c.i += 1
-        let start = scratchUsed
-        var sawHighBit = false
+        let begin = c.i
+        var highBits: UInt64 = 0
+        // Fast path: scan eight bytes at a time to the closing quote.
+        while c.count - c.i >= 8 {
+            let word = UInt64(littleEndian: UnsafeRawPointer(c.base + c.i).loadUnaligned(as: UInt64.self))
+            if EventDecoder.hasSpecialByte(word) { break }
+            highBits |= word
+            c.i += 8
+        }
+        while c.i < c.count {
+            let byte = c.base[c.i]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            highBits |= UInt64(byte)
+            c.i += 1
+        }
+        guard c.i < c.count else { throw .malformedJSON }
+        if c.base[c.i] == UInt8(ascii: "\"") {
+            let ref = ByteRef(start: Int32(begin), count: Int32(c.i - begin))
+            c.i += 1
+            if highBits & 0x8080_8080_8080_8080 != 0, !EventDecoder.isValidUTF8(bytes(ref)) { throw .invalidUTF8 }
+            return ref
+        }
+        // Slow path: copy what was scanned, then unescape the rest.
+        let start = state.scratchUsed
+        guard start + (c.i - begin) + 4 <= scratchCapacity else { throw .tooLarge }
+        (scratch + start).update(from: c.base + begin, count: c.i - begin)
+        state.scratchUsed += c.i - begin
+        var sawHighBit = highBits & 0x8080_8080_8080_8080 != 0
         while true {
-            // Copy a run of plain bytes at once.
             let runStart = c.i
             while c.i < c.count {
                 let byte = c.base[c.i]
@@ -500,9 +602,9 @@ public final class EventDecoder {
                 c.i += 1
             }
             let run = c.i - runStart
-            guard scratchUsed + run + 4 <= scratchCapacity else { throw .tooLarge }
-            (scratch + scratchUsed).update(from: c.base + runStart, count: run)
-            scratchUsed += run
+            guard state.scratchUsed + run + 4 <= scratchCapacity else { throw .tooLarge }
+            (scratch + state.scratchUsed).update(from: c.base + runStart, count: run)
+            state.scratchUsed += run
             guard c.i < c.count else { throw .malformedJSON }
             let byte = c.base[c.i]
             c.i += 1
@@ -511,12 +613,12 @@ public final class EventDecoder {
             let escape = c.base[c.i]
             c.i += 1
             switch escape {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): append(escape)
-            case UInt8(ascii: "b"): append(0x08)
-            case UInt8(ascii: "f"): append(0x0c)
-            case UInt8(ascii: "n"): append(0x0a)
-            case UInt8(ascii: "r"): append(0x0d)
-            case UInt8(ascii: "t"): append(0x09)
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): append(escape, &state)
+            case UInt8(ascii: "b"): append(0x08, &state)
+            case UInt8(ascii: "f"): append(0x0c, &state)
+            case UInt8(ascii: "n"): append(0x0a, &state)
+            case UInt8(ascii: "r"): append(0x0d, &state)
+            case UInt8(ascii: "t"): append(0x09, &state)
             case UInt8(ascii: "u"):
                 var scalar = try hex4(&c)
                 if (0xD800...0xDBFF).contains(scalar) {
@@ -528,36 +630,50 @@ public final class EventDecoder {
                 } else if (0xDC00...0xDFFF).contains(scalar) {
                     throw .invalidUTF8
                 }
-                appendUTF8(scalar)
+                appendUTF8(scalar, &state)
             default:
                 throw .malformedJSON
             }
         }
-        let ref = ByteRef(start: Int32(start), count: Int32(scratchUsed - start))
+        let ref = ByteRef(start: Int32(start), count: Int32(state.scratchUsed - start))
         if sawHighBit, !EventDecoder.isValidUTF8(bytes(ref)) { throw .invalidUTF8 }
         return ref
     }
 
-    @inline(__always) private func append(_ byte: UInt8) {
-        scratch[scratchUsed] = byte
-        scratchUsed += 1
+    /// Whether any byte of `word` is `"`, `\\` or below 0x20 (SWAR: a byte is zero
+    /// after XOR with the pattern, or less than 0x20).
+    @inline(__always)
+    private static func hasSpecialByte(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let hasQuote = (quote &- ones) & ~quote & highs
+        let hasBackslash = (backslash &- ones) & ~backslash & highs
+        let hasControl = (word &- ones &* 0x20) & ~word & highs
+        return (hasQuote | hasBackslash | hasControl) != 0
     }
 
-    private func appendUTF8(_ scalar: UInt32) {
+    @inline(__always) private func append(_ byte: UInt8, _ state: inout ParseState) {
+        scratch[state.scratchUsed] = byte
+        state.scratchUsed += 1
+    }
+
+    private func appendUTF8(_ scalar: UInt32, _ state: inout ParseState) {
         switch scalar {
-        case ..<0x80: append(UInt8(scalar))
+        case ..<0x80: append(UInt8(scalar), &state)
         case ..<0x800:
-            append(UInt8(0xC0 | (scalar >> 6)))
-            append(UInt8(0x80 | (scalar & 0x3F)))
+            append(UInt8(0xC0 | (scalar >> 6)), &state)
+            append(UInt8(0x80 | (scalar & 0x3F)), &state)
         case ..<0x10000:
-            append(UInt8(0xE0 | (scalar >> 12)))
-            append(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
-            append(UInt8(0x80 | (scalar & 0x3F)))
+            append(UInt8(0xE0 | (scalar >> 12)), &state)
+            append(UInt8(0x80 | ((scalar >> 6) & 0x3F)), &state)
+            append(UInt8(0x80 | (scalar & 0x3F)), &state)
         default:
-            append(UInt8(0xF0 | (scalar >> 18)))
-            append(UInt8(0x80 | ((scalar >> 12) & 0x3F)))
-            append(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
-            append(UInt8(0x80 | (scalar & 0x3F)))
+            append(UInt8(0xF0 | (scalar >> 18)), &state)
+            append(UInt8(0x80 | ((scalar >> 12) & 0x3F)), &state)
+            append(UInt8(0x80 | ((scalar >> 6) & 0x3F)), &state)
+            append(UInt8(0x80 | (scalar & 0x3F)), &state)
         }
     }
 
@@ -611,7 +727,7 @@ public final class EventDecoder {
     }
 
     /// Skips any JSON value, checking its syntax and nesting depth.
-    private func skipValue(_ c: inout Cursor, depth: Int) throws(RejectReason) {
+    private func skipValue(_ c: inout Cursor, _ state: inout ParseState, depth: Int) throws(RejectReason) {
         c.skipWhitespace()
         guard c.i < c.count else { throw .malformedJSON }
         switch c.base[c.i] {
@@ -625,11 +741,11 @@ public final class EventDecoder {
             }
             while true {
                 c.skipWhitespace()
-                let mark = scratchUsed
-                _ = try parseString(&c)
-                scratchUsed = mark
+                let mark = state.scratchUsed
+                _ = try parseString(&c, &state)
+                state.scratchUsed = mark
                 try c.expect(UInt8(ascii: ":"))
-                try skipValue(&c, depth: depth + 1)
+                try skipValue(&c, &state, depth: depth + 1)
                 c.skipWhitespace()
                 guard c.i < c.count else { throw .malformedJSON }
                 let next = c.base[c.i]
@@ -646,7 +762,7 @@ public final class EventDecoder {
                 return
             }
             while true {
-                try skipValue(&c, depth: depth + 1)
+                try skipValue(&c, &state, depth: depth + 1)
                 c.skipWhitespace()
                 guard c.i < c.count else { throw .malformedJSON }
                 let next = c.base[c.i]
@@ -655,9 +771,9 @@ public final class EventDecoder {
                 guard next == UInt8(ascii: ",") else { throw .malformedJSON }
             }
         case UInt8(ascii: "\""):
-            let mark = scratchUsed
-            _ = try parseString(&c)
-            scratchUsed = mark
+            let mark = state.scratchUsed
+            _ = try parseString(&c, &state)
+            state.scratchUsed = mark
         case UInt8(ascii: "t"): try c.literal("true")
         case UInt8(ascii: "f"): try c.literal("false")
         case UInt8(ascii: "n"): try c.literal("null")

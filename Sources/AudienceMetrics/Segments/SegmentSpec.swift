@@ -89,7 +89,7 @@ public final class SegmentAssigner {
                 if position > 0 { buffer.append(UInt8(ascii: ",")) }
                 buffer.append(contentsOf: nameBytes[slot])
                 buffer.append(UInt8(ascii: "="))
-                let value = decoder.attributeValues[slot]
+                let value = decoder.attributeValue(slot)
                 if value.isPresent {
                     appendEscaped(decoder.bytes(value))
                 } else {
@@ -107,8 +107,8 @@ public final class SegmentAssigner {
                 let slotsOfRule = ruleSlots[index]
                 let matches = rule.rule.evaluate(type: type) { position in
                     let slot = slotsOfRule[position]
-                    let ref = decoder.attributeValues[slot]
-                    return ref.isPresent ? (decoder.bytes(ref), decoder.attributeHashes[slot]) : nil
+                    let ref = decoder.attributeValue(slot)
+                    return ref.isPresent ? (decoder.bytes(ref), decoder.attributeHash(slot)) : nil
                 }
                 if matches { keys.append(Hash64.hash(rule.name)) }
             }
