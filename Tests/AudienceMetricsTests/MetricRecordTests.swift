@@ -47,7 +47,8 @@ struct MetricRecordTests {
         aggregate.knownTypes[KnownEventType.like.rawValue] = 1
         aggregate.users.insert(1)
         aggregate.revenueMicros = 1_500_000
-        aggregate.topContent.add(hash: 9) { "a \"quoted\"\nid" }
+        aggregate.topContent.add(hash: 9)
+        aggregate.topContent.attachNames { _ in "a \"quoted\"\nid" }
         let record = MetricRecord(segment: "country=DE", window: WindowSpec(size: 60_000), start: 1_795_860_000_000, aggregate: aggregate,
                                   isFinal: true, previousUniqueUsers: 4, trend: nil, overflowedEvents: 0, config: AggregationConfig())
         #expect(record.json == record.json)

@@ -113,9 +113,13 @@ struct SketchTests {
             let u = Double(generator.next() % 1_000_000) / 1_000_000
             let article = "article-\(cumulative.firstIndex { $0 >= u } ?? 4_999)"
             exact[article, default: 0] += 1
-            sketch.add(hash: Hash64.hash(article)) { article }
-            halves[index % 2].add(hash: Hash64.hash(article)) { article }
+            sketch.add(hash: Hash64.hash(article))
+            halves[index % 2].add(hash: Hash64.hash(article))
         }
+        let namesByHash = Dictionary(uniqueKeysWithValues: exact.keys.map { (Hash64.hash($0), $0) })
+        sketch.attachNames { namesByHash[$0] }
+        halves[0].attachNames { namesByHash[$0] }
+        halves[1].attachNames { namesByHash[$0] }
         let trueTop = exact.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(10)
         let found = sketch.top(10)
         #expect(found.map(\.name) == trueTop.map(\.key))

@@ -27,6 +27,8 @@ public final class PartitionAggregator {
     public private(set) var duplicateCount: Int64 = 0
     public private(set) var lateCount: Int64 = 0
     public private(set) var invalidCount: Int64 = 0
+    /// Names of content ids seen (by hash), so counting content allocates nothing.
+    private var contentNames = HashMap64<String>(vacant: "")
     private let allKey = Hash64.hash("all")
     private let overflowKey = Hash64.hash(SegmentSpec.overflowSegment)
     private let tracksAll: Bool
@@ -35,7 +37,7 @@ public final class PartitionAggregator {
         let windowIndex: Int
         let start: Int64
         let end: Int64
-        var slots: [UInt64: Int] = [:]
+        var slots = HashMap64<Int>(vacant: -1)
         var keys: [UInt64] = []
         var aggregates: [SegmentAggregate] = []
         var changed: [Bool] = []
@@ -146,6 +148,9 @@ public final class PartitionAggregator {
         }
 
         let update = users.update(user: event.userIDHash, time: time, typeCode: event.typeCode)
+        if event.hasContent && !contentNames.contains(event.contentIDHash) {
+            contentNames[event.contentIDHash] = decoder.string(event.contentID)
+        }
         let typeCode = event.typeCode
         let isConversion = config.conversionTypes.contains(typeCode)
         let isPageView = typeCode == KnownEventType.pageView.rawValue
@@ -175,9 +180,7 @@ public final class PartitionAggregator {
                             aggregates[slot].revenueMicros &+= event.valueMicros ?? 0
                         }
                         if event.dwellMs >= 0 { aggregates[slot].dwell.add(event.dwellMs) }
-                        if isPageView && event.hasContent {
-                            aggregates[slot].topContent.add(hash: event.contentIDHash) { decoder.string(event.contentID) }
-                        }
+                        if isPageView && event.hasContent { aggregates[slot].topContent.add(hash: event.contentIDHash) }
                         // Session figures are credited to the window of the event that
                         // causes them, so they depend only on the user's own events.
                         if update.sessionStarted { aggregates[slot].sessionsStarted += 1 }
@@ -242,8 +245,24 @@ public final class PartitionAggregator {
         if !closed.isEmpty {
             dedup.prune()
             users.expire(now: watermark)
+            pruneContentNames()
         }
         return closed.sorted { ($0.start, $0.windowIndex) < ($1.start, $1.windowIndex) }
+    }
+
+    /// Keeps the content-name table bounded: past 100,000 names, keep only those that
+    /// open windows still track.
+    private func pruneContentNames() {
+        guard contentNames.count > 100_000 else { return }
+        var kept = HashMap64<String>(vacant: "")
+        for state in open.joined() {
+            for index in state.aggregates.indices {
+                var aggregate = state.aggregates[index].topContent
+                aggregate.attachNames { contentNames[$0] }
+                for (hash, name) in aggregate.knownNames { kept[hash] = name }
+            }
+        }
+        contentNames = kept
     }
 
     /// Partials of the segments that changed since the last call, for open windows.
@@ -259,8 +278,15 @@ public final class PartitionAggregator {
         return updates
     }
 
+    /// An aggregate as it leaves the partition: with the names of its top content.
+    private func named(_ aggregate: SegmentAggregate) -> SegmentAggregate {
+        var copy = aggregate
+        copy.topContent.attachNames { contentNames[$0] }
+        return copy
+    }
+
     private func partial(of state: WindowState, slots: [Int], isFinal: Bool) -> WindowPartial {
-        let segments = slots.map { (name: assigner.name(of: state.keys[$0]), aggregate: state.aggregates[$0]) }.sorted { $0.name < $1.name }
+        let segments = slots.map { (name: assigner.name(of: state.keys[$0]), aggregate: named(state.aggregates[$0])) }.sorted { $0.name < $1.name }
         return WindowPartial(windowIndex: state.windowIndex, start: state.start, end: state.end, segments: segments,
                              overflowedEvents: state.overflowedEvents, isFinal: isFinal)
     }
@@ -286,7 +312,7 @@ public final class PartitionAggregator {
             writer.writeVarint(order.count)
             for slot in order {
                 writer.writeString(assigner.name(of: state.keys[slot]))
-                state.aggregates[slot].encode(into: &writer)
+                named(state.aggregates[slot]).encode(into: &writer)
             }
         }
         users.encode(into: &writer)
@@ -317,7 +343,9 @@ public final class PartitionAggregator {
                 let key = assigner.register(name)
                 state.slots[key] = state.keys.count
                 state.keys.append(key)
-                state.aggregates.append(try SegmentAggregate.decode(from: &reader))
+                let aggregate = try SegmentAggregate.decode(from: &reader)
+                for (hash, name) in aggregate.topContent.knownNames { contentNames[hash] = name }
+                state.aggregates.append(aggregate)
                 state.changed.append(false)
             }
             open[index].append(state)

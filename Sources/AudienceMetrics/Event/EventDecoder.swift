@@ -46,23 +46,32 @@ public final class EventDecoder {
         }
     }
 
-    /// The compiled mapping: a trie over key paths, stored flat (no per-node arrays).
+    /// The compiled mapping: a trie over key paths, laid out flat in memory the decoder
+    /// owns (no reference counting on the per-key lookup path).
     private struct Trie {
         struct Child {
             var length: Int
             var prefix: UInt64  // first ≤ 8 key bytes, little-endian, zero-padded
-            var bytes: [UInt8]
+            var tail: Int  // offset of bytes 8… in `tails`
             var node: Int
         }
         struct Node {
-            var children: Range<Int> = 0..<0
+            var childStart = 0
+            var childEnd = 0
             var field: EventField?
             var priority = 0
             var attributeSource = false
-            var hasChildren: Bool { !children.isEmpty }
+            var hasChildren: Bool { childEnd > childStart }
         }
-        var nodes: [Node] = []
-        var children: [Child] = []
+        let nodes: UnsafeMutableBufferPointer<Node>
+        let children: UnsafeMutableBufferPointer<Child>
+        let tails: UnsafeMutableBufferPointer<UInt8>
+
+        func deallocate() {
+            nodes.deallocate()
+            children.deallocate()
+            tails.deallocate()
+        }
     }
 
     /// Values of the referenced attributes, by slot (allocates; for tests and tools).
@@ -102,6 +111,7 @@ public final class EventDecoder {
         path.deallocate()
         slotValues.deallocate()
         slotHashes.deallocate()
+        trie.deallocate()
     }
 
     // MARK: Compiling the mapping
@@ -140,20 +150,29 @@ public final class EventDecoder {
         }
         for source in mapping.attributeSources { node(for: source).attributeSource = true }
 
-        var trie = Trie()
+        var nodes: [Trie.Node] = []
+        var children: [Trie.Child] = []
+        var tails: [UInt8] = []
         func layOut(_ builder: Builder) -> Int {
-            let index = trie.nodes.count
-            trie.nodes.append(Trie.Node(field: builder.field, priority: builder.priority, attributeSource: builder.attributeSource))
+            let index = nodes.count
+            nodes.append(Trie.Node(field: builder.field, priority: builder.priority, attributeSource: builder.attributeSource))
             let childIndices = builder.children.map { layOut($0.node) }
-            let first = trie.children.count
+            let first = children.count
             for (offset, child) in builder.children.enumerated() {
-                trie.children.append(Trie.Child(length: child.key.count, prefix: prefix64(child.key), bytes: child.key, node: childIndices[offset]))
+                children.append(Trie.Child(length: child.key.count, prefix: prefix64(child.key), tail: tails.count, node: childIndices[offset]))
+                tails.append(contentsOf: child.key.dropFirst(8))
             }
-            trie.nodes[index].children = first..<trie.children.count
+            nodes[index].childStart = first
+            nodes[index].childEnd = children.count
             return index
         }
         _ = layOut(root)
-        return trie
+        func copy<T>(_ array: [T]) -> UnsafeMutableBufferPointer<T> {
+            let buffer = UnsafeMutableBufferPointer<T>.allocate(capacity: max(1, array.count))
+            _ = buffer.initialize(from: array)
+            return buffer
+        }
+        return Trie(nodes: copy(nodes), children: copy(children), tails: copy(tails))
     }
 
     /// The first ≤ 8 bytes, little-endian, zero-padded.
@@ -344,16 +363,21 @@ public final class EventDecoder {
 
     @inline(__always)
     private func childNode(of node: Int, key: ByteRef) -> Int? {
-        let range = trie.nodes[node].children
-        guard !range.isEmpty else { return nil }
+        let entry = trie.nodes[node]
+        guard entry.hasChildren else { return nil }
         let length = Int(key.count)
         let keyBase = scratch + Int(key.start)
         let prefix = EventDecoder.prefix64(keyBase, min(length, 8))
-        for index in range {
+        for index in entry.childStart..<entry.childEnd {
             let child = trie.children[index]
             guard child.length == length, child.prefix == prefix else { continue }
             if length <= 8 { return child.node }
-            if EventDecoder.equal(child.bytes, keyBase, length) { return child.node }
+            var same = true
+            for offset in 8..<length where trie.tails[child.tail + offset - 8] != keyBase[offset] {
+                same = false
+                break
+            }
+            if same { return child.node }
         }
         return nil
     }

@@ -51,7 +51,7 @@ public final class SegmentAssigner {
     private let ruleSlots: [[Int]]  // per rule: decoder slot for each of the rule's names
     private let nameBytes: [[UInt8]]  // attribute names as bytes, by decoder slot
     private var buffer: [UInt8] = []
-    private var names: [UInt64: String] = [:]
+    private var names = HashMap64<String>(vacant: "")
     /// The current event's segment keys, after ``assign(_:)``.
     public private(set) var keys: [UInt64] = []
     private let allKey = Hash64.hash("all")
@@ -70,7 +70,7 @@ public final class SegmentAssigner {
     }
 
     func registerName(_ name: String, key: UInt64) {
-        if names[key] == nil { names[key] = name }
+        if !names.contains(key) { names[key] = name }
     }
 
     /// The name of a segment key seen before.
@@ -97,7 +97,7 @@ public final class SegmentAssigner {
                 }
             }
             let key = buffer.withUnsafeBytes { Hash64.hash($0) }
-            if names[key] == nil { names[key] = String(decoding: buffer, as: UTF8.self) }
+            if !names.contains(key) { names[key] = String(decoding: buffer, as: UTF8.self) }
             keys.append(key)
         }
         if !spec.rules.isEmpty {

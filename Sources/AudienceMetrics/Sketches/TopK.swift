@@ -6,88 +6,114 @@
 /// Merging sums the counters of both summaries and keeps the `capacity` largest (the
 /// mergeable-summaries construction of Agarwal et al. 2012); the result is exact for
 /// items tracked in every input. Ties are broken by name, so results are deterministic.
+///
+/// Items are counted by hash, so counting allocates nothing; names are attached when a
+/// summary leaves its producer (``attachNames(_:)``) and travel with it from then on.
 public struct TopK: Sendable, Equatable {
+    /// A reported item.
     public struct Item: Sendable, Hashable {
         public var name: String
         public var count: Int64
         public var error: Int64
     }
 
+    struct Counter: Sendable, Hashable {
+        var hash: UInt64
+        var count: Int64
+        var error: Int64
+    }
+
     public let capacity: Int
-    private var items: [Item] = []
-    private var hashes: [UInt64] = []
-    private var index: [UInt64: Int] = [:]
+    private var counters: [Counter] = []
+    private var index = HashMap64<Int>(vacant: -1)
+    private var names: [UInt64: String] = [:]
 
     public init(capacity: Int = 64) {
         self.capacity = max(1, capacity)
     }
 
-    /// Counts one occurrence of the item with `hash`; `name` is asked for only when the
-    /// item is not yet tracked.
+    public var isEmpty: Bool { counters.isEmpty }
+
+    /// Counts one occurrence of the item with `hash`.
     @inline(__always)
-    public mutating func add(hash: UInt64, name: () -> String) {
-        if let position = index[hash] {
-            items[position].count += 1
-            return
+    public mutating func add(hash: UInt64) {
+        let capacity = self.capacity
+        let position = index.update(hash, default: counters.count < capacity ? counters.count : -2) { $0 }
+        if position >= 0 && position < counters.count {
+            counters[position].count += 1
+        } else if position == counters.count {
+            counters.append(Counter(hash: hash, count: 1, error: 0))
+        } else {
+            // Full: replace the counter with the smallest count (first such, by position).
+            var victim = 0
+            for candidate in 1..<counters.count where counters[candidate].count < counters[victim].count { victim = candidate }
+            let floor = counters[victim].count
+            index.remove(counters[victim].hash)
+            names[counters[victim].hash] = nil
+            index[hash] = victim
+            counters[victim] = Counter(hash: hash, count: floor + 1, error: floor)
         }
-        if items.count < capacity {
-            index[hash] = items.count
-            items.append(Item(name: name(), count: 1, error: 0))
-            hashes.append(hash)
-            return
+    }
+
+    /// Names the tracked items that have no name yet, from `resolve`.
+    public mutating func attachNames(_ resolve: (UInt64) -> String?) {
+        for counter in counters where names[counter.hash] == nil {
+            if let name = resolve(counter.hash) { names[counter.hash] = name }
         }
-        // Replace the item with the smallest count (first such, by position).
-        var victim = 0
-        for position in 1..<items.count where items[position].count < items[victim].count { victim = position }
-        let floor = items[victim].count
-        index[hashes[victim]] = nil
-        index[hash] = victim
-        hashes[victim] = hash
-        items[victim] = Item(name: name(), count: floor + 1, error: floor)
+    }
+
+    /// The names known for tracked items, by hash.
+    public var knownNames: [UInt64: String] { names }
+
+    private func name(of hash: UInt64) -> String {
+        names[hash] ?? "#" + String(hash, radix: 16)
     }
 
     /// The `k` most frequent items, largest count first (ties by name).
     public func top(_ k: Int) -> [Item] {
-        Array(items.sorted { $0.count != $1.count ? $0.count > $1.count : $0.name < $1.name }.prefix(k))
+        Array(counters.map { Item(name: name(of: $0.hash), count: $0.count, error: $0.error) }
+            .sorted { $0.count != $1.count ? $0.count > $1.count : $0.name < $1.name }.prefix(k))
     }
 
     /// Adds `other`'s counters to these.
     public mutating func merge(_ other: TopK) {
-        var combined: [String: Item] = [:]
-        for item in items + other.items {
-            if var existing = combined[item.name] {
-                existing.count += item.count
-                existing.error += item.error
-                combined[item.name] = existing
+        for (hash, name) in other.names where names[hash] == nil { names[hash] = name }
+        var combined: [UInt64: Counter] = [:]
+        for counter in counters + other.counters {
+            if var existing = combined[counter.hash] {
+                existing.count += counter.count
+                existing.error += counter.error
+                combined[counter.hash] = existing
             } else {
-                combined[item.name] = item
+                combined[counter.hash] = counter
             }
         }
-        let kept = combined.values.sorted { $0.count != $1.count ? $0.count > $1.count : $0.name < $1.name }.prefix(capacity)
-        items = Array(kept)
-        hashes = items.map { Hash64.hash($0.name) }
-        index = Dictionary(uniqueKeysWithValues: hashes.enumerated().map { ($1, $0) })
+        let ordered = combined.values.sorted { $0.count != $1.count ? $0.count > $1.count : name(of: $0.hash) < name(of: $1.hash) }
+        counters = Array(ordered.prefix(capacity))
+        index = HashMap64(vacant: -1, capacity: counters.count)
+        for (position, counter) in counters.enumerated() { index[counter.hash] = position }
+        let kept = Set(counters.map(\.hash))
+        names = names.filter { kept.contains($0.key) }
     }
 
     public static func == (lhs: TopK, rhs: TopK) -> Bool {
         lhs.capacity == rhs.capacity && lhs.top(lhs.capacity) == rhs.top(rhs.capacity)
     }
 
-    public var isEmpty: Bool { items.isEmpty }
-
     // MARK: Binary form
 
-    static let formatVersion: UInt8 = 1
+    static let formatVersion: UInt8 = 2
 
+    /// Counters sorted by hash, each with its name ("" if unknown).
     public func encode(into writer: inout BinaryWriter) {
         writer.write(TopK.formatVersion)
         writer.writeVarint(capacity)
-        let sorted = items.sorted { $0.name < $1.name }
-        writer.writeVarint(sorted.count)
-        for item in sorted {
-            writer.writeString(item.name)
-            writer.writeSigned(item.count)
-            writer.writeSigned(item.error)
+        writer.writeVarint(counters.count)
+        for counter in counters.sorted(by: { $0.hash < $1.hash }) {
+            writer.writeFixed64(counter.hash)
+            writer.writeString(names[counter.hash] ?? "")
+            writer.writeSigned(counter.count)
+            writer.writeSigned(counter.error)
         }
     }
 
@@ -95,13 +121,14 @@ public struct TopK: Sendable, Equatable {
         try reader.expectVersion(formatVersion, of: "top-k")
         var sketch = TopK(capacity: try reader.readCount(limit: 1 << 16))
         let count = try reader.readCount(limit: sketch.capacity)
-        for _ in 0..<count {
-            let item = Item(name: try reader.readString(limit: 4096), count: try reader.readSigned(), error: try reader.readSigned())
-            let hash = Hash64.hash(item.name)
-            guard sketch.index[hash] == nil else { throw BinaryReader.Error(message: "duplicate top-k item") }
-            sketch.index[hash] = sketch.items.count
-            sketch.items.append(item)
-            sketch.hashes.append(hash)
+        for position in 0..<count {
+            let hash = try reader.readFixed64()
+            let name = try reader.readString(limit: 4096)
+            let counter = Counter(hash: hash, count: try reader.readSigned(), error: try reader.readSigned())
+            guard !sketch.index.contains(hash) else { throw BinaryReader.Error(message: "duplicate top-k item") }
+            sketch.index[hash] = position
+            sketch.counters.append(counter)
+            if !name.isEmpty { sketch.names[hash] = name }
         }
         return sketch
     }

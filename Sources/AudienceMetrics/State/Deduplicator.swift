@@ -4,10 +4,10 @@
 /// event. Memory is bounded by ``maxEntries``: when the table is full, the oldest ids are
 /// forgotten first (the horizon effectively shrinks and ``evictedEarly`` counts it).
 /// Ids are 64-bit hashes; two different ids collide with probability ~n²/2⁶⁵.
-public struct Deduplicator: Sendable, Equatable {
+public struct Deduplicator: Sendable {
     public let horizon: Int64
     public let maxEntries: Int
-    private var seen: [UInt64: Int64] = [:]
+    private var seen = HashMap64<Int64>(vacant: .min)
     private var newest: Int64 = .min
     /// Ids forgotten before their horizon passed, because the table was full.
     public private(set) var evictedEarly = 0
@@ -22,8 +22,13 @@ public struct Deduplicator: Sendable, Equatable {
     /// Returns true if `id` was seen within the horizon; otherwise remembers it.
     @inline(__always)
     public mutating func isDuplicate(_ id: UInt64, at time: Int64) -> Bool {
-        if let previous = seen[id], previous >= newest - horizon { return true }
-        seen[id] = time
+        let cutoff = newest == .min ? .min : newest - horizon
+        let duplicate = seen.update(id, default: .min) { previous in
+            if previous != .min && previous >= cutoff { return true }
+            previous = time
+            return false
+        }
+        if duplicate { return true }
         if time > newest { newest = time }
         if seen.count > maxEntries { prune(force: true) }
         return false
@@ -32,12 +37,12 @@ public struct Deduplicator: Sendable, Equatable {
     /// Forgets ids older than the horizon (call now and then, e.g. when windows close).
     public mutating func prune(force: Bool = false) {
         let cutoff = newest - horizon
-        seen = seen.filter { $0.value >= cutoff }
+        seen.removeAll { $1 < cutoff }
         guard force, seen.count > maxEntries * 9 / 10 else { return }
         // Still too many: drop the oldest tenth.
-        let ordered = seen.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
+        let ordered = seen.entries.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
         let drop = seen.count - maxEntries * 9 / 10
-        for (key, _) in ordered.prefix(drop) { seen[key] = nil }
+        for (key, _) in ordered.prefix(drop) { seen.remove(key) }
         evictedEarly += drop
     }
 
@@ -51,7 +56,7 @@ public struct Deduplicator: Sendable, Equatable {
         writer.writeVarint(maxEntries)
         writer.writeSigned(newest)
         writer.writeVarint(evictedEarly)
-        let entries = seen.sorted { $0.key < $1.key }
+        let entries = seen.entries.sorted { $0.key < $1.key }
         writer.writeVarint(entries.count)
         for (key, time) in entries {
             writer.writeFixed64(key)
@@ -65,7 +70,7 @@ public struct Deduplicator: Sendable, Equatable {
         result.newest = try reader.readSigned()
         result.evictedEarly = try reader.readInt()
         let count = try reader.readCount(limit: 1 << 26)
-        result.seen.reserveCapacity(count)
+        result.seen = HashMap64(vacant: .min, capacity: count)
         for _ in 0..<count { result.seen[try reader.readFixed64()] = try reader.readSigned() }
         return result
     }

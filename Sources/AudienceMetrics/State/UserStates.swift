@@ -1,6 +1,5 @@
 /// What the service remembers about one user (keyed by the user-id hash): enough for
-/// new/returning, retention and sessions. 40 bytes per user in the table entry (key
-/// included), plus the hash table's slack.
+/// new/returning, retention and sessions. 32 bytes, plus the 8-byte key, per table slot.
 public struct UserState: Sendable, Hashable {
     /// Time of the first event ever seen, ms.
     public var firstSeen: Int64
@@ -51,13 +50,14 @@ public struct UserUpdate: Sendable, Hashable {
 }
 
 /// Per-user state for one input partition, bounded by a TTL and a maximum size.
-public struct UserStates: Sendable, Equatable {
+public struct UserStates: Sendable {
     public let rules: SessionRules
     /// Users inactive (event time) for longer than this are forgotten. Default 30 days.
     public let ttl: Int64
     /// Most users kept; beyond it the least recently active are forgotten.
     public let maxUsers: Int
-    private var users: [UInt64: UserState] = [:]
+    private static let vacant = UserState(firstSeen: .min, lastSeen: .min, sessionStart: .min, sessionPageViews: 0, sessionFlags: 0)
+    private var users = HashMap64<UserState>(vacant: UserStates.vacant)
 
     public init(rules: SessionRules = SessionRules(), ttl: Int64 = 30 * 86_400_000, maxUsers: Int = 5_000_000) {
         self.rules = rules
@@ -71,14 +71,21 @@ public struct UserStates: Sendable, Equatable {
     /// Applies one event of `user` at `time` of type `typeCode` (``KnownEventType``).
     @inline(__always)
     public mutating func update(user: UInt64, time: Int64, typeCode: Int) -> UserUpdate {
+        let rules = self.rules
+        return users.update(user, default: UserStates.vacant) { state in
+            UserStates.apply(&state, time: time, typeCode: typeCode, rules: rules)
+        }
+    }
+
+    @inline(__always)
+    private static func apply(_ state: inout UserState, time: Int64, typeCode: Int, rules: SessionRules) -> UserUpdate {
         let isPageView = typeCode == KnownEventType.pageView.rawValue
         let isConversion = typeCode == KnownEventType.conversion.rawValue
-        guard var state = users[user] else {
-            var state = UserState(firstSeen: time, lastSeen: time, sessionStart: time, sessionPageViews: isPageView ? 1 : 0, sessionFlags: isConversion ? 1 : 0)
-            let engaged = isEngaged(state, at: time)
+        guard state.firstSeen != .min else {
+            state = UserState(firstSeen: time, lastSeen: time, sessionStart: time, sessionPageViews: isPageView ? 1 : 0, sessionFlags: isConversion ? 1 : 0)
+            let engaged = isEngaged(state, at: time, rules: rules)
             if engaged { state.sessionFlags |= 2 }
             if typeCode == KnownEventType.sessionEnd.rawValue { state.sessionFlags |= 4 }
-            users[user] = state
             return UserUpdate(firstSeen: time, previousLastSeen: .min, sessionStart: time, sessionStarted: true, becameEngaged: engaged, durationAdded: 0)
         }
         let previous = state.lastSeen
@@ -100,16 +107,15 @@ public struct UserStates: Sendable, Equatable {
         if typeCode == KnownEventType.sessionEnd.rawValue { state.sessionFlags |= 4 }
         state.firstSeen = update.firstSeen
         state.lastSeen = max(previous, time)
-        if state.sessionFlags & 2 == 0, isEngaged(state, at: state.lastSeen) {
+        if state.sessionFlags & 2 == 0, isEngaged(state, at: state.lastSeen, rules: rules) {
             state.sessionFlags |= 2
             update.becameEngaged = true
         }
-        users[user] = state
         return update
     }
 
     @inline(__always)
-    private func isEngaged(_ state: UserState, at time: Int64) -> Bool {
+    private static func isEngaged(_ state: UserState, at time: Int64, rules: SessionRules) -> Bool {
         time - state.sessionStart > rules.engagedAfter || Int(state.sessionPageViews) >= rules.engagedPageViews
             || (rules.engagedOnConversion && state.sessionFlags & 1 != 0)
     }
@@ -120,10 +126,10 @@ public struct UserStates: Sendable, Equatable {
     public mutating func expire(now: Int64) -> Int {
         let before = users.count
         let cutoff = now - ttl
-        users = users.filter { $0.value.lastSeen >= cutoff }
+        users.removeAll { $1.lastSeen < cutoff }
         if users.count > maxUsers {
-            let ordered = users.sorted { $0.value.lastSeen != $1.value.lastSeen ? $0.value.lastSeen < $1.value.lastSeen : $0.key < $1.key }
-            for (key, _) in ordered.prefix(users.count - maxUsers) { users[key] = nil }
+            let ordered = users.entries.sorted { $0.value.lastSeen != $1.value.lastSeen ? $0.value.lastSeen < $1.value.lastSeen : $0.key < $1.key }
+            for (key, _) in ordered.prefix(users.count - maxUsers) { users.remove(key) }
         }
         return before - users.count
     }
@@ -135,7 +141,7 @@ public struct UserStates: Sendable, Equatable {
     public func encode(into writer: inout BinaryWriter) {
         writer.write(UserStates.formatVersion)
         writer.writeVarint(users.count)
-        for (key, state) in users.sorted(by: { $0.key < $1.key }) {
+        for (key, state) in users.entries.sorted(by: { $0.key < $1.key }) {
             writer.writeFixed64(key)
             writer.writeSigned(state.firstSeen)
             writer.writeSigned(state.lastSeen - state.firstSeen)
@@ -149,8 +155,7 @@ public struct UserStates: Sendable, Equatable {
     public mutating func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) {
         try reader.expectVersion(UserStates.formatVersion, of: "user states")
         let count = try reader.readCount(limit: 1 << 28)
-        users = [:]
-        users.reserveCapacity(count)
+        users = HashMap64(vacant: UserStates.vacant, capacity: count)
         for _ in 0..<count {
             let key = try reader.readFixed64()
             let first = try reader.readSigned()
