@@ -29,6 +29,7 @@ public final class PartitionAggregator {
     public private(set) var invalidCount: Int64 = 0
     /// Names of content ids seen (by hash), so counting content allocates nothing.
     private var contentNames = HashMap64<String>(vacant: "")
+    private let dwellBucketer = QuantileSketch()
     private let allKey = Hash64.hash("all")
     private let overflowKey = Hash64.hash(SegmentSpec.overflowSegment)
     private let tracksAll: Bool
@@ -155,6 +156,7 @@ public final class PartitionAggregator {
         let isConversion = config.conversionTypes.contains(typeCode)
         let isPageView = typeCode == KnownEventType.pageView.rawValue
         var otherTypeName: String?
+        let dwellBucket = event.dwellMs >= 0 ? dwellBucketer.bucket(of: event.dwellMs) : 0
         for (index, spec) in config.windows.enumerated() {
             spec.forEachStart(containing: time) { start in
                 guard isOpen(start, spec) else { return }
@@ -179,7 +181,7 @@ public final class PartitionAggregator {
                             aggregates[slot].convertingUsers.insert(event.userIDHash)
                             aggregates[slot].revenueMicros &+= event.valueMicros ?? 0
                         }
-                        if event.dwellMs >= 0 { aggregates[slot].dwell.add(event.dwellMs) }
+                        if event.dwellMs >= 0 { aggregates[slot].dwell.add(event.dwellMs, bucket: dwellBucket) }
                         if isPageView && event.hasContent { aggregates[slot].topContent.add(hash: event.contentIDHash) }
                         // Session figures are credited to the window of the event that
                         // causes them, so they depend only on the user's own events.

@@ -24,6 +24,7 @@ public final class EventDecoder {
     private let slotNameBytes: [[UInt8]]
     private let slotNamePrefixes: [UInt64]
     private let knownTypeBytes: [[UInt8]]
+    private let knownTypePrefixes: [UInt64]
     private let aliases: [(fromBytes: [UInt8], to: [UInt8])]
     private let trie: Trie
 
@@ -102,6 +103,7 @@ public final class EventDecoder {
         slotNameBytes = attributeNames.map { Array($0.utf8) }
         slotNamePrefixes = slotNameBytes.map { EventDecoder.prefix64($0) }
         knownTypeBytes = KnownEventType.allCases.map { Array($0.name.utf8) }
+        knownTypePrefixes = knownTypeBytes.map { EventDecoder.prefix64($0) }
         aliases = mapping.typeAliases.sorted(by: { $0.key < $1.key }).map { (Array($0.key.utf8), Array($0.value.utf8)) }
         trie = EventDecoder.compile(mapping)
     }
@@ -249,7 +251,10 @@ public final class EventDecoder {
         }
         state.event.typeHash = hash(state.event.type)
         state.event.typeCode = -1
-        for (code, name) in knownTypeBytes.enumerated() where equals(state.event.type, name) {
+        let typeBase = scratch + Int(state.event.type.start)
+        let typeLength = Int(state.event.type.count)
+        let typePrefix = EventDecoder.prefix64(typeBase, min(typeLength, 8))
+        for code in knownTypeBytes.indices where knownTypePrefixes[code] == typePrefix && EventDecoder.equal(knownTypeBytes[code], typeBase, typeLength) {
             state.event.typeCode = code
             break
         }
@@ -586,6 +591,7 @@ public final class EventDecoder {
 
     /// Parses a JSON string: in place when it has no escapes, else unescaped into the
     /// scratch area after the message. UTF-8 is validated.
+    @inline(__always)
     private func parseString(_ c: inout Cursor, _ state: inout ParseState) throws(RejectReason) -> ByteRef {
         guard c.i < c.count, c.base[c.i] == UInt8(ascii: "\"") else { throw .malformedJSON }
         c.i += 1
@@ -611,7 +617,12 @@ public final class EventDecoder {
             if highBits & 0x8080_8080_8080_8080 != 0, !EventDecoder.isValidUTF8(bytes(ref)) { throw .invalidUTF8 }
             return ref
         }
-        // Slow path: copy what was scanned, then unescape the rest.
+        return try parseEscapedString(&c, &state, begin: begin, highBits: highBits)
+    }
+
+    /// The rest of a string that has escapes: copy what was scanned, then unescape.
+    @inline(never)
+    private func parseEscapedString(_ c: inout Cursor, _ state: inout ParseState, begin: Int, highBits: UInt64) throws(RejectReason) -> ByteRef {
         let start = state.scratchUsed
         guard start + (c.i - begin) + 4 <= scratchCapacity else { throw .tooLarge }
         (scratch + start).update(from: c.base + begin, count: c.i - begin)

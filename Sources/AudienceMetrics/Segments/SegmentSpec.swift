@@ -52,6 +52,9 @@ public final class SegmentAssigner {
     private let nameBytes: [[UInt8]]  // attribute names as bytes, by decoder slot
     private var buffer: [UInt8] = []
     private var names = HashMap64<String>(vacant: "")
+    /// Segment key by combination and value hashes, so a known value tuple costs one
+    /// lookup instead of building and hashing its name.
+    private var keyCache = HashMap64<UInt64>(vacant: 0)
     /// The current event's segment keys, after ``assign(_:)``.
     public private(set) var keys: [UInt64] = []
     private let allKey = Hash64.hash("all")
@@ -79,9 +82,19 @@ public final class SegmentAssigner {
     /// Computes the segments of the decoder's current event into ``keys``.
     public func assign(_ decoder: EventDecoder) {
         keys.removeAll(keepingCapacity: true)
-        for combination in slots {
+        for (combinationIndex, combination) in slots.enumerated() {
             guard !combination.isEmpty else {
                 keys.append(allKey)
+                continue
+            }
+            var tuple = UInt64(combinationIndex) &+ 0x51_7cc1_b727_220a
+            for slot in combination {
+                let value = decoder.attributeValue(slot)
+                tuple = Hash64.combine(tuple, value.isPresent ? decoder.attributeHash(slot) : 0)
+            }
+            let cached = keyCache[tuple]
+            if let cached {
+                keys.append(cached)
                 continue
             }
             buffer.removeAll(keepingCapacity: true)
@@ -98,6 +111,7 @@ public final class SegmentAssigner {
             }
             let key = buffer.withUnsafeBytes { Hash64.hash($0) }
             if !names.contains(key) { names[key] = String(decoding: buffer, as: UTF8.self) }
+            if keyCache.count < 1_000_000 { keyCache[tuple] = key }
             keys.append(key)
         }
         if !spec.rules.isEmpty {

@@ -27,13 +27,25 @@ public struct QuantileSketch: Sendable, Equatable {
     /// Adds a value (negative values are clamped to zero).
     @inline(__always)
     public mutating func add(_ value: Int64) {
+        add(value, bucket: bucket(of: value))
+    }
+
+    /// The bucket index of `value` (compute once, add to several sketches of the same
+    /// accuracy with ``add(_:bucket:)``).
+    @inline(__always)
+    public func bucket(of value: Int64) -> Int {
+        value >= 1 ? Int((log(Double(value)) / logGamma).rounded(.up)) : .min
+    }
+
+    /// Adds a value whose bucket was computed by ``bucket(of:)``.
+    @inline(__always)
+    public mutating func add(_ value: Int64, bucket index: Int) {
         count += 1
         sum &+= max(0, value)
         guard value >= 1 else {
             zeroCount += 1
             return
         }
-        let index = Int((log(Double(value)) / logGamma).rounded(.up))
         if bins.isEmpty {
             minIndex = index
             bins = [1]
