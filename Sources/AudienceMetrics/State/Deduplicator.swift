@@ -9,6 +9,7 @@ public struct Deduplicator: Sendable {
     public let maxEntries: Int
     private var seen = HashMap64<Int64>(vacant: .min)
     private var newest: Int64 = .min
+    private var countAfterPrune = 0
     /// Ids forgotten before their horizon passed, because the table was full.
     public private(set) var evictedEarly = 0
 
@@ -35,7 +36,12 @@ public struct Deduplicator: Sendable {
     }
 
     /// Forgets ids older than the horizon (call now and then, e.g. when windows close).
+    /// Unless forced, only runs once the table has doubled since the last pruning, so its
+    /// cost stays proportional to the events added; expired ids never count as seen, so
+    /// when pruning runs changes memory only, not results.
     public mutating func prune(force: Bool = false) {
+        guard force || seen.count >= max(2 * countAfterPrune, 65_536) else { return }
+        defer { countAfterPrune = seen.count }
         let cutoff = newest - horizon
         seen.removeAll { $1 < cutoff }
         guard force, seen.count > maxEntries * 9 / 10 else { return }
@@ -56,6 +62,7 @@ public struct Deduplicator: Sendable {
         writer.writeVarint(maxEntries)
         writer.writeSigned(newest)
         writer.writeVarint(evictedEarly)
+        writer.writeVarint(countAfterPrune)
         let entries = seen.entries.sorted { $0.key < $1.key }
         writer.writeVarint(entries.count)
         for (key, time) in entries {
@@ -69,6 +76,7 @@ public struct Deduplicator: Sendable {
         var result = Deduplicator(horizon: try reader.readSigned(), maxEntries: try reader.readInt())
         result.newest = try reader.readSigned()
         result.evictedEarly = try reader.readInt()
+        result.countAfterPrune = try reader.readInt()
         let count = try reader.readCount(limit: 1 << 26)
         result.seen = HashMap64(vacant: .min, capacity: count)
         for _ in 0..<count { result.seen[try reader.readFixed64()] = try reader.readSigned() }

@@ -120,10 +120,16 @@ public struct UserStates: Sendable {
             || (rules.engagedOnConversion && state.sessionFlags & 1 != 0)
     }
 
+    private var lastExpiry: Int64 = .min
+
     /// Forgets users inactive since before `now − ttl`, then the least recently active
-    /// beyond ``maxUsers``. Returns how many were forgotten.
+    /// beyond ``maxUsers``. Returns how many were forgotten. Runs at most once per eighth
+    /// of the TTL (event time) unless the table is over its limit, so a user may outlive
+    /// the TTL by up to an eighth of it.
     @discardableResult
     public mutating func expire(now: Int64) -> Int {
+        guard users.count > maxUsers || lastExpiry == .min || now - lastExpiry >= ttl / 8 else { return 0 }
+        lastExpiry = now
         let before = users.count
         let cutoff = now - ttl
         users.removeAll { $1.lastSeen < cutoff }
@@ -140,6 +146,7 @@ public struct UserStates: Sendable {
 
     public func encode(into writer: inout BinaryWriter) {
         writer.write(UserStates.formatVersion)
+        writer.writeSigned(lastExpiry)
         writer.writeVarint(users.count)
         for (key, state) in users.entries.sorted(by: { $0.key < $1.key }) {
             writer.writeFixed64(key)
@@ -154,6 +161,7 @@ public struct UserStates: Sendable {
     /// Restores users written by ``encode(into:)``, with these rules and limits.
     public mutating func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) {
         try reader.expectVersion(UserStates.formatVersion, of: "user states")
+        lastExpiry = try reader.readSigned()
         let count = try reader.readCount(limit: 1 << 28)
         users = HashMap64(vacant: UserStates.vacant, capacity: count)
         for _ in 0..<count {

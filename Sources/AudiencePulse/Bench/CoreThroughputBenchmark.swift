@@ -3,22 +3,62 @@ import AudienceMetrics
 /// Single-thread throughput of the metrics core on the reference event (`pulse bench
 /// core`); the allocation-counting variant lives in Benchmarks/ (`make bench-core`).
 public enum CoreThroughputBenchmark {
-    /// The reference event of the design notes, varied by id, user, type, time and
-    /// attributes: `count` distinct pre-rendered messages.
-    public static func corpus(count: Int) -> [[UInt8]] {
-        let countries = ["DE", "US", "FR", "GB", "BR", "IN", "JP"]
-        let devices = ["mobile", "desktop", "tablet"]
-        let sources = ["newsletter", "search", "social", "direct"]
-        let plans = ["free", "pro", "team"]
-        let types = ["page_view", "page_view", "page_view", "click", "like", "share", "comment", "conversion"]
-        let origin: Int64 = 1_795_860_000_000
-        return (0..<count).map { index in
-            let text = "{\"event_id\": \"e-\(index)\", \"type\": \"\(types[index % types.count])\", "
-                + "\"user_id\": \"u-\(index &* 7919 % 100_003)\", \"timestamp\": \(origin + Int64(index) * 2), "
-                + "\"content_id\": \"article-\(index % 500)\", \"dwell_ms\": \(index % 9000), \"value\": 19.99, "
-                + "\"attributes\": {\"country\": \"\(countries[index % 7])\", \"device\": \"\(devices[index % 3])\", "
-                + "\"source\": \"\(sources[index % 4])\", \"plan\": \"\(plans[index % 3])\"}}"
-            return Array(text.utf8)
+    /// Pre-rendered reference events (the event of the design notes, varied by type, user,
+    /// content and attributes) whose `event_id` and `timestamp` are fixed-width digit
+    /// fields, rewritten in place for every use: every event is new and time moves
+    /// forward (2 ms per event), however long the run.
+    public struct Corpus {
+        public private(set) var messages: [[UInt8]]
+        private let idOffsets: [Int]
+        private let timeOffsets: [Int]
+        static let origin: Int64 = 1_795_860_000_000
+
+        public init(count: Int) {
+            let countries = ["DE", "US", "FR", "GB", "BR", "IN", "JP"]
+            let devices = ["mobile", "desktop", "tablet"]
+            let sources = ["newsletter", "search", "social", "direct"]
+            let plans = ["free", "pro", "team"]
+            let types = ["page_view", "page_view", "page_view", "click", "like", "share", "comment", "conversion"]
+            var messages: [[UInt8]] = []
+            var idOffsets: [Int] = []
+            var timeOffsets: [Int] = []
+            for index in 0..<count {
+                let head = "{\"event_id\": \"e-"
+                let middle = "\", \"type\": \"\(types[index % types.count])\", \"user_id\": \"u-\(index &* 7919 % 100_003)\", \"timestamp\": "
+                let tail = ", \"content_id\": \"article-\(index % 500)\", \"dwell_ms\": \(index % 9000), \"value\": 19.99, "
+                    + "\"attributes\": {\"country\": \"\(countries[index % 7])\", \"device\": \"\(devices[index % 3])\", "
+                    + "\"source\": \"\(sources[index % 4])\", \"plan\": \"\(plans[index % 3])\"}}"
+                let text = head + String(repeating: "0", count: 12) + middle + String(repeating: "0", count: 13) + tail
+                idOffsets.append(head.utf8.count)
+                timeOffsets.append(head.utf8.count + 12 + middle.utf8.count)
+                messages.append(Array(text.utf8))
+            }
+            self.messages = messages
+            self.idOffsets = idOffsets
+            self.timeOffsets = timeOffsets
+        }
+
+        /// Writes sequence number `sequence` into its message and returns the message's index.
+        @inline(__always)
+        public mutating func prepare(_ sequence: Int) -> Int {
+            let index = sequence % messages.count
+            let idOffset = idOffsets[index]
+            let timeOffset = timeOffsets[index]
+            let time = Corpus.origin + Int64(sequence) * 2
+            messages[index].withUnsafeMutableBufferPointer { bytes in
+                Corpus.writeDigits(UInt64(sequence), into: bytes, at: idOffset, width: 12)
+                Corpus.writeDigits(UInt64(time), into: bytes, at: timeOffset, width: 13)
+            }
+            return index
+        }
+
+        @inline(__always)
+        static func writeDigits(_ value: UInt64, into bytes: UnsafeMutableBufferPointer<UInt8>, at offset: Int, width: Int) {
+            var remaining = value
+            for position in stride(from: offset + width - 1, through: offset, by: -1) {
+                bytes[position] = UInt8(truncatingIfNeeded: remaining % 10) + 0x30
+                remaining /= 10
+            }
         }
     }
 
@@ -29,38 +69,48 @@ public enum CoreThroughputBenchmark {
         public var eventsPerSecond: Double { Double(events) / seconds }
     }
 
-    /// Decodes and validates `events` messages, cycling through the corpus.
-    public static func decode(corpus: [[UInt8]], events: Int) -> Result {
+    /// Decodes and validates `events` messages (their digits rewritten in place each time).
+    public static func decode(corpus: inout Corpus, events: Int) -> Result {
         let decoder = EventDecoder(attributeNames: ["country", "device"])
         var rejected = 0
         let clock = ContinuousClock()
         let start = clock.now
-        for index in 0..<events {
-            if corpus[index % corpus.count].withUnsafeBytes({ decoder.decode($0) }) != nil { rejected += 1 }
+        for sequence in 0..<events {
+            let index = corpus.prepare(sequence)
+            if corpus.messages[index].withUnsafeBytes({ decoder.decode($0) }) != nil { rejected += 1 }
         }
         precondition(rejected == 0, "the corpus is valid")
         return Result(name: "decode + validate", events: events, seconds: (clock.now - start).secondsDouble)
     }
 
     /// The whole stage-1 path with 4 dimension combinations and one 1-minute window, after
-    /// one warm-up pass over the corpus (steady state: users, segments, windows exist).
-    public static func stageOne(corpus: [[UInt8]], events: Int) -> Result {
+    /// one warm-up pass (steady state: users, segments and windows exist), closing windows
+    /// as the watermark passes them. Every event is new and on time.
+    public static func stageOne(corpus: inout Corpus, events: Int) -> (result: Result, windowsClosed: Int, accepted: Int64) {
         let spec = SegmentSpec(dimensions: [[], ["country"], ["device"], ["country", "device"]])
         let config = AggregationConfig(windows: [WindowSpec(size: 60_000)], segments: spec)
         let decoder = EventDecoder(attributeNames: spec.attributeNames)
         let assigner = SegmentAssigner(spec: spec, attributeNames: spec.attributeNames)
         let aggregator = PartitionAggregator(config: config, assigner: assigner)
-        for bytes in corpus {
-            _ = bytes.withUnsafeBytes { decoder.decode($0) }
+        let warmUp = corpus.messages.count
+        var closed = 0
+        for sequence in 0..<warmUp {
+            let index = corpus.prepare(sequence)
+            _ = corpus.messages[index].withUnsafeBytes { decoder.decode($0) }
             _ = aggregator.process(decoder)
+            if sequence % 1_000 == 0 { closed += aggregator.closeReadyWindows().count }
         }
         let clock = ContinuousClock()
         let start = clock.now
-        for index in 0..<events {
-            if corpus[index % corpus.count].withUnsafeBytes({ decoder.decode($0) }) == nil {
+        for sequence in warmUp..<(warmUp + events) {
+            let index = corpus.prepare(sequence)
+            if corpus.messages[index].withUnsafeBytes({ decoder.decode($0) }) == nil {
                 _ = aggregator.process(decoder)
             }
+            // Stage 1 checks for closable windows once per polled batch.
+            if sequence % 1_000 == 0 { closed += aggregator.closeReadyWindows().count }
         }
-        return Result(name: "stage 1 (4 combinations, 1m window)", events: events, seconds: (clock.now - start).secondsDouble)
+        let result = Result(name: "stage 1 (4 combinations, 1m window)", events: events, seconds: (clock.now - start).secondsDouble)
+        return (result, closed, aggregator.acceptedCount)
     }
 }
