@@ -1,5 +1,5 @@
 # Audience Pulse — the two commands that matter are `make demo` and `make test`.
-.PHONY: test demo bootstrap broker-start broker-stop build release bench-kafka leak-check clean
+.PHONY: test demo bootstrap broker-start broker-stop build release bench-kafka bench-core leak-check clean
 
 ## Install everything missing (system packages, librdkafka >= 2.1, the local broker).
 bootstrap:
@@ -36,3 +36,8 @@ clean:
 ## Produce and consume loops under valgrind; fails on any lost memory.
 leak-check: bootstrap
 	scripts/leak-check.sh
+
+## Metrics-core benchmarks: ordo-one/benchmark (allocations per event) and pulse bench core.
+bench-core: bootstrap
+	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --format markdown
+	swift build -c release --product pulse && "$$(swift build -c release --show-bin-path)/pulse" bench core

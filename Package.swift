@@ -51,6 +51,7 @@ let package = Package(
             name: "pulse",
             dependencies: [
                 "AudiencePulse",
+                "AudienceMetrics",
                 "Kafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AudienceMetrics
 import AudiencePulse
 import Foundation
 import Kafka
@@ -38,7 +39,7 @@ extension Bench {
         @Option(help: "Distinct pre-rendered events cycled through.") var corpus = 200_000
 
         func run() {
-            var messages = CoreThroughputBenchmark.Corpus(count: corpus)
+            var messages = ReferenceCorpus(count: corpus)
             let decode = CoreThroughputBenchmark.decode(corpus: &messages, events: events)
             let stage = CoreThroughputBenchmark.stageOne(corpus: &messages, events: events)
             for result in [decode, stage.result] {

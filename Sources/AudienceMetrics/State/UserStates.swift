@@ -1,17 +1,52 @@
 /// What the service remembers about one user (keyed by the user-id hash): enough for
-/// new/returning, retention and sessions. 32 bytes, plus the 8-byte key, per table slot.
+/// new/returning, retention and sessions. This is the expanded view; the table stores
+/// it packed in 16 bytes (``PackedUserState``), 24 bytes per slot with the key.
 public struct UserState: Sendable, Hashable {
-    /// Time of the first event ever seen, ms.
+    /// Time of the first event ever seen, ms (more than ~49 days before `lastSeen` is
+    /// kept as exactly 2³²−1 ms before it: "long ago" for any window).
     public var firstSeen: Int64
     /// Time of the latest event seen, ms.
     public var lastSeen: Int64
-    /// Start of the current session, ms.
+    /// Start of the current session, ms (saturating like `firstSeen`).
     public var sessionStart: Int64
-    /// Page views in the current session (saturating).
+    /// Page views in the current session (saturating at 255).
     public var sessionPageViews: UInt16
     /// Bit 0: the session converted; bit 1: the session is engaged; bit 2: it was ended
     /// by a `session_end` event.
     public var sessionFlags: UInt8
+}
+
+/// A ``UserState`` in two words: the last-seen time (42 bits of ms since 2000-01-01),
+/// page views (8 bits) and flags (3 bits) in the first; how long ago (ms, 32 bits each,
+/// saturating) the session started and the user was first seen in the second.
+struct PackedUserState: Sendable, Hashable {
+    var word0: UInt64
+    var word1: UInt64
+
+    static let base: Int64 = 946_684_800_000  // 2000-01-01, the earliest accepted event time
+    static let vacant = PackedUserState(word0: .max, word1: .max)
+
+    var isVacant: Bool { word0 == .max }
+
+    init(word0: UInt64, word1: UInt64) {
+        self.word0 = word0
+        self.word1 = word1
+    }
+
+    init(_ state: UserState) {
+        let last = UInt64(clamping: state.lastSeen - PackedUserState.base) & (1 << 42 - 1)
+        word0 = last | UInt64(min(state.sessionPageViews, 255)) << 42 | UInt64(state.sessionFlags & 7) << 50
+        let sessionAgo = UInt64(clamping: min(state.lastSeen - state.sessionStart, Int64(UInt32.max)))
+        let firstAgo = UInt64(clamping: min(state.lastSeen - state.firstSeen, Int64(UInt32.max)))
+        word1 = sessionAgo | firstAgo << 32
+    }
+
+    var state: UserState {
+        let last = Int64(word0 & (1 << 42 - 1)) + PackedUserState.base
+        return UserState(
+            firstSeen: last - Int64(word1 >> 32), lastSeen: last, sessionStart: last - Int64(word1 & 0xFFFF_FFFF),
+            sessionPageViews: UInt16((word0 >> 42) & 0xFF), sessionFlags: UInt8((word0 >> 50) & 7))
+    }
 }
 
 /// Session definitions (GA4's by default).
@@ -56,8 +91,7 @@ public struct UserStates: Sendable {
     public let ttl: Int64
     /// Most users kept; beyond it the least recently active are forgotten.
     public let maxUsers: Int
-    private static let vacant = UserState(firstSeen: .min, lastSeen: .min, sessionStart: .min, sessionPageViews: 0, sessionFlags: 0)
-    private var users = HashMap64<UserState>(vacant: UserStates.vacant)
+    private var users = HashMap64<PackedUserState>(vacant: .vacant)
 
     public init(rules: SessionRules = SessionRules(), ttl: Int64 = 30 * 86_400_000, maxUsers: Int = 5_000_000) {
         self.rules = rules
@@ -66,28 +100,36 @@ public struct UserStates: Sendable {
     }
 
     public var count: Int { users.count }
-    public subscript(user: UInt64) -> UserState? { users[user] }
+    public subscript(user: UInt64) -> UserState? { users[user]?.state }
+
+    /// Heap bytes of the user table, and per tracked user.
+    public var memoryBytes: Int { users.memoryBytes }
 
     /// Applies one event of `user` at `time` of type `typeCode` (``KnownEventType``).
     @inline(__always)
     public mutating func update(user: UInt64, time: Int64, typeCode: Int) -> UserUpdate {
         let rules = self.rules
-        return users.update(user, default: UserStates.vacant) { state in
-            UserStates.apply(&state, time: time, typeCode: typeCode, rules: rules)
+        return users.update(user, default: .vacant) { packed in
+            var state = packed.isVacant ? nil : packed.state
+            let update = UserStates.apply(&state, time: time, typeCode: typeCode, rules: rules)
+            if let state { packed = PackedUserState(state) }
+            return update
         }
     }
 
     @inline(__always)
-    private static func apply(_ state: inout UserState, time: Int64, typeCode: Int, rules: SessionRules) -> UserUpdate {
+    private static func apply(_ existing: inout UserState?, time: Int64, typeCode: Int, rules: SessionRules) -> UserUpdate {
         let isPageView = typeCode == KnownEventType.pageView.rawValue
         let isConversion = typeCode == KnownEventType.conversion.rawValue
-        guard state.firstSeen != .min else {
-            state = UserState(firstSeen: time, lastSeen: time, sessionStart: time, sessionPageViews: isPageView ? 1 : 0, sessionFlags: isConversion ? 1 : 0)
+        guard var state = existing else {
+            var state = UserState(firstSeen: time, lastSeen: time, sessionStart: time, sessionPageViews: isPageView ? 1 : 0, sessionFlags: isConversion ? 1 : 0)
             let engaged = isEngaged(state, at: time, rules: rules)
             if engaged { state.sessionFlags |= 2 }
             if typeCode == KnownEventType.sessionEnd.rawValue { state.sessionFlags |= 4 }
+            existing = state
             return UserUpdate(firstSeen: time, previousLastSeen: .min, sessionStart: time, sessionStarted: true, becameEngaged: engaged, durationAdded: 0)
         }
+        defer { existing = state }
         let previous = state.lastSeen
         let startsSession = typeCode == KnownEventType.sessionStart.rawValue || state.sessionFlags & 4 != 0
             || time - previous > rules.inactivityGap
@@ -132,9 +174,10 @@ public struct UserStates: Sendable {
         lastExpiry = now
         let before = users.count
         let cutoff = now - ttl
-        users.removeAll { $1.lastSeen < cutoff }
+        users.removeAll { $1.state.lastSeen < cutoff }
         if users.count > maxUsers {
-            let ordered = users.entries.sorted { $0.value.lastSeen != $1.value.lastSeen ? $0.value.lastSeen < $1.value.lastSeen : $0.key < $1.key }
+            let ordered = users.entries.map { (key: $0.key, lastSeen: $0.value.state.lastSeen) }
+                .sorted { $0.lastSeen != $1.lastSeen ? $0.lastSeen < $1.lastSeen : $0.key < $1.key }
             for (key, _) in ordered.prefix(users.count - maxUsers) { users.remove(key) }
         }
         return before - users.count
@@ -148,7 +191,8 @@ public struct UserStates: Sendable {
         writer.write(UserStates.formatVersion)
         writer.writeSigned(lastExpiry)
         writer.writeVarint(users.count)
-        for (key, state) in users.entries.sorted(by: { $0.key < $1.key }) {
+        for (key, packed) in users.entries.sorted(by: { $0.key < $1.key }) {
+            let state = packed.state
             writer.writeFixed64(key)
             writer.writeSigned(state.firstSeen)
             writer.writeSigned(state.lastSeen - state.firstSeen)
@@ -163,14 +207,14 @@ public struct UserStates: Sendable {
         try reader.expectVersion(UserStates.formatVersion, of: "user states")
         lastExpiry = try reader.readSigned()
         let count = try reader.readCount(limit: 1 << 28)
-        users = HashMap64(vacant: UserStates.vacant, capacity: count)
+        users = HashMap64(vacant: .vacant, capacity: count)
         for _ in 0..<count {
             let key = try reader.readFixed64()
             let first = try reader.readSigned()
             let last = first + (try reader.readSigned())
             let session = first + (try reader.readSigned())
             let views = UInt16(clamping: try reader.readVarint())
-            users[key] = UserState(firstSeen: first, lastSeen: last, sessionStart: session, sessionPageViews: views, sessionFlags: try reader.read())
+            users[key] = PackedUserState(UserState(firstSeen: first, lastSeen: last, sessionStart: session, sessionPageViews: views, sessionFlags: try reader.read()))
         }
     }
 }

@@ -3,65 +3,6 @@ import AudienceMetrics
 /// Single-thread throughput of the metrics core on the reference event (`pulse bench
 /// core`); the allocation-counting variant lives in Benchmarks/ (`make bench-core`).
 public enum CoreThroughputBenchmark {
-    /// Pre-rendered reference events (the event of the design notes, varied by type, user,
-    /// content and attributes) whose `event_id` and `timestamp` are fixed-width digit
-    /// fields, rewritten in place for every use: every event is new and time moves
-    /// forward (2 ms per event), however long the run.
-    public struct Corpus {
-        public private(set) var messages: [[UInt8]]
-        private let idOffsets: [Int]
-        private let timeOffsets: [Int]
-        static let origin: Int64 = 1_795_860_000_000
-
-        public init(count: Int) {
-            let countries = ["DE", "US", "FR", "GB", "BR", "IN", "JP"]
-            let devices = ["mobile", "desktop", "tablet"]
-            let sources = ["newsletter", "search", "social", "direct"]
-            let plans = ["free", "pro", "team"]
-            let types = ["page_view", "page_view", "page_view", "click", "like", "share", "comment", "conversion"]
-            var messages: [[UInt8]] = []
-            var idOffsets: [Int] = []
-            var timeOffsets: [Int] = []
-            for index in 0..<count {
-                let head = "{\"event_id\": \"e-"
-                let middle = "\", \"type\": \"\(types[index % types.count])\", \"user_id\": \"u-\(index &* 7919 % 100_003)\", \"timestamp\": "
-                let tail = ", \"content_id\": \"article-\(index % 500)\", \"dwell_ms\": \(index % 9000), \"value\": 19.99, "
-                    + "\"attributes\": {\"country\": \"\(countries[index % 7])\", \"device\": \"\(devices[index % 3])\", "
-                    + "\"source\": \"\(sources[index % 4])\", \"plan\": \"\(plans[index % 3])\"}}"
-                let text = head + String(repeating: "0", count: 12) + middle + String(repeating: "0", count: 13) + tail
-                idOffsets.append(head.utf8.count)
-                timeOffsets.append(head.utf8.count + 12 + middle.utf8.count)
-                messages.append(Array(text.utf8))
-            }
-            self.messages = messages
-            self.idOffsets = idOffsets
-            self.timeOffsets = timeOffsets
-        }
-
-        /// Writes sequence number `sequence` into its message and returns the message's index.
-        @inline(__always)
-        public mutating func prepare(_ sequence: Int) -> Int {
-            let index = sequence % messages.count
-            let idOffset = idOffsets[index]
-            let timeOffset = timeOffsets[index]
-            let time = Corpus.origin + Int64(sequence) * 2
-            messages[index].withUnsafeMutableBufferPointer { bytes in
-                Corpus.writeDigits(UInt64(sequence), into: bytes, at: idOffset, width: 12)
-                Corpus.writeDigits(UInt64(time), into: bytes, at: timeOffset, width: 13)
-            }
-            return index
-        }
-
-        @inline(__always)
-        static func writeDigits(_ value: UInt64, into bytes: UnsafeMutableBufferPointer<UInt8>, at offset: Int, width: Int) {
-            var remaining = value
-            for position in stride(from: offset + width - 1, through: offset, by: -1) {
-                bytes[position] = UInt8(truncatingIfNeeded: remaining % 10) + 0x30
-                remaining /= 10
-            }
-        }
-    }
-
     public struct Result: Sendable {
         public var name: String
         public var events: Int
@@ -70,7 +11,7 @@ public enum CoreThroughputBenchmark {
     }
 
     /// Decodes and validates `events` messages (their digits rewritten in place each time).
-    public static func decode(corpus: inout Corpus, events: Int) -> Result {
+    public static func decode(corpus: inout ReferenceCorpus, events: Int) -> Result {
         let decoder = EventDecoder(attributeNames: ["country", "device"])
         var rejected = 0
         let clock = ContinuousClock()
@@ -86,7 +27,7 @@ public enum CoreThroughputBenchmark {
     /// The whole stage-1 path with 4 dimension combinations and one 1-minute window, after
     /// one warm-up pass (steady state: users, segments and windows exist), closing windows
     /// as the watermark passes them. Every event is new and on time.
-    public static func stageOne(corpus: inout Corpus, events: Int) -> (result: Result, windowsClosed: Int, accepted: Int64) {
+    public static func stageOne(corpus: inout ReferenceCorpus, events: Int) -> (result: Result, windowsClosed: Int, accepted: Int64) {
         let spec = SegmentSpec(dimensions: [[], ["country"], ["device"], ["country", "device"]])
         let config = AggregationConfig(windows: [WindowSpec(size: 60_000)], segments: spec)
         let decoder = EventDecoder(attributeNames: spec.attributeNames)

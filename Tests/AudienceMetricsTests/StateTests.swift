@@ -1,0 +1,68 @@
+import AudienceMetrics
+import Testing
+
+@Suite("Per-partition state: users and event ids")
+struct StateTests {
+    @Test("a million tracked users take at most 64 bytes each")
+    func userMemory() {
+        var users = UserStates()
+        let origin: Int64 = 1_795_860_000_000
+        for user in 0..<1_000_000 { _ = users.update(user: Hash64.hash("u\(user)"), time: origin + Int64(user), typeCode: 0) }
+        #expect(users.count == 1_000_000)
+        let perUser = Double(users.memoryBytes) / Double(users.count)
+        #expect(perUser <= 64, "\(perUser) bytes per user")
+    }
+
+    @Test("user state survives packing, and long-ago times saturate")
+    func packing() throws {
+        var users = UserStates()
+        let origin: Int64 = 1_795_860_000_000
+        _ = users.update(user: 1, time: origin, typeCode: KnownEventType.pageView.rawValue)
+        _ = users.update(user: 1, time: origin + 4_000, typeCode: KnownEventType.conversion.rawValue)
+        let state = try #require(users[1])
+        #expect(state.firstSeen == origin && state.lastSeen == origin + 4_000 && state.sessionStart == origin)
+        #expect(state.sessionPageViews == 1 && state.sessionFlags == 0b11)
+        let later = origin + 60 * 86_400_000
+        let update = users.update(user: 1, time: later, typeCode: 0)
+        #expect(update.sessionStarted)
+        #expect(update.firstSeen < later - 49 * 86_400_000)
+        var writer = BinaryWriter()
+        users.encode(into: &writer)
+        var restored = UserStates()
+        var reader = BinaryReader(writer.bytes)
+        try restored.decode(from: &reader)
+        #expect(restored[1] == users[1])
+    }
+
+    @Test("event ids are remembered for the horizon and then forgotten")
+    func deduplication() {
+        var dedup = Deduplicator(horizon: 10_000, maxEntries: 100)
+        let outcomes = [dedup.isDuplicate(1, at: 0), dedup.isDuplicate(1, at: 5_000), dedup.isDuplicate(2, at: 20_000), dedup.isDuplicate(1, at: 20_001)]
+        // The last: seen 20 s ago, beyond the horizon.
+        #expect(outcomes == [false, true, false, false])
+        for id in UInt64(10)..<UInt64(300) { _ = dedup.isDuplicate(id, at: 30_000) }
+        #expect(dedup.count <= 100)
+        #expect(dedup.evictedEarly > 0)
+    }
+
+    @Test("the hash map keeps every entry through growth and deletions")
+    func hashMap() {
+        var map = HashMap64<Int>(vacant: -1)
+        var reference: [UInt64: Int] = [:]
+        var random = SplitMix64(seed: 5)
+        for step in 0..<50_000 {
+            let key = random.next() % 4_000
+            if step % 3 == 0 {
+                let removed = map.remove(key)
+                #expect(removed == reference.removeValue(forKey: key))
+            } else {
+                map[key] = step
+                reference[key] = step
+            }
+        }
+        #expect(map.count == reference.count)
+        for (key, value) in reference { #expect(map[key] == value) }
+        map.removeAll { _, value in value % 2 == 0 }
+        #expect(map.count == reference.values.filter { $0 % 2 != 0 }.count)
+    }
+}
