@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -44,6 +45,7 @@ let package = Package(
                 "Kafka",
                 "AudienceMetrics",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSettings
         ),
@@ -66,6 +68,11 @@ let package = Package(
         .testTarget(
             name: "AudienceMetricsTests",
             dependencies: ["AudienceMetrics"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AudiencePulseTests",
+            dependencies: ["AudiencePulse", "AudienceMetrics", "Kafka"],
             swiftSettings: strictSettings
         ),
         .testTarget(
