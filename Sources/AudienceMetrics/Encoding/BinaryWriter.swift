@@ -44,6 +44,7 @@ public struct BinaryWriter: Sendable {
 public struct BinaryReader {
     public struct Error: Swift.Error, Sendable, Equatable, CustomStringConvertible {
         public var message: String
+        public init(message: String) { self.message = message }
         public var description: String { "corrupt binary state: \(message)" }
     }
 

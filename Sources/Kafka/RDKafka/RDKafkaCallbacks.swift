@@ -50,18 +50,22 @@ final class RDKafkaCallbacks: Sendable {
 
 private func rdkafkaLogCallback(_ rk: OpaquePointer?, _ level: Int32, _ facility: UnsafePointer<CChar>?, _ message: UnsafePointer<CChar>?) {
     guard let callbacks = RDKafkaCallbacks.from(rk) else { return }
-    let logLevel: Logger.Level
+    let baseLevel: Logger.Level
     switch level {
-    case ...2: logLevel = .critical
-    case 3: logLevel = .error
-    case 4: logLevel = .warning
-    case 5: logLevel = .notice
-    case 6: logLevel = .info
-    default: logLevel = .debug
+    case ...2: baseLevel = .critical
+    case 3: baseLevel = .error
+    case 4: baseLevel = .warning
+    case 5: baseLevel = .notice
+    case 6: baseLevel = .info
+    default: baseLevel = .debug
     }
-    guard callbacks.logger.logLevel <= logLevel else { return }
+    var logLevel = baseLevel
     let text = message.map { String(cString: $0) } ?? ""
     let facilityText = facility.map { String(cString: $0) } ?? ""
+    // One passthrough map serves producers and consumers alike, so "consumer property
+    // ignored by this producer" (and vice versa) is expected, not a warning.
+    if facilityText == "CONFWARN" && text.contains("will be ignored by this") { logLevel = .debug }
+    guard callbacks.logger.logLevel <= logLevel else { return }
     let client = rk.map { String(cString: rd_kafka_name($0)) } ?? ""
     callbacks.logger.log(
         level: logLevel, "\(text)",

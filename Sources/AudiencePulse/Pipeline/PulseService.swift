@@ -1,0 +1,77 @@
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+
+/// The processing service: both stages, each on its own thread, in one process. Start
+/// more processes (same `app`) to scale out; Kafka's consumer groups spread the work.
+public final class PulseService: Sendable {
+    public let configuration: PulseConfiguration
+    let metrics = PipelineMetrics()
+    private let stageOne: StageOne
+    private let stageTwo: StageTwo
+    private let logger: Logger
+    private let done = DispatchGroup()
+    private let failures = Mutex<[String]>([])
+
+    /// - Parameter instanceID: names this process's transactional producers; a restarted
+    ///   process should reuse its id so it fences its predecessor at once.
+    public init(configuration: PulseConfiguration, instanceID: String, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        stageOne = StageOne(configuration: configuration, instanceID: instanceID, metrics: metrics, logger: logger)
+        stageTwo = StageTwo(configuration: configuration, instanceID: instanceID, metrics: metrics, logger: logger)
+    }
+
+    /// Checks and creates topics, then starts both stages. Returns at once.
+    public func start() throws {
+        let admin = try KafkaAdmin(configuration: configuration.kafkaConfiguration, logger: logger)
+        try TopicSetup.ensure(configuration, admin: admin, logger: logger)
+        let stages: [(String, @Sendable () throws -> Void)] = [
+            ("stage-1", { [stageOne] in try stageOne.run() }),
+            ("stage-2", { [stageTwo] in try stageTwo.run() }),
+        ]
+        for (name, stage) in stages {
+            done.enter()
+            let thread = Thread { [self] in
+                defer { done.leave() }
+                do {
+                    try stage()
+                } catch {
+                    logger.critical("\(name) failed: \(error)")
+                    failures.withLock { $0.append("\(name): \(error)") }
+                }
+            }
+            thread.name = "pulse-\(name)"
+            thread.start()
+        }
+    }
+
+    /// Asks both stages to finish their transactions and leave their groups, and waits up
+    /// to `timeout` for them. Returns false if they did not stop in time.
+    @discardableResult
+    public func stop(timeout: Duration) -> Bool {
+        stageOne.stop()
+        stageTwo.stop()
+        return done.wait(timeout: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) == .success
+    }
+
+    /// Blocks until both stages returned (after ``stop(timeout:)`` or a failure).
+    public func wait() { done.wait() }
+
+    /// Stage failures so far (empty while healthy).
+    public var failureMessages: [String] { failures.withLock { $0 } }
+
+    /// Counters as name → value (consumed, valid, invalid, duplicates, late, …).
+    public var counters: [String: Int] {
+        [
+            "consumed": metrics.consumed.load(ordering: .relaxed), "valid": metrics.valid.load(ordering: .relaxed),
+            "invalid": metrics.invalid.load(ordering: .relaxed), "duplicates": metrics.duplicates.load(ordering: .relaxed),
+            "late": metrics.late.load(ordering: .relaxed), "dead_lettered": metrics.deadLettered.load(ordering: .relaxed),
+            "partials_produced": metrics.partialsProduced.load(ordering: .relaxed), "windows_closed": metrics.windowsClosed.load(ordering: .relaxed),
+            "checkpoints": metrics.checkpoints.load(ordering: .relaxed), "transaction_commits": metrics.transactionCommits.load(ordering: .relaxed),
+            "transaction_aborts": metrics.transactionAborts.load(ordering: .relaxed), "records_produced": metrics.recordsProduced.load(ordering: .relaxed),
+            "final_records": metrics.finalRecords.load(ordering: .relaxed),
+        ]
+    }
+}

@@ -1,0 +1,313 @@
+import AudienceMetrics
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+
+/// Stage 1: per assigned input partition, decode → validate (→ dead-letter topic) →
+/// de-duplicate → segments → windows → partial aggregates; partials and watermarks to
+/// `<app>.partials`; checkpoints (state + next input offset) to the stage-1 changelog.
+///
+/// Runs a synchronous poll → process → produce → checkpoint loop on its own thread.
+/// With `exactly_once`, everything produced between two checkpoints, the checkpoint and
+/// the consumed offsets go in one Kafka transaction; correctness after a crash rests on
+/// restoring the checkpoint and replaying from its offset (outputs are deterministic and
+/// tagged with the offsets they reflect), not on the broker hiding aborted records.
+final class StageOne: @unchecked Sendable {
+    // @unchecked: all mutable state below is touched only by the stage's own thread
+    // (`run`, and the rebalance callback that runs inside its polls); other threads
+    // only call `stop()`, which sets an atomic flag.
+    struct PartitionState {
+        var aggregator: PartitionAggregator
+        var lastOffset: Int64
+        var lastEventAt: ContinuousClock.Instant
+        var lastMarker: Int64 = .min
+        var checkpoint: CheckpointStore.Checkpoint?
+        var changedSinceCheckpoint = false
+    }
+
+    let configuration: PulseConfiguration
+    let metrics: PipelineMetrics
+    private let logger: Logger
+    private let instanceID: String
+    private let stopping = Atomic<Bool>(false)
+    private var consumer: KafkaConsumer?
+    private var producer: KafkaProducer?
+    private var partitions: [Int32: PartitionState] = [:]
+    private var inputPartitionCount: Int32 = 0
+    private var partialsPartitionCount = 0
+    private var inTransaction = false
+    private var needsRecovery = false
+    private let decoder: EventDecoder
+    private let assigner: SegmentAssigner
+    private let checkpoints: CheckpointStore
+    private let clock = ContinuousClock()
+    private var lastUpdate: ContinuousClock.Instant
+    private var lastCheckpoint: ContinuousClock.Instant
+    private let smallestAdvance: Int64
+
+    init(configuration: PulseConfiguration, instanceID: String, metrics: PipelineMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.instanceID = instanceID
+        self.metrics = metrics
+        var logger = logger
+        logger[metadataKey: "stage"] = "1"
+        self.logger = logger
+        let names = configuration.aggregation.segments.attributeNames
+        decoder = EventDecoder(mapping: configuration.mapping, limits: configuration.limits, attributeNames: names)
+        assigner = SegmentAssigner(spec: configuration.aggregation.segments, attributeNames: names)
+        checkpoints = CheckpointStore(topic: configuration.stageOneChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
+        lastUpdate = clock.now
+        lastCheckpoint = clock.now
+        smallestAdvance = configuration.aggregation.windows.map(\.advance).min() ?? 60_000
+    }
+
+    /// Asks the loop to finish its transaction, leave the group and return.
+    func stop() { stopping.store(true, ordering: .releasing) }
+
+    /// The stage loop; returns after ``stop()`` or throws on an unrecoverable error.
+    func run() throws {
+        let kafka = configuration.kafkaConfiguration
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        inputPartitionCount = Int32(try admin.partitionIDs(of: configuration.inputTopic).count)
+        partialsPartitionCount = try admin.partitionIDs(of: configuration.partialsTopic).count
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                common: kafka,
+                transactionalID: configuration.guarantee == .exactlyOnce ? "\(configuration.app)-stage1-\(instanceID)" : nil),
+            logger: logger)
+        self.producer = producer
+        if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(common: kafka, groupID: configuration.app),
+            logger: logger,
+            rebalanceHandler: { [unowned self] event in self.rebalance(event) })
+        self.consumer = consumer
+        try consumer.subscribe(topics: [configuration.inputTopic])
+        logger.info("stage 1 started", metadata: ["input": "\(configuration.inputTopic)", "partitions": "\(inputPartitionCount)"])
+        defer {
+            try? consumer.close()
+            producer.close(timeout: .seconds(5))
+        }
+        while !stopping.load(ordering: .acquiring) {
+            do {
+                if needsRecovery { try recover() }
+                try cycle(consumer: consumer, producer: producer)
+            } catch let error as KafkaError where !error.isFatal {
+                logger.warning("stage 1 cycle failed, rewinding to the last checkpoint: \(error)")
+                metrics.transactionAborts.add(1, ordering: .relaxed)
+                if inTransaction { try? producer.abortTransaction() }
+                inTransaction = false
+                needsRecovery = true
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+        }
+        // Drain: checkpoint what was processed, commit, leave the group.
+        try checkpoint(force: true)
+        logger.info("stage 1 stopped")
+    }
+
+    /// With `exactly_once`, opens a transaction before the first record of a cycle.
+    private func ensureTransaction(_ producer: KafkaProducer) throws(KafkaError) {
+        guard configuration.guarantee == .exactlyOnce, !inTransaction else { return }
+        try producer.beginTransaction()
+        inTransaction = true
+    }
+
+    private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
+        var touched = Set<Int32>()
+        try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
+            for error in batch.errors { logger.warning("consume: \(error)") }
+            for message in batch {
+                guard var state = partitions[message.partition] else { continue }
+                try handle(message, state: &state, producer: producer)
+                partitions[message.partition] = state
+                touched.insert(message.partition)
+            }
+            metrics.consumed.add(batch.count, ordering: .relaxed)
+        }
+        let now = clock.now
+        for partition in partitions.keys.sorted() {
+            guard var state = partitions[partition] else { continue }
+            if !touched.contains(partition), now - state.lastEventAt >= .milliseconds(configuration.idleTimeout) {
+                // Idle: let processing time move the watermark so windows still close.
+                let wall = Int64(Date().timeIntervalSince1970 * 1000)
+                state.aggregator.advanceWatermark(to: wall - configuration.idleTimeout - configuration.aggregation.maxOutOfOrderness)
+            }
+            try closeWindows(partition: partition, state: &state, producer: producer)
+            partitions[partition] = state
+        }
+        if now - lastUpdate >= .milliseconds(configuration.updateInterval) {
+            lastUpdate = now
+            for partition in partitions.keys.sorted() {
+                guard let state = partitions[partition] else { continue }
+                try emit(state.aggregator.takeUpdates(), partition: partition, offset: state.lastOffset, producer: producer)
+            }
+        }
+        if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) { try checkpoint(force: false) }
+    }
+
+    private func handle(_ message: KafkaMessageView, state: inout PartitionState, producer: KafkaProducer) throws {
+        state.lastOffset = message.offset
+        state.lastEventAt = clock.now
+        state.changedSinceCheckpoint = true
+        if let reason = decoder.decode(message.value) {
+            state.aggregator.recordInvalid()
+            metrics.invalid.add(1, ordering: .relaxed)
+            try deadLetter(message, reason: reason, producer: producer)
+            return
+        }
+        switch state.aggregator.process(decoder) {
+        case .accepted: metrics.valid.add(1, ordering: .relaxed)
+        case .duplicate: metrics.duplicates.add(1, ordering: .relaxed)
+        case .late:
+            metrics.late.add(1, ordering: .relaxed)
+            try deadLetter(message, reason: .late, producer: producer)
+        }
+    }
+
+    private func deadLetter(_ message: KafkaMessageView, reason: RejectReason, producer: KafkaProducer) throws {
+        try ensureTransaction(producer)
+        let headers = [
+            KafkaHeader(name: "pulse.reason", string: reason.code),
+            KafkaHeader(name: "pulse.source.topic", string: configuration.inputTopic),
+            KafkaHeader(name: "pulse.source.partition", string: String(message.partition)),
+            KafkaHeader(name: "pulse.source.offset", string: String(message.offset)),
+            KafkaHeader(name: "pulse.time", string: String(Int64(Date().timeIntervalSince1970 * 1000))),
+        ]
+        try producer.produce(topic: configuration.deadLetterTopic, key: message.key, value: message.value, headers: headers, blockIfQueueFull: true)
+        metrics.deadLettered.add(1, ordering: .relaxed)
+    }
+
+    private func closeWindows(partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws {
+        let closed = state.aggregator.closeReadyWindows()
+        try emit(closed, partition: partition, offset: state.lastOffset, producer: producer)
+        let watermark = state.aggregator.watermark
+        guard watermark != .min, !closed.isEmpty || state.lastMarker == .min || watermark - state.lastMarker >= smallestAdvance else { return }
+        state.lastMarker = watermark
+        state.changedSinceCheckpoint = true
+        try ensureTransaction(producer)
+        let marker = StageMessage(watermark: .init(inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: state.lastOffset, time: watermark)).encoded
+        let handle = try producer.topic(configuration.partialsTopic)
+        for target in 0..<Int32(partialsPartitionCount) {
+            try marker.withUnsafeBytes { bytes in
+                try producer.produce(to: handle, partition: target, key: nil, value: bytes, blockIfQueueFull: true)
+            }
+        }
+        if !closed.isEmpty { metrics.windowsClosed.add(closed.count, ordering: .relaxed) }
+    }
+
+    private func emit(_ partials: [WindowPartial], partition: Int32, offset: Int64, producer: KafkaProducer) throws {
+        guard !partials.isEmpty else { return }
+        try ensureTransaction(producer)
+        let handle = try producer.topic(configuration.partialsTopic)
+        for window in partials {
+            for (segment, aggregate) in window.segments {
+                let message = StageMessage(partial: .init(
+                    inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: offset, windowIndex: window.windowIndex,
+                    start: window.start, isFinal: window.isFinal, overflowedEvents: window.overflowedEvents, segment: segment, aggregate: aggregate)).encoded
+                let target = StageMessage.partition(ofSegment: segment, partitions: partialsPartitionCount)
+                try message.withUnsafeBytes { value in
+                    try Array(segment.utf8).withUnsafeBytes { key in
+                        try producer.produce(to: handle, partition: target, key: key, value: value, blockIfQueueFull: true)
+                    }
+                }
+            }
+        }
+        metrics.partialsProduced.add(partials.reduce(0) { $0 + $1.segments.count }, ordering: .relaxed)
+    }
+
+    /// Writes checkpoints of changed partitions and commits the consumed offsets (in the
+    /// transaction with `exactly_once`).
+    private func checkpoint(force: Bool) throws {
+        guard let producer, let consumer else { return }
+        lastCheckpoint = clock.now
+        var offsets: [KafkaTopicPartition] = []
+        for partition in partitions.keys.sorted() {
+            guard var state = partitions[partition], state.changedSinceCheckpoint || force else { continue }
+            guard state.lastOffset >= 0 else { continue }
+            let sequence = (state.checkpoint?.sequence ?? 0) + 1
+            try ensureTransaction(producer)
+            state.checkpoint = try checkpoints.write(
+                partition: partition, sequence: sequence, nextOffset: state.lastOffset + 1,
+                state: state.aggregator.checkpoint(), previous: state.checkpoint, producer: producer)
+            state.changedSinceCheckpoint = false
+            partitions[partition] = state
+            offsets.append(KafkaTopicPartition(topic: configuration.inputTopic, partition: partition, offset: state.lastOffset + 1))
+        }
+        if configuration.guarantee == .exactlyOnce {
+            guard inTransaction else { return }
+            if !offsets.isEmpty { try producer.sendOffsetsToTransaction(offsets, groupMetadata: try consumer.groupMetadata()) }
+            try producer.commitTransaction()
+            inTransaction = false
+            metrics.transactionCommits.add(1, ordering: .relaxed)
+        } else {
+            try producer.flush(timeout: .seconds(60))
+            if producer.unhandledDeliveryFailures > 0, let error = producer.lastUnhandledDeliveryError { throw error }
+            try consumer.commit(offsets)
+        }
+        if !offsets.isEmpty { metrics.checkpoints.add(offsets.count, ordering: .relaxed) }
+    }
+
+    // MARK: Assignment
+
+    private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
+        switch event {
+        case .assigned(let assigned):
+            var result: [KafkaTopicPartition] = []
+            for partition in assigned {
+                do {
+                    let offset = try restore(partition.partition)
+                    result.append(KafkaTopicPartition(topic: partition.topic, partition: partition.partition, offset: offset))
+                } catch {
+                    logger.error("cannot restore \(partition): \(error); starting it from the committed offset")
+                    result.append(partition)
+                }
+            }
+            logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
+            return result
+        case .revoked(let revoked):
+            // Still ours: checkpoint and commit before they move.
+            do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
+            for partition in revoked { partitions[partition.partition] = nil }
+            inTransaction = false
+            logger.info("stage 1 revoked \(revoked.map(\.partition).sorted())")
+            return nil
+        case .lost(let lost):
+            if inTransaction { try? producer?.abortTransaction() }
+            inTransaction = false
+            for partition in lost { partitions[partition.partition] = nil }
+            logger.warning("stage 1 lost \(lost.map(\.partition).sorted()); another member owns them now")
+            return nil
+        }
+    }
+
+    /// Restores a partition's state from its newest checkpoint; returns where to read from.
+    private func restore(_ partition: Int32) throws -> Int64 {
+        let aggregator = PartitionAggregator(config: configuration.aggregation, assigner: assigner)
+        let started = clock.now
+        let checkpoint = try checkpoints.restore(partition: partition)
+        if let checkpoint { try aggregator.restore(checkpoint.state) }
+        var state = PartitionState(aggregator: aggregator, lastOffset: (checkpoint?.nextOffset ?? 0) - 1, lastEventAt: clock.now)
+        state.checkpoint = checkpoint.map { CheckpointStore.Checkpoint(sequence: $0.sequence, nextOffset: $0.nextOffset, state: [], chunkCount: $0.chunkCount) }
+        partitions[partition] = state
+        logger.info("restored input partition \(partition)", metadata: [
+            "next_offset": "\(checkpoint?.nextOffset ?? -1)", "users": "\(aggregator.trackedUsers)",
+            "restore_ms": "\((clock.now - started).components.seconds * 1000 + (clock.now - started).components.attoseconds / 1_000_000_000_000_000)",
+        ])
+        return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
+    }
+
+    /// After a failed transaction: rebuild every assigned partition from its checkpoint
+    /// and seek back to the checkpoint's offset.
+    private func recover() throws {
+        guard let consumer else { return }
+        var seeks: [KafkaTopicPartition] = []
+        for partition in partitions.keys.sorted() {
+            let offset = try restore(partition)
+            seeks.append(KafkaTopicPartition(topic: configuration.inputTopic, partition: partition, offset: offset == KafkaTopicPartition.stored ? KafkaTopicPartition.beginning : offset))
+        }
+        if !seeks.isEmpty { try consumer.seek(seeks) }
+        needsRecovery = false
+    }
+}

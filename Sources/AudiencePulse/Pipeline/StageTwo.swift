@@ -1,0 +1,226 @@
+import AudienceMetrics
+import Foundation
+import Kafka
+import Logging
+import Synchronization
+
+/// Stage 2: per assigned partials partition, merge the partials of every input
+/// partition per (segment, window), finalize windows by the slowest input partition's
+/// watermark, compute trends, and produce metric records keyed `segment|window_start`.
+/// Checkpoints (merge state + next partials offset) go to the stage-2 changelog.
+final class StageTwo: @unchecked Sendable {
+    // @unchecked: mutable state is touched only by the stage's thread (see StageOne).
+    struct PartitionState {
+        var merger: WindowMerger
+        var lastOffset: Int64
+        var checkpoint: CheckpointStore.Checkpoint?
+        var changedSinceCheckpoint = false
+    }
+
+    let configuration: PulseConfiguration
+    let metrics: PipelineMetrics
+    private let logger: Logger
+    private let instanceID: String
+    private let stopping = Atomic<Bool>(false)
+    private var consumer: KafkaConsumer?
+    private var producer: KafkaProducer?
+    private var partitions: [Int32: PartitionState] = [:]
+    private var inputPartitionCount = 0
+    private var inTransaction = false
+    private var needsRecovery = false
+    private let checkpoints: CheckpointStore
+    private let clock = ContinuousClock()
+    private var lastUpdate: ContinuousClock.Instant
+    private var lastCheckpoint: ContinuousClock.Instant
+    /// Called with every record produced (for the read model and tests).
+    var onRecord: (@Sendable (MetricRecord) -> Void)?
+
+    init(configuration: PulseConfiguration, instanceID: String, metrics: PipelineMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.instanceID = instanceID
+        self.metrics = metrics
+        var logger = logger
+        logger[metadataKey: "stage"] = "2"
+        self.logger = logger
+        checkpoints = CheckpointStore(topic: configuration.stageTwoChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
+        lastUpdate = clock.now
+        lastCheckpoint = clock.now
+    }
+
+    func stop() { stopping.store(true, ordering: .releasing) }
+
+    func run() throws {
+        let kafka = configuration.kafkaConfiguration
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        inputPartitionCount = try admin.partitionIDs(of: configuration.inputTopic).count
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                common: kafka,
+                transactionalID: configuration.guarantee == .exactlyOnce ? "\(configuration.app)-stage2-\(instanceID)" : nil),
+            logger: logger)
+        self.producer = producer
+        if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(common: kafka, groupID: configuration.mergeGroup),
+            logger: logger,
+            rebalanceHandler: { [unowned self] event in self.rebalance(event) })
+        self.consumer = consumer
+        try consumer.subscribe(topics: [configuration.partialsTopic])
+        logger.info("stage 2 started", metadata: ["partials": "\(configuration.partialsTopic)", "input_partitions": "\(inputPartitionCount)"])
+        defer {
+            try? consumer.close()
+            producer.close(timeout: .seconds(5))
+        }
+        while !stopping.load(ordering: .acquiring) {
+            do {
+                if needsRecovery { try recover() }
+                try cycle(consumer: consumer, producer: producer)
+            } catch let error as KafkaError where !error.isFatal {
+                logger.warning("stage 2 cycle failed, rewinding to the last checkpoint: \(error)")
+                metrics.transactionAborts.add(1, ordering: .relaxed)
+                if inTransaction { try? producer.abortTransaction() }
+                inTransaction = false
+                needsRecovery = true
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+        }
+        try checkpoint(force: true)
+        logger.info("stage 2 stopped")
+    }
+
+    private func ensureTransaction(_ producer: KafkaProducer) throws(KafkaError) {
+        guard configuration.guarantee == .exactlyOnce, !inTransaction else { return }
+        try producer.beginTransaction()
+        inTransaction = true
+    }
+
+    private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
+        try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
+            for error in batch.errors { logger.warning("consume: \(error)") }
+            for message in batch {
+                guard var state = partitions[message.partition] else { continue }
+                state.lastOffset = message.offset
+                state.changedSinceCheckpoint = true
+                let decoded: StageMessage
+                do {
+                    decoded = try StageMessage(decoding: Array(message.value))
+                } catch {
+                    logger.error("skipping an unreadable partials record at \(message.partition):\(message.offset): \(error)")
+                    partitions[message.partition] = state
+                    continue
+                }
+                switch decoded {
+                case .partial(let partial):
+                    state.merger.apply(partial: partial.aggregate, segment: partial.segment, windowIndex: partial.windowIndex, start: partial.start,
+                                       inputPartition: partial.inputPartition, offset: partial.inputOffset, overflowedEvents: partial.overflowedEvents)
+                case .watermark(let watermark):
+                    let finals = state.merger.applyWatermark(watermark.time, inputPartition: watermark.inputPartition)
+                    try produce(finals, producer: producer)
+                    metrics.finalRecords.add(finals.count, ordering: .relaxed)
+                }
+                partitions[message.partition] = state
+            }
+            metrics.partialsConsumed.add(batch.count, ordering: .relaxed)
+        }
+        let now = clock.now
+        if now - lastUpdate >= .milliseconds(configuration.updateInterval) {
+            lastUpdate = now
+            for partition in partitions.keys.sorted() {
+                guard let state = partitions[partition] else { continue }
+                try produce(state.merger.takeUpdatedRecords(), producer: producer)
+            }
+        }
+        if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) { try checkpoint(force: false) }
+    }
+
+    private func produce(_ records: [MetricRecord], producer: KafkaProducer) throws {
+        guard !records.isEmpty else { return }
+        try ensureTransaction(producer)
+        let handle = try producer.topic(configuration.metricsTopic)
+        let withWindowName = configuration.aggregation.windows.count > 1
+        for record in records {
+            try Array(record.key(includeWindowName: withWindowName).utf8).withUnsafeBytes { key in
+                try Array(record.json.utf8).withUnsafeBytes { value in
+                    try producer.produce(to: handle, key: key, value: value, timestamp: record.end, blockIfQueueFull: true)
+                }
+            }
+            onRecord?(record)
+        }
+        metrics.recordsProduced.add(records.count, ordering: .relaxed)
+    }
+
+    private func checkpoint(force: Bool) throws {
+        guard let producer, let consumer else { return }
+        lastCheckpoint = clock.now
+        var offsets: [KafkaTopicPartition] = []
+        for partition in partitions.keys.sorted() {
+            guard var state = partitions[partition], state.changedSinceCheckpoint || force, state.lastOffset >= 0 else { continue }
+            try ensureTransaction(producer)
+            state.checkpoint = try checkpoints.write(
+                partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
+                state: state.merger.checkpoint(), previous: state.checkpoint, producer: producer)
+            state.changedSinceCheckpoint = false
+            partitions[partition] = state
+            offsets.append(KafkaTopicPartition(topic: configuration.partialsTopic, partition: partition, offset: state.lastOffset + 1))
+        }
+        if configuration.guarantee == .exactlyOnce {
+            guard inTransaction else { return }
+            if !offsets.isEmpty { try producer.sendOffsetsToTransaction(offsets, groupMetadata: try consumer.groupMetadata()) }
+            try producer.commitTransaction()
+            inTransaction = false
+            metrics.transactionCommits.add(1, ordering: .relaxed)
+        } else {
+            try producer.flush(timeout: .seconds(60))
+            if producer.unhandledDeliveryFailures > 0, let error = producer.lastUnhandledDeliveryError { throw error }
+            try consumer.commit(offsets)
+        }
+    }
+
+    private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
+        switch event {
+        case .assigned(let assigned):
+            var result: [KafkaTopicPartition] = []
+            for partition in assigned {
+                do {
+                    result.append(KafkaTopicPartition(topic: partition.topic, partition: partition.partition, offset: try restore(partition.partition)))
+                } catch {
+                    logger.error("cannot restore partials partition \(partition.partition): \(error); starting from the committed offset")
+                    result.append(partition)
+                }
+            }
+            logger.info("stage 2 assigned \(assigned.map(\.partition).sorted())")
+            return result
+        case .revoked(let revoked):
+            do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
+            for partition in revoked { partitions[partition.partition] = nil }
+            inTransaction = false
+            return nil
+        case .lost(let lost):
+            if inTransaction { try? producer?.abortTransaction() }
+            inTransaction = false
+            for partition in lost { partitions[partition.partition] = nil }
+            return nil
+        }
+    }
+
+    private func restore(_ partition: Int32) throws -> Int64 {
+        let merger = WindowMerger(config: configuration.aggregation, inputPartitions: inputPartitionCount, trendConfig: configuration.trend)
+        let checkpoint = try checkpoints.restore(partition: partition)
+        if let checkpoint { try merger.restore(checkpoint.state) }
+        var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
+        state.checkpoint = checkpoint.map { CheckpointStore.Checkpoint(sequence: $0.sequence, nextOffset: $0.nextOffset, state: [], chunkCount: $0.chunkCount) }
+        partitions[partition] = state
+        return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
+    }
+
+    private func recover() throws {
+        guard let consumer else { return }
+        var seeks: [KafkaTopicPartition] = []
+        for partition in partitions.keys.sorted() {
+            let offset = try restore(partition)
+            seeks.append(KafkaTopicPartition(topic: configuration.partialsTopic, partition: partition, offset: offset == KafkaTopicPartition.stored ? KafkaTopicPartition.beginning : offset))
+        }
+        if !seeks.isEmpty { try consumer.seek(seeks) }
+        needsRecovery = false
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import AudiencePulse
+import Dispatch
+import Foundation
+import Kafka
+import Logging
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the processing service: events in, per-segment metrics out, exactly once.",
+        discussion: "Configuration: a YAML file (see pulse.example.yaml, docs/configuration.md) plus PULSE_… environment overrides. SIGTERM or SIGINT drains: the current transaction is committed, the consumer groups are left, and the process exits 0.")
+
+    @Option(name: .shortAndLong, help: "The YAML configuration file.") var config: String
+    @Option(help: "Names this process's transactional producers; reuse it when restarting the same instance (default: $PULSE_INSTANCE_ID or the host name).")
+    var instanceID: String?
+
+    func run() throws {
+        let configuration = try ConfigurationFile.load(config)
+        let logger = Logging.bootstrapped(configuration)
+        let instance = instanceID ?? ProcessInfo.processInfo.environment["PULSE_INSTANCE_ID"] ?? ProcessInfo.processInfo.hostName
+        do {
+            try KafkaLibrary.checkVersion()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+        logger.info("Audience Pulse starting", metadata: [
+            "version": "\(PulseVersion.current)", "librdkafka": "\(KafkaLibrary.version)", "instance": "\(instance)",
+            "configuration": "\(configuration.summary)",
+        ])
+        let service = PulseService(configuration: configuration, instanceID: instance, logger: logger)
+        do {
+            try service.start()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                logger.info("signal \(signalNumber): draining")
+                let stopped = service.stop(timeout: .milliseconds(configuration.shutdownTimeout))
+                if !stopped { logger.error("stages did not stop within \(configuration.shutdownTimeout) ms; exiting") }
+                Foundation.exit(stopped && service.failureMessages.isEmpty ? 0 : 1)
+            }
+            source.resume()
+            return source
+        }
+        service.wait()
+        _ = signals
+        if !service.failureMessages.isEmpty {
+            logger.critical("stopped after a failure: \(service.failureMessages)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+enum Logging {
+    /// Sets up swift-log as configured (JSON or text lines on standard error) once.
+    static func bootstrapped(_ configuration: PulseConfiguration) -> Logger {
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        let json = configuration.logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "audience-pulse")
+        logger.logLevel = level
+        return logger
+    }
+}
