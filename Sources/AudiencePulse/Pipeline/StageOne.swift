@@ -24,6 +24,9 @@ final class StageOne: @unchecked Sendable {
         var lastMarker: Int64 = .min
         var checkpoint: CheckpointStore.Checkpoint?
         var changedSinceCheckpoint = false
+        /// The consumer has read everything the partition holds (end-of-partition event
+        /// after the last record): only then can the partition be idle.
+        var atEnd = false
     }
 
     let configuration: PulseConfiguration
@@ -79,7 +82,7 @@ final class StageOne: @unchecked Sendable {
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(common: kafka, groupID: configuration.app),
+            configuration: KafkaConsumerConfiguration(common: kafka, groupID: configuration.app, enablePartitionEOF: true),
             logger: logger,
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
@@ -121,16 +124,19 @@ final class StageOne: @unchecked Sendable {
             for message in batch {
                 guard var state = partitions[message.partition] else { continue }
                 try handle(message, state: &state, producer: producer)
+                state.atEnd = false
                 partitions[message.partition] = state
                 touched.insert(message.partition)
             }
+            for end in batch.partitionEOFs { partitions[end.partition]?.atEnd = true }
             metrics.consumed.add(batch.count, ordering: .relaxed)
         }
         let now = clock.now
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
-            if !touched.contains(partition), now - state.lastEventAt >= .milliseconds(configuration.idleTimeout) {
-                // Idle: let processing time move the watermark so windows still close.
+            if state.atEnd, now - state.lastEventAt >= .milliseconds(configuration.idleTimeout) {
+                // Idle (read to its end, nothing new for a while): let processing time
+                // move the watermark so windows still close.
                 let wall = Int64(Date().timeIntervalSince1970 * 1000)
                 state.aggregator.advanceWatermark(to: wall - configuration.idleTimeout - configuration.aggregation.maxOutOfOrderness)
             }
