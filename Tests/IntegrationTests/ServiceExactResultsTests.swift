@@ -90,7 +90,11 @@ struct KnownAudience {
 @Suite("The processing service against the broker", .serialized)
 struct ServiceExactResultsTests {
     static func configuration(app: String, input: String, guarantee: String) throws -> PulseConfiguration {
-        let yaml = """
+        try PulseConfiguration.load(yaml: yaml(app: app, input: input, guarantee: guarantee))
+    }
+
+    static func yaml(app: String, input: String, guarantee: String) throws -> String {
+        """
             app: \(app)
             kafka:
               bootstrap.servers: \(try TestBroker.bootstrapServers())
@@ -114,7 +118,6 @@ struct ServiceExactResultsTests {
             log:
               format: text
             """
-        return try PulseConfiguration.load(yaml: yaml)
     }
 
     /// Reads every record of a topic from the beginning until `done` says enough (or
