@@ -29,12 +29,8 @@ struct Serve: ParsableCommand {
             "configuration": "\(configuration.summary)",
         ])
         let service = PulseService(configuration: configuration, instanceID: instance, logger: logger)
-        do {
-            try service.start()
-        } catch {
-            logger.critical("cannot start: \(error)")
-            throw ExitCode(1)
-        }
+        // Signal handling is in place before anything starts, so a SIGTERM during start-up
+        // is not lost: stopping a service whose stages have not started returns at once.
         let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
@@ -46,6 +42,12 @@ struct Serve: ParsableCommand {
             }
             source.resume()
             return source
+        }
+        do {
+            try service.start()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
         }
         service.wait()
         _ = signals
