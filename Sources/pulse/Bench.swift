@@ -58,6 +58,7 @@ extension Bench {
         @Option(help: "Topic to write to.") var topic: String
         @Option(help: "Number of records.") var count = 2_000_000
         @Option(help: "Create the topic with this many partitions if it does not exist.") var partitions: Int32?
+        @Flag(help: "Distinct reference events (fresh ids, advancing time) instead of a repeating cycle; for end-to-end runs of pulse serve.") var unique = false
         @Flag(help: "Print the result as one JSON line.") var json = false
 
         func run() throws {
@@ -68,7 +69,9 @@ extension Bench {
             }
             guard count > 0 else { return }
             let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: broker.configuration()))
-            let result = try KafkaThroughputBenchmark.produce(producer: producer, topic: topic, count: count)
+            let result = unique
+                ? try KafkaThroughputBenchmark.produceReferenceEvents(producer: producer, topic: topic, count: count)
+                : try KafkaThroughputBenchmark.produce(producer: producer, topic: topic, count: count)
             print(json ? result.json : result.description)
         }
     }

@@ -15,6 +15,14 @@ struct Serve: ParsableCommand {
     var instanceID: String?
 
     func run() throws {
+        // Block SIGTERM and SIGINT before any thread exists, so every thread inherits the
+        // mask; one dedicated thread takes them with sigwait (below). No other thread can
+        // receive, and lose, them.
+        var blocked = sigset_t()
+        sigemptyset(&blocked)
+        sigaddset(&blocked, SIGTERM)
+        sigaddset(&blocked, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
         let configuration = try ConfigurationFile.load(config)
         let logger = Logging.bootstrapped(configuration)
         let instance = instanceID ?? ProcessInfo.processInfo.environment["PULSE_INSTANCE_ID"] ?? ProcessInfo.processInfo.hostName
@@ -31,18 +39,18 @@ struct Serve: ParsableCommand {
         let service = PulseService(configuration: configuration, instanceID: instance, logger: logger)
         // Signal handling is in place before anything starts, so a SIGTERM during start-up
         // is not lost: stopping a service whose stages have not started returns at once.
-        let signals = [SIGTERM, SIGINT].map { signalNumber -> any DispatchSourceSignal in
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
-                logger.info("signal \(signalNumber): draining")
-                let stopped = service.stop(timeout: .milliseconds(configuration.shutdownTimeout))
-                if !stopped { logger.error("stages did not stop within \(configuration.shutdownTimeout) ms; exiting") }
-                Foundation.exit(stopped && service.failureMessages.isEmpty ? 0 : 1)
-            }
-            source.resume()
-            return source
+        let waited = blocked
+        let waiter = Thread {
+            var set = waited
+            var signalNumber: Int32 = 0
+            sigwait(&set, &signalNumber)
+            logger.info("signal \(signalNumber): draining")
+            let stopped = service.stop(timeout: .milliseconds(configuration.shutdownTimeout))
+            if !stopped { logger.error("stages did not stop within \(configuration.shutdownTimeout) ms; exiting") }
+            Foundation.exit(stopped && service.failureMessages.isEmpty ? 0 : 1)
         }
+        waiter.name = "pulse-signals"
+        waiter.start()
         do {
             try service.start()
         } catch {
@@ -50,7 +58,6 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         service.wait()
-        _ = signals
         if !service.failureMessages.isEmpty {
             logger.critical("stopped after a failure: \(service.failureMessages)")
             throw ExitCode(1)

@@ -1,3 +1,4 @@
+import AudienceMetrics
 import Kafka
 
 /// Raw throughput of the `Kafka` module: a producer that only sends and a consumer that
@@ -67,6 +68,26 @@ public enum KafkaThroughputBenchmark {
             throw producer.lastUnhandledDeliveryError ?? KafkaError(code: .fatal, message: "deliveries failed")
         }
         return Result(role: "producer", messages: count, bytes: bytes, seconds: seconds)
+    }
+
+    /// Produces `count` distinct reference events (fresh ids, event time advancing 2 ms
+    /// per event, keyed by user), for end-to-end runs of the service.
+    public static func produceReferenceEvents(producer: KafkaProducer, topic: String, count: Int) throws -> Result {
+        var corpus = ReferenceCorpus(count: min(count, 200_000))
+        let handle = try producer.topic(topic)
+        var bytes = 0
+        let clock = ContinuousClock()
+        let start = clock.now
+        for sequence in 0..<count {
+            let index = corpus.prepare(sequence)
+            let key = Array("u-\(index &* 7919 % 100_003)".utf8)
+            try corpus.messages[index].withUnsafeBytes { value in
+                bytes += value.count
+                try key.withUnsafeBytes { key in try producer.produce(to: handle, key: key, value: value, blockIfQueueFull: true) }
+            }
+        }
+        try producer.flush(timeout: .seconds(300))
+        return Result(role: "producer", messages: count, bytes: bytes, seconds: (clock.now - start).secondsDouble)
     }
 
     /// Reads every partition of `topic` from the beginning to its end (partition EOF),

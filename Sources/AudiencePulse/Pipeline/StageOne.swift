@@ -47,6 +47,8 @@ final class StageOne: @unchecked Sendable {
     private let clock = ContinuousClock()
     private var lastUpdate: ContinuousClock.Instant
     private var lastCheckpoint: ContinuousClock.Instant
+    private var lastProgress: ContinuousClock.Instant
+    private var consumedAtLastProgress = 0
     private let smallestAdvance: Int64
 
     init(configuration: PulseConfiguration, instanceID: String, metrics: PipelineMetrics, logger: Logger) {
@@ -62,6 +64,7 @@ final class StageOne: @unchecked Sendable {
         checkpoints = CheckpointStore(topic: configuration.stageOneChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
         lastUpdate = clock.now
         lastCheckpoint = clock.now
+        lastProgress = clock.now
         smallestAdvance = configuration.aggregation.windows.map(\.advance).min() ?? 60_000
     }
 
@@ -151,6 +154,20 @@ final class StageOne: @unchecked Sendable {
             }
         }
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) { try checkpoint(force: false) }
+        if now - lastProgress >= .seconds(10) { logProgress(now) }
+    }
+
+    private func logProgress(_ now: ContinuousClock.Instant) {
+        let consumed = metrics.consumed.load(ordering: .relaxed)
+        let seconds = Double((now - lastProgress).components.seconds) + Double((now - lastProgress).components.attoseconds) / 1e18
+        logger.info("stage 1 progress", metadata: [
+            "consumed": "\(consumed)", "events_per_second": "\(Int(Double(consumed - consumedAtLastProgress) / max(seconds, 0.001)))",
+            "valid": "\(metrics.valid.load(ordering: .relaxed))", "invalid": "\(metrics.invalid.load(ordering: .relaxed))",
+            "duplicates": "\(metrics.duplicates.load(ordering: .relaxed))", "late": "\(metrics.late.load(ordering: .relaxed))",
+            "windows_closed": "\(metrics.windowsClosed.load(ordering: .relaxed))",
+        ])
+        lastProgress = now
+        consumedAtLastProgress = consumed
     }
 
     private func handle(_ message: KafkaMessageView, state: inout PartitionState, producer: KafkaProducer) throws {
