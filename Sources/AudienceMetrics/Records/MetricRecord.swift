@@ -194,7 +194,7 @@ public struct MetricRecord: Sendable, Hashable {
 }
 
 /// A tiny deterministic JSON writer (fixed order, fixed number format).
-struct JSONText {
+public struct JSONText {
     var text = ""
     private var needsComma = false
 
@@ -287,7 +287,8 @@ struct JSONText {
         return result
     }
 
-    static func appendString(_ value: String, to out: inout String) {
+    /// Appends `value` as a JSON string literal (quotes, escapes).
+    public static func appendString(_ value: String, to out: inout String) {
         out += "\""
         for scalar in value.unicodeScalars {
             switch scalar {

@@ -39,7 +39,7 @@ final class StageOne: @unchecked Sendable {
     private var partitions: [Int32: PartitionState] = [:]
     private var inputPartitionCount: Int32 = 0
     private var partialsPartitionCount = 0
-    private var inTransaction = false
+    private var committer: StageCommitter?
     private var needsRecovery = false
     private let decoder: EventDecoder
     private let assigner: SegmentAssigner
@@ -89,6 +89,7 @@ final class StageOne: @unchecked Sendable {
             logger: logger,
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
+        committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
         try consumer.subscribe(topics: [configuration.inputTopic])
         logger.info("stage 1 started", metadata: ["input": "\(configuration.inputTopic)", "partitions": "\(inputPartitionCount)"])
         defer {
@@ -102,8 +103,7 @@ final class StageOne: @unchecked Sendable {
             } catch let error as KafkaError where !error.isFatal {
                 logger.warning("stage 1 cycle failed, rewinding to the last checkpoint: \(error)")
                 metrics.transactionAborts.add(1, ordering: .relaxed)
-                if inTransaction { try? producer.abortTransaction() }
-                inTransaction = false
+                committer?.abort()
                 needsRecovery = true
                 Thread.sleep(forTimeInterval: 0.5)
             }
@@ -114,12 +114,6 @@ final class StageOne: @unchecked Sendable {
     }
 
     /// With `exactly_once`, opens a transaction before the first record of a cycle.
-    private func ensureTransaction(_ producer: KafkaProducer) throws(KafkaError) {
-        guard configuration.guarantee == .exactlyOnce, !inTransaction else { return }
-        try producer.beginTransaction()
-        inTransaction = true
-    }
-
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
         var touched = Set<Int32>()
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
@@ -190,7 +184,7 @@ final class StageOne: @unchecked Sendable {
     }
 
     private func deadLetter(_ message: KafkaMessageView, reason: RejectReason, producer: KafkaProducer) throws {
-        try ensureTransaction(producer)
+        try committer?.prepareToProduce()
         let headers = [
             KafkaHeader(name: "pulse.reason", string: reason.code),
             KafkaHeader(name: "pulse.source.topic", string: configuration.inputTopic),
@@ -209,7 +203,7 @@ final class StageOne: @unchecked Sendable {
         guard watermark != .min, !closed.isEmpty || state.lastMarker == .min || watermark - state.lastMarker >= smallestAdvance else { return }
         state.lastMarker = watermark
         state.changedSinceCheckpoint = true
-        try ensureTransaction(producer)
+        try committer?.prepareToProduce()
         let marker = StageMessage(watermark: .init(inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: state.lastOffset, time: watermark)).encoded
         let handle = try producer.topic(configuration.partialsTopic)
         for target in 0..<Int32(partialsPartitionCount) {
@@ -222,7 +216,7 @@ final class StageOne: @unchecked Sendable {
 
     private func emit(_ partials: [WindowPartial], partition: Int32, offset: Int64, producer: KafkaProducer) throws {
         guard !partials.isEmpty else { return }
-        try ensureTransaction(producer)
+        try committer?.prepareToProduce()
         let handle = try producer.topic(configuration.partialsTopic)
         for window in partials {
             for (segment, aggregate) in window.segments {
@@ -243,14 +237,14 @@ final class StageOne: @unchecked Sendable {
     /// Writes checkpoints of changed partitions and commits the consumed offsets (in the
     /// transaction with `exactly_once`).
     private func checkpoint(force: Bool) throws {
-        guard let producer, let consumer else { return }
+        guard let producer else { return }
         lastCheckpoint = clock.now
         var offsets: [KafkaTopicPartition] = []
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition], state.changedSinceCheckpoint || force else { continue }
             guard state.lastOffset >= 0 else { continue }
             let sequence = (state.checkpoint?.sequence ?? 0) + 1
-            try ensureTransaction(producer)
+            try committer?.prepareToProduce()
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: sequence, nextOffset: state.lastOffset + 1,
                 state: state.aggregator.checkpoint(), previous: state.checkpoint, producer: producer)
@@ -258,17 +252,7 @@ final class StageOne: @unchecked Sendable {
             partitions[partition] = state
             offsets.append(KafkaTopicPartition(topic: configuration.inputTopic, partition: partition, offset: state.lastOffset + 1))
         }
-        if configuration.guarantee == .exactlyOnce {
-            guard inTransaction else { return }
-            if !offsets.isEmpty { try producer.sendOffsetsToTransaction(offsets, groupMetadata: try consumer.groupMetadata()) }
-            try producer.commitTransaction()
-            inTransaction = false
-            metrics.transactionCommits.add(1, ordering: .relaxed)
-        } else {
-            try producer.flush(timeout: .seconds(60))
-            if producer.unhandledDeliveryFailures > 0, let error = producer.lastUnhandledDeliveryError { throw error }
-            try consumer.commit(offsets)
-        }
+        if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
         if !offsets.isEmpty { metrics.checkpoints.add(offsets.count, ordering: .relaxed) }
     }
 
@@ -293,12 +277,11 @@ final class StageOne: @unchecked Sendable {
             // Still ours: checkpoint and commit before they move.
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
             for partition in revoked { partitions[partition.partition] = nil }
-            inTransaction = false
+            committer?.reset()
             logger.info("stage 1 revoked \(revoked.map(\.partition).sorted())")
             return nil
         case .lost(let lost):
-            if inTransaction { try? producer?.abortTransaction() }
-            inTransaction = false
+            committer?.abort()
             for partition in lost { partitions[partition.partition] = nil }
             logger.warning("stage 1 lost \(lost.map(\.partition).sorted()); another member owns them now")
             return nil

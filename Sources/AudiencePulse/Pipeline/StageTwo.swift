@@ -26,7 +26,7 @@ final class StageTwo: @unchecked Sendable {
     private var producer: KafkaProducer?
     private var partitions: [Int32: PartitionState] = [:]
     private var inputPartitionCount = 0
-    private var inTransaction = false
+    private var committer: StageCommitter?
     private var needsRecovery = false
     private let checkpoints: CheckpointStore
     private let clock = ContinuousClock()
@@ -65,6 +65,7 @@ final class StageTwo: @unchecked Sendable {
             logger: logger,
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
+        committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
         try consumer.subscribe(topics: [configuration.partialsTopic])
         logger.info("stage 2 started", metadata: ["partials": "\(configuration.partialsTopic)", "input_partitions": "\(inputPartitionCount)"])
         defer {
@@ -78,20 +79,13 @@ final class StageTwo: @unchecked Sendable {
             } catch let error as KafkaError where !error.isFatal {
                 logger.warning("stage 2 cycle failed, rewinding to the last checkpoint: \(error)")
                 metrics.transactionAborts.add(1, ordering: .relaxed)
-                if inTransaction { try? producer.abortTransaction() }
-                inTransaction = false
+                committer?.abort()
                 needsRecovery = true
                 Thread.sleep(forTimeInterval: 0.5)
             }
         }
         try checkpoint(force: true)
         logger.info("stage 2 stopped")
-    }
-
-    private func ensureTransaction(_ producer: KafkaProducer) throws(KafkaError) {
-        guard configuration.guarantee == .exactlyOnce, !inTransaction else { return }
-        try producer.beginTransaction()
-        inTransaction = true
     }
 
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
@@ -135,7 +129,7 @@ final class StageTwo: @unchecked Sendable {
 
     private func produce(_ records: [MetricRecord], producer: KafkaProducer) throws {
         guard !records.isEmpty else { return }
-        try ensureTransaction(producer)
+        try committer?.prepareToProduce()
         let handle = try producer.topic(configuration.metricsTopic)
         let withWindowName = configuration.aggregation.windows.count > 1
         for record in records {
@@ -150,12 +144,12 @@ final class StageTwo: @unchecked Sendable {
     }
 
     private func checkpoint(force: Bool) throws {
-        guard let producer, let consumer else { return }
+        guard let producer else { return }
         lastCheckpoint = clock.now
         var offsets: [KafkaTopicPartition] = []
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition], state.changedSinceCheckpoint || force, state.lastOffset >= 0 else { continue }
-            try ensureTransaction(producer)
+            try committer?.prepareToProduce()
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
                 state: state.merger.checkpoint(), previous: state.checkpoint, producer: producer)
@@ -163,17 +157,7 @@ final class StageTwo: @unchecked Sendable {
             partitions[partition] = state
             offsets.append(KafkaTopicPartition(topic: configuration.partialsTopic, partition: partition, offset: state.lastOffset + 1))
         }
-        if configuration.guarantee == .exactlyOnce {
-            guard inTransaction else { return }
-            if !offsets.isEmpty { try producer.sendOffsetsToTransaction(offsets, groupMetadata: try consumer.groupMetadata()) }
-            try producer.commitTransaction()
-            inTransaction = false
-            metrics.transactionCommits.add(1, ordering: .relaxed)
-        } else {
-            try producer.flush(timeout: .seconds(60))
-            if producer.unhandledDeliveryFailures > 0, let error = producer.lastUnhandledDeliveryError { throw error }
-            try consumer.commit(offsets)
-        }
+        if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
     }
 
     private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
@@ -193,11 +177,10 @@ final class StageTwo: @unchecked Sendable {
         case .revoked(let revoked):
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
             for partition in revoked { partitions[partition.partition] = nil }
-            inTransaction = false
+            committer?.reset()
             return nil
         case .lost(let lost):
-            if inTransaction { try? producer?.abortTransaction() }
-            inTransaction = false
+            committer?.abort()
             for partition in lost { partitions[partition.partition] = nil }
             return nil
         }

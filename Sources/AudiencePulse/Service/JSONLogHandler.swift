@@ -1,3 +1,4 @@
+import AudienceMetrics
 import Foundation
 import Logging
 
@@ -32,19 +33,9 @@ public struct JSONLogHandler: LogHandler {
     }
 
     static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
+        var out = ""
+        JSONText.appendString(text, to: &out)
+        return out
     }
 }
 
