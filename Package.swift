@@ -77,7 +77,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Kafka", "AudiencePulse"],
+            dependencies: ["Kafka", "AudiencePulse", "AudienceMetrics"],
             swiftSettings: strictSettings
         ),
     ],

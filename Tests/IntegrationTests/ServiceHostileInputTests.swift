@@ -1,3 +1,4 @@
+import AudienceMetrics
 import AudiencePulse
 import Foundation
 import Kafka
@@ -12,7 +13,7 @@ struct ServiceHostileInputTests {
         let input = "\(app).events"
         try await TestBroker.createTopic(input, partitions: 2)
         let origin = (Int64(Date().timeIntervalSince1970 * 1000) / 60_000 - 30) * 60_000
-        var random = SplitMix(seed: 3)
+        var random = SplitMix64(seed: 3)
         var hostile: [[UInt8]] = []
         for _ in 0..<200 { hostile.append((0..<Int(random.next() % 512 + 1)).map { _ in UInt8(truncatingIfNeeded: random.next()) }) }
         hostile.append(Array(("{\"event_id\":\"big\",\"pad\":\"" + String(repeating: "x", count: 900_000) + "\"}").utf8))
@@ -53,18 +54,5 @@ struct ServiceHostileInputTests {
         let reasons = Set(deadLetters.compactMap { $0.header("pulse.reason") })
         #expect(reasons.isSuperset(of: ["malformed_json", "too_large", "too_deep"]), "\(reasons)")
         #expect(deadLetters.contains { $0.value.count == 900_000 + 27 }, "the oversized message is dead-lettered unchanged")
-    }
-}
-
-/// A small deterministic generator (the integration tests have no access to the core's test helpers).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
