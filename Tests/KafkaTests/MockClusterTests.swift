@@ -110,6 +110,10 @@ struct KafkaValueTests {
         let producer = try KafkaProducer(configuration: configuration)
         #expect(producer.configuration.enableIdempotence)
         #expect(producer.name.hasPrefix("pulse#producer"))
+        // A verbatim client.id wins over the typed one.
+        let overridden = try KafkaProducer(configuration: KafkaProducerConfiguration(
+            common: KafkaConfiguration(bootstrapServers: "b:9092", clientID: "pulse", properties: ["client.id": "verbatim"])))
+        #expect(overridden.name.hasPrefix("verbatim#producer"))
     }
 
     @Test("lag is the distance from the committed offset to the end of the log")

@@ -40,7 +40,6 @@ final class StageOne: @unchecked Sendable {
     private var inputPartitionCount: Int32 = 0
     private var partialsPartitionCount = 0
     private var committer: StageCommitter?
-    private var needsRecovery = false
     private let decoder: EventDecoder
     private let assigner: SegmentAssigner
     private let checkpoints: CheckpointStore
@@ -96,24 +95,16 @@ final class StageOne: @unchecked Sendable {
             try? consumer.close()
             producer.close(timeout: .seconds(5))
         }
-        while !stopping.load(ordering: .acquiring) {
-            do {
-                if needsRecovery { try recover() }
-                try cycle(consumer: consumer, producer: producer)
-            } catch let error as KafkaError where !error.isFatal {
-                logger.warning("stage 1 cycle failed, rewinding to the last checkpoint: \(error)")
-                metrics.transactionAborts.add(1, ordering: .relaxed)
-                committer?.abort()
-                needsRecovery = true
-                Thread.sleep(forTimeInterval: 0.5)
-            }
-        }
+        try StageLoop.run(
+            name: "stage 1", logger: logger, metrics: metrics,
+            isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
+            rewind: { try StageLoop.rewind(Array(partitions.keys), topic: configuration.inputTopic, consumer: consumer, restore: restore) },
+            cycle: { try cycle(consumer: consumer, producer: producer) })
         // Drain: checkpoint what was processed, commit, leave the group.
         try checkpoint(force: true)
         logger.info("stage 1 stopped")
     }
 
-    /// With `exactly_once`, opens a transaction before the first record of a cycle.
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
         var touched = Set<Int32>()
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
@@ -131,6 +122,7 @@ final class StageOne: @unchecked Sendable {
         let now = clock.now
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
+            if touched.contains(partition) { state.lastEventAt = now }  // once per batch, not per event
             if state.atEnd, now - state.lastEventAt >= .milliseconds(configuration.idleTimeout) {
                 // Idle (read to its end, nothing new for a while): let processing time
                 // move the watermark so windows still close.
@@ -166,7 +158,6 @@ final class StageOne: @unchecked Sendable {
 
     private func handle(_ message: KafkaMessageView, state: inout PartitionState, producer: KafkaProducer) throws {
         state.lastOffset = message.offset
-        state.lastEventAt = clock.now
         state.changedSinceCheckpoint = true
         if let reason = decoder.decode(message.value) {
             state.aggregator.recordInvalid()
@@ -302,18 +293,5 @@ final class StageOne: @unchecked Sendable {
             "restore_ms": "\((clock.now - started).components.seconds * 1000 + (clock.now - started).components.attoseconds / 1_000_000_000_000_000)",
         ])
         return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
-    }
-
-    /// After a failed transaction: rebuild every assigned partition from its checkpoint
-    /// and seek back to the checkpoint's offset.
-    private func recover() throws {
-        guard let consumer else { return }
-        var seeks: [KafkaTopicPartition] = []
-        for partition in partitions.keys.sorted() {
-            let offset = try restore(partition)
-            seeks.append(KafkaTopicPartition(topic: configuration.inputTopic, partition: partition, offset: offset == KafkaTopicPartition.stored ? KafkaTopicPartition.beginning : offset))
-        }
-        if !seeks.isEmpty { try consumer.seek(seeks) }
-        needsRecovery = false
     }
 }

@@ -27,7 +27,6 @@ final class StageTwo: @unchecked Sendable {
     private var partitions: [Int32: PartitionState] = [:]
     private var inputPartitionCount = 0
     private var committer: StageCommitter?
-    private var needsRecovery = false
     private let checkpoints: CheckpointStore
     private let clock = ContinuousClock()
     private var lastUpdate: ContinuousClock.Instant
@@ -72,18 +71,11 @@ final class StageTwo: @unchecked Sendable {
             try? consumer.close()
             producer.close(timeout: .seconds(5))
         }
-        while !stopping.load(ordering: .acquiring) {
-            do {
-                if needsRecovery { try recover() }
-                try cycle(consumer: consumer, producer: producer)
-            } catch let error as KafkaError where !error.isFatal {
-                logger.warning("stage 2 cycle failed, rewinding to the last checkpoint: \(error)")
-                metrics.transactionAborts.add(1, ordering: .relaxed)
-                committer?.abort()
-                needsRecovery = true
-                Thread.sleep(forTimeInterval: 0.5)
-            }
-        }
+        try StageLoop.run(
+            name: "stage 2", logger: logger, metrics: metrics,
+            isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
+            rewind: { try StageLoop.rewind(Array(partitions.keys), topic: configuration.partialsTopic, consumer: consumer, restore: restore) },
+            cycle: { try cycle(consumer: consumer, producer: producer) })
         try checkpoint(force: true)
         logger.info("stage 2 stopped")
     }
@@ -194,16 +186,5 @@ final class StageTwo: @unchecked Sendable {
         state.checkpoint = checkpoint.map { CheckpointStore.Checkpoint(sequence: $0.sequence, nextOffset: $0.nextOffset, state: [], chunkCount: $0.chunkCount) }
         partitions[partition] = state
         return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
-    }
-
-    private func recover() throws {
-        guard let consumer else { return }
-        var seeks: [KafkaTopicPartition] = []
-        for partition in partitions.keys.sorted() {
-            let offset = try restore(partition)
-            seeks.append(KafkaTopicPartition(topic: configuration.partialsTopic, partition: partition, offset: offset == KafkaTopicPartition.stored ? KafkaTopicPartition.beginning : offset))
-        }
-        if !seeks.isEmpty { try consumer.seek(seeks) }
-        needsRecovery = false
     }
 }
