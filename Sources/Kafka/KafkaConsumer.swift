@@ -244,6 +244,16 @@ public final class KafkaConsumer: Sendable {
         return KafkaWatermarks(low: low, high: high)
     }
 
+    /// The watermarks this consumer last saw in fetch responses, without asking the broker
+    /// (never blocks); `nil` before the first fetch of that partition.
+    public func cachedWatermarks(topic: String, partition: Int32) -> KafkaWatermarks? {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_get_watermark_offsets(client.handle, topic, partition, &low, &high)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0 else { return nil }
+        return KafkaWatermarks(low: max(low, 0), high: high)
+    }
+
     /// See ``watermarks(topic:partition:timeout:)``; runs on the consumer's own thread.
     public func watermarks(topic: String, partition: Int32, timeout: Duration = .seconds(10)) async throws(KafkaError) -> KafkaWatermarks {
         try await blocking.run { () throws(KafkaError) in try self.watermarks(topic: topic, partition: partition, timeout: timeout) }

@@ -93,7 +93,9 @@ struct ServiceExactResultsTests {
         try PulseConfiguration.load(yaml: yaml(app: app, input: input, guarantee: guarantee))
     }
 
-    static func yaml(app: String, input: String, guarantee: String) throws -> String {
+    /// A small, fast configuration (1-minute windows, `all` and `country`), listening for
+    /// HTTP on `httpPort` (0: any free port).
+    static func yaml(app: String, input: String, guarantee: String, httpPort: Int = 0) throws -> String {
         """
             app: \(app)
             kafka:
@@ -110,11 +112,13 @@ struct ServiceExactResultsTests {
               dimensions: [[], [country]]
             windows: [1m]
             time:
-              idle_timeout: 1s
+              idle_timeout: 2s
             processing:
               guarantee: \(guarantee)
               update_interval: 500ms
               checkpoint_interval: 1s
+            http:
+              listen: 127.0.0.1:\(httpPort)
             log:
               format: text
             """

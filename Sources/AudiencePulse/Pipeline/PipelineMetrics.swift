@@ -1,7 +1,7 @@
 import Synchronization
 
-/// Counters of both stages, read by the Prometheus endpoint and the logs. Atomic; any
-/// thread may read or add.
+/// Counters, gauges and histograms of both stages, read by the Prometheus endpoint, the
+/// readiness check and the logs. Any thread may read or record.
 final class PipelineMetrics: Sendable {
     let consumed = Atomic<Int>(0)
     let valid = Atomic<Int>(0)
@@ -17,4 +17,24 @@ final class PipelineMetrics: Sendable {
     let partialsConsumed = Atomic<Int>(0)
     let recordsProduced = Atomic<Int>(0)
     let finalRecords = Atomic<Int>(0)
+    let rebalances = Atomic<Int>(0)
+
+    /// Stage 1: wall time to process one polled batch (decode … partials).
+    let batchProcessing = LatencyHistogram()
+    /// Stage 1: input record's append time → processed (sampled per batch: its oldest record).
+    let inputDelay = LatencyHistogram()
+    /// Stage 2, per round of updated records: append time of the oldest input event first
+    /// reflected in the round → the records produced.
+    let eventToMetric = LatencyHistogram()
+    /// Stage 2: window end (event time) → its final record produced. Includes the
+    /// configured out-of-orderness and allowed lateness.
+    let windowCloseDelay = LatencyHistogram()
+
+    /// Per stage: assigned partitions → lag (records not yet read; -1 when not known yet).
+    let stageOneLag = Mutex<[Int32: Int64]>([:])
+    let stageTwoLag = Mutex<[Int32: Int64]>([:])
+    /// Per stage: it joined its group and restored what it was assigned (the first
+    /// assignment, empty or not, was handled); false again while it rewinds after an error.
+    let stageOneReady = Atomic<Bool>(false)
+    let stageTwoReady = Atomic<Bool>(false)
 }

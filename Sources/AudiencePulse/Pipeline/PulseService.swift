@@ -13,6 +13,7 @@ public final class PulseService: Sendable {
     private let logger: Logger
     private let done = DispatchGroup()
     private let failures = Mutex<[String]>([])
+    private let draining = Atomic<Bool>(false)
 
     /// - Parameter instanceID: names this process's transactional producers; a restarted
     ///   process should reuse its id so it fences its predecessor at once.
@@ -51,13 +52,36 @@ public final class PulseService: Sendable {
     /// to `timeout` for them. Returns false if they did not stop in time.
     @discardableResult
     public func stop(timeout: Duration) -> Bool {
+        requestStop()
+        return done.wait(timeout: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) == .success
+    }
+
+    /// Asks both stages to finish their transactions and leave their groups; returns at once.
+    public func requestStop() {
+        draining.store(true, ordering: .relaxed)
         stageOne.stop()
         stageTwo.stop()
-        return done.wait(timeout: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) == .success
     }
 
     /// Blocks until both stages returned (after ``stop(timeout:)`` or a failure).
     public func wait() { done.wait() }
+
+    /// Calls `body` (on a Dispatch thread) once both stages returned.
+    public func onStopped(_ body: @escaping @Sendable () -> Void) {
+        done.notify(queue: .global(), execute: body)
+    }
+
+    /// Whether the service should get traffic and partitions: both stages joined their
+    /// groups and restored their state, none is rewinding after an error, no stage
+    /// failed, and it is not draining. `reasons` says what is missing.
+    public var readiness: (ready: Bool, reasons: [String]) {
+        var reasons: [String] = []
+        if draining.load(ordering: .relaxed) { reasons.append("draining") }
+        if !failureMessages.isEmpty { reasons.append("a stage failed") }
+        if !metrics.stageOneReady.load(ordering: .relaxed) { reasons.append("stage 1 has not joined its group and restored its partitions") }
+        if !metrics.stageTwoReady.load(ordering: .relaxed) { reasons.append("stage 2 has not joined its group and restored its partitions") }
+        return (reasons.isEmpty, reasons)
+    }
 
     /// Stage failures so far (empty while healthy).
     public var failureMessages: [String] { failures.withLock { $0 } }

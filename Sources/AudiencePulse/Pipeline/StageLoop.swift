@@ -8,7 +8,7 @@ import Synchronization
 /// before the next cycle — the same path a restart takes.
 enum StageLoop {
     static func run(
-        name: String, logger: Logger, metrics: PipelineMetrics,
+        name: String, logger: Logger, metrics: PipelineMetrics, ready: borrowing Atomic<Bool>,
         isStopping: () -> Bool, abort: () -> Void, rewind: () throws -> Void, cycle: () throws -> Void
     ) throws {
         var needsRewind = false
@@ -17,6 +17,7 @@ enum StageLoop {
                 if needsRewind {
                     try rewind()
                     needsRewind = false
+                    ready.store(true, ordering: .relaxed)
                 }
                 try cycle()
             } catch let error as KafkaError where !error.isFatal {
@@ -24,9 +25,11 @@ enum StageLoop {
                 metrics.transactionAborts.add(1, ordering: .relaxed)
                 abort()
                 needsRewind = true
+                ready.store(false, ordering: .relaxed)
                 Thread.sleep(forTimeInterval: 0.5)
             }
         }
+        ready.store(false, ordering: .relaxed)
     }
 
     /// Restores each of `partitions` with `restore` (which returns where to read from)

@@ -27,6 +27,9 @@ final class StageOne: @unchecked Sendable {
         /// The consumer has read everything the partition holds (end-of-partition event
         /// after the last record): only then can the partition be idle.
         var atEnd = false
+        /// Append time (ms) of the oldest input record not yet reflected in an emitted
+        /// partial: sent along as the `pulse.since` header for the end-to-end histogram.
+        var pendingSince: Int64?
     }
 
     let configuration: PulseConfiguration
@@ -47,6 +50,9 @@ final class StageOne: @unchecked Sendable {
     private var lastUpdate: ContinuousClock.Instant
     private var lastCheckpoint: ContinuousClock.Instant
     private var lastProgress: ContinuousClock.Instant
+    private var lastCycle: ContinuousClock.Instant
+    private var brokerConfirmedAt: ContinuousClock.Instant?
+    private var lastBrokerProbe: ContinuousClock.Instant?
     private var consumedAtLastProgress = 0
     private let smallestAdvance: Int64
 
@@ -64,6 +70,7 @@ final class StageOne: @unchecked Sendable {
         lastUpdate = clock.now
         lastCheckpoint = clock.now
         lastProgress = clock.now
+        lastCycle = clock.now
         smallestAdvance = configuration.aggregation.windows.map(\.advance).min() ?? 60_000
     }
 
@@ -96,19 +103,26 @@ final class StageOne: @unchecked Sendable {
             producer.close(timeout: .seconds(5))
         }
         try StageLoop.run(
-            name: "stage 1", logger: logger, metrics: metrics,
+            name: "stage 1", logger: logger, metrics: metrics, ready: metrics.stageOneReady,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: { try StageLoop.rewind(Array(partitions.keys), topic: configuration.inputTopic, consumer: consumer, restore: restore) },
             cycle: { try cycle(consumer: consumer, producer: producer) })
         // Drain: checkpoint what was processed, commit, leave the group.
         try checkpoint(force: true)
-        logger.info("stage 1 stopped")
+        let committed = partitions.keys.sorted().compactMap { partition in
+            partitions[partition].flatMap { $0.lastOffset >= 0 ? "\(partition):\($0.lastOffset + 1)" : nil }
+        }
+        logger.info("stage 1 stopped", metadata: ["committed": "\(committed.joined(separator: ","))"])
     }
 
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
         var touched = Set<Int32>()
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
             for error in batch.errors { logger.warning("consume: \(error)") }
+            let started = clock.now
+            if let first = batch.first, let appended = first.timestamp {
+                metrics.inputDelay.observe(milliseconds: Self.wallMilliseconds() - appended)
+            }
             for message in batch {
                 guard var state = partitions[message.partition] else { continue }
                 try handle(message, state: &state, producer: producer)
@@ -118,15 +132,27 @@ final class StageOne: @unchecked Sendable {
             }
             for end in batch.partitionEOFs { partitions[end.partition]?.atEnd = true }
             metrics.consumed.add(batch.count, ordering: .relaxed)
+            if batch.count > 0 { metrics.batchProcessing.observe(seconds: (clock.now - started).secondsDouble) }
         }
         let now = clock.now
+        // Idleness is measured only while this loop runs: after a stall (the process was
+        // stopped, or starved) nothing says the partitions are quiet, and they may even
+        // belong to another member by now. Start measuring again, and wait for a fresh
+        // end-of-partition before calling any of them idle.
+        let stalled = now - lastCycle > .milliseconds(max(configuration.idleTimeout / 2, 100))
+        lastCycle = now
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
+            if stalled {
+                state.lastEventAt = now
+                state.atEnd = false
+            }
             if touched.contains(partition) { state.lastEventAt = now }  // once per batch, not per event
-            if state.atEnd, now - state.lastEventAt >= .milliseconds(configuration.idleTimeout) {
+            if state.atEnd, now - state.lastEventAt >= .milliseconds(configuration.idleTimeout),
+               brokerAnswers(consumer, partition: partition, now: now) {
                 // Idle (read to its end, nothing new for a while): let processing time
                 // move the watermark so windows still close.
-                let wall = Int64(Date().timeIntervalSince1970 * 1000)
+                let wall = Self.wallMilliseconds()
                 state.aggregator.advanceWatermark(to: wall - configuration.idleTimeout - configuration.aggregation.maxOutOfOrderness)
             }
             try closeWindows(partition: partition, state: &state, producer: producer)
@@ -135,17 +161,37 @@ final class StageOne: @unchecked Sendable {
         if now - lastUpdate >= .milliseconds(configuration.updateInterval) {
             lastUpdate = now
             for partition in partitions.keys.sorted() {
-                guard let state = partitions[partition] else { continue }
-                try emit(state.aggregator.takeUpdates(), partition: partition, offset: state.lastOffset, producer: producer)
+                guard var state = partitions[partition] else { continue }
+                try emit(state.aggregator.takeUpdates(), partition: partition, state: &state, producer: producer)
+                partitions[partition] = state
             }
+            updateLag(consumer)
         }
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) { try checkpoint(force: false) }
         if now - lastProgress >= .seconds(10) { logProgress(now) }
     }
 
+    /// Whether the broker answered for the input topic within the last 2 s, asking it (at
+    /// most once a second, waiting up to 1 s) if not. A partition with no new records is
+    /// idle only if the broker can say so: during a network outage nothing arrives
+    /// either, and advancing the watermark then would close windows too early.
+    private func brokerAnswers(_ consumer: KafkaConsumer, partition: Int32, now: ContinuousClock.Instant) -> Bool {
+        if let confirmed = brokerConfirmedAt, now - confirmed < .seconds(2) { return true }
+        if let probe = lastBrokerProbe, now - probe < .seconds(1) { return false }
+        lastBrokerProbe = now
+        do {
+            _ = try consumer.watermarks(topic: configuration.inputTopic, partition: partition, timeout: .seconds(1))
+            brokerConfirmedAt = clock.now
+            return true
+        } catch {
+            logger.debug("partition \(partition) looks idle but the broker does not answer (\(error)); keeping its watermark")
+            return false
+        }
+    }
+
     private func logProgress(_ now: ContinuousClock.Instant) {
         let consumed = metrics.consumed.load(ordering: .relaxed)
-        let seconds = Double((now - lastProgress).components.seconds) + Double((now - lastProgress).components.attoseconds) / 1e18
+        let seconds = (now - lastProgress).secondsDouble
         logger.info("stage 1 progress", metadata: [
             "consumed": "\(consumed)", "events_per_second": "\(Int(Double(consumed - consumedAtLastProgress) / max(seconds, 0.001)))",
             "valid": "\(metrics.valid.load(ordering: .relaxed))", "invalid": "\(metrics.invalid.load(ordering: .relaxed))",
@@ -156,8 +202,20 @@ final class StageOne: @unchecked Sendable {
         consumedAtLastProgress = consumed
     }
 
+    private func updateLag(_ consumer: KafkaConsumer) {
+        var lag: [Int32: Int64] = [:]
+        for (partition, state) in partitions {
+            lag[partition] = consumer.cachedWatermarks(topic: configuration.inputTopic, partition: partition)
+                .map { max(0, $0.high - state.lastOffset - 1) } ?? -1
+        }
+        metrics.stageOneLag.withLock { $0 = lag }
+    }
+
+    static func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
     private func handle(_ message: KafkaMessageView, state: inout PartitionState, producer: KafkaProducer) throws {
         state.lastOffset = message.offset
+        if state.pendingSince == nil { state.pendingSince = message.timestamp }
         state.changedSinceCheckpoint = true
         if let reason = decoder.decode(message.value) {
             state.aggregator.recordInvalid()
@@ -181,7 +239,7 @@ final class StageOne: @unchecked Sendable {
             KafkaHeader(name: "pulse.source.topic", string: configuration.inputTopic),
             KafkaHeader(name: "pulse.source.partition", string: String(message.partition)),
             KafkaHeader(name: "pulse.source.offset", string: String(message.offset)),
-            KafkaHeader(name: "pulse.time", string: String(Int64(Date().timeIntervalSince1970 * 1000))),
+            KafkaHeader(name: "pulse.time", string: String(Self.wallMilliseconds())),
         ]
         try producer.produce(topic: configuration.deadLetterTopic, key: message.key, value: message.value, headers: headers, blockIfQueueFull: true)
         metrics.deadLettered.add(1, ordering: .relaxed)
@@ -189,7 +247,7 @@ final class StageOne: @unchecked Sendable {
 
     private func closeWindows(partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws {
         let closed = state.aggregator.closeReadyWindows()
-        try emit(closed, partition: partition, offset: state.lastOffset, producer: producer)
+        try emit(closed, partition: partition, state: &state, producer: producer)
         let watermark = state.aggregator.watermark
         guard watermark != .min, !closed.isEmpty || state.lastMarker == .min || watermark - state.lastMarker >= smallestAdvance else { return }
         state.lastMarker = watermark
@@ -205,10 +263,13 @@ final class StageOne: @unchecked Sendable {
         if !closed.isEmpty { metrics.windowsClosed.add(closed.count, ordering: .relaxed) }
     }
 
-    private func emit(_ partials: [WindowPartial], partition: Int32, offset: Int64, producer: KafkaProducer) throws {
+    private func emit(_ partials: [WindowPartial], partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws {
         guard !partials.isEmpty else { return }
         try committer?.prepareToProduce()
         let handle = try producer.topic(configuration.partialsTopic)
+        let offset = state.lastOffset
+        let headers = state.pendingSince.map { [KafkaHeader(name: "pulse.since", string: String($0))] } ?? []
+        state.pendingSince = nil
         for window in partials {
             for (segment, aggregate) in window.segments {
                 let message = StageMessage(partial: .init(
@@ -217,7 +278,7 @@ final class StageOne: @unchecked Sendable {
                 let target = StageMessage.partition(ofSegment: segment, partitions: partialsPartitionCount)
                 try message.withUnsafeBytes { value in
                     try Array(segment.utf8).withUnsafeBytes { key in
-                        try producer.produce(to: handle, partition: target, key: key, value: value, blockIfQueueFull: true)
+                        try producer.produce(to: handle, partition: target, key: key, value: value, headers: headers, blockIfQueueFull: true)
                     }
                 }
             }
@@ -263,6 +324,8 @@ final class StageOne: @unchecked Sendable {
                 }
             }
             logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
+            metrics.rebalances.add(1, ordering: .relaxed)
+            metrics.stageOneReady.store(true, ordering: .relaxed)
             return result
         case .revoked(let revoked):
             // Still ours: checkpoint and commit before they move.

@@ -15,6 +15,9 @@ final class StageTwo: @unchecked Sendable {
         var lastOffset: Int64
         var checkpoint: CheckpointStore.Checkpoint?
         var changedSinceCheckpoint = false
+        /// Oldest `pulse.since` (input append time, ms) among partials merged since the
+        /// last round of updates.
+        var pendingSince: Int64?
     }
 
     let configuration: PulseConfiguration
@@ -72,7 +75,7 @@ final class StageTwo: @unchecked Sendable {
             producer.close(timeout: .seconds(5))
         }
         try StageLoop.run(
-            name: "stage 2", logger: logger, metrics: metrics,
+            name: "stage 2", logger: logger, metrics: metrics, ready: metrics.stageTwoReady,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: { try StageLoop.rewind(Array(partitions.keys), topic: configuration.partialsTopic, consumer: consumer, restore: restore) },
             cycle: { try cycle(consumer: consumer, producer: producer) })
@@ -97,12 +100,17 @@ final class StageTwo: @unchecked Sendable {
                 }
                 switch decoded {
                 case .partial(let partial):
+                    if let since = message.header("pulse.since").flatMap(Self.integer), since < state.pendingSince ?? .max {
+                        state.pendingSince = since
+                    }
                     state.merger.apply(partial: partial.aggregate, segment: partial.segment, windowIndex: partial.windowIndex, start: partial.start,
                                        inputPartition: partial.inputPartition, offset: partial.inputOffset, overflowedEvents: partial.overflowedEvents)
                 case .watermark(let watermark):
                     let finals = state.merger.applyWatermark(watermark.time, inputPartition: watermark.inputPartition)
                     try produce(finals, producer: producer)
                     metrics.finalRecords.add(finals.count, ordering: .relaxed)
+                    let now = StageOne.wallMilliseconds()
+                    for record in finals { metrics.windowCloseDelay.observe(milliseconds: now - record.end) }
                 }
                 partitions[message.partition] = state
             }
@@ -112,11 +120,31 @@ final class StageTwo: @unchecked Sendable {
         if now - lastUpdate >= .milliseconds(configuration.updateInterval) {
             lastUpdate = now
             for partition in partitions.keys.sorted() {
-                guard let state = partitions[partition] else { continue }
-                try produce(state.merger.takeUpdatedRecords(), producer: producer)
+                guard var state = partitions[partition] else { continue }
+                let records = state.merger.takeUpdatedRecords()
+                try produce(records, producer: producer)
+                if !records.isEmpty, let since = state.pendingSince {
+                    metrics.eventToMetric.observe(milliseconds: StageOne.wallMilliseconds() - since)
+                    state.pendingSince = nil
+                    partitions[partition] = state
+                }
             }
+            updateLag(consumer)
         }
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) { try checkpoint(force: false) }
+    }
+
+    private func updateLag(_ consumer: KafkaConsumer) {
+        var lag: [Int32: Int64] = [:]
+        for (partition, state) in partitions {
+            lag[partition] = consumer.cachedWatermarks(topic: configuration.partialsTopic, partition: partition)
+                .map { max(0, $0.high - state.lastOffset - 1) } ?? -1
+        }
+        metrics.stageTwoLag.withLock { $0 = lag }
+    }
+
+    private static func integer(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        Int64(String(decoding: bytes, as: UTF8.self))
     }
 
     private func produce(_ records: [MetricRecord], producer: KafkaProducer) throws {
@@ -165,6 +193,8 @@ final class StageTwo: @unchecked Sendable {
                 }
             }
             logger.info("stage 2 assigned \(assigned.map(\.partition).sorted())")
+            metrics.rebalances.add(1, ordering: .relaxed)
+            metrics.stageTwoReady.store(true, ordering: .relaxed)
             return result
         case .revoked(let revoked):
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }

@@ -13,7 +13,11 @@ enum TestBroker {
         }
     }
 
+    /// Points every helper at another broker (or a proxy in front of one) for one test.
+    @TaskLocal static var overrideServers: String?
+
     static func bootstrapServers() throws -> String {
+        if let overrideServers { return overrideServers }
         guard let servers = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"], !servers.isEmpty else {
             throw MissingBroker()
         }
@@ -76,5 +80,40 @@ enum TestBroker {
             messages += batch.messages
         }
         return messages
+    }
+}
+
+/// A broker of the test's own (the same local broker program, memory storage) whose
+/// clients all reach it through a ``TCPProxy``: it advertises the proxy's address.
+final class PrivateBroker {
+    let proxy: TCPProxy
+    let process = Process()
+    var bootstrapServers: String { "127.0.0.1:\(proxy.port)" }
+
+    init() async throws {
+        let port = ServiceProcess.freePort()
+        proxy = try TCPProxy(targetPort: port)
+        process.executableURL = ServiceProcess.root.appendingPathComponent(".tools/bin/tansu")
+        process.arguments = [
+            "broker", "--listener-url", "tcp://127.0.0.1:\(port)", "--advertised-listener-url", "tcp://127.0.0.1:\(proxy.port)",
+            "--storage-engine", "memory://tansu/",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let admin = try KafkaAdmin(configuration: KafkaConfiguration(bootstrapServers: bootstrapServers))
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if (try? await admin.listTopics()) != nil { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TCPProxy.ProxyError(message: "the private broker did not answer through the proxy within 20 s")
+    }
+
+    /// Stops the proxy and kills the broker (its memory storage goes with it).
+    func stop() async throws {
+        proxy.stop()
+        kill(process.processIdentifier, SIGKILL)
+        while process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
     }
 }

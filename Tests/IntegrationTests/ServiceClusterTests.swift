@@ -1,0 +1,131 @@
+import Foundation
+import Kafka
+import Testing
+
+// More child-process scenarios, in the serialized suite of the crash tests so that no two
+// groups of service processes compete for the CPU at once.
+extension ServiceCrashTests {
+    @Test("HTTP: /healthz answers at once, /readyz once partitions are restored, /metrics counts exactly what was processed")
+    func operationsEndpoints() async throws {
+        let scenario = try await ServiceScenario(prefix: "ops", partitions: 4, events: 3_000, users: 150, seed: 11)
+        try await scenario.feed(slice: 10_000, pause: .zero).value
+        let service = try scenario.start(instance: "o1")
+        #expect(try await service.waitForHTTP("/healthz", status: 200, timeout: .seconds(30)), "/healthz answers 200")
+        #expect(try await service.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)), "/readyz turns 200")
+        let messages = try await scenario.awaitFinals()
+        try scenario.verifyFinals(messages, "ops")
+
+        let metrics = await service.get("/metrics")
+        #expect(metrics?.status == 200)
+        let text = metrics?.body ?? ""
+        let audience = scenario.audience
+        #expect(text.contains("\npulse_events_consumed_total \(audience.messages.count)\n"), "consumed")
+        #expect(text.contains("\npulse_events_valid_total \(audience.valid.count)\n"), "valid")
+        #expect(text.contains("\npulse_events_invalid_total \(audience.malformed)\n"), "invalid")
+        #expect(text.contains("\npulse_events_duplicate_total \(audience.duplicates)\n"), "duplicates")
+        #expect(text.contains("\npulse_dead_letters_total \(audience.malformed)\n"), "dead letters")
+        #expect(text.contains("\npulse_ready 1\n"))
+        for partition in 0..<4 {
+            #expect(text.contains("pulse_consumer_lag{stage=\"1\",topic=\"\(scenario.input)\",partition=\"\(partition)\"} 0\n"), "lag of input partition \(partition) is 0 once all is read")
+        }
+        for histogram in ["pulse_batch_processing_seconds", "pulse_input_delay_seconds", "pulse_event_to_metric_seconds", "pulse_window_close_delay_seconds"] {
+            #expect(text.contains("# TYPE \(histogram) histogram"), "\(histogram) exposed")
+            #expect(!text.contains("\n\(histogram)_count 0\n"), "\(histogram) observed something")
+        }
+        let finals = Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count
+        #expect(text.contains("\npulse_final_records_total \(finals)\n"), "final records")
+
+        let status = try await service.terminate(timeout: .seconds(30))
+        #expect(status == 0, "SIGTERM drains and exits 0")
+        #expect(service.logCount("stage 1 stopped") == 1 && service.logCount("stage 2 stopped") == 1, "both stages drained")
+    }
+
+    @Test("Scale-out: a second process joins mid-stream and the first leaves mid-stream on 8 partitions; results exact")
+    func scaleOut() async throws {
+        let scenario = try await ServiceScenario(prefix: "scale", partitions: 8, events: 12_000, users: 300, seed: 21)
+        // Events stream in for about 25 s, from the start (no gap long enough for the
+        // partitions to count as idle).
+        let feeding = scenario.feed(slice: 250, pause: .milliseconds(500))
+        let first = try scenario.start(instance: "s1")
+        #expect(try await first.waitForLog("stage 1 assigned", count: 1, timeout: .seconds(60)))
+        try await Task.sleep(for: .seconds(2))
+        let second = try scenario.start(instance: "s2")
+        // The group rebalances: both processes get a share.
+        #expect(try await second.waitForLog("stage 1 assigned", count: 1, timeout: .seconds(60)), "the second process got a share")
+        #expect(first.logCount("stage 1 assigned") >= 2, "the first process gave a share away")
+        try await Task.sleep(for: .seconds(2))
+        let firstStatus = try await first.terminate(timeout: .seconds(30))
+        #expect(firstStatus == 0, "the first process drains and exits 0 while events still stream in")
+        #expect(try await second.waitForLog("stage 1 assigned", count: 2, timeout: .seconds(60)), "the second process took over")
+        try await feeding.value
+        let messages = try await scenario.awaitFinals()
+        let secondStatus = try await second.terminate(timeout: .seconds(30))
+        #expect(secondStatus == 0)
+        try scenario.verifyFinals(messages, "scale-out")
+        print("service logs (scale-out): \(scenario.directory.path)")
+    }
+
+    @Test("Zombie: one of two processes is stopped past the session timeout, its partitions move, then it resumes; results exact")
+    func zombie() async throws {
+        let scenario = try await ServiceScenario(prefix: "zombie", partitions: 4, events: 14_000, users: 300, seed: 31)
+        let feeding = scenario.feed(slice: 250, pause: .milliseconds(500))
+        let healthy = try scenario.start(instance: "z1")
+        let zombie = try scenario.start(instance: "z2")
+        #expect(try await zombie.waitForLog("stage 1 assigned", count: 1, timeout: .seconds(60)), "the second process joined")
+        try await Task.sleep(for: .seconds(2))
+        let assignmentsBefore = healthy.logCount("stage 1 assigned")
+        zombie.signal(SIGSTOP)
+        // session.timeout.ms is 6 s in the test configuration: the group moves the
+        // stopped process's partitions to the healthy one.
+        #expect(try await healthy.waitForLog("stage 1 assigned", count: assignmentsBefore + 1, timeout: .seconds(60)), "the partitions moved")
+        try await Task.sleep(for: .seconds(2))
+        zombie.signal(SIGCONT)
+        let stillFeeding = !feeding.isCancelled
+        try await feeding.value
+        let messages = try await scenario.awaitFinals()
+        for process in [zombie, healthy] {
+            let status = try await process.terminate(timeout: .seconds(30))
+            #expect(status == 0)
+        }
+        #expect(stillFeeding)
+        try scenario.verifyFinals(messages, "zombie")
+        print("service logs (zombie): \(scenario.directory.path)")
+    }
+}
+
+extension ServiceCrashTests {
+    @Test("Broker outage: the network to the broker is cut for longer than the session timeout, then restored; the service recovers by itself and results are exact")
+    func brokerOutage() async throws {
+        let broker = try await PrivateBroker()
+        do {
+            try await Self.outage(broker)
+        } catch {
+            try await broker.stop()
+            throw error
+        }
+        try await broker.stop()
+    }
+
+    private static func outage(_ broker: PrivateBroker) async throws {
+        try await TestBroker.$overrideServers.withValue(broker.bootstrapServers) {
+            let scenario = try await ServiceScenario(prefix: "outage", partitions: 4, events: 8_000, users: 200, seed: 41)
+            let feeding = scenario.feed(slice: 250, pause: .milliseconds(500))
+            let service = try scenario.start(instance: "u1")
+            #expect(try await service.waitForLog("stage 1 assigned", count: 1, timeout: .seconds(60)))
+            try await Task.sleep(for: .seconds(3))
+            broker.proxy.cut()
+            // session.timeout.ms is 6 s in the test configuration: the broker drops the
+            // member from both groups while the network is down.
+            try await Task.sleep(for: .seconds(10))
+            #expect(service.process.isRunning, "the service rides out the outage")
+            broker.proxy.restore()
+            #expect(try await service.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)), "ready again after the outage")
+            try await feeding.value
+            let messages = try await scenario.awaitFinals(patience: .seconds(120))
+            let status = try await service.terminate(timeout: .seconds(30))
+            #expect(status == 0)
+            try scenario.verifyFinals(messages, "outage")
+            print("service log (outage): \(scenario.directory.path)")
+        }
+    }
+}

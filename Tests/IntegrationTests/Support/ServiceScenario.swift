@@ -1,0 +1,91 @@
+import AudiencePulse
+import Foundation
+import Kafka
+import Testing
+
+/// One run of `pulse serve` child processes over a known audience: its topics, its
+/// configuration file, the events fed in, and the check that the final records equal the
+/// exact computation — whatever happened to the processes in between.
+struct ServiceScenario {
+    let app: String
+    let input: String
+    let guarantee: String
+    let directory: URL
+    let configFile: URL
+    let audience: KnownAudience
+    let configuration: PulseConfiguration
+
+    init(prefix: String, partitions: Int32, guarantee: String = "exactly_once", events: Int = 6_000, users: Int = 200, seed: UInt64 = 7) async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: ServiceProcess.binary.path), "build pulse first (swift build)")
+        app = TestBroker.uniqueName(prefix)
+        input = "\(app).events"
+        self.guarantee = guarantee
+        try await TestBroker.createTopic(input, partitions: partitions)
+        configuration = try ServiceExactResultsTests.configuration(app: app, input: input, guarantee: guarantee)
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(app)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        configFile = directory.appendingPathComponent("pulse.yaml")
+        try ServiceExactResultsTests.yaml(app: app, input: input, guarantee: guarantee).write(to: configFile, atomically: true, encoding: .utf8)
+        // Event time spans events × 100 ms and ends two minutes before now, so every
+        // window can close.
+        let minutes = Int64(events) * 100 / 60_000 + 3
+        let origin = (Int64(Date().timeIntervalSince1970 * 1000) / 60_000 - minutes) * 60_000
+        audience = KnownAudience(count: events, users: users, origin: origin, seed: seed)
+    }
+
+    /// Starts one `pulse serve` (its own HTTP port) with this scenario's configuration.
+    /// Each instance appends to its own log, `<instance>.log`, shared by its restarts.
+    func start(instance: String, environment: [String: String] = [:]) throws -> ServiceProcess {
+        try ServiceProcess(config: configFile, instance: instance, log: log(of: instance), httpPort: ServiceProcess.freePort(), environment: environment)
+    }
+
+    func log(of instance: String) -> URL { directory.appendingPathComponent("\(instance).log") }
+
+    /// Produces the audience's messages in slices of `slice`, pausing `pause` after each,
+    /// so they stream in while the test does things to the service.
+    func feed(slice: Int = 500, pause: Duration = .seconds(1)) -> Task<Void, any Error> {
+        let messages = audience.messages
+        let input = input
+        return Task {
+            let producer = try TestBroker.producer()
+            for (index, message) in messages.enumerated() {
+                try producer.produce(KafkaProducerMessage(topic: input, key: message.key, value: message.value), blockIfQueueFull: true)
+                if index % slice == slice - 1 {
+                    try await producer.flush()
+                    try await Task.sleep(for: pause)
+                }
+            }
+            try await producer.flush()
+        }
+    }
+
+    /// Reads the metrics topic until every expected window has a final record.
+    func awaitFinals(patience: Duration = .seconds(90)) async throws -> [KafkaConsumerMessage] {
+        let expected = audience.expected().count
+        return try await ServiceExactResultsTests.read(configuration.metricsTopic, patience: patience) { messages in
+            Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count >= expected
+        }
+    }
+
+    /// Every final record is byte-identical wherever it was repeated and equals the exact
+    /// computation: no window double-counted, none missing.
+    func verifyFinals(_ messages: [KafkaConsumerMessage], _ context: String) throws {
+        var byKey: [String: Set<String>] = [:]
+        for message in messages where message.valueString.contains("\"final\":true") {
+            byKey[message.keyString ?? "", default: []].insert(message.valueString)
+        }
+        let expected = audience.expected()
+        #expect(byKey.count == expected.count, "\(context): one final record per window")
+        for (key, values) in byKey {
+            #expect(values.count == 1, "\(context) \(key): final records differ between runs: \(values.count) versions")
+        }
+        let records = try byKey.mapValues { try JSONSerialization.jsonObject(with: Data(($0.first ?? "{}").utf8)) as? [String: Any] ?? [:] }
+        for (key, truth) in expected {
+            let record = try #require(records[key], "\(context): final record for \(key)")
+            #expect(record["events"] as? Int == truth.events, "\(context) \(key) events: no window double-counted or missing")
+            #expect((record["users"] as? [String: Any])?["unique"] as? Int == truth.users.count, "\(context) \(key) users")
+            #expect(record["by_type"] as? [String: Int] == truth.byType, "\(context) \(key) by_type")
+            #expect((record["engagement"] as? [String: Any])?["count"] as? Int == truth.engagement, "\(context) \(key) engagement")
+        }
+    }
+}
