@@ -8,7 +8,7 @@ import Logging
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (results belong in docs/benchmarks.md).",
-        subcommands: [Core.self, KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self]
+        subcommands: [Core.self, KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self, Latency.self]
     )
 }
 
@@ -120,6 +120,26 @@ extension Bench {
                 }
             }
             FileHandle.standardOutput.write(Data(buffer.utf8))
+        }
+    }
+
+    struct Latency: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Event → metric latency against a running pulse serve (segment all, tumbling windows).",
+            discussion: "Produces events stamped now at --rate to --input for --seconds and reads --metrics; scripts/bench-latency.sh starts a service and runs this.")
+
+        @OptionGroup var broker: BrokerOptions
+        @Option(help: "The service's input topic.") var input = "audience.events"
+        @Option(help: "The service's metrics topic.") var metrics = "audience.metrics"
+        @Option(help: "Events per second.") var rate = 10_000
+        @Option(help: "Seconds of input.") var seconds = 60
+        @Option(help: "The service's (tumbling) window, milliseconds.") var windowMs: Int64 = 60_000
+
+        func run() throws {
+            let result = try LatencyBenchmark.run(kafka: try broker.configuration(), input: input, metrics: metrics, rate: rate, seconds: seconds, windowMilliseconds: windowMs)
+            print("latency at \(rate) events/s for \(seconds) s: \(result.produced) produced, \(result.measured) measured")
+            print("event → updated metric: p50 \(result.p50) ms, p99 \(result.p99) ms, max \(result.max) ms")
+            print("window end → final record: p50 \(result.finalP50) ms, max \(result.finalMax) ms over \(result.finals) windows")
         }
     }
 }

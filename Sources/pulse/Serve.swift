@@ -35,19 +35,23 @@ struct Serve: ParsableCommand {
             "http": "\(configuration.httpHost):\(configuration.httpPort)", "configuration": "\(configuration.summary)",
         ])
         // The service runs on Swift concurrency; this (main) thread only waits for it.
-        let failed = Atomic<Bool>(false)
+        let failed = Atomic<Int32>(0)
         let finished = DispatchSemaphore(value: 0)
         Task {
             do {
                 try await PulseServer.run(configuration: configuration, instanceID: instance, logger: logger)
+            } catch let error as TopicSetup.MissingInput {
+                logger.critical("configuration error at topics.input: \(error)")
+                failed.store(2, ordering: .relaxed)
             } catch {
                 logger.critical("stopped after a failure: \(error)")
-                failed.store(true, ordering: .relaxed)
+                failed.store(1, ordering: .relaxed)
             }
             finished.signal()
         }
         finished.wait()
-        if failed.load(ordering: .relaxed) { throw ExitCode(1) }
+        let status = failed.load(ordering: .relaxed)
+        if status != 0 { throw ExitCode(status) }
         logger.info("Audience Pulse stopped")
     }
 }

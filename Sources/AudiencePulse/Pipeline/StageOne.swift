@@ -49,6 +49,7 @@ final class StageOne: @unchecked Sendable {
     private let clock = ContinuousClock()
     private var lastUpdate: ContinuousClock.Instant
     private var lastCheckpoint: ContinuousClock.Instant
+    private var lastCommit: ContinuousClock.Instant
     private var lastProgress: ContinuousClock.Instant
     private var lastCycle: ContinuousClock.Instant
     private var brokerConfirmedAt: ContinuousClock.Instant?
@@ -69,6 +70,7 @@ final class StageOne: @unchecked Sendable {
         checkpoints = CheckpointStore(topic: configuration.stageOneChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
         lastUpdate = clock.now
         lastCheckpoint = clock.now
+        lastCommit = clock.now
         lastProgress = clock.now
         lastCycle = clock.now
         smallestAdvance = configuration.aggregation.windows.map(\.advance).min() ?? 60_000
@@ -167,7 +169,11 @@ final class StageOne: @unchecked Sendable {
             }
             updateLag(consumer)
         }
-        if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) { try checkpoint(force: false) }
+        if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
+            try checkpoint(force: false)
+        } else if now - lastCommit >= .milliseconds(configuration.commitInterval) {
+            try commitProgress()
+        }
         if now - lastProgress >= .seconds(10) { logProgress(now) }
     }
 
@@ -286,11 +292,26 @@ final class StageOne: @unchecked Sendable {
         metrics.partialsProduced.add(partials.reduce(0) { $0 + $1.segments.count }, ordering: .relaxed)
     }
 
+    /// Commits what was produced since the last commit, with the offsets it reflects,
+    /// without a checkpoint. Offsets are committed only for partitions that have a
+    /// checkpoint: a restart resumes from the checkpoint, never from a committed offset
+    /// ahead of it (a partition without one would resume from the committed offset).
+    private func commitProgress() throws {
+        lastCommit = clock.now
+        let offsets = partitions.keys.sorted().compactMap { partition -> KafkaTopicPartition? in
+            guard let state = partitions[partition], state.checkpoint != nil, state.lastOffset >= 0 else { return nil }
+            return KafkaTopicPartition(topic: configuration.inputTopic, partition: partition, offset: state.lastOffset + 1)
+        }
+        if configuration.guarantee == .atLeastOnce && offsets.isEmpty { return }
+        if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
+    }
+
     /// Writes checkpoints of changed partitions and commits the consumed offsets (in the
     /// transaction with `exactly_once`).
     private func checkpoint(force: Bool) throws {
         guard let producer else { return }
         lastCheckpoint = clock.now
+        lastCommit = clock.now
         var offsets: [KafkaTopicPartition] = []
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition], state.changedSinceCheckpoint || force else { continue }

@@ -34,6 +34,8 @@ final class StageTwo: @unchecked Sendable {
     private let clock = ContinuousClock()
     private var lastUpdate: ContinuousClock.Instant
     private var lastCheckpoint: ContinuousClock.Instant
+    private var lastCommit: ContinuousClock.Instant
+    private var updatesPending = false
     /// Called with every record produced (for the read model and tests).
     var onRecord: (@Sendable (MetricRecord) -> Void)?
 
@@ -47,6 +49,7 @@ final class StageTwo: @unchecked Sendable {
         checkpoints = CheckpointStore(topic: configuration.stageTwoChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
         lastUpdate = clock.now
         lastCheckpoint = clock.now
+        lastCommit = clock.now
     }
 
     func stop() { stopping.store(true, ordering: .releasing) }
@@ -84,6 +87,7 @@ final class StageTwo: @unchecked Sendable {
     }
 
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
+        var mergedPartials = false
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
             for error in batch.errors { logger.warning("consume: \(error)") }
             for message in batch {
@@ -100,6 +104,7 @@ final class StageTwo: @unchecked Sendable {
                 }
                 switch decoded {
                 case .partial(let partial):
+                    mergedPartials = true
                     if let since = message.header("pulse.since").flatMap(Self.integer), since < state.pendingSince ?? .max {
                         state.pendingSince = since
                     }
@@ -116,9 +121,14 @@ final class StageTwo: @unchecked Sendable {
             }
             metrics.partialsConsumed.add(batch.count, ordering: .relaxed)
         }
+        // Stage 1 already paces each segment's partials to processing.update_interval:
+        // forward the merged updates as they arrive (at most every 100 ms), not on a
+        // second timer that would add up to another interval of delay.
+        if mergedPartials { updatesPending = true }
         let now = clock.now
-        if now - lastUpdate >= .milliseconds(configuration.updateInterval) {
+        if updatesPending && now - lastUpdate >= .milliseconds(100) {
             lastUpdate = now
+            updatesPending = false
             for partition in partitions.keys.sorted() {
                 guard var state = partitions[partition] else { continue }
                 let records = state.merger.takeUpdatedRecords()
@@ -131,7 +141,11 @@ final class StageTwo: @unchecked Sendable {
             }
             updateLag(consumer)
         }
-        if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) { try checkpoint(force: false) }
+        if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
+            try checkpoint(force: false)
+        } else if now - lastCommit >= .milliseconds(configuration.commitInterval) {
+            try commitProgress()
+        }
     }
 
     private func updateLag(_ consumer: KafkaConsumer) {
@@ -163,9 +177,24 @@ final class StageTwo: @unchecked Sendable {
         metrics.recordsProduced.add(records.count, ordering: .relaxed)
     }
 
+    /// Commits what was produced since the last commit, with the offsets it reflects,
+    /// without a checkpoint. Offsets are committed only for partitions that have a
+    /// checkpoint: a restart resumes from the checkpoint, never from a committed offset
+    /// ahead of it (a partition without one would resume from the committed offset).
+    private func commitProgress() throws {
+        lastCommit = clock.now
+        let offsets = partitions.keys.sorted().compactMap { partition -> KafkaTopicPartition? in
+            guard let state = partitions[partition], state.checkpoint != nil, state.lastOffset >= 0 else { return nil }
+            return KafkaTopicPartition(topic: configuration.partialsTopic, partition: partition, offset: state.lastOffset + 1)
+        }
+        if configuration.guarantee == .atLeastOnce && offsets.isEmpty { return }
+        if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
+    }
+
     private func checkpoint(force: Bool) throws {
         guard let producer else { return }
         lastCheckpoint = clock.now
+        lastCommit = clock.now
         var offsets: [KafkaTopicPartition] = []
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition], state.changedSinceCheckpoint || force, state.lastOffset >= 0 else { continue }

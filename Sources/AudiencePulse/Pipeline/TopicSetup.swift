@@ -4,11 +4,12 @@ import Logging
 /// Checks the input topic and creates the service's own topics where missing:
 /// `<app>.partials`, both changelogs (compacted; sized like the partitions they
 /// checkpoint), the metrics topic (compacted) and the dead-letter topic.
-enum TopicSetup {
-    struct MissingInput: Error, CustomStringConvertible {
-        var topic: String
-        var cause: KafkaError
-        var description: String {
+public enum TopicSetup {
+    /// The configured input topic is missing: a configuration error (exit code 2).
+    public struct MissingInput: Error, CustomStringConvertible {
+        public var topic: String
+        public var cause: KafkaError
+        public var description: String {
             "the input topic \(topic) does not exist or cannot be read (\(cause.name)): create it with as many partitions as stage 1 should scale to, keyed by user_id, or set topics.input"
         }
     }

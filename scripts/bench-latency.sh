@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Event → metric latency of `pulse serve` (release build, exactly_once, update and commit
+# interval 1 s, 1-minute windows) at a fixed input rate, against the local broker.
+# Usage: scripts/bench-latency.sh   (RATE=10000 SECONDS=120 PARTITIONS=4 by default)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+RATE="${RATE:-10000}"; SECONDS_="${SECONDS:-120}"; PARTITIONS="${PARTITIONS:-4}"
+
+scripts/bootstrap.sh >/dev/null
+started=0
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  if ! KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh status)"; then
+    KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh start)"; started=1
+  fi
+fi
+export KAFKA_BOOTSTRAP_SERVERS
+swift build -c release --product pulse >/dev/null
+pulse="$(swift build -c release --show-bin-path)/pulse"
+app="latency-$(date +%s)"
+work="$root/.tools/bench/$app"; mkdir -p "$work"
+cat >"$work/pulse.yaml" <<YAML
+app: $app
+kafka:
+  bootstrap.servers: $KAFKA_BOOTSTRAP_SERVERS
+  session.timeout.ms: "6000"
+  heartbeat.interval.ms: "1000"
+  max.poll.interval.ms: "10000"
+  fetch.wait.max.ms: "${FETCH_WAIT:-500}"
+topics:
+  input: $app.events
+  metrics: $app.metrics
+  dead_letter: $app.dlq
+segments:
+  dimensions: [[], [country], [device], [country, device]]
+windows: [1m]
+processing:
+  update_interval: 1s
+  commit_interval: 250ms
+http:
+  listen: 127.0.0.1:0
+log:
+  format: text
+YAML
+"$pulse" bench kafka-produce --topic "$app.events" --count 0 --partitions "$PARTITIONS" >/dev/null 2>&1 || true
+"$pulse" serve --config "$work/pulse.yaml" --instance-id bench >"$work/serve.log" 2>&1 &
+serve=$!
+trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null; [ "$started" -eq 1 ] && scripts/broker.sh stop' EXIT
+for _ in $(seq 1 600); do grep -q "stage 2 assigned" "$work/serve.log" && grep -q "stage 1 assigned" "$work/serve.log" && break; sleep 0.1; done
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); service log: $work/serve.log"
+"$pulse" bench latency -X fetch.wait.max.ms="${FETCH_WAIT:-500}" --input "$app.events" --metrics "$app.metrics" --rate "$RATE" --seconds "$SECONDS_"
