@@ -10,14 +10,9 @@ cd "$root"
 N="${N:-2000000}"; ROUNDS="${ROUNDS:-3}"; PARTITIONS="${PARTITIONS:-4}"
 
 scripts/bootstrap.sh >/dev/null
-started=0
-if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  if ! KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh status)"; then
-    KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh start)"; started=1
-  fi
-fi
-export KAFKA_BOOTSTRAP_SERVERS
-trap '[ "$started" -eq 1 ] && scripts/broker.sh stop' EXIT
+. scripts/lib.sh
+use_broker
+trap stop_started_broker EXIT
 b="$KAFKA_BOOTSTRAP_SERVERS"
 
 swift build -c release --product pulse >/dev/null

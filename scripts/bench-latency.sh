@@ -8,13 +8,8 @@ cd "$root"
 RATE="${RATE:-10000}"; SECONDS_="${SECONDS:-120}"; PARTITIONS="${PARTITIONS:-4}"
 
 scripts/bootstrap.sh >/dev/null
-started=0
-if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  if ! KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh status)"; then
-    KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh start)"; started=1
-  fi
-fi
-export KAFKA_BOOTSTRAP_SERVERS
+. scripts/lib.sh
+use_broker
 swift build -c release --product pulse >/dev/null
 pulse="$(swift build -c release --show-bin-path)/pulse"
 app="latency-$(date +%s)"
@@ -45,7 +40,7 @@ YAML
 "$pulse" bench kafka-produce --topic "$app.events" --count 0 --partitions "$PARTITIONS" >/dev/null 2>&1 || true
 "$pulse" serve --config "$work/pulse.yaml" --instance-id bench >"$work/serve.log" 2>&1 &
 serve=$!
-trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null; [ "$started" -eq 1 ] && scripts/broker.sh stop' EXIT
+trap 'kill $serve 2>/dev/null; wait $serve 2>/dev/null; stop_started_broker' EXIT
 for _ in $(seq 1 600); do grep -q "stage 2 assigned" "$work/serve.log" && grep -q "stage 1 assigned" "$work/serve.log" && break; sleep 0.1; done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); service log: $work/serve.log"
 "$pulse" bench latency -X fetch.wait.max.ms="${FETCH_WAIT:-500}" --input "$app.events" --metrics "$app.metrics" --rate "$RATE" --seconds "$SECONDS_"

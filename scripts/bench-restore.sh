@@ -9,13 +9,8 @@ cd "$root"
 USERS="${USERS:-1000000}"; EVENTS="${EVENTS:-4000000}"
 
 scripts/bootstrap.sh >/dev/null
-started=0
-if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  if ! KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh status)"; then
-    KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh start)"; started=1
-  fi
-fi
-export KAFKA_BOOTSTRAP_SERVERS
+. scripts/lib.sh
+use_broker
 swift build -c release --product pulse >/dev/null
 pulse="$(swift build -c release --show-bin-path)/pulse"
 app="restore-$(date +%s)"
@@ -36,7 +31,7 @@ http:
 log:
   format: text
 YAML
-trap '[ "$started" -eq 1 ] && scripts/broker.sh stop' EXIT
+trap stop_started_broker EXIT
 "$pulse" bench kafka-produce --topic "$app.events" --count 0 --partitions 4 >/dev/null
 # Event time: the last hour, so that windows close and user state stays (30-day TTL).
 start=$(( ($(date +%s) - 3600) * 1000 ))

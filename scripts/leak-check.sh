@@ -7,14 +7,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 COUNT="${COUNT:-20000}"
 command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
-started=0
-if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-  if ! KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh status)"; then
-    KAFKA_BOOTSTRAP_SERVERS="$(scripts/broker.sh start)"; started=1
-  fi
-fi
-export KAFKA_BOOTSTRAP_SERVERS
-trap '[ "$started" -eq 1 ] && scripts/broker.sh stop' EXIT
+. scripts/lib.sh
+use_broker
+trap stop_started_broker EXIT
 swift build --product pulse >/dev/null
 # valgrind 3.19 cannot read the DWARF 5 debug info of some dependencies; a copy
 # without debug info is the same code.

@@ -49,3 +49,36 @@ struct StageCommitter {
     /// Forgets the transaction state without aborting (the revocation checkpoint committed it).
     mutating func reset() { inTransaction = false }
 }
+
+/// What both stages keep per assigned partition that committing and lag need.
+protocol StagePartition {
+    /// Offset of the last record processed (-1: none yet).
+    var lastOffset: Int64 { get }
+    var checkpoint: CheckpointStore.Checkpoint? { get }
+}
+
+extension StageCommitter {
+    /// Commits what was produced since the last commit with the offsets it reflects,
+    /// without a checkpoint. Offsets are committed only for partitions that have a
+    /// checkpoint: a restart resumes from the checkpoint, never from a committed offset
+    /// ahead of it (a partition without one would resume from the committed offset).
+    /// Returns true if a transaction was committed.
+    mutating func commitProgress(_ partitions: [Int32: some StagePartition], topic: String) throws(KafkaError) -> Bool {
+        let offsets = partitions.keys.sorted().compactMap { partition -> KafkaTopicPartition? in
+            guard let state = partitions[partition], state.checkpoint != nil, state.lastOffset >= 0 else { return nil }
+            return KafkaTopicPartition(topic: topic, partition: partition, offset: state.lastOffset + 1)
+        }
+        if guarantee == .atLeastOnce && offsets.isEmpty { return false }
+        return try commit(offsets)
+    }
+
+    /// Records not read yet per assigned partition, from the high watermarks of the last
+    /// fetches (-1 before the first).
+    static func lag(of partitions: [Int32: some StagePartition], topic: String, consumer: KafkaConsumer) -> [Int32: Int64] {
+        var lag: [Int32: Int64] = [:]
+        for (partition, state) in partitions {
+            lag[partition] = consumer.cachedWatermarks(topic: topic, partition: partition).map { max(0, $0.high - state.lastOffset - 1) } ?? -1
+        }
+        return lag
+    }
+}

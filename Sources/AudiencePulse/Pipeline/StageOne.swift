@@ -209,11 +209,7 @@ final class StageOne: @unchecked Sendable {
     }
 
     private func updateLag(_ consumer: KafkaConsumer) {
-        var lag: [Int32: Int64] = [:]
-        for (partition, state) in partitions {
-            lag[partition] = consumer.cachedWatermarks(topic: configuration.inputTopic, partition: partition)
-                .map { max(0, $0.high - state.lastOffset - 1) } ?? -1
-        }
+        let lag = StageCommitter.lag(of: partitions, topic: configuration.inputTopic, consumer: consumer)
         metrics.stageOneLag.withLock { $0 = lag }
     }
 
@@ -292,18 +288,12 @@ final class StageOne: @unchecked Sendable {
         metrics.partialsProduced.add(partials.reduce(0) { $0 + $1.segments.count }, ordering: .relaxed)
     }
 
-    /// Commits what was produced since the last commit, with the offsets it reflects,
-    /// without a checkpoint. Offsets are committed only for partitions that have a
-    /// checkpoint: a restart resumes from the checkpoint, never from a committed offset
-    /// ahead of it (a partition without one would resume from the committed offset).
+    /// Commits what was produced since the last commit, without a checkpoint.
     private func commitProgress() throws {
         lastCommit = clock.now
-        let offsets = partitions.keys.sorted().compactMap { partition -> KafkaTopicPartition? in
-            guard let state = partitions[partition], state.checkpoint != nil, state.lastOffset >= 0 else { return nil }
-            return KafkaTopicPartition(topic: configuration.inputTopic, partition: partition, offset: state.lastOffset + 1)
+        if try committer?.commitProgress(partitions, topic: configuration.inputTopic) == true {
+            metrics.transactionCommits.add(1, ordering: .relaxed)
         }
-        if configuration.guarantee == .atLeastOnce && offsets.isEmpty { return }
-        if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
     }
 
     /// Writes checkpoints of changed partitions and commits the consumed offsets (in the
@@ -379,3 +369,5 @@ final class StageOne: @unchecked Sendable {
         return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
     }
 }
+
+extension StageOne.PartitionState: StagePartition {}

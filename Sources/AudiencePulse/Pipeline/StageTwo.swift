@@ -149,11 +149,7 @@ final class StageTwo: @unchecked Sendable {
     }
 
     private func updateLag(_ consumer: KafkaConsumer) {
-        var lag: [Int32: Int64] = [:]
-        for (partition, state) in partitions {
-            lag[partition] = consumer.cachedWatermarks(topic: configuration.partialsTopic, partition: partition)
-                .map { max(0, $0.high - state.lastOffset - 1) } ?? -1
-        }
+        let lag = StageCommitter.lag(of: partitions, topic: configuration.partialsTopic, consumer: consumer)
         metrics.stageTwoLag.withLock { $0 = lag }
     }
 
@@ -177,18 +173,12 @@ final class StageTwo: @unchecked Sendable {
         metrics.recordsProduced.add(records.count, ordering: .relaxed)
     }
 
-    /// Commits what was produced since the last commit, with the offsets it reflects,
-    /// without a checkpoint. Offsets are committed only for partitions that have a
-    /// checkpoint: a restart resumes from the checkpoint, never from a committed offset
-    /// ahead of it (a partition without one would resume from the committed offset).
+    /// Commits what was produced since the last commit, without a checkpoint.
     private func commitProgress() throws {
         lastCommit = clock.now
-        let offsets = partitions.keys.sorted().compactMap { partition -> KafkaTopicPartition? in
-            guard let state = partitions[partition], state.checkpoint != nil, state.lastOffset >= 0 else { return nil }
-            return KafkaTopicPartition(topic: configuration.partialsTopic, partition: partition, offset: state.lastOffset + 1)
+        if try committer?.commitProgress(partitions, topic: configuration.partialsTopic) == true {
+            metrics.transactionCommits.add(1, ordering: .relaxed)
         }
-        if configuration.guarantee == .atLeastOnce && offsets.isEmpty { return }
-        if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
     }
 
     private func checkpoint(force: Bool) throws {
@@ -247,3 +237,5 @@ final class StageTwo: @unchecked Sendable {
         return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
     }
 }
+
+extension StageTwo.PartitionState: StagePartition {}
