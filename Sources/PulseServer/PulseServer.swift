@@ -11,13 +11,26 @@ public enum PulseServer {
     /// Runs until a signal or a failure. Throws if a stage failed or the server could not start.
     public static func run(configuration: PulseConfiguration, instanceID: String, logger: Logger) async throws {
         let pipeline = PulseService(configuration: configuration, instanceID: instanceID, logger: logger)
-        let application = makeApplication(configuration: configuration, pipeline: pipeline, logger: logger)
+        let collector = configuration.collector.enabled ? try Collector(configuration: configuration, logger: logger) : nil
+        defer { collector?.close() }
+        let application = makeApplication(configuration: configuration, pipeline: pipeline, collector: collector, logger: logger)
+        try await runGroup([application, PipelineService(pipeline: pipeline, logger: logger)], configuration: configuration, logger: logger)
+    }
+
+    /// `pulse collect`: the HTTP collector (with health and metrics) without the pipeline.
+    public static func runCollector(configuration: PulseConfiguration, logger: Logger) async throws {
+        let collector = try Collector(configuration: configuration, logger: logger)
+        defer { collector.close() }
+        let application = makeApplication(configuration: configuration, pipeline: nil, collector: collector, logger: logger)
+        try await runGroup([application], configuration: configuration, logger: logger)
+    }
+
+    /// Runs `services` until SIGTERM/SIGINT or a failure; shutdown goes in reverse order.
+    private static func runGroup(_ services: [any Service], configuration: PulseConfiguration, logger: Logger) async throws {
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [
-                .init(service: application, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-                .init(service: PipelineService(pipeline: pipeline, logger: logger),
-                      successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup),
-            ],
+            services: services.map {
+                .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)
+            },
             gracefulShutdownSignals: [.sigterm, .sigint],
             cancellationSignals: [],
             logger: logger)
@@ -27,9 +40,21 @@ public enum PulseServer {
     }
 
     /// The HTTP application of a running pipeline (routes only; the caller runs it).
-    public static func makeApplication(configuration: PulseConfiguration, pipeline: PulseService, logger: Logger) -> some ApplicationProtocol {
+    public static func makeApplication(configuration: PulseConfiguration, pipeline: PulseService?, collector: Collector?, logger: Logger) -> some ApplicationProtocol {
         let router = Router()
-        OperationsRoutes.add(to: router, pipeline: pipeline)
+        OperationsRoutes.add(to: router, pipeline: pipeline, collector: collector)
+        if let collector {
+            let events = router.group("v1/events")
+            if !configuration.collector.allowedOrigins.isEmpty {
+                events.add(middleware: CORSAllowList(origins: Set(configuration.collector.allowedOrigins)))
+            }
+            events.post { request, context in try await collector.handle(request, context: context) }
+            events.on("", method: .options) { _, _ in Response(status: .noContent) }
+            if !configuration.collector.webhooks.isEmpty {
+                let webhooks = WebhookReceiver(sources: configuration.collector.webhooks, collector: collector)
+                router.post("v1/webhooks/:source") { request, context in try await webhooks.handle(request, context: context) }
+            }
+        }
         let httpLogger = {
             var logger = logger
             logger[metadataKey: "component"] = "http"

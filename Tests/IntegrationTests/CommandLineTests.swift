@@ -103,7 +103,7 @@ struct CommandLineTests {
         for message in messages where message.valueString.contains("\"final\":true") {
             served[message.keyString ?? ""] = message.valueString
         }
-        #expect(served.count == expected.count)
+        #expect(served.count == expected.count, "missing: \(Set(expected.keys).subtracting(served.keys).sorted().prefix(10))")
         for (key, record) in expected {
             let replayed = try #require(try JSONSerialization.jsonObject(with: Data(record.utf8)) as? [String: Any])
             let service = try #require(try served[key].flatMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }, "\(key) served")

@@ -128,6 +128,20 @@ struct ConfigurationReader {
         return result
     }
 
+    /// Documents a key pattern (e.g. `collector.webhooks.<source>.secret`) for the reference
+    /// without reading anything.
+    mutating func describe(_ key: String, _ type: String, _ defaultValue: String, _ meaning: String) {
+        reference.append(Entry(key: key, type: type, defaultValue: defaultValue, meaning: meaning))
+    }
+
+    /// The names under a map whose entries are read one by one by the caller (their own
+    /// keys are documented with ``describe(_:_:_:_:)``); empty if the key is absent.
+    func mapKeys(_ key: String) throws(ConfigurationError) -> [String] {
+        guard let value = node(at: key) else { return [] }
+        guard case .map(let entries) = value else { throw ConfigurationError(key: key, message: "expected a map of names to settings") }
+        return entries.map(\.key)
+    }
+
     /// A map of string → string, in file order.
     mutating func stringMap(_ key: String, _ meaning: String) throws(ConfigurationError) -> [(String, String)] {
         document(key, "map", "`{}`", meaning)

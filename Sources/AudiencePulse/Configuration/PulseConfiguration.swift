@@ -32,6 +32,7 @@ public struct PulseConfiguration: Sendable {
     public var shutdownTimeout: Int64
     public var httpHost: String
     public var httpPort: Int
+    public var collector: CollectorConfiguration
     public var logFormat: String
     public var logLevel: String
 
@@ -178,6 +179,7 @@ public struct PulseConfiguration: Sendable {
             throw ConfigurationError(key: "http.listen", message: "'\(listen)' is not host:port")
         }
         let host = parts.dropLast().joined(separator: ":")
+        let collector = try readCollector(&r, inputTopic: inputTopic)
 
         let logFormat = try r.choice("log.format", default: "json", ["json", "text"], "Log line format.")
         let logLevel = try r.choice("log.level", default: "info", ["trace", "debug", "info", "notice", "warning", "error", "critical"], "Lowest level logged.")
@@ -188,6 +190,6 @@ public struct PulseConfiguration: Sendable {
             mappingName: mappingName, mapping: mappingName == "segment" ? .segment : .contract, limits: limits,
             aggregation: aggregation, trend: trend, idleTimeout: idleTimeout, guarantee: guarantee,
             updateInterval: updateInterval, checkpointInterval: checkpointInterval, commitInterval: commitInterval, shutdownTimeout: shutdownTimeout,
-            httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, logFormat: logFormat, logLevel: logLevel)
+            httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, collector: collector, logFormat: logFormat, logLevel: logLevel)
     }
 }

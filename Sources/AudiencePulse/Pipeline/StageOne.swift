@@ -142,7 +142,6 @@ final class StageOne: @unchecked Sendable {
         // belong to another member by now. Start measuring again, and wait for a fresh
         // end-of-partition before calling any of them idle.
         let stalled = now - lastCycle > .milliseconds(max(configuration.idleTimeout / 2, 100))
-        lastCycle = now
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
             if stalled {
@@ -175,18 +174,21 @@ final class StageOne: @unchecked Sendable {
             try commitProgress()
         }
         if now - lastProgress >= .seconds(10) { logProgress(now) }
+        // Measured from here to the next cycle's idle check: the poll and the batch's
+        // processing, not this cycle's checkpoint or broker probe.
+        lastCycle = clock.now
     }
 
-    /// Whether the broker answered for the input topic within the last 2 s, asking it (at
-    /// most once a second, waiting up to 1 s) if not. A partition with no new records is
+    /// Whether the broker answered for the input topic within the last 5 s, asking it (at
+    /// most once a second, waiting up to 2 s) if not. A partition with no new records is
     /// idle only if the broker can say so: during a network outage nothing arrives
     /// either, and advancing the watermark then would close windows too early.
     private func brokerAnswers(_ consumer: KafkaConsumer, partition: Int32, now: ContinuousClock.Instant) -> Bool {
-        if let confirmed = brokerConfirmedAt, now - confirmed < .seconds(2) { return true }
+        if let confirmed = brokerConfirmedAt, now - confirmed < .seconds(5) { return true }
         if let probe = lastBrokerProbe, now - probe < .seconds(1) { return false }
         lastBrokerProbe = now
         do {
-            _ = try consumer.watermarks(topic: configuration.inputTopic, partition: partition, timeout: .seconds(1))
+            _ = try consumer.watermarks(topic: configuration.inputTopic, partition: partition, timeout: .seconds(2))
             brokerConfirmedAt = clock.now
             return true
         } catch {

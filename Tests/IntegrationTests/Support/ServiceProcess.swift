@@ -4,7 +4,8 @@ import FoundationNetworking
 #endif
 
 /// `pulse serve` as a child process that the test can signal, stop and kill.
-final class ServiceProcess {
+// @unchecked: the fields are set once in init; Process and the log file are safe to use from any task.
+final class ServiceProcess: @unchecked Sendable {
     let process = Process()
     let log: URL
     let httpPort: Int
@@ -17,11 +18,11 @@ final class ServiceProcess {
     static var binary: URL { root.appendingPathComponent(".build/debug/pulse") }
 
     /// Starts `pulse serve`; output is appended to `log`, which several runs may share.
-    init(config: URL, instance: String, log: URL, httpPort: Int = 0, environment: [String: String] = [:]) throws {
+    init(config: URL, instance: String, log: URL, httpPort: Int = 0, environment: [String: String] = [:], command: String = "serve") throws {
         self.log = log
         self.httpPort = httpPort
         process.executableURL = Self.binary
-        process.arguments = ["serve", "--config", config.path, "--instance-id", instance]
+        process.arguments = command == "serve" ? ["serve", "--config", config.path, "--instance-id", instance] : [command, "--config", config.path]
         var variables = ProcessInfo.processInfo.environment
         if httpPort != 0 { variables["PULSE_HTTP__LISTEN"] = "127.0.0.1:\(httpPort)" }
         for (key, value) in environment { variables[key] = value }

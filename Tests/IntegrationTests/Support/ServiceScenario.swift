@@ -35,8 +35,9 @@ struct ServiceScenario {
 
     /// Starts one `pulse serve` (its own HTTP port) with this scenario's configuration.
     /// Each instance appends to its own log, `<instance>.log`, shared by its restarts.
-    func start(instance: String, environment: [String: String] = [:]) throws -> ServiceProcess {
-        try ServiceProcess(config: configFile, instance: instance, log: log(of: instance), httpPort: ServiceProcess.freePort(), environment: environment)
+    func start(instance: String, environment: [String: String] = [:], command: String = "serve") throws -> ServiceProcess {
+        try ServiceProcess(
+            config: configFile, instance: instance, log: log(of: instance), httpPort: ServiceProcess.freePort(), environment: environment, command: command)
     }
 
     func log(of instance: String) -> URL { directory.appendingPathComponent("\(instance).log") }
