@@ -149,27 +149,38 @@ public final class Collector: Sendable {
         return .delivered
     }
 
+    /// The per-event answer, in request order (accepted and rejected are each sorted by
+    /// index, so they are merged, not sorted).
     static func results(_ batch: EventBatch, accepted: Int) -> String {
-        var items: [(Int, String)] = batch.accepted.map { ($0.index, #"{"index":\#($0.index),"status":"accepted","event_id":\#(jsonString($0.eventID))}"#) }
-        items += batch.rejected.map { ($0.index, #"{"index":\#($0.index),"status":"rejected","reason":\#(jsonString($0.reason))}"#) }
-        let results = items.sorted { $0.0 < $1.0 }.map(\.1).joined(separator: ",")
-        return #"{"accepted":\#(accepted),"rejected":\#(batch.rejected.count),"results":[\#(results)]}"#
+        var out = ""
+        out.reserveCapacity(64 + batch.count * 64)
+        out += #"{"accepted":"# + String(accepted) + #","rejected":"# + String(batch.rejected.count) + #","results":["#
+        var nextAccepted = 0
+        var nextRejected = 0
+        while nextAccepted < batch.accepted.count || nextRejected < batch.rejected.count {
+            if nextAccepted + nextRejected > 0 { out += "," }
+            let takeAccepted = nextRejected == batch.rejected.count
+                || (nextAccepted < batch.accepted.count && batch.accepted[nextAccepted].index < batch.rejected[nextRejected].index)
+            if takeAccepted {
+                let event = batch.accepted[nextAccepted]
+                out += #"{"index":"# + String(event.index) + #","status":"accepted","event_id":"#
+                JSONText.appendString(event.eventID, to: &out)
+                nextAccepted += 1
+            } else {
+                let event = batch.rejected[nextRejected]
+                out += #"{"index":"# + String(event.index) + #","status":"rejected","reason":"#
+                JSONText.appendString(event.reason, to: &out)
+                nextRejected += 1
+            }
+            out += "}"
+        }
+        return out + "]}"
     }
 
     static func jsonString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
+        var out = ""
+        JSONText.appendString(text, to: &out)
+        return out
     }
 
     static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
