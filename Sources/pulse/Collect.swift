@@ -4,7 +4,6 @@ import Foundation
 import Kafka
 import Logging
 import PulseServer
-import Synchronization
 
 struct Collect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,28 +19,10 @@ struct Collect: ParsableCommand {
     func run() throws {
         let configuration = try ConfigurationFile.load(config)
         let logger = Logging.bootstrapped(configuration)
-        do {
-            try KafkaLibrary.checkVersion()
-        } catch {
-            logger.critical("\(error)")
-            throw ExitCode(1)
-        }
-        logger.info("Audience Pulse collector starting", metadata: [
-            "version": "\(PulseVersion.current)", "librdkafka": "\(KafkaLibrary.version)",
+        try ServiceMain.run(logger: logger, banner: "Audience Pulse collector starting", metadata: [
             "http": "\(configuration.httpHost):\(configuration.httpPort)", "topic": "\(configuration.collector.topic)",
-        ])
-        let failed = Atomic<Bool>(false)
-        let finished = DispatchSemaphore(value: 0)
-        Task {
-            do {
-                try await PulseServer.runCollector(configuration: configuration, logger: logger)
-            } catch {
-                logger.critical("stopped after a failure: \(error)")
-                failed.store(true, ordering: .relaxed)
-            }
-            finished.signal()
+        ]) {
+            try await PulseServer.runCollector(configuration: configuration, logger: logger)
         }
-        finished.wait()
-        if failed.load(ordering: .relaxed) { throw ExitCode(1) }
     }
 }

@@ -24,34 +24,11 @@ struct Serve: ParsableCommand {
         let configuration = try ConfigurationFile.load(config)
         let logger = Logging.bootstrapped(configuration)
         let instance = instanceID ?? ProcessInfo.processInfo.environment["PULSE_INSTANCE_ID"] ?? ProcessInfo.processInfo.hostName
-        do {
-            try KafkaLibrary.checkVersion()
-        } catch {
-            logger.critical("\(error)")
-            throw ExitCode(1)
+        try ServiceMain.run(logger: logger, banner: "Audience Pulse starting", metadata: [
+            "instance": "\(instance)", "http": "\(configuration.httpHost):\(configuration.httpPort)", "configuration": "\(configuration.summary)",
+        ]) {
+            try await PulseServer.run(configuration: configuration, instanceID: instance, logger: logger)
         }
-        logger.info("Audience Pulse starting", metadata: [
-            "version": "\(PulseVersion.current)", "librdkafka": "\(KafkaLibrary.version)", "instance": "\(instance)",
-            "http": "\(configuration.httpHost):\(configuration.httpPort)", "configuration": "\(configuration.summary)",
-        ])
-        // The service runs on Swift concurrency; this (main) thread only waits for it.
-        let failed = Atomic<Int32>(0)
-        let finished = DispatchSemaphore(value: 0)
-        Task {
-            do {
-                try await PulseServer.run(configuration: configuration, instanceID: instance, logger: logger)
-            } catch let error as TopicSetup.MissingInput {
-                logger.critical("configuration error at topics.input: \(error)")
-                failed.store(2, ordering: .relaxed)
-            } catch {
-                logger.critical("stopped after a failure: \(error)")
-                failed.store(1, ordering: .relaxed)
-            }
-            finished.signal()
-        }
-        finished.wait()
-        let status = failed.load(ordering: .relaxed)
-        if status != 0 { throw ExitCode(status) }
         logger.info("Audience Pulse stopped")
     }
 }
@@ -69,5 +46,37 @@ enum Logging {
         var logger = Logger(label: "audience-pulse")
         logger.logLevel = level
         return logger
+    }
+}
+
+/// What `serve` and `collect` share: the librdkafka version guard, the start-up banner,
+/// and running the service on Swift concurrency while the main thread only waits.
+/// Exit codes: 1 for a runtime failure, 2 for a missing input topic (configuration).
+enum ServiceMain {
+    static func run(logger: Logger, banner: String, metadata: Logger.Metadata, _ body: @escaping @Sendable () async throws -> Void) throws {
+        do {
+            try KafkaLibrary.checkVersion()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+        logger.info("\(banner)", metadata: metadata.merging(["version": "\(PulseVersion.current)", "librdkafka": "\(KafkaLibrary.version)"]) { $1 })
+        let failed = Atomic<Int32>(0)
+        let finished = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                try await body()
+            } catch let error as TopicSetup.MissingInput {
+                logger.critical("configuration error at topics.input: \(error)")
+                failed.store(2, ordering: .relaxed)
+            } catch {
+                logger.critical("stopped after a failure: \(error)")
+                failed.store(1, ordering: .relaxed)
+            }
+            finished.signal()
+        }
+        finished.wait()
+        let status = failed.load(ordering: .relaxed)
+        if status != 0 { throw ExitCode(status) }
     }
 }

@@ -80,14 +80,12 @@ extension ServiceCrashTests {
         #expect(try await healthy.waitForLog("stage 1 assigned", count: assignmentsBefore + 1, timeout: .seconds(60)), "the partitions moved")
         try await Task.sleep(for: .seconds(2))
         zombie.signal(SIGCONT)
-        let stillFeeding = !feeding.isCancelled
         try await feeding.value
         let messages = try await scenario.awaitFinals()
         for process in [zombie, healthy] {
             let status = try await process.terminate(timeout: .seconds(30))
             #expect(status == 0)
         }
-        #expect(stillFeeding)
         // Known defect, intermittent (1 run in 5 here): once, the first nine records of one
         // partials partition (offsets 0–8: stage 1's final partials of four early windows
         // from two input partitions) could not be read back from the local broker, while
