@@ -86,16 +86,17 @@ extension ServiceCrashTests {
             let status = try await process.terminate(timeout: .seconds(30))
             #expect(status == 0)
         }
-        // Known defect, intermittent (1 run in 5 here): once, the first nine records of one
-        // partials partition (offsets 0–8: stage 1's final partials of four early windows
-        // from two input partitions) could not be read back from the local broker, while
-        // the later watermark markers of the same input partitions could; stage 2 then
-        // finalized those windows of that segment without them (country=US: 101 of 189
-        // events; the segment `all`, in another partition, exact). Stage 2 trusts that a
-        // marker implies every earlier partial of its input partition arrived; making it
-        // verify that (counts per window in the markers) is the planned fix.
-        withKnownIssue("zombie: a premature final record after the stopped process resumes", isIntermittent: true) {
-            try scenario.verifyFinals(messages, "zombie")
+        // Once in about ten runs here, the local broker failed to deliver the first records of
+        // a partials partition (acknowledged, committed, then unreadable even uncommitted)
+        // while later ones arrived. Close markers count the final partials they follow, so
+        // stage 2 then holds those windows and reports the gap instead of finalizing them
+        // without their data: what it did produce must still be exact.
+        let held = [zombie, healthy].contains { $0.logCount("final partials announced by close markers have not arrived") > 0 }
+        try scenario.verifyFinals(messages, "zombie", allowMissing: held)
+        if held {
+            withKnownIssue("the local broker lost acknowledged partials records; the service held the affected windows", isIntermittent: true) {
+                Issue.record("windows held for missing final partials (see the service logs)")
+            }
         }
         print("service logs (zombie): \(scenario.directory.path)")
     }

@@ -6,7 +6,10 @@
 /// Input partitions report their watermarks with markers that follow their final
 /// partials in every partials partition, so when the slowest input partition's watermark
 /// passes a window, all of that window's partials are here. An input partition without
-/// events for a window still closes it by its watermark.
+/// events for a window still closes it by its watermark. A marker also says how many
+/// final partials it follows per window it closes; until that many have arrived the
+/// input partition's watermark is held (a record the broker failed to deliver then
+/// stops the window from becoming final instead of finalizing it without its data).
 ///
 /// Idempotent: a partial is a full-state replacement tagged with the input offset it
 /// reflects; an older or repeated one is ignored, so replays after a crash change
@@ -28,6 +31,26 @@ public final class WindowMerger {
         var offset: Int64
         var aggregate: SegmentAggregate
         var overflowedEvents: Int64
+        var isFinal: Bool
+    }
+
+    /// A window an input partition closed, and how many final partials (segments) it
+    /// sent for it to this partials partition.
+    public struct ClosedWindow: Sendable, Hashable {
+        public var windowIndex: Int
+        public var start: Int64
+        public var finals: Int
+        public init(windowIndex: Int, start: Int64, finals: Int) {
+            self.windowIndex = windowIndex
+            self.start = start
+            self.finals = finals
+        }
+    }
+
+    /// A marker whose final partials have not all arrived: its watermark waits.
+    struct HeldMarker: Equatable {
+        var time: Int64
+        var closing: [ClosedWindow]
     }
 
     final class PendingWindow {
@@ -38,6 +61,7 @@ public final class WindowMerger {
     private var windows: [WindowKey: PendingWindow] = [:]
     private var trends: [String: TrendState] = [:]  // key: "windowIndex|segment"
     private var partitionWatermarks: [Int32: Int64] = [:]
+    private var held: [Int32: HeldMarker] = [:]
     /// Every window ending (plus lateness) at or before this is final; partials for such
     /// windows are stale.
     public private(set) var finalizedThrough: Int64 = .min
@@ -52,11 +76,33 @@ public final class WindowMerger {
 
     public var pendingWindowCount: Int { windows.count }
 
+    /// Whether some input partition's watermark waits for final partials.
+    public var isHoldingMarkers: Bool { !held.isEmpty }
+
+    /// Input partitions whose watermark waits for final partials that have not arrived,
+    /// with the windows concerned and how many finals each still lacks.
+    public var missingFinals: [Int32: [(window: ClosedWindow, missing: Int)]] {
+        var result: [Int32: [(window: ClosedWindow, missing: Int)]] = [:]
+        for (partition, marker) in held {
+            let gaps = marker.closing.compactMap { closed -> (window: ClosedWindow, missing: Int)? in
+                let missing = closed.finals - finalsPresent(closed, from: partition)
+                return missing > 0 ? (closed, missing) : nil
+            }
+            if !gaps.isEmpty { result[partition] = gaps }
+        }
+        return result
+    }
+
+    private func finalsPresent(_ closed: ClosedWindow, from partition: Int32) -> Int {
+        guard let window = windows[WindowKey(windowIndex: closed.windowIndex, start: closed.start)] else { return 0 }
+        return window.segments.values.reduce(0) { $0 + ($1[partition]?.isFinal == true ? 1 : 0) }
+    }
+
     /// Applies one partial from input partition `inputPartition`, reflecting its input up to
     /// `offset`. Returns false if it was stale (ignored).
     @discardableResult
     public func apply(partial aggregate: SegmentAggregate, segment: String, windowIndex: Int, start: Int64,
-                      inputPartition: Int32, offset: Int64, overflowedEvents: Int64 = 0) -> Bool {
+                      inputPartition: Int32, offset: Int64, overflowedEvents: Int64 = 0, isFinal: Bool = false) -> Bool {
         if isFinalized(windowIndex: windowIndex, start: start) {
             stalePartials += 1
             return false
@@ -65,12 +111,23 @@ public final class WindowMerger {
         let window = windows[key] ?? PendingWindow()
         windows[key] = window
         if let existing = window.segments[segment]?[inputPartition], existing.offset >= offset {
+            // Not newer, but a final one still says this input partition is done with
+            // the window (the state it holds is at least as recent).
+            if isFinal && !existing.isFinal { window.segments[segment]?[inputPartition]?.isFinal = true }
             stalePartials += 1
             return false
         }
-        window.segments[segment, default: [:]][inputPartition] = Contribution(offset: offset, aggregate: aggregate, overflowedEvents: overflowedEvents)
+        window.segments[segment, default: [:]][inputPartition] = Contribution(
+            offset: offset, aggregate: aggregate, overflowedEvents: overflowedEvents, isFinal: isFinal)
         window.touched.insert(segment)
         return true
+    }
+
+    /// Re-applies the held marker of `inputPartition` once its final partials are all
+    /// here; call after applying final partials. Returns the records that became final.
+    public func releaseHeldMarker(of inputPartition: Int32) -> [MetricRecord] {
+        guard let marker = held[inputPartition] else { return [] }
+        return applyWatermark(marker.time, inputPartition: inputPartition, closing: [])
     }
 
     private func isFinalized(windowIndex: Int, start: Int64) -> Bool {
@@ -83,10 +140,25 @@ public final class WindowMerger {
         return partitionWatermarks.values.min() ?? .min
     }
 
-    /// Records `inputPartition`'s watermark (it never goes back). Returns the final
-    /// records of every window that thereby became complete, oldest window first, then by
-    /// window size and segment.
-    public func applyWatermark(_ time: Int64, inputPartition: Int32) -> [MetricRecord] {
+    /// Records `inputPartition`'s watermark (it never goes back) once every final partial
+    /// the marker announces in `closing` (and any earlier held marker announced) has
+    /// arrived; until then holds it. Returns the final records of every window that
+    /// thereby became complete, oldest window first, then by window size and segment.
+    public func applyWatermark(_ time: Int64, inputPartition: Int32, closing: [ClosedWindow] = []) -> [MetricRecord] {
+        var marker = HeldMarker(time: time, closing: closing.filter { $0.finals > 0 })
+        if let earlier = held[inputPartition] {
+            marker.time = max(marker.time, earlier.time)
+            marker.closing = earlier.closing + marker.closing
+        }
+        marker.closing.removeAll { closed in
+            isFinalized(windowIndex: closed.windowIndex, start: closed.start) || finalsPresent(closed, from: inputPartition) >= closed.finals
+        }
+        guard marker.closing.isEmpty else {
+            held[inputPartition] = marker
+            return []
+        }
+        held[inputPartition] = nil
+        let time = marker.time
         guard time > partitionWatermarks[inputPartition] ?? .min else { return [] }
         partitionWatermarks[inputPartition] = time
         let global = watermark
@@ -141,7 +213,8 @@ public final class WindowMerger {
 
     // MARK: Checkpoints
 
-    static let formatVersion: UInt8 = 1
+    /// 2 added the final flag of contributions and held markers; 1 is still read.
+    static let formatVersion: UInt8 = 2
 
     /// The complete state as deterministic bytes.
     public func checkpoint() -> [UInt8] {
@@ -169,6 +242,7 @@ public final class WindowMerger {
                     writer.writeSigned(Int64(partition))
                     writer.writeSigned(contribution.offset)
                     writer.writeSigned(contribution.overflowedEvents)
+                    writer.write(contribution.isFinal ? 1 : 0)
                     contribution.aggregate.encode(into: &writer)
                 }
             }
@@ -178,13 +252,24 @@ public final class WindowMerger {
             writer.writeString(key)
             trends[key]?.encode(into: &writer)
         }
+        writer.writeVarint(held.count)
+        for (partition, marker) in held.sorted(by: { $0.key < $1.key }) {
+            writer.writeSigned(Int64(partition))
+            writer.writeSigned(marker.time)
+            writer.writeVarint(marker.closing.count)
+            for closed in marker.closing {
+                writer.writeVarint(closed.windowIndex)
+                writer.writeSigned(closed.start)
+                writer.writeVarint(closed.finals)
+            }
+        }
         return writer.bytes
     }
 
     /// Restores a ``checkpoint()``.
     public func restore(_ bytes: [UInt8]) throws(BinaryReader.Error) {
         var reader = BinaryReader(bytes)
-        try reader.expectVersion(WindowMerger.formatVersion, of: "merge checkpoint")
+        let version = try reader.readVersion(1...WindowMerger.formatVersion, of: "merge checkpoint")
         stalePartials = try reader.readSigned()
         finalizedThrough = try reader.readSigned()
         partitionWatermarks = [:]
@@ -202,7 +287,9 @@ public final class WindowMerger {
                     let partition = Int32(truncatingIfNeeded: try reader.readSigned())
                     let offset = try reader.readSigned()
                     let overflow = try reader.readSigned()
-                    contributions[partition] = Contribution(offset: offset, aggregate: try SegmentAggregate.decode(from: &reader), overflowedEvents: overflow)
+                    let isFinal = version >= 2 ? try reader.read() == 1 : false
+                    contributions[partition] = Contribution(offset: offset, aggregate: try SegmentAggregate.decode(from: &reader),
+                                                            overflowedEvents: overflow, isFinal: isFinal)
                 }
                 window.segments[segment] = contributions
             }
@@ -210,6 +297,18 @@ public final class WindowMerger {
         }
         trends = [:]
         for _ in 0..<(try reader.readCount(limit: 1 << 24)) { trends[try reader.readString(limit: 1 << 16)] = try TrendState.decode(from: &reader) }
+        held = [:]
+        if version >= 2 {
+            for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
+                let partition = Int32(truncatingIfNeeded: try reader.readSigned())
+                var marker = HeldMarker(time: try reader.readSigned(), closing: [])
+                for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
+                    marker.closing.append(ClosedWindow(windowIndex: try reader.readCount(limit: config.windows.count - 1),
+                                                       start: try reader.readSigned(), finals: try reader.readCount(limit: 1 << 24)))
+                }
+                held[partition] = marker
+            }
+        }
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in merge checkpoint") }
     }
 }

@@ -118,4 +118,11 @@ public struct BinaryReader {
         let version = try read()
         guard version == expected else { throw Error(message: "\(what) version \(version), expected \(expected)") }
     }
+
+    /// Reads a format version byte that must lie in `supported`; returns it.
+    public mutating func readVersion(_ supported: ClosedRange<UInt8>, of what: String) throws(Error) -> UInt8 {
+        let version = try read()
+        guard supported.contains(version) else { throw Error(message: "\(what) version \(version), expected \(supported.lowerBound)–\(supported.upperBound)") }
+        return version
+    }
 }

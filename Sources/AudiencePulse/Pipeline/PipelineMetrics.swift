@@ -33,6 +33,9 @@ final class PipelineMetrics: Sendable {
     /// Per stage: assigned partitions → lag (records not yet read; -1 when not known yet).
     let stageOneLag = Mutex<[Int32: Int64]>([:])
     let stageTwoLag = Mutex<[Int32: Int64]>([:])
+    /// Stage 2: final partials announced by close markers but not (yet) received, summed
+    /// over assigned partials partitions; windows waiting for them are not finalized.
+    let missingFinalPartials = Atomic<Int>(0)
     /// Per stage: it joined its group and restored what it was assigned (the first
     /// assignment, empty or not, was handled); false again while it rewinds after an error.
     let stageOneReady = Atomic<Bool>(false)

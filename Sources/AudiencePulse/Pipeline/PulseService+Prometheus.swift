@@ -31,6 +31,9 @@ extension PulseService {
             }
         }
         let state = readiness
+        out.gauge("pulse_missing_final_partials",
+                  help: "Final partials that close markers announced but stage 2 has not received; their windows wait (alert if it stays above 0).",
+                  value: Double(m.missingFinalPartials.load(ordering: .relaxed)))
         out.gauge("pulse_ready", help: "1 when the service is ready (see /readyz).", value: state.ready ? 1 : 0)
         out.histogram("pulse_batch_processing_seconds", help: "Stage 1: time to process one polled batch of input records.", m.batchProcessing)
         out.histogram("pulse_input_delay_seconds", help: "Stage 1: from an input record's append time to its processing (each batch's first record).", m.inputDelay)

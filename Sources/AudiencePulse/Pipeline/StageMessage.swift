@@ -6,7 +6,9 @@ import AudienceMetrics
 ///   (key: the segment name; partition chosen from the segment name, so every partial of
 ///   a segment meets in one stage-2 partition);
 /// - a **watermark**: an input partition's watermark after it reached an input offset,
-///   sent to every partials partition after the final partials it covers.
+///   sent to every partials partition after the final partials it covers, with the
+///   windows it closes and how many final partials each sent to that partials partition
+///   (kind 3; kind 2, without them, is still read).
 enum StageMessage: Sendable, Equatable {
     case partial(Partial)
     case watermark(Watermark)
@@ -29,6 +31,7 @@ enum StageMessage: Sendable, Equatable {
         var inputPartitions: Int32
         var inputOffset: Int64
         var time: Int64
+        var closing: [WindowMerger.ClosedWindow] = []
     }
 
     static let formatVersion: UInt8 = 1
@@ -49,11 +52,17 @@ enum StageMessage: Sendable, Equatable {
             writer.writeString(partial.segment)
             partial.aggregate.encode(into: &writer)
         case .watermark(let watermark):
-            writer.write(2)
+            writer.write(3)
             writer.writeSigned(Int64(watermark.inputPartition))
             writer.writeSigned(Int64(watermark.inputPartitions))
             writer.writeSigned(watermark.inputOffset)
             writer.writeSigned(watermark.time)
+            writer.writeVarint(watermark.closing.count)
+            for closed in watermark.closing {
+                writer.writeVarint(closed.windowIndex)
+                writer.writeSigned(closed.start)
+                writer.writeVarint(closed.finals)
+            }
         }
         return writer.bytes
     }
@@ -77,10 +86,17 @@ enum StageMessage: Sendable, Equatable {
             let aggregate = try SegmentAggregate.decode(from: &reader)
             self = .partial(Partial(inputPartition: partition, inputPartitions: partitions, inputOffset: offset, windowIndex: windowIndex,
                                     start: start, isFinal: isFinal, overflowedEvents: overflow, segment: segment, aggregate: aggregate))
-        case 2:
-            self = .watermark(Watermark(inputPartition: Int32(truncatingIfNeeded: try reader.readSigned()),
-                                        inputPartitions: Int32(truncatingIfNeeded: try reader.readSigned()),
-                                        inputOffset: try reader.readSigned(), time: try reader.readSigned()))
+        case let kind where kind == 2 || kind == 3:
+            var watermark = Watermark(inputPartition: Int32(truncatingIfNeeded: try reader.readSigned()),
+                                      inputPartitions: Int32(truncatingIfNeeded: try reader.readSigned()),
+                                      inputOffset: try reader.readSigned(), time: try reader.readSigned())
+            if kind == 3 {
+                for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
+                    watermark.closing.append(.init(windowIndex: try reader.readCount(limit: 1_000), start: try reader.readSigned(),
+                                                   finals: try reader.readCount(limit: 1 << 24)))
+                }
+            }
+            self = .watermark(watermark)
         default:
             throw BinaryReader.Error(message: "unknown stage message kind")
         }

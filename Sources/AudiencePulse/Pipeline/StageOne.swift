@@ -257,11 +257,22 @@ final class StageOne: @unchecked Sendable {
         state.lastMarker = watermark
         state.changedSinceCheckpoint = true
         try committer?.prepareToProduce()
-        let marker = StageMessage(watermark: .init(inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: state.lastOffset, time: watermark)).encoded
+        // Per partials partition: how many final partials each closed window sent there,
+        // so stage 2 can tell that all of them arrived before it finalizes.
+        var finals = Array(repeating: [WindowMerger.ClosedWindow](), count: partialsPartitionCount)
+        for window in closed {
+            var counts = Array(repeating: 0, count: partialsPartitionCount)
+            for (segment, _) in window.segments { counts[Int(StageMessage.partition(ofSegment: segment, partitions: partialsPartitionCount))] += 1 }
+            for (target, count) in counts.enumerated() where count > 0 {
+                finals[target].append(.init(windowIndex: window.windowIndex, start: window.start, finals: count))
+            }
+        }
         let handle = try producer.topic(configuration.partialsTopic)
-        for target in 0..<Int32(partialsPartitionCount) {
+        for target in 0..<partialsPartitionCount {
+            let marker = StageMessage(watermark: .init(inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: state.lastOffset,
+                                                       time: watermark, closing: finals[target])).encoded
             try marker.withUnsafeBytes { bytes in
-                try producer.produce(to: handle, partition: target, key: nil, value: bytes, blockIfQueueFull: true)
+                try producer.produce(to: handle, partition: Int32(target), key: nil, value: bytes, blockIfQueueFull: true)
             }
         }
         if !closed.isEmpty { metrics.windowsClosed.add(closed.count, ordering: .relaxed) }

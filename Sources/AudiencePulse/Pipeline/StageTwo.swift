@@ -36,6 +36,8 @@ final class StageTwo: @unchecked Sendable {
     private var lastCheckpoint: ContinuousClock.Instant
     private var lastCommit: ContinuousClock.Instant
     private var updatesPending = false
+    private var missingSince: ContinuousClock.Instant?
+    private var lastGapReport: ContinuousClock.Instant?
     /// Called with every record produced (for the read model and tests).
     var onRecord: (@Sendable (MetricRecord) -> Void)?
 
@@ -109,13 +111,14 @@ final class StageTwo: @unchecked Sendable {
                         state.pendingSince = since
                     }
                     state.merger.apply(partial: partial.aggregate, segment: partial.segment, windowIndex: partial.windowIndex, start: partial.start,
-                                       inputPartition: partial.inputPartition, offset: partial.inputOffset, overflowedEvents: partial.overflowedEvents)
+                                       inputPartition: partial.inputPartition, offset: partial.inputOffset, overflowedEvents: partial.overflowedEvents,
+                                       isFinal: partial.isFinal)
+                    if partial.isFinal && state.merger.isHoldingMarkers {
+                        try produceFinals(state.merger.releaseHeldMarker(of: partial.inputPartition), producer: producer)
+                    }
                 case .watermark(let watermark):
-                    let finals = state.merger.applyWatermark(watermark.time, inputPartition: watermark.inputPartition)
-                    try produce(finals, producer: producer)
-                    metrics.finalRecords.add(finals.count, ordering: .relaxed)
-                    let now = StageOne.wallMilliseconds()
-                    for record in finals { metrics.windowCloseDelay.observe(milliseconds: now - record.end) }
+                    let finals = state.merger.applyWatermark(watermark.time, inputPartition: watermark.inputPartition, closing: watermark.closing)
+                    try produceFinals(finals, producer: producer)
                 }
                 partitions[message.partition] = state
             }
@@ -141,11 +144,50 @@ final class StageTwo: @unchecked Sendable {
             }
             updateLag(consumer)
         }
+        reportMissingFinals(now)
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
             try checkpoint(force: false)
         } else if now - lastCommit >= .milliseconds(configuration.commitInterval) {
             try commitProgress()
         }
+    }
+
+    private func produceFinals(_ finals: [MetricRecord], producer: KafkaProducer) throws {
+        try produce(finals, producer: producer)
+        metrics.finalRecords.add(finals.count, ordering: .relaxed)
+        let now = StageOne.wallMilliseconds()
+        for record in finals { metrics.windowCloseDelay.observe(milliseconds: now - record.end) }
+    }
+
+    /// Close markers announce how many final partials precede them; a window whose
+    /// finals did not all arrive waits rather than becoming final without them. Normally
+    /// they arrive in the same batch; if they stay missing (the broker did not deliver
+    /// records it acknowledged), say so every 30 s and expose the count.
+    private func reportMissingFinals(_ now: ContinuousClock.Instant) {
+        var missing = 0
+        var details: [String] = []
+        for partition in partitions.keys.sorted() {
+            guard let merger = partitions[partition]?.merger, merger.isHoldingMarkers else { continue }
+            for (input, gaps) in merger.missingFinals.sorted(by: { $0.key < $1.key }) {
+                for gap in gaps {
+                    missing += gap.missing
+                    details.append("partials \(partition) input \(input) window \(gap.window.windowIndex)@\(gap.window.start): \(gap.missing) of \(gap.window.finals)")
+                }
+            }
+        }
+        metrics.missingFinalPartials.store(missing, ordering: .relaxed)
+        guard missing > 0 else {
+            missingSince = nil
+            lastGapReport = nil
+            return
+        }
+        let since = missingSince ?? now
+        missingSince = since
+        guard now - since >= .seconds(5), lastGapReport.map({ now - $0 >= .seconds(30) }) ?? true else { return }
+        lastGapReport = now
+        logger.error("final partials announced by close markers have not arrived; their windows are not finalized", metadata: [
+            "missing": "\(missing)", "windows": "\(details.prefix(10).joined(separator: "; "))",
+        ])
     }
 
     private func updateLag(_ consumer: KafkaConsumer) {
