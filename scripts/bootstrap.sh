@@ -28,7 +28,8 @@ apt_update_once() {
 
 # ---- system packages -----------------------------------------------------------
 packages=(pkg-config build-essential libssl-dev libsasl2-dev libzstd-dev liblz4-dev
-          zlib1g-dev kcat python3-venv curl ca-certificates valgrind)
+          zlib1g-dev kcat python3-venv curl ca-certificates valgrind
+          chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

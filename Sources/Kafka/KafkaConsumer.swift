@@ -234,6 +234,18 @@ public final class KafkaConsumer: Sendable {
         return KafkaTopicPartition.array(from: list)
     }
 
+    /// For each partition, the earliest offset whose record timestamp is at or after the
+    /// given time (epoch ms, passed in each element's `offset`); ``KafkaTopicPartition/end``
+    /// where no record is that new. Blocks up to `timeout`.
+    public func offsets(forTimes partitions: [KafkaTopicPartition], timeout: Duration = .seconds(10)) throws(KafkaError) -> [KafkaTopicPartition] {
+        let list = KafkaTopicPartition.makeList(partitions)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        let err = rd_kafka_offsets_for_times(client.handle, list, timeout.timeoutMilliseconds)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "look up offsets for times") }
+        if let error = KafkaTopicPartition.firstError(in: list, context: "look up offsets for times") { throw error }
+        return KafkaTopicPartition.array(from: list)
+    }
+
     /// Low (first) and high (next to be written) offsets of a partition, asked from the
     /// broker. Blocks up to `timeout`.
     public func watermarks(topic: String, partition: Int32, timeout: Duration = .seconds(10)) throws(KafkaError) -> KafkaWatermarks {

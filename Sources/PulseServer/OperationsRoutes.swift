@@ -5,7 +5,7 @@ import Hummingbird
 /// restored, not draining) and `/metrics` (Prometheus text format). Without a pipeline
 /// (`pulse collect`) the process is ready once it serves.
 enum OperationsRoutes {
-    static func add(to router: Router<some RequestContext>, pipeline: PulseService?, collector: Collector?) {
+    static func add(to router: Router<some RequestContext>, pipeline: PulseService?, collector: Collector?, readModel: MetricsStore?) {
         router.get("healthz") { _, _ -> Response in
             let failures = pipeline?.failureMessages ?? []
             return failures.isEmpty
@@ -21,6 +21,13 @@ enum OperationsRoutes {
         router.get("metrics") { _, _ -> Response in
             var out = PrometheusWriter()
             collector?.metrics.write(into: &out)
+            if let stats = readModel?.stats {
+                out.gauge("pulse_read_model_segments", help: "Segments the read model holds.", value: Double(stats.segments))
+                out.gauge("pulse_read_model_records", help: "Records (segment, window) the read model holds.", value: Double(stats.records))
+                out.counter("pulse_read_model_ingested_total", help: "Metric records the read model read.", value: stats.ingested)
+                out.counter("pulse_read_model_dropped_total", help: "Records not kept because api.max_segments was reached.", value: stats.droppedRecords)
+                out.gauge("pulse_stream_subscribers", help: "Open /v1/stream connections.", value: Double(stats.subscribers))
+            }
             return text((pipeline?.prometheusText() ?? "") + out.text, contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
     }

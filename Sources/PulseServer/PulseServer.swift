@@ -13,15 +13,22 @@ public enum PulseServer {
         let pipeline = PulseService(configuration: configuration, instanceID: instanceID, logger: logger)
         let collector = configuration.collector.enabled ? try Collector(configuration: configuration, logger: logger) : nil
         defer { collector?.close() }
-        let application = makeApplication(configuration: configuration, pipeline: pipeline, collector: collector, logger: logger)
-        try await runGroup([application, PipelineService(pipeline: pipeline, logger: logger)], configuration: configuration, logger: logger)
+        let reader = configuration.api.enabled
+            ? MetricsTopicReader(configuration: configuration, store: MetricsStore(limits: .init(retention: configuration.api.retention, maxSegments: configuration.api.maxSegments)), logger: logger)
+            : nil
+        let application = makeApplication(configuration: configuration, pipeline: pipeline, collector: collector, reader: reader, logger: logger)
+        // Shutdown runs in reverse: the pipeline drains, live streams end, then the server stops.
+        var services: [any Service] = [application]
+        if let reader { services.append(ReadModelService(reader: reader)) }
+        services.append(PipelineService(pipeline: pipeline, logger: logger))
+        try await runGroup(services, configuration: configuration, logger: logger)
     }
 
     /// `pulse collect`: the HTTP collector (with health and metrics) without the pipeline.
     public static func runCollector(configuration: PulseConfiguration, logger: Logger) async throws {
         let collector = try Collector(configuration: configuration, logger: logger)
         defer { collector.close() }
-        let application = makeApplication(configuration: configuration, pipeline: nil, collector: collector, logger: logger)
+        let application = makeApplication(configuration: configuration, pipeline: nil, collector: collector, reader: nil, logger: logger)
         try await runGroup([application], configuration: configuration, logger: logger)
     }
 
@@ -40,9 +47,11 @@ public enum PulseServer {
     }
 
     /// The HTTP application of a running pipeline (routes only; the caller runs it).
-    public static func makeApplication(configuration: PulseConfiguration, pipeline: PulseService?, collector: Collector?, logger: Logger) -> some ApplicationProtocol {
+    public static func makeApplication(configuration: PulseConfiguration, pipeline: PulseService?, collector: Collector?,
+                                       reader: MetricsTopicReader?, logger: Logger) -> some ApplicationProtocol {
         let router = Router()
-        OperationsRoutes.add(to: router, pipeline: pipeline, collector: collector)
+        OperationsRoutes.add(to: router, pipeline: pipeline, collector: collector, readModel: reader?.store)
+        if let reader { ReadAPI(store: reader.store, reader: reader, token: configuration.api.token).add(to: router) }
         if let collector {
             let events = router.group("v1/events")
             if !configuration.collector.allowedOrigins.isEmpty {

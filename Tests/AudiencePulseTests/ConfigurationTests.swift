@@ -51,6 +51,8 @@ struct ConfigurationTests {
         ("kafka:\n  bootstrap.servers: x\nkafka:\n  client.id: y\n", "configuration", "duplicated key(s): 'kafka'"),
         ("- just\n- a list\n", "configuration", "top level must be a map"),
         ("key: [unclosed\n", "configuration", "not valid YAML"),
+        (minimal + "http:\n  listen: 0.0.0.0:8080\n", "api.token", "not a loopback address"),
+        (minimal + "api:\n  token: short\n", "api.token", "at least 16 characters"),
     ])
     func misconfiguration(yaml: String, key: String, message: String) {
         let error = #expect(throws: ConfigurationError.self) { try PulseConfiguration.load(yaml: yaml) }

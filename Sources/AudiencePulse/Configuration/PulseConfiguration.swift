@@ -33,6 +33,7 @@ public struct PulseConfiguration: Sendable {
     public var httpHost: String
     public var httpPort: Int
     public var collector: CollectorConfiguration
+    public var api: APIConfiguration
     public var logFormat: String
     public var logLevel: String
 
@@ -180,6 +181,7 @@ public struct PulseConfiguration: Sendable {
         }
         let host = parts.dropLast().joined(separator: ":")
         let collector = try readCollector(&r, inputTopic: inputTopic)
+        let api = try readAPI(&r, httpHost: host.isEmpty ? "0.0.0.0" : host)
 
         let logFormat = try r.choice("log.format", default: "json", ["json", "text"], "Log line format.")
         let logLevel = try r.choice("log.level", default: "info", ["trace", "debug", "info", "notice", "warning", "error", "critical"], "Lowest level logged.")
@@ -190,6 +192,6 @@ public struct PulseConfiguration: Sendable {
             mappingName: mappingName, mapping: mappingName == "segment" ? .segment : .contract, limits: limits,
             aggregation: aggregation, trend: trend, idleTimeout: idleTimeout, guarantee: guarantee,
             updateInterval: updateInterval, checkpointInterval: checkpointInterval, commitInterval: commitInterval, shutdownTimeout: shutdownTimeout,
-            httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, collector: collector, logFormat: logFormat, logLevel: logLevel)
+            httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, collector: collector, api: api, logFormat: logFormat, logLevel: logLevel)
     }
 }
