@@ -9,10 +9,9 @@ bootstrap:
 test:
 	scripts/test.sh
 
-## Run the service against a local broker with a synthetic audience.
+## Run the service against a local broker with a synthetic audience; dashboard at http://127.0.0.1:8080/.
 demo: bootstrap
-	@echo "make demo: not yet — the service (pulse serve) and generator land with the processing-service and demo issues."
-	@echo "What works today: 'make test', 'make bench-kafka', 'scripts/broker.sh start'."
+	scripts/demo.sh
 
 broker-start: bootstrap
 	scripts/broker.sh start

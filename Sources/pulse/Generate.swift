@@ -34,6 +34,10 @@ struct Generate: ParsableCommand {
     @Option(help: "Event time of the first event, epoch milliseconds (default: now). With it, event time advances at --rate per second of event time and messages go out as fast as possible: for files and backfills.")
     var start: Int64?
     @Option(help: "Random seed (same seed, same audience).") var seed: UInt64 = 1
+    @Option(help: "A content id that trends: its share of content events rises from 0 to 40 % over each 5 minutes of event time.") var trending: String?
+    @Option(help: "Every this long, a spike: --spike-factor times the rate for --spike-length (e.g. 90s; default: none).") var spikeEvery: String?
+    @Option(help: "Rate multiplier during a spike.") var spikeFactor = 4.0
+    @Option(help: "How long a spike lasts.") var spikeLength = "10s"
 
     static let interrupted = Atomic<Bool>(false)
 
@@ -45,6 +49,12 @@ struct Generate: ParsableCommand {
         guard DurationText.parse(jitter) != nil else { throw ValidationError("--jitter '\(jitter)' is not a duration (e.g. 2s, 500ms)") }
         if let duration, DurationText.parse(duration) == nil { throw ValidationError("--duration '\(duration)' is not a duration (e.g. 30s, 10m)") }
         if start != nil && rate == 0 { throw ValidationError("--start needs a --rate (event time advances at that rate)") }
+        if let spikeEvery {
+            guard let every = DurationText.parse(spikeEvery), let length = DurationText.parse(spikeLength), every > 0, length > 0, length < every else {
+                throw ValidationError("--spike-every and --spike-length must be durations (e.g. 90s and 10s), the length shorter than the period")
+            }
+            guard spikeFactor >= 1, rate > 0, start == nil else { throw ValidationError("spikes need a live --rate (no --start) and --spike-factor >= 1") }
+        }
         _ = try spec()
     }
 
@@ -52,6 +62,7 @@ struct Generate: ParsableCommand {
         var spec = SyntheticAudience.Spec()
         spec.users = users
         spec.contentItems = content
+        spec.trending = trending
         spec.zipfExponent = zipf
         spec.jitterMilliseconds = DurationText.parse(jitter) ?? 0
         spec.duplicateShare = duplicates
@@ -88,15 +99,25 @@ struct Generate: ParsableCommand {
         var produced: [SyntheticAudience.Kind: Int] = [:]
         var total = 0
         var lastReport = began
+        let spike = spikeEvery.flatMap(DurationText.parse).map { (every: $0, length: DurationText.parse(spikeLength) ?? 10_000) }
+        var allowance = 1.0
+        var lastTick = began
         // Paced in ticks of 10 ms: each tick sends what the rate allows by then.
         while !Generate.interrupted.load(ordering: .relaxed) {
-            let elapsed = clock.now - began
+            let now = clock.now
+            let elapsed = now - began
             if let limit, elapsed >= limit { break }
             if count > 0 && total >= count { break }
+            // The rate, times the spike factor during a spike (after the first full period).
+            let milliseconds = Int64(elapsed.secondsDouble * 1000)
+            let spiking = spike.map { milliseconds >= $0.every && milliseconds % $0.every < $0.length } ?? false
+            allowance += (now - lastTick).secondsDouble * Double(rate) * (spiking ? spikeFactor : 1)
+            lastTick = now
             // With --start, event time is simulated: no pacing, as fast as the sink takes it.
-            let due = rate == 0 || start != nil ? total + 10_000 : Int(elapsed.secondsDouble * Double(rate)) + 1
-            var batch = min(due - total, 10_000)
+            let paced = rate > 0 && start == nil
+            var batch = min(paced ? Int(allowance) : 10_000, 10_000)
             if count > 0 { batch = min(batch, count - total) }
+            if paced { allowance -= Double(max(batch, 0)) }
             if batch <= 0 {
                 Thread.sleep(forTimeInterval: 0.005)
                 continue

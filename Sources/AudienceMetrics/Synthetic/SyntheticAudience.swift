@@ -29,6 +29,10 @@ public struct SyntheticAudience: Sendable {
         /// Share of messages that are not valid events.
         public var malformedShare = 0.005
         public var seed: UInt64 = 1
+        /// A content item whose share of content events rises from 0 to 40 % over each
+        /// `trendingPeriod` of event time, then starts again (nil: none).
+        public var trending: String?
+        public var trendingPeriod: Int64 = 300_000
 
         public init() {}
     }
@@ -75,9 +79,9 @@ public struct SyntheticAudience: Sendable {
         var json = #"{"event_id":"g\#(spec.seed)-\#(sequence)","type":"\#(type)","user_id":"u\#(user)","timestamp":\#(stamp)"#
         switch type {
         case "page_view":
-            json += #","content_id":"article-\#(Self.pick(contentCumulative, unit()) + 1)","dwell_ms":\#(dwell())"#
+            json += #","content_id":"\#(content(at: stamp))","dwell_ms":\#(dwell())"#
         case "click", "like", "share", "comment":
-            json += #","content_id":"article-\#(Self.pick(contentCumulative, unit()) + 1)""#
+            json += #","content_id":"\#(content(at: stamp))""#
         case "conversion":
             let cents = 500 + random.next() % 19_500
             json += #","value":\#(cents / 100).\#(cents % 100 < 10 ? "0" : "")\#(cents % 100)"#
@@ -102,6 +106,14 @@ public struct SyntheticAudience: Sendable {
         case 3: return #"["an","array"]"#
         default: return #"{"event_id":"y","type":"like","user_id":"u1","timestamp":"yesterday"}"#
         }
+    }
+
+    private mutating func content(at time: Int64) -> String {
+        if let trending = spec.trending, spec.trendingPeriod > 0 {
+            let phase = Double(((time % spec.trendingPeriod) + spec.trendingPeriod) % spec.trendingPeriod) / Double(spec.trendingPeriod)
+            if unit() < 0.4 * phase { return trending }
+        }
+        return "article-\(Self.pick(contentCumulative, unit()) + 1)"
     }
 
     /// Dwell times: mostly short, some long (0.5 s – 3 min).

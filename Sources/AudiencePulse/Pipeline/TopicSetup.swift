@@ -14,7 +14,7 @@ public enum TopicSetup {
         }
     }
 
-    static func ensure(_ configuration: PulseConfiguration, admin: KafkaAdmin, logger: Logger) throws {
+    public static func ensure(_ configuration: PulseConfiguration, admin: KafkaAdmin, logger: Logger) throws {
         let inputPartitions: Int
         do {
             inputPartitions = try admin.partitionIDs(of: configuration.inputTopic).count
