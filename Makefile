@@ -1,5 +1,5 @@
 # Audience Pulse — the two commands that matter are `make demo` and `make test`.
-.PHONY: test demo bootstrap broker-start broker-stop build release bench-kafka bench-core leak-check clean
+.PHONY: test demo bench bootstrap broker-start broker-stop build release bench-kafka bench-core leak-check clean
 
 ## Install everything missing (system packages, librdkafka >= 2.1, the local broker).
 bootstrap:
@@ -24,6 +24,11 @@ build: bootstrap
 
 release: bootstrap
 	swift build -c release
+
+## The whole benchmark (docs/benchmarks.md): ceiling, lean and full jobs, latency, state and restore.
+## Appends its table to docs/benchmarks.md and writes .tools/bench/suite.json.
+bench: bootstrap
+	scripts/bench.sh
 
 ## Bare Kafka-module consumer/producer vs kcat on the same topic (docs/benchmarks.md).
 bench-kafka: bootstrap

@@ -8,7 +8,7 @@ import Logging
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (results belong in docs/benchmarks.md).",
-        subcommands: [Core.self, KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self, Latency.self]
+        subcommands: [Suite.self, Core.self, KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self, Latency.self]
     )
 }
 
@@ -140,6 +140,49 @@ extension Bench {
             print("latency at \(rate) events/s for \(seconds) s: \(result.produced) produced, \(result.measured) measured")
             print("event → updated metric: p50 \(result.p50) ms, p99 \(result.p99) ms, max \(result.max) ms")
             print("window end → final record: p50 \(result.finalP50) ms, max \(result.finalMax) ms over \(result.finals) windows")
+        }
+    }
+
+    struct Suite: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The whole benchmark: ceiling, lean and full jobs end to end, latency at fixed rates, state size and restore.",
+            discussion: """
+                Pre-loads --events synthetic events (keyed by user) into a new topic, reads them with a bare consumer \
+                (the ceiling), runs the service (exactly-once) on them for a lean job ((country, device), 10 s windows) \
+                and the full default job, measures latency at each --rates, then memory and restore time with \
+                --state-users users in 1,000 segments. Prints a Markdown table; --json and --append write it out. \
+                Use a release build (make bench does).
+                """)
+
+        @OptionGroup var broker: BrokerOptions
+        @Option(help: "Events to pre-load.") var events = 2_000_000
+        @Option(help: "Partitions of the pre-loaded topic.") var partitions: Int32 = 4
+        @Option(help: "Live input rates for the latency runs, comma-separated.") var rates = "10000,100000"
+        @Option(help: "Seconds of input per latency run.") var latencySeconds = 30
+        @Option(help: "Distinct users of the state run (0: skip it).") var stateUsers = 1_000_000
+        @Option(help: "Events of the state run.") var stateEvents = 3_000_000
+        @Option(help: "Write the results as JSON here.") var json: String?
+        @Option(help: "Append the Markdown table to this file (e.g. docs/benchmarks.md).") var append: String?
+
+        func run() throws {
+            var suite = SuiteBenchmark(kafka: try broker.configuration())
+            suite.events = events
+            suite.partitions = partitions
+            suite.latencyRates = rates.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            suite.latencySeconds = latencySeconds
+            suite.stateUsers = stateUsers
+            suite.stateEvents = stateEvents
+            suite.log = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
+            let command = (["pulse"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+            let report = try suite.run(command: command, includeState: stateUsers > 0)
+            print(report.markdown)
+            if let json { try report.json.write(toFile: json, atomically: true, encoding: .utf8) }
+            if let append {
+                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: append))
+                handle.seekToEndOfFile()
+                handle.write(Data(("\n" + report.markdown).utf8))
+                try handle.close()
+            }
         }
     }
 }

@@ -19,7 +19,9 @@ extension ServiceCrashTests {
 
         let base = "http://127.0.0.1:\(service.httpPort)"
         let stream = try StreamRecorder(url: "\(base)/v1/stream?segment=all&token=\(token)", output: scenario.directory.appendingPathComponent("stream.txt"))
-        try await Task.sleep(for: .seconds(2))
+        // Right away: the audience's event time lies in the past, and an input that stays
+        // empty past the idle timeout lets the watermark follow the clock beyond it.
+        try await Task.sleep(for: .milliseconds(300))
         try await scenario.feed(slice: 500, pause: .milliseconds(300)).value
         let messages = try await scenario.awaitFinals()
         try scenario.verifyFinals(messages, "read api")
@@ -100,9 +102,11 @@ extension ServiceCrashTests {
     @Test("Dashboard in headless Chromium: live charts for the expected segment with non-zero values, updated without reloading; screenshot saved")
     func dashboardInBrowser() async throws {
         let scenario = try await ServiceScenario(prefix: "dashboard", partitions: 2, events: 8_000, users: 300, seed: 43)
+        // The audience's event time lies in the past: feed from the start, before an idle
+        // (empty) input would let the watermark follow the clock past it. About 40 s of input.
+        let feeding = scenario.feed(slice: 100, pause: .milliseconds(500))
         let service = try scenario.start(instance: "d1")
         #expect(try await service.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)))
-        let feeding = scenario.feed(slice: 250, pause: .milliseconds(500))
         let browser = try await Browser()
         do {
             try await browser.open("http://127.0.0.1:\(service.httpPort)/")

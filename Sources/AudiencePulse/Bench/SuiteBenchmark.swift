@@ -1,0 +1,370 @@
+import AudienceMetrics
+import Foundation
+import Kafka
+import Logging
+
+/// `pulse bench suite`: the service's throughput next to the Kafka module's ceiling on the
+/// same topic, start-up, CPU, latency at fixed rates, and memory and restore time with a
+/// large state — in one run against one broker. The service runs in this process (the
+/// same `PulseService` `pulse serve` runs), one job after the other.
+public struct SuiteBenchmark {
+    public struct JobResult: Sendable {
+        public var name: String
+        public var events: Int
+        public var seconds: Double
+        public var startupSeconds: Double
+        public var cpuSeconds: Double
+        public var finalRecords: Int
+        public var peakRSSMegabytes: Double
+        public var eventsPerSecond: Double { Double(events) / seconds }
+        public var cpuSecondsPerMillion: Double { cpuSeconds / Double(events) * 1_000_000 }
+    }
+
+    public struct StateResult: Sendable {
+        public var users: Int
+        public var segments: Int
+        public var events: Int
+        public var peakRSSMegabytes: Double
+        public var baselineRSSMegabytes: Double
+        public var checkpointMegabytes: Double
+        public var restoreSeconds: Double
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public var kafka: KafkaConfiguration
+    public var events = 2_000_000
+    public var partitions: Int32 = 4
+    public var latencyRates = [10_000, 100_000]
+    public var latencySeconds = 30
+    public var stateUsers = 1_000_000
+    public var stateEvents = 3_000_000
+    public var log: (String) -> Void = { print($0) }
+    let run = "bench-\(Int(Date().timeIntervalSince1970))"
+    let logger: Logger = {
+        var logger = Logger(label: "pulse-bench")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    public init(kafka: KafkaConfiguration) {
+        self.kafka = kafka
+    }
+
+    // MARK: Jobs
+
+    /// One dimension combination (country, device), 10 s tumbling windows.
+    func leanYAML(app: String, input: String) -> String {
+        yaml(app: app, input: input, body: "segments:\n  dimensions: [[country, device]]\nwindows: [10s]\n")
+    }
+
+    /// The default configuration of pulse.example.yaml: five combinations, two rules,
+    /// tumbling 1m and hopping 10m/1m windows, every metric.
+    func fullYAML(app: String, input: String) -> String {
+        yaml(app: app, input: input, body: """
+            segments:
+              dimensions: [[], [country], [device], [country, device], [source]]
+              rules:
+                pro_mobile: plan == "pro" and device != "desktop"
+                engaged_dach: country in ["DE", "AT", "CH"] and type in ["like", "share", "comment"]
+            windows: [1m, 10m/1m]
+
+            """)
+    }
+
+    func yaml(app: String, input: String, body: String) -> String {
+        var kafkaLines = "  bootstrap.servers: \(kafka.bootstrapServers)\n"
+        for (key, value) in kafka.properties.sorted(by: { $0.key < $1.key }) { kafkaLines += "  \(key): \"\(value)\"\n" }
+        if kafka.properties["session.timeout.ms"] == nil {
+            kafkaLines += "  session.timeout.ms: \"6000\"\n  heartbeat.interval.ms: \"1000\"\n  max.poll.interval.ms: \"60000\"\n"
+        }
+        return """
+            app: \(app)
+            kafka:
+            \(kafkaLines)topics:
+              input: \(input)
+              metrics: \(app).metrics
+              dead_letter: \(app).dlq
+            time:
+              idle_timeout: 1s
+            processing:
+              guarantee: exactly_once
+              update_interval: 1s
+            http:
+              listen: 127.0.0.1:0
+            log:
+              level: warning
+            \(body)
+            """
+    }
+
+    // MARK: Steps
+
+    /// Produces `events` reference events keyed by user into a new topic.
+    func preload(topic: String) throws -> KafkaThroughputBenchmark.Result {
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        try admin.createTopics([KafkaTopicSpecification(name: topic, partitions: partitions)], ifNotExists: true)
+        try admin.waitForTopic(topic, partitions: partitions)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: kafka), logger: logger)
+        defer { producer.close(timeout: .seconds(10)) }
+        return try KafkaThroughputBenchmark.produceReferenceEvents(producer: producer, topic: topic, count: events)
+    }
+
+    /// A bare consumer on the Kafka module that only counts, reading the whole topic.
+    func ceiling(topic: String) throws -> KafkaThroughputBenchmark.Result {
+        let partitions = try KafkaAdmin(configuration: kafka, logger: logger).partitionIDs(of: topic)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(common: kafka, groupID: "\(run)-ceiling", enablePartitionEOF: true), logger: logger)
+        return try KafkaThroughputBenchmark.consume(consumer: consumer, topic: topic, partitions: partitions, expected: events)
+    }
+
+    /// Runs the service on `yaml` from start until every input event was consumed and the
+    /// final records stopped changing (their last change is the end).
+    func job(_ name: String, yaml: String, events expected: Int) throws -> JobResult {
+        let configuration = try PulseConfiguration.load(yaml: yaml, file: "\(name).yaml")
+        let service = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
+        let cpuBefore = Self.cpuSeconds()
+        let sampler = RSSSampler()
+        let began = ContinuousClock.now
+        try service.start()
+        var firstConsumed: ContinuousClock.Instant?
+        var lastFinals = -1
+        var lastChange = began
+        while true {
+            Thread.sleep(forTimeInterval: 0.02)
+            sampler.sample()
+            let counters = service.counters
+            let now = ContinuousClock.now
+            if firstConsumed == nil, counters["consumed", default: 0] > 0 { firstConsumed = now }
+            let finals = counters["final_records", default: 0]
+            if finals != lastFinals {
+                lastFinals = finals
+                lastChange = now
+            }
+            if !service.failureMessages.isEmpty { throw Failure(description: "\(name): " + service.failureMessages.joined(separator: "; ")) }
+            if counters["consumed", default: 0] >= expected && finals > 0 && now - lastChange > .seconds(3) { break }
+            if now - began > .seconds(900) { throw Failure(description: "\(name): not done after 15 minutes (consumed \(counters["consumed", default: 0]) of \(expected))") }
+        }
+        let cpu = Self.cpuSeconds() - cpuBefore
+        service.stop(timeout: .seconds(30))
+        return JobResult(name: name, events: expected, seconds: (lastChange - began).secondsDouble,
+                         startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu,
+                         finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes)
+    }
+
+    /// Latency at a fixed live rate against a running service (lean job, 10 s windows).
+    func latency(rate: Int) throws -> LatencyBenchmark.Result {
+        let app = "\(run)-latency-\(rate)"
+        let input = "\(app).events"
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        try admin.createTopics([KafkaTopicSpecification(name: input, partitions: partitions)], ifNotExists: true)
+        try admin.waitForTopic(input, partitions: partitions)
+        let configuration = try PulseConfiguration.load(yaml: yaml(app: app, input: input, body: "segments:\n  dimensions: [[], [country]]\nwindows: [10s]\n"))
+        let service = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
+        try service.start()
+        defer { service.stop(timeout: .seconds(30)) }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !service.readiness.ready && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        try admin.waitForTopic(configuration.metricsTopic, partitions: 1)
+        return try LatencyBenchmark.run(kafka: kafka, input: input, metrics: configuration.metricsTopic, rate: rate, seconds: latencySeconds,
+                                        windowMilliseconds: 10_000, warmupSeconds: 5, settleSeconds: 8)
+    }
+
+    /// `stateUsers` distinct users in 1,000 segments (10 countries × 4 devices × 25
+    /// sources): peak RSS while processing, checkpoint size, and the restart's restore.
+    func state() throws -> StateResult {
+        let app = "\(run)-state"
+        let input = "\(app).events"
+        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
+        try admin.createTopics([KafkaTopicSpecification(name: input, partitions: partitions)], ifNotExists: true)
+        try admin.waitForTopic(input, partitions: partitions)
+        var spec = SyntheticAudience.Spec()
+        spec.users = stateUsers
+        spec.duplicateShare = 0
+        spec.malformedShare = 0
+        spec.jitterMilliseconds = 0
+        spec.attributes = [
+            ("country", (0..<10).map { ("c\($0)", 1.0) }),
+            ("device", (0..<4).map { ("d\($0)", 1.0) }),
+            ("source", (0..<25).map { ("s\($0)", 1.0) }),
+        ]
+        var audience = SyntheticAudience(spec: spec)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: kafka), logger: logger)
+        let handle = try producer.topic(input)
+        // Event time: the last hour, so windows close and every user stays tracked.
+        let start = Int64(Date().timeIntervalSince1970 * 1000) - 3_600_000
+        for index in 0..<stateEvents {
+            let message = audience.next(at: start + Int64(index) * 3_000_000 / Int64(stateEvents))
+            try Array(message.key.utf8).withUnsafeBytes { key in
+                try Array(message.value.utf8).withUnsafeBytes { value in try producer.produce(to: handle, key: key, value: value, blockIfQueueFull: true) }
+            }
+        }
+        try producer.flush(timeout: .seconds(300))
+        producer.close(timeout: .seconds(10))
+
+        let yaml = yaml(app: app, input: input, body: "segments:\n  dimensions: [[country, device, source]]\nwindows: [1m]\n")
+        let baseline = RSSSampler.currentMegabytes()
+        let run = try job("state", yaml: yaml, events: stateEvents)
+        let changelog = try PulseConfiguration.load(yaml: yaml).stageOneChangelog
+        let bytes = try ceilingBytes(topic: changelog)
+
+        let configuration = try PulseConfiguration.load(yaml: yaml)
+        let restarted = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
+        let began = ContinuousClock.now
+        try restarted.start()
+        let deadline = began + .seconds(300)
+        while !restarted.readiness.ready && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        let restore = (ContinuousClock.now - began).secondsDouble
+        restarted.stop(timeout: .seconds(30))
+        return StateResult(users: stateUsers, segments: 1_000, events: stateEvents, peakRSSMegabytes: run.peakRSSMegabytes,
+                           baselineRSSMegabytes: baseline, checkpointMegabytes: Double(bytes) / 1_048_576, restoreSeconds: restore)
+    }
+
+    /// Payload bytes of a topic (every record, read to the end).
+    func ceilingBytes(topic: String) throws -> Int {
+        let partitions = try KafkaAdmin(configuration: kafka, logger: logger).partitionIDs(of: topic)
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(common: kafka, groupID: "\(run)-size", enablePartitionEOF: true), logger: logger)
+        return try KafkaThroughputBenchmark.consume(consumer: consumer, topic: topic, partitions: partitions, expected: nil).bytes
+    }
+
+    // MARK: Process figures
+
+    /// User + system CPU time of this process, seconds.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1_000_000
+    }
+}
+
+/// Samples this process's resident set size (VmRSS) and keeps the largest.
+final class RSSSampler {
+    private(set) var peakMegabytes = 0.0
+
+    func sample() { peakMegabytes = max(peakMegabytes, Self.currentMegabytes()) }
+
+    static func currentMegabytes() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+        return kilobytes / 1024
+    }
+}
+
+extension SuiteBenchmark {
+    /// Everything one run measured.
+    public struct Report: Sendable {
+        public var machine: String
+        public var command: String
+        public var date: String
+        public var preload: KafkaThroughputBenchmark.Result
+        public var ceiling: KafkaThroughputBenchmark.Result
+        public var jobs: [JobResult]
+        public var latency: [(rate: Int, result: LatencyBenchmark.Result)]
+        public var state: StateResult?
+
+        func ratio(_ job: JobResult) -> Double { job.eventsPerSecond / ceiling.messagesPerSecond }
+
+        public var markdown: String {
+            var out = "### \(date) — `\(command)`\n\n\(machine)\n\n"
+            out += "| measure | result |\n|---|---|\n"
+            out += "| preload (\(preload.messages) events, \(Self.integer(preload.messagesPerSecond)) events/s produced) | — |\n"
+            out += "| ceiling: bare consumer, counting | \(Self.integer(ceiling.messagesPerSecond)) events/s |\n"
+            for job in jobs {
+                out += "| **\(job.name)** job, exactly-once, process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
+                    + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s, start-up to first event \(Self.milliseconds(job.startupSeconds)), "
+                    + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events, \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB |\n"
+            }
+            for (rate, result) in latency {
+                out += "| latency at \(Self.integer(Double(rate))) events/s (\(result.measured) events measured) | event → updated metric p50 \(result.p50) ms, "
+                    + "p99 \(result.p99) ms, max \(result.max) ms; window end → final p50 \(result.finalP50) ms, max \(result.finalMax) ms (\(result.finals) windows) |\n"
+            }
+            if let state {
+                out += "| state: \(Self.integer(Double(state.users))) users, \(state.segments) segments, \(Self.integer(Double(state.events))) events | peak RSS "
+                    + "\(Self.integer(state.peakRSSMegabytes)) MB (\(Self.integer(state.baselineRSSMegabytes)) MB before the service started), "
+                    + "checkpoints \(Self.integer(state.checkpointMegabytes)) MB, restart → ready \(Self.decimal(state.restoreSeconds)) s |\n"
+            }
+            return out
+        }
+
+        public var json: String {
+            func object(_ pairs: [(String, String)]) -> String { "{" + pairs.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}" }
+            func string(_ text: String) -> String {
+                var out = ""
+                JSONText.appendString(text, to: &out)
+                return out
+            }
+            let jobs = self.jobs.map { job in
+                object([("name", string(job.name)), ("events", "\(job.events)"), ("seconds", Self.decimal(job.seconds)),
+                        ("events_per_second", Self.integer(job.eventsPerSecond, grouped: false)), ("ratio_of_ceiling", Self.decimal(ratio(job), places: 3)),
+                        ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
+                        ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false))])
+            }
+            let latencies = latency.map { rate, result in
+                object([("rate", "\(rate)"), ("measured", "\(result.measured)"), ("p50_ms", "\(result.p50)"), ("p99_ms", "\(result.p99)"), ("max_ms", "\(result.max)"),
+                        ("final_p50_ms", "\(result.finalP50)"), ("final_max_ms", "\(result.finalMax)")])
+            }
+            var pairs = [("date", string(date)), ("machine", string(machine)), ("command", string(command)),
+                         ("preload_events_per_second", Self.integer(preload.messagesPerSecond, grouped: false)),
+                         ("ceiling_events_per_second", Self.integer(ceiling.messagesPerSecond, grouped: false)),
+                         ("jobs", "[" + jobs.joined(separator: ",") + "]"), ("latency", "[" + latencies.joined(separator: ",") + "]")]
+            if let state {
+                pairs.append(("state", object([("users", "\(state.users)"), ("segments", "\(state.segments)"), ("events", "\(state.events)"),
+                                               ("peak_rss_mb", Self.integer(state.peakRSSMegabytes, grouped: false)),
+                                               ("baseline_rss_mb", Self.integer(state.baselineRSSMegabytes, grouped: false)),
+                                               ("checkpoint_mb", Self.decimal(state.checkpointMegabytes)), ("restore_seconds", Self.decimal(state.restoreSeconds))])))
+            }
+            return object(pairs) + "\n"
+        }
+
+        static func integer(_ value: Double, grouped: Bool = true) -> String {
+            let digits = String(Int(value.rounded()))
+            guard grouped else { return digits }
+            var out = ""
+            for (index, character) in digits.reversed().enumerated() {
+                if index > 0 && index % 3 == 0 && character != "-" { out.append(",") }
+                out.append(character)
+            }
+            return String(out.reversed())
+        }
+        static func decimal(_ value: Double, places: Int = 1) -> String { String(format: "%.\(places)f", value) }
+        static func percent(_ value: Double) -> String { String(format: "%.0f %%", value * 100) }
+        static func milliseconds(_ seconds: Double) -> String { "\(Int((seconds * 1000).rounded())) ms" }
+    }
+
+    /// Runs every step in order; `log` reports progress.
+    public func run(command: String, includeState: Bool = true) throws -> Report {
+        let topic = "\(run).events"
+        log("preloading \(events) events into \(topic) (\(partitions) partitions)")
+        let preload = try preload(topic: topic)
+        log("ceiling: a bare consumer counting")
+        let ceiling = try ceiling(topic: topic)
+        var jobs: [JobResult] = []
+        for (name, yaml) in [("lean", leanYAML(app: "\(run)-lean", input: topic)), ("full", fullYAML(app: "\(run)-full", input: topic))] {
+            log("\(name) job")
+            jobs.append(try job(name, yaml: yaml, events: events))
+        }
+        var latency: [(rate: Int, result: LatencyBenchmark.Result)] = []
+        for rate in latencyRates {
+            log("latency at \(rate) events/s for \(latencySeconds) s")
+            latency.append((rate, try self.latency(rate: rate)))
+        }
+        var state: StateResult?
+        if includeState {
+            log("state: \(stateUsers) users, 1,000 segments")
+            state = try self.state()
+        }
+        return Report(machine: Self.machine(), command: command, date: Timestamp.format(Int64(Date().timeIntervalSince1970 * 1000)),
+                      preload: preload, ceiling: ceiling, jobs: jobs, latency: latency, state: state)
+    }
+
+    static func machine() -> String {
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
+            .first { $0.hasPrefix("model name") }?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+        return "\(ProcessInfo.processInfo.activeProcessorCount) cores (\(cpu)), \(Int(ProcessInfo.processInfo.physicalMemory / 1_073_741_824)) GB RAM, "
+            + "librdkafka \(KafkaLibrary.version), broker on the same machine"
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# make bench: `pulse bench suite` (release build) against the local broker, or
+# KAFKA_BOOTSTRAP_SERVERS; appends the table to docs/benchmarks.md and writes
+# .tools/bench/suite.json. Extra arguments go to `pulse bench suite` (see --help).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+. scripts/lib.sh
+use_broker
+trap stop_started_broker EXIT
+swift build -c release --product pulse 2>&1 | tail -1
+mkdir -p .tools/bench
+"$(swift build -c release --show-bin-path)/pulse" bench suite --brokers "$KAFKA_BOOTSTRAP_SERVERS" \
+  --json .tools/bench/suite.json --append docs/benchmarks.md "$@"
