@@ -102,11 +102,18 @@ public struct SuiteBenchmark {
 
     // MARK: Steps
 
-    /// Produces `events` reference events keyed by user into a new topic.
-    func preload(topic: String) throws -> KafkaThroughputBenchmark.Result {
+    /// Creates `topic` with the benchmark's partition count; returns the admin client.
+    @discardableResult
+    func createTopic(_ topic: String) throws -> KafkaAdmin {
         let admin = try KafkaAdmin(configuration: kafka, logger: logger)
         try admin.createTopics([KafkaTopicSpecification(name: topic, partitions: partitions)], ifNotExists: true)
         try admin.waitForTopic(topic, partitions: partitions)
+        return admin
+    }
+
+    /// Produces `events` reference events keyed by user into a new topic.
+    func preload(topic: String) throws -> KafkaThroughputBenchmark.Result {
+        try createTopic(topic)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: kafka), logger: logger)
         defer { producer.close(timeout: .seconds(10)) }
         return try KafkaThroughputBenchmark.produceReferenceEvents(producer: producer, topic: topic, count: events)
@@ -158,9 +165,7 @@ public struct SuiteBenchmark {
     func latency(rate: Int) throws -> LatencyBenchmark.Result {
         let app = "\(run)-latency-\(rate)"
         let input = "\(app).events"
-        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
-        try admin.createTopics([KafkaTopicSpecification(name: input, partitions: partitions)], ifNotExists: true)
-        try admin.waitForTopic(input, partitions: partitions)
+        let admin = try createTopic(input)
         let configuration = try PulseConfiguration.load(yaml: yaml(app: app, input: input, body: "segments:\n  dimensions: [[], [country]]\nwindows: [10s]\n"))
         let service = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
         try service.start()
@@ -177,9 +182,7 @@ public struct SuiteBenchmark {
     func state() throws -> StateResult {
         let app = "\(run)-state"
         let input = "\(app).events"
-        let admin = try KafkaAdmin(configuration: kafka, logger: logger)
-        try admin.createTopics([KafkaTopicSpecification(name: input, partitions: partitions)], ifNotExists: true)
-        try admin.waitForTopic(input, partitions: partitions)
+        try createTopic(input)
         var spec = SyntheticAudience.Spec()
         spec.users = stateUsers
         spec.duplicateShare = 0
