@@ -79,16 +79,16 @@ final class CheckpointStore: Sendable {
     /// Reads changelog partition `partition` to its end and returns the newest complete
     /// checkpoint, or `nil` if there is none. Blocks the caller (a stage thread).
     func restore(partition: Int32) throws(KafkaError) -> Checkpoint? {
-        // The end is known up front, so short fetch waits: the last (empty) fetch, which
-        // reports the end, then returns at once instead of after the default 500 ms.
+        // Short fetch waits: the last (empty) fetch, which reports the end, then returns at
+        // once instead of after the default 500 ms.
         var common = kafka
         common.properties["fetch.wait.max.ms"] = "10"
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(common: common, groupID: "\(topic)-restore", isolationLevel: .readCommitted, enablePartitionEOF: true),
             logger: logger)
-        // A partition without records (a first start) has nothing to restore.
-        let bounds = try consumer.watermarks(topic: topic, partition: partition, timeout: .seconds(10))
-        if bounds.high <= bounds.low { return nil }
+        // Read to the end-of-partition event, not to a queried high watermark: some brokers
+        // (the local test broker) report the start of the last batch as the high
+        // watermark, which would make a one-batch changelog look empty.
         try consumer.assign([KafkaTopicPartition(topic: topic, partition: partition, offset: KafkaTopicPartition.beginning)])
         var manifest: (sequence: UInt64, nextOffset: Int64, chunks: Int, size: Int, hash: UInt64)?
         var chunks: [String: [UInt8]] = [:]
