@@ -118,7 +118,7 @@ struct ServiceExactResultsTests {
               update_interval: 500ms
               checkpoint_interval: 1s
               # The local broker's read_committed can stop at a stale stable offset
-              # after a rebalance; results must not depend on it anyway.
+              # after a rebalance (docs/operations.md).
               partials_isolation: read_uncommitted
             http:
               listen: 127.0.0.1:\(httpPort)

@@ -176,7 +176,7 @@ public struct PulseConfiguration: Sendable {
         let commitInterval = try r.duration("processing.commit_interval", default: "250ms", minimum: 10, "How often each stage commits what it produced (the transaction with `exactly_once`; a flush and an offset commit with `at_least_once`), between checkpoints too: `read_committed` subscribers see updates at most this much later.")
         let partialsIsolation = KafkaConsumerConfiguration.IsolationLevel(rawValue: try r.choice(
             "processing.partials_isolation", default: "read_committed", ["read_committed", "read_uncommitted"],
-            "How stage 2 reads stage 1's partials. Results do not depend on it (partials are idempotent and tagged with offsets); `read_committed` skips records of aborted transactions on brokers that hide them, `read_uncommitted` never waits for a transaction's end (use it on brokers whose transaction bookkeeping can stall `read_committed` readers).")) ?? .readCommitted
+            "How stage 2 reads stage 1's partials. `read_committed` skips records of open and aborted transactions where the broker hides them; `read_uncommitted` reads them too (partials are idempotent and tagged with offsets) and never waits for a transaction's end: only for brokers whose `read_committed` reads can stall, such as the local test broker.")) ?? .readCommitted
         let shutdownTimeout = try r.duration("processing.shutdown_timeout", default: "20s", minimum: 1_000, "SIGTERM: time to finish the current transaction and leave the groups before exiting.")
 
         let listen = try r.string("http.listen", default: "127.0.0.1:8080", "Address of the HTTP server (health, metrics, collector, API, dashboard).")
