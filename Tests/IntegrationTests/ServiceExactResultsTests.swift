@@ -117,9 +117,6 @@ struct ServiceExactResultsTests {
               guarantee: \(guarantee)
               update_interval: 500ms
               checkpoint_interval: 1s
-              # The local broker's read_committed can stop at a stale stable offset
-              # after a rebalance (docs/operations.md).
-              partials_isolation: read_uncommitted
             http:
               listen: 127.0.0.1:\(httpPort)
             log:

@@ -29,8 +29,6 @@ public struct PulseConfiguration: Sendable {
     public var updateInterval: Int64
     public var checkpointInterval: Int64
     public var commitInterval: Int64
-    /// How stage 2 reads `<app>.partials`.
-    public var partialsIsolation: KafkaConsumerConfiguration.IsolationLevel
     public var shutdownTimeout: Int64
     public var httpHost: String
     public var httpPort: Int
@@ -174,9 +172,6 @@ public struct PulseConfiguration: Sendable {
         let updateInterval = try r.duration("processing.update_interval", default: "1s", minimum: 10, "Non-final updates of a changed segment at most this often (stage 1 emits partials at this pace; stage 2 forwards them as they arrive).")
         let checkpointInterval = try r.duration("processing.checkpoint_interval", default: "5s", minimum: 100, "How often stage state is checkpointed (also on window close and shutdown). A restart replays the input since the last checkpoint.")
         let commitInterval = try r.duration("processing.commit_interval", default: "250ms", minimum: 10, "How often each stage commits what it produced (the transaction with `exactly_once`; a flush and an offset commit with `at_least_once`), between checkpoints too: `read_committed` subscribers see updates at most this much later.")
-        let partialsIsolation = KafkaConsumerConfiguration.IsolationLevel(rawValue: try r.choice(
-            "processing.partials_isolation", default: "read_committed", ["read_committed", "read_uncommitted"],
-            "How stage 2 reads stage 1's partials. `read_committed` skips records of open and aborted transactions where the broker hides them; `read_uncommitted` reads them too (partials are idempotent and tagged with offsets) and never waits for a transaction's end: only for brokers whose `read_committed` reads can stall, such as the local test broker.")) ?? .readCommitted
         let shutdownTimeout = try r.duration("processing.shutdown_timeout", default: "20s", minimum: 1_000, "SIGTERM: time to finish the current transaction and leave the groups before exiting.")
 
         let listen = try r.string("http.listen", default: "127.0.0.1:8080", "Address of the HTTP server (health, metrics, collector, API, dashboard).")
@@ -196,7 +191,7 @@ public struct PulseConfiguration: Sendable {
             partialsPartitions: partialsPartitions, metricsPartitions: metricsPartitions, replicationFactor: replicationFactor,
             mappingName: mappingName, mapping: mappingName == "segment" ? .segment : .contract, limits: limits,
             aggregation: aggregation, trend: trend, idleTimeout: idleTimeout, guarantee: guarantee,
-            updateInterval: updateInterval, checkpointInterval: checkpointInterval, commitInterval: commitInterval, partialsIsolation: partialsIsolation, shutdownTimeout: shutdownTimeout,
+            updateInterval: updateInterval, checkpointInterval: checkpointInterval, commitInterval: commitInterval, shutdownTimeout: shutdownTimeout,
             httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, collector: collector, api: api, logFormat: logFormat, logLevel: logLevel)
     }
 }

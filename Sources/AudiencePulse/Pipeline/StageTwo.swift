@@ -68,7 +68,7 @@ final class StageTwo: @unchecked Sendable {
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(common: kafka, groupID: configuration.mergeGroup, isolationLevel: configuration.partialsIsolation),
+            configuration: KafkaConsumerConfiguration(common: kafka, groupID: configuration.mergeGroup),
             logger: logger,
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
