@@ -8,7 +8,7 @@ cd "$root"
 . scripts/lib.sh
 use_broker
 trap stop_started_broker EXIT
-swift build -c release --product pulse 2>&1 | tail -1
+swift build -c release --product pulse --static-swift-stdlib 2>&1 | tail -1  # the build the image ships
 mkdir -p .tools/bench
 "$(swift build -c release --show-bin-path)/pulse" bench suite --brokers "$KAFKA_BOOTSTRAP_SERVERS" \
   --json .tools/bench/suite.json --append docs/benchmarks.md "$@"

@@ -345,15 +345,20 @@ extension SuiteBenchmark {
         let preload = try preload(topic: topic)
         log("ceiling: a bare consumer counting")
         let ceiling = try ceiling(topic: topic)
+        log("ceiling: \(Int(ceiling.messagesPerSecond)) events/s")
         var jobs: [JobResult] = []
         for (name, yaml) in [("lean", leanYAML(app: "\(run)-lean", input: topic)), ("full", fullYAML(app: "\(run)-full", input: topic))] {
             log("\(name) job")
-            jobs.append(try job(name, yaml: yaml, events: events))
+            let result = try job(name, yaml: yaml, events: events)
+            log("\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, \(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
+            jobs.append(result)
         }
         var latency: [(rate: Int, result: LatencyBenchmark.Result)] = []
         for rate in latencyRates {
             log("latency at \(rate) events/s for \(latencySeconds) s")
-            latency.append((rate, try self.latency(rate: rate)))
+            let result = try self.latency(rate: rate)
+            log("latency at \(rate)/s: p50 \(result.p50) ms, p99 \(result.p99) ms, max \(result.max) ms; window end → final p50 \(result.finalP50) ms")
+            latency.append((rate, result))
         }
         var state: StateResult?
         if includeState {
