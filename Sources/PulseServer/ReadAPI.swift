@@ -60,7 +60,7 @@ struct ReadAPI: Sendable {
         let answer = SegmentsAnswer(segments: entries, windows: store.windowSizes, caught_up: reader?.isCaughtUp ?? true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Self.json(.ok, String(decoding: try encoder.encode(answer), as: UTF8.self))
+        return Collector.json(.ok, String(decoding: try encoder.encode(answer), as: UTF8.self))
     }
 
     private func metrics(_ request: Request, context: BasicRequestContext) throws -> Response {
@@ -83,14 +83,9 @@ struct ReadAPI: Sendable {
         guard let answer = store.records(segment: segment, window: window, from: bounds[0], to: bounds[1]) else {
             return Self.error(.notFound, "no records for segment '\(segment)' (see /v1/segments)")
         }
-        var out = #"{"segment":"#
-        JSONText.appendString(segment, to: &out)
-        out += #","window":"#
-        JSONText.appendString(answer.window, to: &out)
-        out += #","records":["#
-        out += answer.records.joined(separator: ",")
-        out += "]}"
-        return Self.json(.ok, out)
+        let body = #"{"segment":\#(Collector.jsonString(segment)),"window":\#(Collector.jsonString(answer.window)),"records":["#
+            + answer.records.joined(separator: ",") + "]}"
+        return Collector.json(.ok, body)
     }
 
     /// Every new or updated record as an SSE `record` event (`?segment=` filters), with a
@@ -118,14 +113,8 @@ struct ReadAPI: Sendable {
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
-    }
-
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        var out = #"{"error":"#
-        JSONText.appendString(message, to: &out)
-        return json(status, out + "}")
+        Collector.json(status, #"{"error":\#(Collector.jsonString(message))}"#)
     }
 }
 

@@ -45,6 +45,26 @@ public final class WindowMerger {
             self.start = start
             self.finals = finals
         }
+
+        /// A list of closed windows, as close markers and merge checkpoints carry them.
+        public static func encode(_ windows: [ClosedWindow], into writer: inout BinaryWriter) {
+            writer.writeVarint(windows.count)
+            for closed in windows {
+                writer.writeVarint(closed.windowIndex)
+                writer.writeSigned(closed.start)
+                writer.writeVarint(closed.finals)
+            }
+        }
+
+        /// Reads ``encode(_:into:)``; window indexes above `maxWindowIndex` are an error.
+        public static func decode(from reader: inout BinaryReader, maxWindowIndex: Int) throws(BinaryReader.Error) -> [ClosedWindow] {
+            var windows: [ClosedWindow] = []
+            for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
+                windows.append(ClosedWindow(windowIndex: try reader.readCount(limit: maxWindowIndex), start: try reader.readSigned(),
+                                            finals: try reader.readCount(limit: 1 << 24)))
+            }
+            return windows
+        }
     }
 
     /// A marker whose final partials have not all arrived: its watermark waits.
@@ -256,12 +276,7 @@ public final class WindowMerger {
         for (partition, marker) in held.sorted(by: { $0.key < $1.key }) {
             writer.writeSigned(Int64(partition))
             writer.writeSigned(marker.time)
-            writer.writeVarint(marker.closing.count)
-            for closed in marker.closing {
-                writer.writeVarint(closed.windowIndex)
-                writer.writeSigned(closed.start)
-                writer.writeVarint(closed.finals)
-            }
+            ClosedWindow.encode(marker.closing, into: &writer)
         }
         return writer.bytes
     }
@@ -301,12 +316,8 @@ public final class WindowMerger {
         if version >= 2 {
             for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
                 let partition = Int32(truncatingIfNeeded: try reader.readSigned())
-                var marker = HeldMarker(time: try reader.readSigned(), closing: [])
-                for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
-                    marker.closing.append(ClosedWindow(windowIndex: try reader.readCount(limit: config.windows.count - 1),
-                                                       start: try reader.readSigned(), finals: try reader.readCount(limit: 1 << 24)))
-                }
-                held[partition] = marker
+                let time = try reader.readSigned()
+                held[partition] = HeldMarker(time: time, closing: try ClosedWindow.decode(from: &reader, maxWindowIndex: config.windows.count - 1))
             }
         }
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in merge checkpoint") }

@@ -210,10 +210,9 @@ public struct SuiteBenchmark {
         let yaml = yaml(app: app, input: input, body: "segments:\n  dimensions: [[country, device, source]]\nwindows: [1m]\n")
         let baseline = RSSSampler.currentMegabytes()
         let run = try job("state", yaml: yaml, events: stateEvents)
-        let changelog = try PulseConfiguration.load(yaml: yaml).stageOneChangelog
-        let bytes = try ceilingBytes(topic: changelog)
-
         let configuration = try PulseConfiguration.load(yaml: yaml)
+        let bytes = try payloadBytes(topic: configuration.stageOneChangelog)
+
         let restarted = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
         let began = ContinuousClock.now
         try restarted.start()
@@ -226,7 +225,7 @@ public struct SuiteBenchmark {
     }
 
     /// Payload bytes of a topic (every record, read to the end).
-    func ceilingBytes(topic: String) throws -> Int {
+    func payloadBytes(topic: String) throws -> Int {
         let partitions = try KafkaAdmin(configuration: kafka, logger: logger).partitionIDs(of: topic)
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(common: kafka, groupID: "\(run)-size", enablePartitionEOF: true), logger: logger)

@@ -57,12 +57,7 @@ enum StageMessage: Sendable, Equatable {
             writer.writeSigned(Int64(watermark.inputPartitions))
             writer.writeSigned(watermark.inputOffset)
             writer.writeSigned(watermark.time)
-            writer.writeVarint(watermark.closing.count)
-            for closed in watermark.closing {
-                writer.writeVarint(closed.windowIndex)
-                writer.writeSigned(closed.start)
-                writer.writeVarint(closed.finals)
-            }
+            WindowMerger.ClosedWindow.encode(watermark.closing, into: &writer)
         }
         return writer.bytes
     }
@@ -90,12 +85,7 @@ enum StageMessage: Sendable, Equatable {
             var watermark = Watermark(inputPartition: Int32(truncatingIfNeeded: try reader.readSigned()),
                                       inputPartitions: Int32(truncatingIfNeeded: try reader.readSigned()),
                                       inputOffset: try reader.readSigned(), time: try reader.readSigned())
-            if kind == 3 {
-                for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
-                    watermark.closing.append(.init(windowIndex: try reader.readCount(limit: 1_000), start: try reader.readSigned(),
-                                                   finals: try reader.readCount(limit: 1 << 24)))
-                }
-            }
+            if kind == 3 { watermark.closing = try WindowMerger.ClosedWindow.decode(from: &reader, maxWindowIndex: 1_000) }
             self = .watermark(watermark)
         default:
             throw BinaryReader.Error(message: "unknown stage message kind")

@@ -43,6 +43,8 @@ public final class MetricsStore: Sendable {
         }
     }
 
+    /// Counters kept as records arrive; `segments`, `records` and `subscribers` are
+    /// counted when asked.
     public struct Stats: Sendable, Equatable {
         public var segments = 0
         public var records = 0
@@ -101,7 +103,6 @@ public final class MetricsStore: Sendable {
             if state.newestEnd != .min && headline.window.end_ms < state.newestEnd - retention { return }
             let start = headline.window.start_ms
             if let existing = state.segments[segment]?[headline.window.size]?[start], existing.headline.final, !headline.final { return }
-            if state.segments[segment]?[headline.window.size]?[start] == nil { state.stats.records += 1 }
             state.segments[segment, default: [:]][headline.window.size, default: [:]][start] = Stored(headline: headline, json: json)
             if headline.window.end_ms > state.newestEnd {
                 state.newestEnd = headline.window.end_ms
@@ -109,7 +110,6 @@ public final class MetricsStore: Sendable {
                 let horizon = state.newestEnd - retention
                 if state.prunedThrough == .min || horizon - state.prunedThrough > retention / 10 { Self.prune(&state, before: horizon) }
             }
-            state.stats.segments = state.segments.count
             for subscriber in state.subscribers.values where subscriber.segment == nil || subscriber.segment == segment {
                 subscriber.continuation.yield(json)
             }
@@ -118,17 +118,14 @@ public final class MetricsStore: Sendable {
     }
 
     private static func prune(_ state: inout State, before horizon: Int64) {
-        var removed = 0
         for (segment, windows) in state.segments {
             var kept = windows
             for (size, records) in windows {
                 let filtered = records.filter { $0.value.headline.window.end_ms >= horizon }
-                removed += records.count - filtered.count
                 kept[size] = filtered.isEmpty ? nil : filtered
             }
             state.segments[segment] = kept.isEmpty ? nil : kept
         }
-        state.stats.records -= removed
         state.prunedThrough = horizon
     }
 
@@ -165,6 +162,8 @@ public final class MetricsStore: Sendable {
     public var stats: Stats {
         state.withLock { state in
             var stats = state.stats
+            stats.segments = state.segments.count
+            stats.records = state.segments.values.reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count } }
             stats.subscribers = state.subscribers.count
             return stats
         }
