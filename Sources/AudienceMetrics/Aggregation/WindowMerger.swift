@@ -221,14 +221,20 @@ public final class WindowMerger {
     }
 
     private func merged(_ contributions: [Int32: Contribution]) -> (SegmentAggregate, Int64) {
-        var result = SegmentAggregate(topContentCapacity: config.topContentCapacity)
+        var result: SegmentAggregate?
         var overflow: Int64 = 0
         for partition in contributions.keys.sorted() {
             guard let contribution = contributions[partition] else { continue }
-            result.merge(contribution.aggregate)
+            // The first contribution is taken as it is (merging it into an empty aggregate
+            // gives the same value, at the cost of copying every sketch).
+            if result == nil {
+                result = contribution.aggregate
+            } else {
+                result?.merge(contribution.aggregate)
+            }
             overflow += contribution.overflowedEvents
         }
-        return (result, overflow)
+        return (result ?? SegmentAggregate(topContentCapacity: config.topContentCapacity), overflow)
     }
 
     // MARK: Checkpoints

@@ -289,6 +289,14 @@ public struct JSONText {
 
     /// Appends `value` as a JSON string literal (quotes, escapes).
     public static func appendString(_ value: String, to out: inout String) {
+        // Most strings (segment names, content ids, field names) need no escaping: copy
+        // them whole instead of scalar by scalar.
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            out += "\""
+            out += value
+            out += "\""
+            return
+        }
         out += "\""
         for scalar in value.unicodeScalars {
             switch scalar {

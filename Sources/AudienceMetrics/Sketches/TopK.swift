@@ -77,23 +77,28 @@ public struct TopK: Sendable, Equatable {
 
     /// Adds `other`'s counters to these.
     public mutating func merge(_ other: TopK) {
+        guard !other.counters.isEmpty else { return }
         for (hash, name) in other.names where names[hash] == nil { names[hash] = name }
-        var combined: [UInt64: Counter] = [:]
-        for counter in counters + other.counters {
-            if var existing = combined[counter.hash] {
-                existing.count += counter.count
-                existing.error += counter.error
-                combined[counter.hash] = existing
+        for counter in other.counters {
+            if let position = index[counter.hash] {
+                counters[position].count += counter.count
+                counters[position].error += counter.error
             } else {
-                combined[counter.hash] = counter
+                index[counter.hash] = counters.count
+                counters.append(counter)
             }
         }
-        let ordered = combined.values.sorted { $0.count != $1.count ? $0.count > $1.count : name(of: $0.hash) < name(of: $1.hash) }
-        counters = Array(ordered.prefix(capacity))
+        guard counters.count > capacity else { return }
+        // Keep the `capacity` largest, ties by name: each name looked up once, not per
+        // comparison.
+        let labels = counters.map { name(of: $0.hash) }
+        let order = counters.indices.sorted { a, b in
+            counters[a].count != counters[b].count ? counters[a].count > counters[b].count : labels[a] < labels[b]
+        }
+        counters = order.prefix(capacity).map { counters[$0] }
         index = HashMap64(vacant: -1, capacity: counters.count)
         for (position, counter) in counters.enumerated() { index[counter.hash] = position }
-        let kept = Set(counters.map(\.hash))
-        names = names.filter { kept.contains($0.key) }
+        names = names.filter { index.contains($0.key) }
     }
 
     public static func == (lhs: TopK, rhs: TopK) -> Bool {

@@ -96,7 +96,11 @@ public struct UniqueCounter: Sendable, Equatable {
         let q = 64 - precision
         let m = Double(1 << precision)
         var histogram = [Int](repeating: 0, count: q + 2)
-        for register in registers { histogram[Int(register)] += 1 }
+        registers.withUnsafeBufferPointer { registers in
+            histogram.withUnsafeMutableBufferPointer { histogram in
+                for register in registers { histogram[Int(register)] += 1 }
+            }
+        }
         var z = m * UniqueCounter.tau(1 - Double(histogram[q + 1]) / m)
         for k in stride(from: q, through: 1, by: -1) { z = 0.5 * (z + Double(histogram[k])) }
         z += m * UniqueCounter.sigma(Double(histogram[0]) / m)
@@ -139,8 +143,12 @@ public struct UniqueCounter: Sendable, Equatable {
             return
         }
         if registers.isEmpty { densify() }
-        for index in registers.indices where registers[index] < other.registers[index] {
-            registers[index] = other.registers[index]
+        // Register-wise maximum over raw buffers (no per-byte bounds or uniqueness checks;
+        // the loop vectorizes).
+        other.registers.withUnsafeBufferPointer { source in
+            registers.withUnsafeMutableBufferPointer { target in
+                for index in 0..<min(target.count, source.count) { target[index] = max(target[index], source[index]) }
+            }
         }
     }
 
@@ -168,19 +176,30 @@ public struct UniqueCounter: Sendable, Equatable {
             for hash in hashes { writer.writeFixed64(hash) }
         } else {
             writer.write(1)
-            // Run-length of zero registers, then the non-zero value.
-            var zeros = 0
-            for register in registers {
-                if register == 0 {
-                    zeros += 1
-                } else {
-                    writer.writeVarint(zeros)
-                    writer.write(register)
-                    zeros = 0
+            // Run-length of zero registers, then the non-zero value; zero runs are skipped
+            // eight registers at a time.
+            registers.withUnsafeBytes { bytes in
+                var zeros = 0
+                var index = 0
+                while index < bytes.count {
+                    if index & 7 == 0, index + 8 <= bytes.count, bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) == 0 {
+                        zeros += 8
+                        index += 8
+                        continue
+                    }
+                    let register = bytes[index]
+                    if register == 0 {
+                        zeros += 1
+                    } else {
+                        writer.writeVarint(zeros)
+                        writer.write(register)
+                        zeros = 0
+                    }
+                    index += 1
                 }
+                writer.writeVarint(zeros)
+                writer.write(0)
             }
-            writer.writeVarint(zeros)
-            writer.write(0)
         }
     }
 
@@ -200,7 +219,7 @@ public struct UniqueCounter: Sendable, Equatable {
                 index += try reader.readCount(limit: 1 << precision)
                 let value = try reader.read()
                 if value == 0 { break }
-                guard index < counter.registers.count, value <= 64 else { throw BinaryReader.Error(message: "register \(index)") }
+                guard index < counter.registers.count, Int(value) <= 65 - precision else { throw BinaryReader.Error(message: "register \(index)") }
                 counter.registers[index] = value
                 index += 1
             }
