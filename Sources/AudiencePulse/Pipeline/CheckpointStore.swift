@@ -7,10 +7,15 @@ import Logging
 ///
 /// A checkpoint is the stage's state for one input partition together with the next
 /// input offset it reflects. Large states are split into chunks under keys that name the
-/// checkpoint (`c/<partition>/<sequence>/<index>`), followed by a manifest under the
-/// partition's key (`m/<partition>`). A checkpoint counts only once its manifest is
+/// checkpoint (`c/<partition>/<sequence>.<writer>/<index>`), followed by a manifest under
+/// the partition's key (`m/<partition>`). A checkpoint counts only once its manifest is
 /// written; the previous checkpoint's chunks are deleted (tombstones) only after that,
 /// so compaction can never remove a chunk that the newest complete checkpoint needs.
+///
+/// `writer` is random per process: a process that was stopped past its session timeout
+/// and resumes (a zombie) continues the sequence of the checkpoint it last wrote, as does
+/// the member that took its partitions over, so sequence numbers alone could name two
+/// different checkpoints; with the writer in the key their chunks never mix.
 final class CheckpointStore: Sendable {
     struct Checkpoint: Sendable {
         var sequence: UInt64
@@ -18,10 +23,21 @@ final class CheckpointStore: Sendable {
         var nextOffset: Int64
         var state: [UInt8]
         var chunkCount: Int
+        /// The process that wrote it (0: written before chunk keys named their writer).
+        var writer: UInt64 = 0
+
+        /// The same checkpoint without its state bytes (what a stage keeps to delete its
+        /// chunks once the next checkpoint is complete).
+        var withoutState: Checkpoint { Checkpoint(sequence: sequence, nextOffset: nextOffset, state: [], chunkCount: chunkCount, writer: writer) }
+    }
+
+    static func chunkKey(partition: Int32, sequence: UInt64, writer: UInt64, index: Int) -> String {
+        writer == 0 ? "c/\(partition)/\(sequence)/\(index)" : "c/\(partition)/\(sequence).\(String(writer, radix: 16))/\(index)"
     }
 
     static let chunkBytes = 512 * 1024
     let topic: String
+    private let writer = UInt64.random(in: 1...UInt64.max)
     private let kafka: KafkaConfiguration
     private let logger: Logger
 
@@ -39,25 +55,27 @@ final class CheckpointStore: Sendable {
         for index in 0..<chunkCount {
             let lower = index * CheckpointStore.chunkBytes
             let upper = min(state.count, lower + CheckpointStore.chunkBytes)
-            let key = Array("c/\(partition)/\(sequence)/\(index)".utf8)
+            let key = Array(Self.chunkKey(partition: partition, sequence: sequence, writer: writer, index: index).utf8)
             var value: [UInt8] = [1]  // chunk format version
             value.append(contentsOf: state[lower..<upper])
             try produce(producer, handle, partition, key, value)
         }
         var manifest = BinaryWriter(capacity: 64)
-        manifest.write(1)
+        manifest.write(2)
         manifest.writeVarint(sequence)
         manifest.writeSigned(nextOffset)
         manifest.writeVarint(chunkCount)
         manifest.writeVarint(state.count)
         state.withUnsafeBytes { manifest.writeFixed64(Hash64.hash($0)) }
+        manifest.writeFixed64(writer)
         try produce(producer, handle, partition, Array("m/\(partition)".utf8), manifest.bytes)
-        if let previous, previous.sequence != sequence {
+        if let previous, previous.sequence != sequence || previous.writer != writer {
             for index in 0..<previous.chunkCount {
-                try produce(producer, handle, partition, Array("c/\(partition)/\(previous.sequence)/\(index)".utf8), nil)
+                let key = Self.chunkKey(partition: partition, sequence: previous.sequence, writer: previous.writer, index: index)
+                try produce(producer, handle, partition, Array(key.utf8), nil)
             }
         }
-        return Checkpoint(sequence: sequence, nextOffset: nextOffset, state: [], chunkCount: chunkCount)
+        return Checkpoint(sequence: sequence, nextOffset: nextOffset, state: [], chunkCount: chunkCount, writer: writer)
     }
 
     private func produce(_ producer: KafkaProducer, _ handle: KafkaProducerTopic, _ partition: Int32, _ key: [UInt8], _ value: [UInt8]?) throws(KafkaError) {
@@ -76,9 +94,12 @@ final class CheckpointStore: Sendable {
         try result.get()
     }
 
-    /// Reads changelog partition `partition` to its end and returns the newest complete
-    /// checkpoint, or `nil` if there is none. Blocks the caller (a stage thread).
-    func restore(partition: Int32) throws(KafkaError) -> Checkpoint? {
+    /// Reads changelog partitions `partitions` to their ends in one pass and returns, per
+    /// partition, its newest complete checkpoint, `nil` if it has none, or why its newest
+    /// checkpoint cannot be used. Throws if the changelog cannot be read at all. Blocks
+    /// the caller (a stage thread).
+    func restore(partitions: [Int32]) throws(KafkaError) -> [Int32: Result<Checkpoint?, KafkaError>] {
+        guard !partitions.isEmpty else { return [:] }
         // Short fetch waits: the last (empty) fetch, which reports the end, then returns at
         // once instead of after the default 500 ms.
         var common = kafka
@@ -86,57 +107,77 @@ final class CheckpointStore: Sendable {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(common: common, groupID: "\(topic)-restore", isolationLevel: .readCommitted, enablePartitionEOF: true),
             logger: logger)
-        // Read to the end-of-partition event, not to a queried high watermark: some brokers
-        // (the local test broker) report the start of the last batch as the high
+        // Read to each end-of-partition event, not to a queried high watermark: some
+        // brokers (the local test broker) report the start of the last batch as the high
         // watermark, which would make a one-batch changelog look empty.
-        try consumer.assign([KafkaTopicPartition(topic: topic, partition: partition, offset: KafkaTopicPartition.beginning)])
-        var manifest: (sequence: UInt64, nextOffset: Int64, chunks: Int, size: Int, hash: UInt64)?
-        var chunks: [String: [UInt8]] = [:]
-        var reachedEnd = false
+        try consumer.assign(partitions.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.beginning) })
+        var logs = Dictionary(uniqueKeysWithValues: partitions.map { ($0, PartitionLog()) })
+        var remaining = Set(partitions)
         var idle = 0
-        while !reachedEnd && idle < 300 {
+        while !remaining.isEmpty && idle < 300 {
             let received: Int
             do {
                 received = try consumer.poll(maxMessages: 1_000, timeout: .milliseconds(100)) { batch in
                     if let error = batch.errors.first { throw error }
-                    for message in batch {
-                        let key = message.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                        if key.hasPrefix("m/") {
-                            var reader = BinaryReader(Array(message.value))
-                            guard (try? reader.expectVersion(1, of: "manifest")) != nil,
-                                let sequence = try? reader.readVarint(), let next = try? reader.readSigned(),
-                                let count = try? reader.readInt(), let size = try? reader.readInt(), let hash = try? reader.readFixed64()
-                            else { continue }
-                            manifest = (sequence, next, count, size, hash)
-                        } else if message.value.isEmpty {
-                            chunks[key] = nil
-                        } else {
-                            chunks[key] = Array(message.value.dropFirst())
-                        }
-                    }
-                    if !batch.partitionEOFs.isEmpty { reachedEnd = true }
+                    for message in batch { logs[message.partition]?.apply(key: message.key, value: message.value) }
+                    for end in batch.partitionEOFs { remaining.remove(end.partition) }
                 }
             } catch let error as KafkaError {
                 throw error
             } catch {
-                throw KafkaError(code: .fatal, message: "restore of \(topic)[\(partition)]: \(error)")
+                throw KafkaError(code: .fatal, message: "restore of \(topic): \(error)")
             }
             idle = received == 0 ? idle + 1 : 0
         }
-        guard reachedEnd else { throw KafkaError(code: .timedOut, message: "restore of \(topic)[\(partition)] did not reach the end of the changelog") }
-        guard let manifest else { return nil }
-        var state: [UInt8] = []
-        state.reserveCapacity(manifest.size)
-        for index in 0..<manifest.chunks {
-            guard let chunk = chunks["c/\(partition)/\(manifest.sequence)/\(index)"] else {
-                throw KafkaError(code: .state, message: "checkpoint \(manifest.sequence) of \(topic)[\(partition)] misses chunk \(index)")
+        guard remaining.isEmpty else {
+            throw KafkaError(code: .timedOut, message: "restore of \(topic) \(remaining.sorted()) did not reach the end of the changelog")
+        }
+        var result: [Int32: Result<Checkpoint?, KafkaError>] = [:]
+        for (partition, log) in logs {
+            result[partition] = Result { () throws(KafkaError) in try log.newestCheckpoint(topic: topic, partition: partition) }
+        }
+        return result
+    }
+
+    /// What one changelog partition holds: its newest manifest and the live chunks.
+    private struct PartitionLog {
+        var manifest: (sequence: UInt64, nextOffset: Int64, chunks: Int, size: Int, hash: UInt64, writer: UInt64)?
+        var chunks: [String: [UInt8]] = [:]
+
+        mutating func apply(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer) {
+            let key = key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            if key.hasPrefix("m/") {
+                // Version 1 had no writer (chunk keys without one); 2 adds it.
+                var reader = BinaryReader(Array(value))
+                guard let version = try? reader.readVersion(1...2, of: "manifest"),
+                    let sequence = try? reader.readVarint(), let next = try? reader.readSigned(),
+                    let count = try? reader.readInt(), let size = try? reader.readInt(), let hash = try? reader.readFixed64()
+                else { return }
+                let writer = version >= 2 ? (try? reader.readFixed64()) : 0
+                guard let writer else { return }
+                manifest = (sequence, next, count, size, hash, writer)
+            } else if value.isEmpty {
+                chunks[key] = nil
+            } else {
+                chunks[key] = Array(value.dropFirst())
             }
-            state.append(contentsOf: chunk)
         }
-        let hash = state.withUnsafeBytes { Hash64.hash($0) }
-        guard state.count == manifest.size, hash == manifest.hash else {
-            throw KafkaError(code: .state, message: "checkpoint \(manifest.sequence) of \(topic)[\(partition)] is corrupt (size or hash mismatch)")
+
+        func newestCheckpoint(topic: String, partition: Int32) throws(KafkaError) -> Checkpoint? {
+            guard let manifest else { return nil }
+            var state: [UInt8] = []
+            state.reserveCapacity(manifest.size)
+            for index in 0..<manifest.chunks {
+                guard let chunk = chunks[CheckpointStore.chunkKey(partition: partition, sequence: manifest.sequence, writer: manifest.writer, index: index)] else {
+                    throw KafkaError(code: .state, message: "checkpoint \(manifest.sequence) of \(topic)[\(partition)] misses chunk \(index)")
+                }
+                state.append(contentsOf: chunk)
+            }
+            let hash = state.withUnsafeBytes { Hash64.hash($0) }
+            guard state.count == manifest.size, hash == manifest.hash else {
+                throw KafkaError(code: .state, message: "checkpoint \(manifest.sequence) of \(topic)[\(partition)] is corrupt (size or hash mismatch)")
+            }
+            return Checkpoint(sequence: manifest.sequence, nextOffset: manifest.nextOffset, state: state, chunkCount: manifest.chunks, writer: manifest.writer)
         }
-        return Checkpoint(sequence: manifest.sequence, nextOffset: manifest.nextOffset, state: state, chunkCount: manifest.chunks)
     }
 }

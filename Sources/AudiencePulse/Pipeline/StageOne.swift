@@ -40,6 +40,10 @@ final class StageOne: @unchecked Sendable {
     private var consumer: KafkaConsumer?
     private var producer: KafkaProducer?
     private var partitions: [Int32: PartitionState] = [:]
+    /// Assigned partitions whose restore failed: their records are skipped until a retry
+    /// (every 5 s) restores them.
+    private var unrestored = Set<Int32>()
+    private var lastRestoreRetry: ContinuousClock.Instant?
     private var inputPartitionCount: Int32 = 0
     private var partialsPartitionCount = 0
     private var committer: StageCommitter?
@@ -55,6 +59,8 @@ final class StageOne: @unchecked Sendable {
     private var brokerConfirmedAt: ContinuousClock.Instant?
     private var lastBrokerProbe: ContinuousClock.Instant?
     private var consumedAtLastProgress = 0
+    /// Where the loop's time went since the last progress log (for that log).
+    private var spent = TimeSpent()
     private let smallestAdvance: Int64
 
     init(configuration: PulseConfiguration, instanceID: String, metrics: PipelineMetrics, logger: Logger) {
@@ -107,7 +113,10 @@ final class StageOne: @unchecked Sendable {
         try StageLoop.run(
             name: "stage 1", logger: logger, metrics: metrics, ready: metrics.stageOneReady,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
-            rewind: { try StageLoop.rewind(Array(partitions.keys), topic: configuration.inputTopic, consumer: consumer, restore: restore) },
+            rewind: {
+                try StageLoop.rewind(Array(partitions.keys) + unrestored, topic: configuration.inputTopic, consumer: consumer, restore: restore)
+                unrestored = []
+            },
             cycle: { try cycle(consumer: consumer, producer: producer) })
         // Drain: checkpoint what was processed, commit, leave the group.
         try checkpoint(force: true)
@@ -118,7 +127,14 @@ final class StageOne: @unchecked Sendable {
     }
 
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
+        if !unrestored.isEmpty, lastRestoreRetry.map({ clock.now - $0 >= .seconds(5) }) ?? true {
+            lastRestoreRetry = clock.now
+            unrestored = StageLoop.retry(unrestored, topic: configuration.inputTopic, consumer: consumer, stage: "stage 1", logger: logger, restore: restore)
+            metrics.stageOneReady.store(unrestored.isEmpty, ordering: .relaxed)
+        }
         var touched = Set<Int32>()
+        let polling = clock.now
+        var processing = Duration.zero
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
             for error in batch.errors { logger.warning("consume: \(error)") }
             let started = clock.now
@@ -134,9 +150,12 @@ final class StageOne: @unchecked Sendable {
             }
             for end in batch.partitionEOFs { partitions[end.partition]?.atEnd = true }
             metrics.consumed.add(batch.count, ordering: .relaxed)
-            if batch.count > 0 { metrics.batchProcessing.observe(seconds: (clock.now - started).secondsDouble) }
+            processing = clock.now - started
+            if batch.count > 0 { metrics.batchProcessing.observe(seconds: processing.secondsDouble) }
         }
         let now = clock.now
+        spent.poll += now - polling - processing
+        spent.process += processing
         // Idleness is measured only while this loop runs: after a stall (the process was
         // stopped, or starved) nothing says the partitions are quiet, and they may even
         // belong to another member by now. Start measuring again, and wait for a fresh
@@ -159,8 +178,11 @@ final class StageOne: @unchecked Sendable {
             try closeWindows(partition: partition, state: &state, producer: producer)
             partitions[partition] = state
         }
+        let closed = clock.now
+        spent.close += closed - now
         if now - lastUpdate >= .milliseconds(configuration.updateInterval) {
             lastUpdate = now
+            defer { spent.updates += clock.now - closed }
             for partition in partitions.keys.sorted() {
                 guard var state = partitions[partition] else { continue }
                 try emit(state.aggregator.takeUpdates(), partition: partition, state: &state, producer: producer)
@@ -168,10 +190,13 @@ final class StageOne: @unchecked Sendable {
             }
             updateLag(consumer)
         }
+        let committing = clock.now
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
             try checkpoint(force: false)
+            spent.checkpoint += clock.now - committing
         } else if now - lastCommit >= .milliseconds(configuration.commitInterval) {
             try commitProgress()
+            spent.commit += clock.now - committing
         }
         if now - lastProgress >= .seconds(10) { logProgress(now) }
         // Measured from here to the next cycle's idle check: the poll and the batch's
@@ -205,7 +230,11 @@ final class StageOne: @unchecked Sendable {
             "valid": "\(metrics.valid.load(ordering: .relaxed))", "invalid": "\(metrics.invalid.load(ordering: .relaxed))",
             "duplicates": "\(metrics.duplicates.load(ordering: .relaxed))", "late": "\(metrics.late.load(ordering: .relaxed))",
             "windows_closed": "\(metrics.windowsClosed.load(ordering: .relaxed))",
+            "ms_poll": "\(Self.milliseconds(spent.poll))", "ms_process": "\(Self.milliseconds(spent.process))",
+            "ms_close": "\(Self.milliseconds(spent.close))", "ms_updates": "\(Self.milliseconds(spent.updates))",
+            "ms_commit": "\(Self.milliseconds(spent.commit))", "ms_checkpoint": "\(Self.milliseconds(spent.checkpoint))",
         ])
+        spent = TimeSpent()
         lastProgress = now
         consumedAtLastProgress = consumed
     }
@@ -337,50 +366,80 @@ final class StageOne: @unchecked Sendable {
     private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
         switch event {
         case .assigned(let assigned):
-            var result: [KafkaTopicPartition] = []
-            for partition in assigned {
-                do {
-                    let offset = try restore(partition.partition)
-                    result.append(KafkaTopicPartition(topic: partition.topic, partition: partition.partition, offset: offset))
-                } catch {
-                    logger.error("cannot restore \(partition): \(error); starting it from the committed offset")
-                    result.append(partition)
-                }
-            }
+            let (offsets, failed) = StageLoop.assign(assigned, stage: "stage 1", logger: logger, restore: restore)
+            unrestored.formUnion(failed)
+            lastRestoreRetry = clock.now
             logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
             metrics.rebalances.add(1, ordering: .relaxed)
-            metrics.stageOneReady.store(true, ordering: .relaxed)
-            return result
+            metrics.stageOneReady.store(unrestored.isEmpty, ordering: .relaxed)
+            return offsets
         case .revoked(let revoked):
             // Still ours: checkpoint and commit before they move.
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
-            for partition in revoked { partitions[partition.partition] = nil }
+            for partition in revoked {
+                partitions[partition.partition] = nil
+                unrestored.remove(partition.partition)
+            }
             committer?.reset()
             logger.info("stage 1 revoked \(revoked.map(\.partition).sorted())")
             return nil
         case .lost(let lost):
             committer?.abort()
-            for partition in lost { partitions[partition.partition] = nil }
+            for partition in lost {
+                partitions[partition.partition] = nil
+                unrestored.remove(partition.partition)
+            }
             logger.warning("stage 1 lost \(lost.map(\.partition).sorted()); another member owns them now")
             return nil
         }
     }
 
-    /// Restores a partition's state from its newest checkpoint; returns where to read from.
-    private func restore(_ partition: Int32) throws -> Int64 {
-        let aggregator = PartitionAggregator(config: configuration.aggregation, assigner: assigner)
+    /// Restores partitions' states from their newest checkpoints (one read of the
+    /// changelog for all of them); returns where each resumes reading.
+    private func restore(_ ids: [Int32]) throws -> StageLoop.Restored {
         let started = clock.now
-        let checkpoint = try checkpoints.restore(partition: partition)
-        if let checkpoint { try aggregator.restore(checkpoint.state) }
-        var state = PartitionState(aggregator: aggregator, lastOffset: (checkpoint?.nextOffset ?? 0) - 1, lastEventAt: clock.now)
-        state.checkpoint = checkpoint.map { CheckpointStore.Checkpoint(sequence: $0.sequence, nextOffset: $0.nextOffset, state: [], chunkCount: $0.chunkCount) }
-        partitions[partition] = state
-        logger.info("restored input partition \(partition)", metadata: [
-            "next_offset": "\(checkpoint?.nextOffset ?? -1)", "users": "\(aggregator.trackedUsers)",
-            "restore_ms": "\((clock.now - started).components.seconds * 1000 + (clock.now - started).components.attoseconds / 1_000_000_000_000_000)",
-        ])
-        return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
+        let checkpoints = try checkpoints.restore(partitions: ids)
+        let withoutCheckpoint = ids.filter { partition in
+            guard case .success(let checkpoint) = checkpoints[partition] else { return false }
+            return checkpoint == nil
+        }
+        let unreadable = if let consumer { try StageLoop.committedWithoutCheckpoint(withoutCheckpoint, topic: configuration.inputTopic, consumer: consumer) } else { [Int32: Int64]() }
+        var restored: StageLoop.Restored = [:]
+        for partition in ids {
+            restored[partition] = Result {
+                if let committed = unreadable[partition] {
+                    throw StageLoop.missingCheckpointError(partition: partition, committed: committed, changelog: configuration.stageOneChangelog)
+                }
+                let checkpoint = try checkpoints[partition]?.get() ?? nil
+                let aggregator = PartitionAggregator(config: configuration.aggregation, assigner: assigner)
+                if let checkpoint { try aggregator.restore(checkpoint.state) }
+                var state = PartitionState(aggregator: aggregator, lastOffset: (checkpoint?.nextOffset ?? 0) - 1, lastEventAt: clock.now)
+                state.checkpoint = checkpoint?.withoutState
+                partitions[partition] = state
+                logger.info("restored input partition \(partition)", metadata: [
+                    "next_offset": "\(checkpoint?.nextOffset ?? -1)", "users": "\(aggregator.trackedUsers)",
+                    "restore_ms": "\(Self.milliseconds(clock.now - started))",
+                ])
+                return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
+            }
+        }
+        return restored
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }
 
 extension StageOne.PartitionState: StagePartition {}
+
+/// Wall time of the stage loop by activity: waiting in polls, processing records, closing
+/// windows, emitting updates, committing transactions, writing checkpoints.
+struct TimeSpent {
+    var poll = Duration.zero
+    var process = Duration.zero
+    var close = Duration.zero
+    var updates = Duration.zero
+    var commit = Duration.zero
+    var checkpoint = Duration.zero
+}

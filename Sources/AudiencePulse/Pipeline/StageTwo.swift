@@ -28,6 +28,10 @@ final class StageTwo: @unchecked Sendable {
     private var consumer: KafkaConsumer?
     private var producer: KafkaProducer?
     private var partitions: [Int32: PartitionState] = [:]
+    /// Assigned partitions whose restore failed: their records are skipped until a retry
+    /// (every 5 s) restores them.
+    private var unrestored = Set<Int32>()
+    private var lastRestoreRetry: ContinuousClock.Instant?
     private var inputPartitionCount = 0
     private var committer: StageCommitter?
     private let checkpoints: CheckpointStore
@@ -82,13 +86,21 @@ final class StageTwo: @unchecked Sendable {
         try StageLoop.run(
             name: "stage 2", logger: logger, metrics: metrics, ready: metrics.stageTwoReady,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
-            rewind: { try StageLoop.rewind(Array(partitions.keys), topic: configuration.partialsTopic, consumer: consumer, restore: restore) },
+            rewind: {
+                try StageLoop.rewind(Array(partitions.keys) + unrestored, topic: configuration.partialsTopic, consumer: consumer, restore: restore)
+                unrestored = []
+            },
             cycle: { try cycle(consumer: consumer, producer: producer) })
         try checkpoint(force: true)
         logger.info("stage 2 stopped")
     }
 
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
+        if !unrestored.isEmpty, lastRestoreRetry.map({ clock.now - $0 >= .seconds(5) }) ?? true {
+            lastRestoreRetry = clock.now
+            unrestored = StageLoop.retry(unrestored, topic: configuration.partialsTopic, consumer: consumer, stage: "stage 2", logger: logger, restore: restore)
+            metrics.stageTwoReady.store(unrestored.isEmpty, ordering: .relaxed)
+        }
         var mergedPartials = false
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
             for error in batch.errors { logger.warning("consume: \(error)") }
@@ -244,39 +256,56 @@ final class StageTwo: @unchecked Sendable {
     private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
         switch event {
         case .assigned(let assigned):
-            var result: [KafkaTopicPartition] = []
-            for partition in assigned {
-                do {
-                    result.append(KafkaTopicPartition(topic: partition.topic, partition: partition.partition, offset: try restore(partition.partition)))
-                } catch {
-                    logger.error("cannot restore partials partition \(partition.partition): \(error); starting from the committed offset")
-                    result.append(partition)
-                }
-            }
+            let (offsets, failed) = StageLoop.assign(assigned, stage: "stage 2", logger: logger, restore: restore)
+            unrestored.formUnion(failed)
+            lastRestoreRetry = clock.now
             logger.info("stage 2 assigned \(assigned.map(\.partition).sorted())")
             metrics.rebalances.add(1, ordering: .relaxed)
-            metrics.stageTwoReady.store(true, ordering: .relaxed)
-            return result
+            metrics.stageTwoReady.store(unrestored.isEmpty, ordering: .relaxed)
+            return offsets
         case .revoked(let revoked):
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
-            for partition in revoked { partitions[partition.partition] = nil }
+            for partition in revoked {
+                partitions[partition.partition] = nil
+                unrestored.remove(partition.partition)
+            }
             committer?.reset()
             return nil
         case .lost(let lost):
             committer?.abort()
-            for partition in lost { partitions[partition.partition] = nil }
+            for partition in lost {
+                partitions[partition.partition] = nil
+                unrestored.remove(partition.partition)
+            }
             return nil
         }
     }
 
-    private func restore(_ partition: Int32) throws -> Int64 {
-        let merger = WindowMerger(config: configuration.aggregation, inputPartitions: inputPartitionCount, trendConfig: configuration.trend)
-        let checkpoint = try checkpoints.restore(partition: partition)
-        if let checkpoint { try merger.restore(checkpoint.state) }
-        var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
-        state.checkpoint = checkpoint.map { CheckpointStore.Checkpoint(sequence: $0.sequence, nextOffset: $0.nextOffset, state: [], chunkCount: $0.chunkCount) }
-        partitions[partition] = state
-        return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
+    /// Restores partitions' merge states from their newest checkpoints (one read of the
+    /// changelog for all of them); returns where each resumes reading.
+    private func restore(_ ids: [Int32]) throws -> StageLoop.Restored {
+        let checkpoints = try checkpoints.restore(partitions: ids)
+        let withoutCheckpoint = ids.filter { partition in
+            guard case .success(let checkpoint) = checkpoints[partition] else { return false }
+            return checkpoint == nil
+        }
+        let unreadable = if let consumer { try StageLoop.committedWithoutCheckpoint(withoutCheckpoint, topic: configuration.partialsTopic, consumer: consumer) } else { [Int32: Int64]() }
+        var restored: StageLoop.Restored = [:]
+        for partition in ids {
+            restored[partition] = Result {
+                if let committed = unreadable[partition] {
+                    throw StageLoop.missingCheckpointError(partition: partition, committed: committed, changelog: configuration.stageTwoChangelog)
+                }
+                let checkpoint = try checkpoints[partition]?.get() ?? nil
+                let merger = WindowMerger(config: configuration.aggregation, inputPartitions: inputPartitionCount, trendConfig: configuration.trend)
+                if let checkpoint { try merger.restore(checkpoint.state) }
+                var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
+                state.checkpoint = checkpoint?.withoutState
+                partitions[partition] = state
+                return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
+            }
+        }
+        return restored
     }
 }
 
