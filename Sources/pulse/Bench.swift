@@ -157,10 +157,11 @@ extension Bench {
         @OptionGroup var broker: BrokerOptions
         @Option(help: "Events to pre-load.") var events = 2_000_000
         @Option(help: "Partitions of the pre-loaded topic.") var partitions: Int32 = 4
-        @Option(help: "Live input rates for the latency runs, comma-separated.") var rates = "10000,100000"
+        @Option(help: "Live input rates for the latency runs, comma-separated (empty: skip them).") var rates = "10000,100000"
         @Option(help: "Seconds of input per latency run.") var latencySeconds = 30
         @Option(help: "Distinct users of the state run (0: skip it).") var stateUsers = 1_000_000
         @Option(help: "Events of the state run.") var stateEvents = 3_000_000
+        @Option(help: "Service jobs to run, comma-separated (lean, full).") var jobs = "lean,full"
         @Option(help: "Write the results as JSON here.") var json: String?
         @Option(help: "Append the Markdown table to this file (e.g. docs/benchmarks.md).") var append: String?
 
@@ -172,6 +173,10 @@ extension Bench {
             suite.latencySeconds = latencySeconds
             suite.stateUsers = stateUsers
             suite.stateEvents = stateEvents
+            suite.jobs = jobs.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            if let unknown = suite.jobs.first(where: { !["lean", "full"].contains($0) }) {
+                throw ValidationError("unknown job \"\(unknown)\" (jobs: lean, full)")
+            }
             suite.log = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
             let command = (["pulse"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
             let report = try suite.run(command: command, includeState: stateUsers > 0)

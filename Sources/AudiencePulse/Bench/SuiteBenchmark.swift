@@ -13,10 +13,14 @@ public struct SuiteBenchmark {
         public var events: Int
         public var seconds: Double
         public var startupSeconds: Double
+        /// Start → every event consumed by stage 1.
+        public var consumedSeconds: Double
         public var cpuSeconds: Double
         public var finalRecords: Int
         public var peakRSSMegabytes: Double
         public var eventsPerSecond: Double { Double(events) / seconds }
+        /// Events/s from the first to the last event consumed.
+        public var processingRate: Double { Double(events) / max(consumedSeconds - startupSeconds, 0.001) }
         public var cpuSecondsPerMillion: Double { cpuSeconds / Double(events) * 1_000_000 }
     }
 
@@ -41,6 +45,8 @@ public struct SuiteBenchmark {
     public var latencySeconds = 30
     public var stateUsers = 1_000_000
     public var stateEvents = 3_000_000
+    /// Which service jobs to run ("lean", "full").
+    public var jobs = ["lean", "full"]
     public var log: (String) -> Void = { print($0) }
     let run = "bench-\(Int(Date().timeIntervalSince1970))"
     let logger: Logger = {
@@ -137,6 +143,7 @@ public struct SuiteBenchmark {
         let began = ContinuousClock.now
         try service.start()
         var firstConsumed: ContinuousClock.Instant?
+        var allConsumed: ContinuousClock.Instant?
         var lastFinals = -1
         var lastChange = began
         while true {
@@ -145,6 +152,7 @@ public struct SuiteBenchmark {
             let counters = service.counters
             let now = ContinuousClock.now
             if firstConsumed == nil, counters["consumed", default: 0] > 0 { firstConsumed = now }
+            if allConsumed == nil, counters["consumed", default: 0] >= expected { allConsumed = now }
             let finals = counters["final_records", default: 0]
             if finals != lastFinals {
                 lastFinals = finals
@@ -157,7 +165,8 @@ public struct SuiteBenchmark {
         let cpu = Self.cpuSeconds() - cpuBefore
         service.stop(timeout: .seconds(30))
         return JobResult(name: name, events: expected, seconds: (lastChange - began).secondsDouble,
-                         startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu,
+                         startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble,
+                         consumedSeconds: ((allConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu,
                          finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes)
     }
 
@@ -277,7 +286,8 @@ extension SuiteBenchmark {
             out += "| ceiling: bare consumer, counting | \(Self.integer(ceiling.messagesPerSecond)) events/s |\n"
             for job in jobs {
                 out += "| **\(job.name)** job, exactly-once, process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
-                    + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s, start-up to first event \(Self.milliseconds(job.startupSeconds)), "
+                    + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)), "
+                    + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
                     + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events, \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB |\n"
             }
             for (rate, result) in latency {
@@ -302,7 +312,8 @@ extension SuiteBenchmark {
             let jobs = self.jobs.map { job in
                 object([("name", string(job.name)), ("events", "\(job.events)"), ("seconds", Self.decimal(job.seconds)),
                         ("events_per_second", Self.integer(job.eventsPerSecond, grouped: false)), ("ratio_of_ceiling", Self.decimal(ratio(job), places: 3)),
-                        ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
+                        ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("consumed_seconds", Self.decimal(job.consumedSeconds, places: 3)),
+                        ("processing_events_per_second", Self.integer(job.processingRate, grouped: false)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
                         ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false))])
             }
             let latencies = latency.map { rate, result in
@@ -346,10 +357,11 @@ extension SuiteBenchmark {
         let ceiling = try ceiling(topic: topic)
         log("ceiling: \(Int(ceiling.messagesPerSecond)) events/s")
         var jobs: [JobResult] = []
-        for (name, yaml) in [("lean", leanYAML(app: "\(run)-lean", input: topic)), ("full", fullYAML(app: "\(run)-full", input: topic))] {
+        let definitions = [("lean", leanYAML(app: "\(run)-lean", input: topic)), ("full", fullYAML(app: "\(run)-full", input: topic))]
+        for (name, yaml) in definitions where self.jobs.contains(name) {
             log("\(name) job")
             let result = try job(name, yaml: yaml, events: events)
-            log("\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, \(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
+            log("\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, all consumed at \(result.consumedSeconds) s, \(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
             jobs.append(result)
         }
         var latency: [(rate: Int, result: LatencyBenchmark.Result)] = []
