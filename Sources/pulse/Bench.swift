@@ -8,7 +8,7 @@ import Logging
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (results belong in docs/benchmarks.md).",
-        subcommands: [Suite.self, Core.self, KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self, Latency.self]
+        subcommands: [Suite.self, StateRun.self, Core.self, KafkaProduce.self, KafkaConsume.self, KafkaPayloads.self, Latency.self]
     )
 }
 
@@ -120,6 +120,24 @@ extension Bench {
                 }
             }
             FileHandle.standardOutput.write(Data(buffer.utf8))
+        }
+    }
+
+    struct StateRun: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "state-run",
+            abstract: "The state step of bench suite, in a process of its own: prints peak RSS and restart time as JSON.",
+            discussion: "Runs the service ((country, device, source), 1m windows) on --input until its final records stop changing, then restarts it until ready. bench suite pre-loads the topic and runs this.")
+
+        @OptionGroup var broker: BrokerOptions
+        @Option(help: "The service's app name (its topics and groups).") var app: String
+        @Option(help: "The pre-loaded input topic.") var input: String
+        @Option(help: "Events on the input topic.") var events: Int
+
+        func run() throws {
+            var suite = SuiteBenchmark(kafka: try broker.configuration())
+            suite.stateEvents = events
+            print(try suite.stateRun(app: app, input: input).json)
         }
     }
 

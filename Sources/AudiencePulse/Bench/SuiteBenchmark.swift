@@ -13,6 +13,8 @@ public struct SuiteBenchmark {
         public var events: Int
         public var seconds: Double
         public var startupSeconds: Double
+        /// Start → both stages joined their groups and restored their partitions.
+        public var readySeconds: Double
         /// Start → every event consumed by stage 1.
         public var consumedSeconds: Double
         public var cpuSeconds: Double
@@ -144,6 +146,7 @@ public struct SuiteBenchmark {
         try service.start()
         var firstConsumed: ContinuousClock.Instant?
         var allConsumed: ContinuousClock.Instant?
+        var ready: ContinuousClock.Instant?
         var lastFinals = -1
         var lastChange = began
         while true {
@@ -153,6 +156,7 @@ public struct SuiteBenchmark {
             let now = ContinuousClock.now
             if firstConsumed == nil, counters["consumed", default: 0] > 0 { firstConsumed = now }
             if allConsumed == nil, counters["consumed", default: 0] >= expected { allConsumed = now }
+            if ready == nil, service.readiness.ready { ready = now }
             let finals = counters["final_records", default: 0]
             if finals != lastFinals {
                 lastFinals = finals
@@ -166,6 +170,7 @@ public struct SuiteBenchmark {
         service.stop(timeout: .seconds(30))
         return JobResult(name: name, events: expected, seconds: (lastChange - began).secondsDouble,
                          startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble,
+                         readySeconds: ((ready ?? lastChange) - began).secondsDouble,
                          consumedSeconds: ((allConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu,
                          finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes)
     }
@@ -216,12 +221,55 @@ public struct SuiteBenchmark {
         try producer.flush(timeout: .seconds(300))
         producer.close(timeout: .seconds(10))
 
-        let yaml = yaml(app: app, input: input, body: "segments:\n  dimensions: [[country, device, source]]\nwindows: [1m]\n")
+        // The service runs in a process of its own, so its RSS is the service's alone (not
+        // this process's heap after the jobs before).
+        let measured = try runInChildProcess(["bench", "state-run", "--brokers", kafka.bootstrapServers, "--app", app, "--input", input, "--events", String(stateEvents)]
+                                             + kafka.properties.sorted { $0.key < $1.key }.flatMap { ["-X", "\($0.key)=\($0.value)"] })
+        let configuration = try PulseConfiguration.load(yaml: stateYAML(app: app, input: input))
+        let bytes = try payloadBytes(topic: configuration.stageOneChangelog)
+        return StateResult(users: stateUsers, segments: 1_000, events: stateEvents, peakRSSMegabytes: measured.peakRSSMegabytes,
+                           baselineRSSMegabytes: measured.baselineRSSMegabytes, checkpointMegabytes: Double(bytes) / 1_048_576,
+                           restoreSeconds: measured.restoreSeconds)
+    }
+
+    func stateYAML(app: String, input: String) -> String {
+        yaml(app: app, input: input, body: "segments:\n  dimensions: [[country, device, source]]\nwindows: [1m]\n")
+    }
+
+    /// What `pulse bench state-run` measures in its own process.
+    public struct StateRun: Sendable {
+        public var peakRSSMegabytes: Double
+        public var baselineRSSMegabytes: Double
+        public var restoreSeconds: Double
+
+        public var json: String {
+            "{\"peak_rss_mb\":\(Report.decimal(peakRSSMegabytes)),\"baseline_rss_mb\":\(Report.decimal(baselineRSSMegabytes)),\"restore_seconds\":\(Report.decimal(restoreSeconds, places: 3))}"
+        }
+
+        init(json: String) throws {
+            guard let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+                  let peak = object["peak_rss_mb"] as? Double, let baseline = object["baseline_rss_mb"] as? Double,
+                  let restore = object["restore_seconds"] as? Double
+            else { throw Failure(description: "state run: unreadable result \(json)") }
+            peakRSSMegabytes = peak
+            baselineRSSMegabytes = baseline
+            restoreSeconds = restore
+        }
+
+        init(peakRSSMegabytes: Double, baselineRSSMegabytes: Double, restoreSeconds: Double) {
+            self.peakRSSMegabytes = peakRSSMegabytes
+            self.baselineRSSMegabytes = baselineRSSMegabytes
+            self.restoreSeconds = restoreSeconds
+        }
+    }
+
+    /// `pulse bench state-run`: the service on the pre-loaded state topic until its finals
+    /// stop changing (peak RSS of this process), then a restart until ready.
+    public func stateRun(app: String, input: String) throws -> StateRun {
+        let yaml = stateYAML(app: app, input: input)
         let baseline = RSSSampler.currentMegabytes()
         let run = try job("state", yaml: yaml, events: stateEvents)
         let configuration = try PulseConfiguration.load(yaml: yaml)
-        let bytes = try payloadBytes(topic: configuration.stageOneChangelog)
-
         let restarted = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
         let began = ContinuousClock.now
         try restarted.start()
@@ -229,8 +277,22 @@ public struct SuiteBenchmark {
         while !restarted.readiness.ready && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
         let restore = (ContinuousClock.now - began).secondsDouble
         restarted.stop(timeout: .seconds(30))
-        return StateResult(users: stateUsers, segments: 1_000, events: stateEvents, peakRSSMegabytes: run.peakRSSMegabytes,
-                           baselineRSSMegabytes: baseline, checkpointMegabytes: Double(bytes) / 1_048_576, restoreSeconds: restore)
+        return StateRun(peakRSSMegabytes: run.peakRSSMegabytes, baselineRSSMegabytes: baseline, restoreSeconds: restore)
+    }
+
+    /// Runs this executable with `arguments` and reads the JSON line it prints last.
+    func runInChildProcess(_ arguments: [String]) throws -> StateRun {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        while process.isRunning { Thread.sleep(forTimeInterval: 0.05) }
+        guard process.terminationStatus == 0 else { throw Failure(description: "state run exited with status \(process.terminationStatus)") }
+        let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        return try StateRun(json: line)
     }
 
     /// Payload bytes of a topic (every record, read to the end).
@@ -286,7 +348,8 @@ extension SuiteBenchmark {
             out += "| ceiling: bare consumer, counting | \(Self.integer(ceiling.messagesPerSecond)) events/s |\n"
             for job in jobs {
                 out += "| **\(job.name)** job, exactly-once, process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
-                    + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)), "
+                    + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
+                    + "(groups joined and partitions restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
                     + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events, \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB |\n"
             }
@@ -312,7 +375,7 @@ extension SuiteBenchmark {
             let jobs = self.jobs.map { job in
                 object([("name", string(job.name)), ("events", "\(job.events)"), ("seconds", Self.decimal(job.seconds)),
                         ("events_per_second", Self.integer(job.eventsPerSecond, grouped: false)), ("ratio_of_ceiling", Self.decimal(ratio(job), places: 3)),
-                        ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("consumed_seconds", Self.decimal(job.consumedSeconds, places: 3)),
+                        ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("ready_seconds", Self.decimal(job.readySeconds, places: 3)), ("consumed_seconds", Self.decimal(job.consumedSeconds, places: 3)),
                         ("processing_events_per_second", Self.integer(job.processingRate, grouped: false)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
                         ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false))])
             }
