@@ -118,12 +118,13 @@ extension ServiceCrashTests {
             let status = try await process.terminate(timeout: .seconds(30))
             #expect(status == 0)
         }
-        // Known defect, intermittent (about one run in five on the local broker): a final
-        // record of one segment misses the events of one input partition in a window
-        // (e.g. 189 of 212), after the stopped process resumed. Close markers now count
-        // the final partials they follow, which removed one cause (windows finalized
-        // without partials the broker did not deliver: held and reported instead); the
-        // remaining cause is not found yet. Every other run is exact.
+        // Known defect, intermittent (about one run in five on the local broker, before the
+        // two fixes below): a final record of one segment missed events of one input
+        // partition in a window (e.g. 189 of 212), after the stopped process resumed.
+        // Removed causes: windows finalized without final partials the broker did not
+        // deliver (now held and reported), and a partition restored without a readable
+        // checkpoint starting empty from its committed offset (now held back and retried).
+        // Kept as a known issue until the test has stayed exact for longer.
         let held = [zombie, healthy].contains { $0.logCount("final partials announced by close markers have not arrived") > 0 }
         withKnownIssue("zombie: a final record can miss one input partition's events after the stopped process resumes", isIntermittent: true) {
             try scenario.verifyFinals(messages, "zombie", allowMissing: held)
