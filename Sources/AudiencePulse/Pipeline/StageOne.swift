@@ -58,6 +58,8 @@ final class StageOne: @unchecked Sendable {
     private var lastCycle: ContinuousClock.Instant
     private var brokerConfirmedAt: ContinuousClock.Instant?
     private var lastBrokerProbe: ContinuousClock.Instant?
+    /// A broker probe failed: idleness starts to be measured again (as after a stall).
+    private var brokerWasUnreachable = false
     private var consumedAtLastProgress = 0
     /// Where the loop's time went since the last progress log (for that log).
     private var spent = TimeSpent()
@@ -160,7 +162,10 @@ final class StageOne: @unchecked Sendable {
         // stopped, or starved) nothing says the partitions are quiet, and they may even
         // belong to another member by now. Start measuring again, and wait for a fresh
         // end-of-partition before calling any of them idle.
-        let stalled = now - lastCycle > .milliseconds(max(configuration.idleTimeout / 2, 100))
+        // The same after the broker did not answer: records produced meanwhile may still
+        // be on their way (producers buffer them too).
+        let stalled = now - lastCycle > .milliseconds(max(configuration.idleTimeout / 2, 100)) || brokerWasUnreachable
+        brokerWasUnreachable = false
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
             if stalled {
@@ -204,12 +209,15 @@ final class StageOne: @unchecked Sendable {
         lastCycle = clock.now
     }
 
-    /// Whether the broker answered for the input topic within the last 5 s, asking it (at
-    /// most once a second, waiting up to 2 s) if not. A partition with no new records is
-    /// idle only if the broker can say so: during a network outage nothing arrives
-    /// either, and advancing the watermark then would close windows too early.
+    /// Whether the broker answers for the input topic, asking it (at most once a second,
+    /// waiting up to 2 s) unless it answered within the last second. A partition with no
+    /// new records is idle only if the broker can say so: during a network outage nothing
+    /// arrives either, and advancing the watermark then would close windows too early. A
+    /// failed probe restarts idleness everywhere, so after an outage every partition needs
+    /// a fresh end-of-partition and a whole idle timeout before its watermark moves (time
+    /// for producers to deliver what they buffered meanwhile).
     private func brokerAnswers(_ consumer: KafkaConsumer, partition: Int32, now: ContinuousClock.Instant) -> Bool {
-        if let confirmed = brokerConfirmedAt, now - confirmed < .seconds(5) { return true }
+        if let confirmed = brokerConfirmedAt, now - confirmed < .seconds(1) { return true }
         if let probe = lastBrokerProbe, now - probe < .seconds(1) { return false }
         lastBrokerProbe = now
         do {
@@ -218,6 +226,8 @@ final class StageOne: @unchecked Sendable {
             return true
         } catch {
             logger.debug("partition \(partition) looks idle but the broker does not answer (\(error)); keeping its watermark")
+            brokerConfirmedAt = nil
+            brokerWasUnreachable = true
             return false
         }
     }
