@@ -61,6 +61,16 @@ public struct PulseConfiguration: Sendable {
         return KafkaConfiguration(bootstrapServers: servers, properties: properties)
     }
 
+    /// Settings for the stages' consumers: as ``kafkaConfiguration``, with librdkafka's
+    /// prefetch buffer capped at 16 MB (`queued.max.messages.kbytes`, 64 MB by default)
+    /// unless `kafka:` sets it — the stages process records as fast as they arrive, and the
+    /// larger buffer only adds resident memory (≈ 100 MB measured with a million users).
+    public var stageKafkaConfiguration: KafkaConfiguration {
+        var configuration = kafkaConfiguration
+        if configuration.properties["queued.max.messages.kbytes"] == nil { configuration.properties["queued.max.messages.kbytes"] = "16384" }
+        return configuration
+    }
+
     /// Loads and validates a configuration.
     /// - Throws: ``ConfigurationError`` naming the first key that is wrong.
     public static func load(yaml: String, file: String = "configuration", environment: [String: String] = [:]) throws(ConfigurationError) -> PulseConfiguration {

@@ -101,7 +101,7 @@ final class StageOne: @unchecked Sendable {
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(common: kafka, groupID: configuration.app, enablePartitionEOF: true),
+            configuration: KafkaConsumerConfiguration(common: configuration.stageKafkaConfiguration, groupID: configuration.app, enablePartitionEOF: true),
             logger: logger,
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer

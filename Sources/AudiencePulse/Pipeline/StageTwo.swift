@@ -72,7 +72,7 @@ final class StageTwo: @unchecked Sendable {
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(common: kafka, groupID: configuration.mergeGroup),
+            configuration: KafkaConsumerConfiguration(common: configuration.stageKafkaConfiguration, groupID: configuration.mergeGroup),
             logger: logger,
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
