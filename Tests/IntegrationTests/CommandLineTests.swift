@@ -63,6 +63,28 @@ struct CommandLineTests {
         #expect(result.error.contains(message), "pulse \(arguments.joined(separator: " ")) says \(result.error)")
     }
 
+    @Test("pulse bench suite, small: the ceiling, the lean job and the state step (in a process of its own) all report, as Markdown and JSON")
+    func benchSuiteSmall() async throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("bench") + ".json").path
+        let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "20000", "--rates", "",
+                                         "--jobs", "lean", "--state-users", "2000", "--state-events", "10000", "--json", json])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.contains("| **lean** job"), "\(result.output)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        #expect((report["ceiling_events_per_second"] as? Int ?? 0) > 0, "ceiling measured")
+        let jobs = report["jobs"] as? [[String: Any]] ?? []
+        #expect(jobs.map { $0["name"] as? String } == ["lean"], "only the job asked for")
+        #expect(jobs.first?["events"] as? Int == 20_000)
+        #expect((jobs.first?["final_records"] as? Int ?? 0) > 0, "the lean job produced final records")
+        #expect((jobs.first?["consumed_seconds"] as? Double ?? 0) >= (jobs.first?["startup_seconds"] as? Double ?? 1), "consumed after it started")
+        let state = report["state"] as? [String: Any] ?? [:]
+        let peak = state["peak_rss_mb"] as? Double ?? 0
+        let baseline = state["baseline_rss_mb"] as? Double ?? 0
+        #expect(baseline > 0 && peak > baseline, "the state run's own process measured its RSS: \(state)")
+        #expect((state["restore_seconds"] as? Double ?? 0) > 0, "restart measured")
+        #expect((state["checkpoint_mb"] as? Double ?? 0) > 0, "checkpoints written")
+    }
+
     @Test("generate → topic → service gives the same final records as replay of the same generated file")
     func generateAndReplayAgree() async throws {
         let app = TestBroker.uniqueName("replay")
