@@ -159,11 +159,12 @@ public struct KafkaConsumerConfiguration: Sendable, Hashable {
 }
 
 extension Duration {
-    /// Whole milliseconds, rounded down, clamped to `Int32` (librdkafka's timeout type).
-    var milliseconds: Int64 {
+    /// Whole milliseconds, rounded down.
+    public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
+    /// ``milliseconds`` clamped to `Int32` (librdkafka's timeout type).
     var timeoutMilliseconds: Int32 { Int32(clamping: milliseconds) }
 }

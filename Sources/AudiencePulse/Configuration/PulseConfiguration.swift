@@ -66,9 +66,8 @@ public struct PulseConfiguration: Sendable {
     /// (`queued.max.messages.kbytes`, 64 MB by default) — the stages process records as
     /// fast as they arrive, and the larger buffer only adds resident memory (≈ 100 MB
     /// measured with a million users); and fetches that wait at most 100 ms for data
-    /// (`fetch.wait.max.ms`, 500 ms by default) — brokers that hold a fetch for its whole
-    /// wait even when data arrives (the local one) otherwise add up to 500 ms per stage to
-    /// every update and final record.
+    /// (`fetch.wait.max.ms`, 500 ms by default) — an update passes two stage consumers, and
+    /// on the local broker the longer wait showed in its latency (docs/operations.md).
     public var stageKafkaConfiguration: KafkaConfiguration {
         var configuration = kafkaConfiguration
         for (key, value) in [("queued.max.messages.kbytes", "16384"), ("fetch.wait.max.ms", "100")] where configuration.properties[key] == nil {

@@ -95,10 +95,33 @@ final class CheckpointStore: Sendable {
     }
 
     /// Reads changelog partitions `partitions` to their ends in one pass and returns, per
-    /// partition, its newest complete checkpoint, `nil` if it has none, or why its newest
-    /// checkpoint cannot be used. Throws if the changelog cannot be read at all. Blocks
-    /// the caller (a stage thread).
-    func restore(partitions: [Int32]) throws(KafkaError) -> [Int32: Result<Checkpoint?, KafkaError>] {
+    /// partition, its newest complete checkpoint, `nil` if it has none, or why there is
+    /// none to use. Throws if the changelog cannot be read at all. Blocks the caller (a
+    /// stage thread).
+    ///
+    /// Offsets are committed only together with checkpoints, so a partition without a
+    /// readable checkpoint whose group (`consumer`'s, on `input`) committed an offset past
+    /// the start of the partition has state that cannot be read yet (the changelog is
+    /// readable only up to a transaction the broker still reports open): it gets an error,
+    /// never `nil`, because starting it without state would silently drop what it holds.
+    func restore(partitions: [Int32], input: String, consumer: KafkaConsumer?) throws(KafkaError) -> [Int32: Result<Checkpoint?, KafkaError>] {
+        var result = try restore(partitions: partitions)
+        let empty = partitions.filter { partition in
+            guard case .success(nil) = result[partition] else { return false }
+            return true
+        }
+        guard let consumer, !empty.isEmpty else { return result }
+        for entry in try consumer.committed(empty.map { KafkaTopicPartition(topic: input, partition: $0, offset: KafkaTopicPartition.invalid) }) where entry.offset >= 0 {
+            guard entry.offset > (try consumer.watermarks(topic: input, partition: entry.partition, timeout: .seconds(5)).low) else { continue }
+            result[entry.partition] = .failure(KafkaError(code: .state, message:
+                "partition \(entry.partition) has committed offset \(entry.offset) but no checkpoint is readable in \(topic) "
+                + "(a transaction on it is still open?); not starting it without its state. If the changelog was deleted on purpose, "
+                + "delete the consumer groups too (see Resetting state)"))
+        }
+        return result
+    }
+
+    private func restore(partitions: [Int32]) throws(KafkaError) -> [Int32: Result<Checkpoint?, KafkaError>] {
         guard !partitions.isEmpty else { return [:] }
         // Short fetch waits: the last (empty) fetch, which reports the end, then returns at
         // once instead of after the default 500 ms.

@@ -35,11 +35,30 @@ enum StageLoop {
     /// Where each partition of a restore starts reading, or why it could not be restored.
     typealias Restored = [Int32: Result<Int64, any Error>]
 
+    /// Builds each partition's state from its restored checkpoint with `build` and
+    /// returns where each resumes: after its checkpoint, or the committed offset if it
+    /// has none (a partition whose checkpoint cannot be used, or whose `build` throws,
+    /// gets the error).
+    static func restored(
+        _ ids: [Int32], from checkpoints: [Int32: Result<CheckpointStore.Checkpoint?, KafkaError>],
+        _ build: (Int32, CheckpointStore.Checkpoint?) throws -> Void
+    ) -> Restored {
+        var restored: Restored = [:]
+        for partition in ids {
+            restored[partition] = Result {
+                let checkpoint = try checkpoints[partition]?.get() ?? nil
+                try build(partition, checkpoint)
+                return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
+            }
+        }
+        return restored
+    }
+
     /// Restores `assigned` (one read of the changelog for all of them) and returns the
     /// positions to start them at, for the rebalance answer. A partition that could not be
     /// restored starts at its committed offset without state: the stage skips its records
-    /// and reports it in `unrestored`, and ``retry(_:topic:consumer:stage:logger:restore:)``
-    /// tries again while the loop keeps polling (so the member stays in its group).
+    /// and reports it in `unrestored`, for ``PendingRestores`` to retry while the loop keeps
+    /// polling (so the member stays in its group).
     static func assign(
         _ assigned: [KafkaTopicPartition], stage: String, logger: Logger, restore: ([Int32]) throws -> Restored
     ) -> (offsets: [KafkaTopicPartition], unrestored: Set<Int32>) {
@@ -53,14 +72,11 @@ enum StageLoop {
         var offsets: [KafkaTopicPartition] = []
         var unrestored = Set<Int32>()
         for partition in assigned {
-            switch restored[partition.partition] {
-            case .success(let offset):
+            if case .success(let offset) = restored[partition.partition] {
                 offsets.append(KafkaTopicPartition(topic: partition.topic, partition: partition.partition, offset: offset))
-            case .failure(let error):
-                logger.error("\(stage): cannot restore partition \(partition.partition): \(error); retrying before it is processed")
-                unrestored.insert(partition.partition)
-                offsets.append(partition)
-            case nil:
+            } else {
+                let reason = if case .failure(let error) = restored[partition.partition] { "\(error)" } else { "not restored" }
+                logger.error("\(stage): cannot restore partition \(partition.partition): \(reason); retrying before it is processed")
                 unrestored.insert(partition.partition)
                 offsets.append(partition)
             }
@@ -68,47 +84,45 @@ enum StageLoop {
         return (offsets, unrestored)
     }
 
-    /// Among `partitions` (which have no readable checkpoint), those whose group committed
-    /// an offset past the start of the partition, with that offset. Offsets are committed
-    /// only together with checkpoints, so for these the state exists but its checkpoint
-    /// cannot be read yet (the changelog is readable only up to a transaction the broker
-    /// still reports open); starting them without state would silently drop what that
-    /// state holds, so their restore fails and is retried instead.
-    static func committedWithoutCheckpoint(_ partitions: [Int32], topic: String, consumer: KafkaConsumer) throws(KafkaError) -> [Int32: Int64] {
-        guard !partitions.isEmpty else { return [:] }
-        let committed = try consumer.committed(partitions.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.invalid) })
-        var result: [Int32: Int64] = [:]
-        for entry in committed where entry.offset >= 0 {
-            let low = try consumer.watermarks(topic: topic, partition: entry.partition, timeout: .seconds(5)).low
-            if entry.offset > low { result[entry.partition] = entry.offset }
-        }
-        return result
-    }
+    /// Assigned partitions whose restore failed: the stage skips their records until
+    /// ``retryIfDue(topic:consumer:stage:logger:restore:)`` (every 5 s) restores them and
+    /// seeks them to where they resume. Used by its stage's thread only.
+    struct PendingRestores {
+        private(set) var partitions = Set<Int32>()
+        private var lastAttempt = ContinuousClock.now
 
-    static func missingCheckpointError(partition: Int32, committed: Int64, changelog: String) -> KafkaError {
-        KafkaError(code: .state, message: "partition \(partition) has committed offset \(committed) but no checkpoint is readable in \(changelog) "
-            + "(a transaction on it is still open?); not starting it without its state. If the changelog was deleted on purpose, "
-            + "delete the consumer groups too (see Resetting state)")
-    }
+        var isEmpty: Bool { partitions.isEmpty }
 
-    /// Retries the restore of `unrestored` and seeks each partition restored now to where
-    /// it resumes; returns those still unrestored. The caller limits how often.
-    static func retry(
-        _ unrestored: Set<Int32>, topic: String, consumer: KafkaConsumer, stage: String, logger: Logger, restore: ([Int32]) throws -> Restored
-    ) -> Set<Int32> {
-        let (offsets, failed) = assign(unrestored.sorted().map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.stored) },
-                                       stage: stage, logger: logger, restore: restore)
-        let seeks = offsets.filter { !failed.contains($0.partition) }.map {
-            KafkaTopicPartition(topic: topic, partition: $0.partition, offset: $0.offset == KafkaTopicPartition.stored ? KafkaTopicPartition.beginning : $0.offset)
+        /// After an assignment: these could not be restored.
+        mutating func add(_ failed: Set<Int32>) {
+            partitions.formUnion(failed)
+            lastAttempt = .now
         }
-        guard !seeks.isEmpty else { return failed }
-        do {
-            try consumer.seek(seeks)
-            logger.info("\(stage): restored partitions \(seeks.map(\.partition).sorted()) on retry")
-            return failed
-        } catch {
-            logger.warning("\(stage): restored partitions \(seeks.map(\.partition).sorted()) but cannot seek them: \(error); retrying")
-            return unrestored
+
+        /// Revoked, lost, or restored by a rewind.
+        mutating func remove(_ done: some Sequence<Int32>) { partitions.subtract(done) }
+
+        /// Retries if 5 s passed since the last attempt; returns whether anything is still
+        /// pending (the stage is not ready while it is).
+        mutating func retryIfDue(
+            topic: String, consumer: KafkaConsumer, stage: String, logger: Logger, restore: ([Int32]) throws -> Restored
+        ) -> Bool {
+            guard !partitions.isEmpty, ContinuousClock.now - lastAttempt >= .seconds(5) else { return !partitions.isEmpty }
+            lastAttempt = .now
+            let (offsets, failed) = assign(partitions.sorted().map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.stored) },
+                                           stage: stage, logger: logger, restore: restore)
+            let seeks = offsets.filter { !failed.contains($0.partition) }.map {
+                KafkaTopicPartition(topic: topic, partition: $0.partition, offset: $0.offset == KafkaTopicPartition.stored ? KafkaTopicPartition.beginning : $0.offset)
+            }
+            guard !seeks.isEmpty else { return true }
+            do {
+                try consumer.seek(seeks)
+                logger.info("\(stage): restored partitions \(seeks.map(\.partition).sorted()) on retry")
+                partitions = failed
+            } catch {
+                logger.warning("\(stage): restored partitions \(seeks.map(\.partition).sorted()) but cannot seek them: \(error); retrying")
+            }
+            return !partitions.isEmpty
         }
     }
 

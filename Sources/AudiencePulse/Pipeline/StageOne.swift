@@ -40,10 +40,7 @@ final class StageOne: @unchecked Sendable {
     private var consumer: KafkaConsumer?
     private var producer: KafkaProducer?
     private var partitions: [Int32: PartitionState] = [:]
-    /// Assigned partitions whose restore failed: their records are skipped until a retry
-    /// (every 5 s) restores them.
-    private var unrestored = Set<Int32>()
-    private var lastRestoreRetry: ContinuousClock.Instant?
+    private var unrestored = StageLoop.PendingRestores()
     private var inputPartitionCount: Int32 = 0
     private var partialsPartitionCount = 0
     private var committer: StageCommitter?
@@ -116,8 +113,8 @@ final class StageOne: @unchecked Sendable {
             name: "stage 1", logger: logger, metrics: metrics, ready: metrics.stageOneReady,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
-                try StageLoop.rewind(Array(partitions.keys) + unrestored, topic: configuration.inputTopic, consumer: consumer, restore: restore)
-                unrestored = []
+                try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.inputTopic, consumer: consumer, restore: restore)
+                unrestored.remove(unrestored.partitions)
             },
             cycle: { try cycle(consumer: consumer, producer: producer) })
         // Drain: checkpoint what was processed, commit, leave the group.
@@ -129,10 +126,9 @@ final class StageOne: @unchecked Sendable {
     }
 
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
-        if !unrestored.isEmpty, lastRestoreRetry.map({ clock.now - $0 >= .seconds(5) }) ?? true {
-            lastRestoreRetry = clock.now
-            unrestored = StageLoop.retry(unrestored, topic: configuration.inputTopic, consumer: consumer, stage: "stage 1", logger: logger, restore: restore)
-            metrics.stageOneReady.store(unrestored.isEmpty, ordering: .relaxed)
+        if !unrestored.isEmpty {
+            let pending = unrestored.retryIfDue(topic: configuration.inputTopic, consumer: consumer, stage: "stage 1", logger: logger, restore: restore)
+            metrics.stageOneReady.store(!pending, ordering: .relaxed)
         }
         var touched = Set<Int32>()
         let polling = clock.now
@@ -240,9 +236,9 @@ final class StageOne: @unchecked Sendable {
             "valid": "\(metrics.valid.load(ordering: .relaxed))", "invalid": "\(metrics.invalid.load(ordering: .relaxed))",
             "duplicates": "\(metrics.duplicates.load(ordering: .relaxed))", "late": "\(metrics.late.load(ordering: .relaxed))",
             "windows_closed": "\(metrics.windowsClosed.load(ordering: .relaxed))",
-            "ms_poll": "\(Self.milliseconds(spent.poll))", "ms_process": "\(Self.milliseconds(spent.process))",
-            "ms_close": "\(Self.milliseconds(spent.close))", "ms_updates": "\(Self.milliseconds(spent.updates))",
-            "ms_commit": "\(Self.milliseconds(spent.commit))", "ms_checkpoint": "\(Self.milliseconds(spent.checkpoint))",
+            "ms_poll": "\(spent.poll.milliseconds)", "ms_process": "\(spent.process.milliseconds)",
+            "ms_close": "\(spent.close.milliseconds)", "ms_updates": "\(spent.updates.milliseconds)",
+            "ms_commit": "\(spent.commit.milliseconds)", "ms_checkpoint": "\(spent.checkpoint.milliseconds)",
         ])
         spent = TimeSpent()
         lastProgress = now
@@ -377,8 +373,7 @@ final class StageOne: @unchecked Sendable {
         switch event {
         case .assigned(let assigned):
             let (offsets, failed) = StageLoop.assign(assigned, stage: "stage 1", logger: logger, restore: restore)
-            unrestored.formUnion(failed)
-            lastRestoreRetry = clock.now
+            unrestored.add(failed)
             logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
             metrics.rebalances.add(1, ordering: .relaxed)
             metrics.stageOneReady.store(unrestored.isEmpty, ordering: .relaxed)
@@ -386,19 +381,15 @@ final class StageOne: @unchecked Sendable {
         case .revoked(let revoked):
             // Still ours: checkpoint and commit before they move.
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
-            for partition in revoked {
-                partitions[partition.partition] = nil
-                unrestored.remove(partition.partition)
-            }
+            for partition in revoked { partitions[partition.partition] = nil }
+            unrestored.remove(revoked.map(\.partition))
             committer?.reset()
             logger.info("stage 1 revoked \(revoked.map(\.partition).sorted())")
             return nil
         case .lost(let lost):
             committer?.abort()
-            for partition in lost {
-                partitions[partition.partition] = nil
-                unrestored.remove(partition.partition)
-            }
+            for partition in lost { partitions[partition.partition] = nil }
+            unrestored.remove(lost.map(\.partition))
             logger.warning("stage 1 lost \(lost.map(\.partition).sorted()); another member owns them now")
             return nil
         }
@@ -408,36 +399,18 @@ final class StageOne: @unchecked Sendable {
     /// changelog for all of them); returns where each resumes reading.
     private func restore(_ ids: [Int32]) throws -> StageLoop.Restored {
         let started = clock.now
-        let checkpoints = try checkpoints.restore(partitions: ids)
-        let withoutCheckpoint = ids.filter { partition in
-            guard case .success(let checkpoint) = checkpoints[partition] else { return false }
-            return checkpoint == nil
+        let checkpoints = try checkpoints.restore(partitions: ids, input: configuration.inputTopic, consumer: consumer)
+        return StageLoop.restored(ids, from: checkpoints) { partition, checkpoint in
+            let aggregator = PartitionAggregator(config: configuration.aggregation, assigner: assigner)
+            if let checkpoint { try aggregator.restore(checkpoint.state) }
+            var state = PartitionState(aggregator: aggregator, lastOffset: (checkpoint?.nextOffset ?? 0) - 1, lastEventAt: clock.now)
+            state.checkpoint = checkpoint?.withoutState
+            partitions[partition] = state
+            logger.info("restored input partition \(partition)", metadata: [
+                "next_offset": "\(checkpoint?.nextOffset ?? -1)", "users": "\(aggregator.trackedUsers)",
+                "restore_ms": "\((clock.now - started).milliseconds)",
+            ])
         }
-        let unreadable = if let consumer { try StageLoop.committedWithoutCheckpoint(withoutCheckpoint, topic: configuration.inputTopic, consumer: consumer) } else { [Int32: Int64]() }
-        var restored: StageLoop.Restored = [:]
-        for partition in ids {
-            restored[partition] = Result {
-                if let committed = unreadable[partition] {
-                    throw StageLoop.missingCheckpointError(partition: partition, committed: committed, changelog: configuration.stageOneChangelog)
-                }
-                let checkpoint = try checkpoints[partition]?.get() ?? nil
-                let aggregator = PartitionAggregator(config: configuration.aggregation, assigner: assigner)
-                if let checkpoint { try aggregator.restore(checkpoint.state) }
-                var state = PartitionState(aggregator: aggregator, lastOffset: (checkpoint?.nextOffset ?? 0) - 1, lastEventAt: clock.now)
-                state.checkpoint = checkpoint?.withoutState
-                partitions[partition] = state
-                logger.info("restored input partition \(partition)", metadata: [
-                    "next_offset": "\(checkpoint?.nextOffset ?? -1)", "users": "\(aggregator.trackedUsers)",
-                    "restore_ms": "\(Self.milliseconds(clock.now - started))",
-                ])
-                return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
-            }
-        }
-        return restored
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }
 

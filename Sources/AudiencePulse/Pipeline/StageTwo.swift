@@ -28,10 +28,7 @@ final class StageTwo: @unchecked Sendable {
     private var consumer: KafkaConsumer?
     private var producer: KafkaProducer?
     private var partitions: [Int32: PartitionState] = [:]
-    /// Assigned partitions whose restore failed: their records are skipped until a retry
-    /// (every 5 s) restores them.
-    private var unrestored = Set<Int32>()
-    private var lastRestoreRetry: ContinuousClock.Instant?
+    private var unrestored = StageLoop.PendingRestores()
     private var inputPartitionCount = 0
     private var committer: StageCommitter?
     private let checkpoints: CheckpointStore
@@ -87,8 +84,8 @@ final class StageTwo: @unchecked Sendable {
             name: "stage 2", logger: logger, metrics: metrics, ready: metrics.stageTwoReady,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
-                try StageLoop.rewind(Array(partitions.keys) + unrestored, topic: configuration.partialsTopic, consumer: consumer, restore: restore)
-                unrestored = []
+                try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.partialsTopic, consumer: consumer, restore: restore)
+                unrestored.remove(unrestored.partitions)
             },
             cycle: { try cycle(consumer: consumer, producer: producer) })
         try checkpoint(force: true)
@@ -96,10 +93,9 @@ final class StageTwo: @unchecked Sendable {
     }
 
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
-        if !unrestored.isEmpty, lastRestoreRetry.map({ clock.now - $0 >= .seconds(5) }) ?? true {
-            lastRestoreRetry = clock.now
-            unrestored = StageLoop.retry(unrestored, topic: configuration.partialsTopic, consumer: consumer, stage: "stage 2", logger: logger, restore: restore)
-            metrics.stageTwoReady.store(unrestored.isEmpty, ordering: .relaxed)
+        if !unrestored.isEmpty {
+            let pending = unrestored.retryIfDue(topic: configuration.partialsTopic, consumer: consumer, stage: "stage 2", logger: logger, restore: restore)
+            metrics.stageTwoReady.store(!pending, ordering: .relaxed)
         }
         var mergedPartials = false
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
@@ -257,26 +253,21 @@ final class StageTwo: @unchecked Sendable {
         switch event {
         case .assigned(let assigned):
             let (offsets, failed) = StageLoop.assign(assigned, stage: "stage 2", logger: logger, restore: restore)
-            unrestored.formUnion(failed)
-            lastRestoreRetry = clock.now
+            unrestored.add(failed)
             logger.info("stage 2 assigned \(assigned.map(\.partition).sorted())")
             metrics.rebalances.add(1, ordering: .relaxed)
             metrics.stageTwoReady.store(unrestored.isEmpty, ordering: .relaxed)
             return offsets
         case .revoked(let revoked):
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
-            for partition in revoked {
-                partitions[partition.partition] = nil
-                unrestored.remove(partition.partition)
-            }
+            for partition in revoked { partitions[partition.partition] = nil }
+            unrestored.remove(revoked.map(\.partition))
             committer?.reset()
             return nil
         case .lost(let lost):
             committer?.abort()
-            for partition in lost {
-                partitions[partition.partition] = nil
-                unrestored.remove(partition.partition)
-            }
+            for partition in lost { partitions[partition.partition] = nil }
+            unrestored.remove(lost.map(\.partition))
             return nil
         }
     }
@@ -284,28 +275,14 @@ final class StageTwo: @unchecked Sendable {
     /// Restores partitions' merge states from their newest checkpoints (one read of the
     /// changelog for all of them); returns where each resumes reading.
     private func restore(_ ids: [Int32]) throws -> StageLoop.Restored {
-        let checkpoints = try checkpoints.restore(partitions: ids)
-        let withoutCheckpoint = ids.filter { partition in
-            guard case .success(let checkpoint) = checkpoints[partition] else { return false }
-            return checkpoint == nil
+        let checkpoints = try checkpoints.restore(partitions: ids, input: configuration.partialsTopic, consumer: consumer)
+        return StageLoop.restored(ids, from: checkpoints) { partition, checkpoint in
+            let merger = WindowMerger(config: configuration.aggregation, inputPartitions: inputPartitionCount, trendConfig: configuration.trend)
+            if let checkpoint { try merger.restore(checkpoint.state) }
+            var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
+            state.checkpoint = checkpoint?.withoutState
+            partitions[partition] = state
         }
-        let unreadable = if let consumer { try StageLoop.committedWithoutCheckpoint(withoutCheckpoint, topic: configuration.partialsTopic, consumer: consumer) } else { [Int32: Int64]() }
-        var restored: StageLoop.Restored = [:]
-        for partition in ids {
-            restored[partition] = Result {
-                if let committed = unreadable[partition] {
-                    throw StageLoop.missingCheckpointError(partition: partition, committed: committed, changelog: configuration.stageTwoChangelog)
-                }
-                let checkpoint = try checkpoints[partition]?.get() ?? nil
-                let merger = WindowMerger(config: configuration.aggregation, inputPartitions: inputPartitionCount, trendConfig: configuration.trend)
-                if let checkpoint { try merger.restore(checkpoint.state) }
-                var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
-                state.checkpoint = checkpoint?.withoutState
-                partitions[partition] = state
-                return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
-            }
-        }
-        return restored
     }
 }
 
