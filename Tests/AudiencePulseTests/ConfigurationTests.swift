@@ -30,6 +30,7 @@ struct ConfigurationTests {
         #expect(configuration.aggregation.maxOutOfOrderness == 5_000)
         #expect(configuration.aggregation.sessions.inactivityGap == 1_800_000)
         #expect(configuration.updateInterval == 1_000)
+        #expect(configuration.stageOneWorkers == 1)
         #expect(configuration.mapping == .contract)
     }
 
@@ -44,6 +45,7 @@ struct ConfigurationTests {
         (minimal + "windows: [1m, 1m]\n", "windows", "listed twice"),
         (minimal + "metrics:\n  engagement_types: [like, poke]\n", "metrics.engagement_types", "'poke' is not a known event type"),
         (minimal + "topics:\n  partials_partitions: 0\n", "topics.partials_partitions", "not an integer in 1…10000"),
+        (minimal + "processing:\n  stage1_workers: 0\n", "processing.stage1_workers", "not an integer in 1…64"),
         (minimal + "app: \"my app\"\n", "app", "letters, digits"),
         (minimal + "http:\n  listen: localhost\n", "http.listen", "not host:port"),
         (minimal + "input:\n  mapping: csv\n", "input.mapping", "not one of contract, segment"),

@@ -49,6 +49,9 @@ public struct SuiteBenchmark {
     public var stateEvents = 3_000_000
     /// Which service jobs to run ("lean", "full").
     public var jobs = ["lean", "full"]
+    /// `processing.stage1_workers` of the lean and full jobs and the latency runs (the
+    /// state step runs the default, one, since it measures what the state costs).
+    public var stageOneWorkers = 1
     public var log: (String) -> Void = { print($0) }
     let run = "bench-\(Int(Date().timeIntervalSince1970))"
     let logger: Logger = {
@@ -100,6 +103,7 @@ public struct SuiteBenchmark {
             processing:
               guarantee: exactly_once
               update_interval: 1s
+              stage1_workers: \(stageOneWorkers)
             http:
               listen: 127.0.0.1:0
             log:
@@ -335,6 +339,7 @@ extension SuiteBenchmark {
         public var date: String
         public var preload: KafkaThroughputBenchmark.Result
         public var ceiling: KafkaThroughputBenchmark.Result
+        public var stageOneWorkers: Int
         public var jobs: [JobResult]
         public var latency: [(rate: Int, result: LatencyBenchmark.Result)]
         public var state: StateResult?
@@ -347,7 +352,8 @@ extension SuiteBenchmark {
             out += "| preload (\(preload.messages) events, \(Self.integer(preload.messagesPerSecond)) events/s produced) | — |\n"
             out += "| ceiling: bare consumer, counting | \(Self.integer(ceiling.messagesPerSecond)) events/s |\n"
             for job in jobs {
-                out += "| **\(job.name)** job, exactly-once, process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
+                let workers = stageOneWorkers == 1 ? "1 stage-1 worker" : "\(stageOneWorkers) stage-1 workers"
+                out += "| **\(job.name)** job, exactly-once, \(workers), process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
                     + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
                     + "(groups joined and partitions restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
@@ -385,7 +391,7 @@ extension SuiteBenchmark {
             }
             var pairs = [("date", string(date)), ("machine", string(machine)), ("command", string(command)),
                          ("preload_events_per_second", Self.integer(preload.messagesPerSecond, grouped: false)),
-                         ("ceiling_events_per_second", Self.integer(ceiling.messagesPerSecond, grouped: false)),
+                         ("ceiling_events_per_second", Self.integer(ceiling.messagesPerSecond, grouped: false)), ("stage1_workers", "\(stageOneWorkers)"),
                          ("jobs", "[" + jobs.joined(separator: ",") + "]"), ("latency", "[" + latencies.joined(separator: ",") + "]")]
             if let state {
                 pairs.append(("state", object([("users", "\(state.users)"), ("segments", "\(state.segments)"), ("events", "\(state.events)"),
@@ -440,7 +446,7 @@ extension SuiteBenchmark {
             state = try self.state()
         }
         return Report(machine: Self.machine(), command: command, date: Timestamp.format(Int64(Date().timeIntervalSince1970 * 1000)),
-                      preload: preload, ceiling: ceiling, jobs: jobs, latency: latency, state: state)
+                      preload: preload, ceiling: ceiling, stageOneWorkers: stageOneWorkers, jobs: jobs, latency: latency, state: state)
     }
 
     static func machine() -> String {

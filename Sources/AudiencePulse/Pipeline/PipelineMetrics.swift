@@ -30,14 +30,20 @@ final class PipelineMetrics: Sendable {
     /// configured out-of-orderness and allowed lateness.
     let windowCloseDelay = LatencyHistogram()
 
-    /// Per stage: assigned partitions → lag (records not yet read; -1 when not known yet).
-    let stageOneLag = Mutex<[Int32: Int64]>([:])
+    /// Per stage: assigned partitions → lag (records not yet read; -1 when not known yet);
+    /// stage 1's by worker, each worker reporting the partitions it owns.
+    let stageOneLagByWorker = Mutex<[Int: [Int32: Int64]]>([:])
     let stageTwoLag = Mutex<[Int32: Int64]>([:])
     /// Stage 2: final partials announced by close markers but not (yet) received, summed
     /// over assigned partials partitions; windows waiting for them are not finalized.
     let missingFinalPartials = Atomic<Int>(0)
-    /// Per stage: it joined its group and restored what it was assigned (the first
-    /// assignment, empty or not, was handled); false again while it rewinds after an error.
-    let stageOneReady = Atomic<Bool>(false)
+    /// Stage 2 joined its group and restored what it was assigned (the first assignment,
+    /// empty or not, was handled); false again while it rewinds after an error. Each
+    /// stage-1 worker has its own (``StageOne/ready``).
     let stageTwoReady = Atomic<Bool>(false)
+
+    /// Stage 1's lag over all its workers.
+    var stageOneLag: [Int32: Int64] {
+        stageOneLagByWorker.withLock { $0.values.reduce(into: [:]) { $0.merge($1) { _, new in new } } }
+    }
 }

@@ -24,7 +24,7 @@ extension PulseService {
         ]
         for (name, help, value) in counters { out.counter(name, help: help, value: value) }
         let lagHelp = "Records of an assigned partition not read yet (from the last fetch's high watermark; -1 before the first fetch)."
-        for (stage, lags) in [("1", m.stageOneLag.withLock { $0 }), ("2", m.stageTwoLag.withLock { $0 })] {
+        for (stage, lags) in [("1", m.stageOneLag), ("2", m.stageTwoLag.withLock { $0 })] {
             let topic = stage == "1" ? configuration.inputTopic : configuration.partialsTopic
             for (partition, lag) in lags.sorted(by: { $0.key < $1.key }) {
                 out.gauge("pulse_consumer_lag", help: lagHelp, labels: [("stage", stage), ("topic", topic), ("partition", String(partition))], value: Double(lag))

@@ -3,12 +3,13 @@ import Kafka
 import Logging
 import Synchronization
 
-/// The processing service: both stages, each on its own thread, in one process. Start
-/// more processes (same `app`) to scale out; Kafka's consumer groups spread the work.
+/// The processing service: both stages in one process, stage 2 and each stage-1 worker
+/// on a thread of its own. Start more processes (same `app`) to scale out; Kafka's
+/// consumer groups spread the work.
 public final class PulseService: Sendable {
     public let configuration: PulseConfiguration
     let metrics = PipelineMetrics()
-    private let stageOne: StageOne
+    private let stageOne: [StageOne]
     private let stageTwo: StageTwo
     private let logger: Logger
     private let done = DispatchGroup()
@@ -20,7 +21,10 @@ public final class PulseService: Sendable {
     public init(configuration: PulseConfiguration, instanceID: String, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        stageOne = StageOne(configuration: configuration, instanceID: instanceID, metrics: metrics, logger: logger)
+        let metrics = metrics
+        stageOne = (0..<configuration.stageOneWorkers).map {
+            StageOne(configuration: configuration, instanceID: instanceID, worker: $0, metrics: metrics, logger: logger)
+        }
         stageTwo = StageTwo(configuration: configuration, instanceID: instanceID, metrics: metrics, logger: logger)
     }
 
@@ -28,10 +32,12 @@ public final class PulseService: Sendable {
     public func start() throws {
         let admin = try KafkaAdmin(configuration: configuration.kafkaConfiguration, logger: logger)
         try TopicSetup.ensure(configuration, admin: admin, logger: logger)
-        let stages: [(String, @Sendable () throws -> Void)] = [
-            ("stage-1", { [stageOne] in try stageOne.run() }),
-            ("stage-2", { [stageTwo] in try stageTwo.run() }),
-        ]
+        let workers: [(String, @Sendable () throws -> Void)] = stageOne.map { worker in
+            let run: @Sendable () throws -> Void = { try worker.run() }
+            return (stageOne.count == 1 ? "stage-1" : "stage-1.\(worker.worker)", run)
+        }
+        let merging: @Sendable () throws -> Void = { [stageTwo] in try stageTwo.run() }
+        let stages = workers + [("stage-2", merging)]
         for (name, stage) in stages {
             done.enter()
             let thread = Thread { [self] in
@@ -59,7 +65,7 @@ public final class PulseService: Sendable {
     /// Asks both stages to finish their transactions and leave their groups; returns at once.
     public func requestStop() {
         draining.store(true, ordering: .relaxed)
-        stageOne.stop()
+        for worker in stageOne { worker.stop() }
         stageTwo.stop()
     }
 
@@ -78,7 +84,10 @@ public final class PulseService: Sendable {
         var reasons: [String] = []
         if draining.load(ordering: .relaxed) { reasons.append("draining") }
         if !failureMessages.isEmpty { reasons.append("a stage failed") }
-        if !metrics.stageOneReady.load(ordering: .relaxed) { reasons.append("stage 1 has not joined its group and restored its partitions") }
+        for worker in stageOne where !worker.ready.load(ordering: .relaxed) {
+            reasons.append(stageOne.count == 1 ? "stage 1 has not joined its group and restored its partitions"
+                : "stage 1 worker \(worker.worker) has not joined its group and restored its partitions")
+        }
         if !metrics.stageTwoReady.load(ordering: .relaxed) { reasons.append("stage 2 has not joined its group and restored its partitions") }
         return (reasons.isEmpty, reasons)
     }

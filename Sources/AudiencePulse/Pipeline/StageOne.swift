@@ -8,7 +8,9 @@ import Synchronization
 /// de-duplicate → segments → windows → partial aggregates; partials and watermarks to
 /// `<app>.partials`; checkpoints (state + next input offset) to the stage-1 changelog.
 ///
-/// Runs a synchronous poll → process → produce → checkpoint loop on its own thread.
+/// Runs a synchronous poll → process → produce → checkpoint loop on its own thread. A
+/// process runs `processing.stage1_workers` of them, each a member of the input topic's
+/// consumer group with its own consumer, transactional producer and partitions.
 /// With `exactly_once`, everything produced between two checkpoints, the checkpoint and
 /// the consumed offsets go in one Kafka transaction; correctness after a crash rests on
 /// restoring the checkpoint and replaying from its offset (outputs are deterministic and
@@ -34,6 +36,11 @@ final class StageOne: @unchecked Sendable {
 
     let configuration: PulseConfiguration
     let metrics: PipelineMetrics
+    /// Which of the process's stage-1 workers this is (0 …).
+    let worker: Int
+    /// Joined the group and restored what it was assigned (the first assignment, empty
+    /// or not, was handled); false again while it rewinds after an error.
+    let ready = Atomic<Bool>(false)
     private let logger: Logger
     private let instanceID: String
     private let stopping = Atomic<Bool>(false)
@@ -57,17 +64,21 @@ final class StageOne: @unchecked Sendable {
     private var lastBrokerProbe: ContinuousClock.Instant?
     /// A broker probe failed: idleness starts to be measured again (as after a stall).
     private var brokerWasUnreachable = false
+    /// Records this worker consumed (the process-wide count is in ``metrics``).
+    private var consumed = 0
     private var consumedAtLastProgress = 0
     /// Where the loop's time went since the last progress log (for that log).
     private var spent = TimeSpent()
     private let smallestAdvance: Int64
 
-    init(configuration: PulseConfiguration, instanceID: String, metrics: PipelineMetrics, logger: Logger) {
+    init(configuration: PulseConfiguration, instanceID: String, worker: Int, metrics: PipelineMetrics, logger: Logger) {
         self.configuration = configuration
         self.instanceID = instanceID
+        self.worker = worker
         self.metrics = metrics
         var logger = logger
         logger[metadataKey: "stage"] = "1"
+        if configuration.stageOneWorkers > 1 { logger[metadataKey: "worker"] = "\(worker)" }
         self.logger = logger
         let names = configuration.aggregation.segments.attributeNames
         decoder = EventDecoder(mapping: configuration.mapping, limits: configuration.limits, attributeNames: names)
@@ -79,6 +90,12 @@ final class StageOne: @unchecked Sendable {
         lastProgress = clock.now
         lastCycle = clock.now
         smallestAdvance = configuration.aggregation.windows.map(\.advance).min() ?? 60_000
+    }
+
+    /// The producer's transactional id: one per worker, the same after a restart (with
+    /// the same instance id), so a restarted worker fences its predecessor at once.
+    private var transactionalID: String {
+        worker == 0 ? "\(configuration.app)-stage1-\(instanceID)" : "\(configuration.app)-stage1-\(instanceID)-w\(worker)"
     }
 
     /// Asks the loop to finish its transaction, leave the group and return.
@@ -93,7 +110,7 @@ final class StageOne: @unchecked Sendable {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 common: kafka,
-                transactionalID: configuration.guarantee == .exactlyOnce ? "\(configuration.app)-stage1-\(instanceID)" : nil),
+                transactionalID: configuration.guarantee == .exactlyOnce ? transactionalID : nil),
             logger: logger)
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
@@ -110,7 +127,7 @@ final class StageOne: @unchecked Sendable {
             producer.close(timeout: .seconds(5))
         }
         try StageLoop.run(
-            name: "stage 1", logger: logger, metrics: metrics, ready: metrics.stageOneReady,
+            name: "stage 1", logger: logger, metrics: metrics, ready: ready,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
                 try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.inputTopic, consumer: consumer, restore: restore)
@@ -128,7 +145,7 @@ final class StageOne: @unchecked Sendable {
     private func cycle(consumer: KafkaConsumer, producer: KafkaProducer) throws {
         if !unrestored.isEmpty {
             let pending = unrestored.retryIfDue(topic: configuration.inputTopic, consumer: consumer, stage: "stage 1", logger: logger, restore: restore)
-            metrics.stageOneReady.store(!pending, ordering: .relaxed)
+            ready.store(!pending, ordering: .relaxed)
         }
         var touched = Set<Int32>()
         let polling = clock.now
@@ -148,6 +165,7 @@ final class StageOne: @unchecked Sendable {
             }
             for end in batch.partitionEOFs { partitions[end.partition]?.atEnd = true }
             metrics.consumed.add(batch.count, ordering: .relaxed)
+            consumed += batch.count
             processing = clock.now - started
             if batch.count > 0 { metrics.batchProcessing.observe(seconds: processing.secondsDouble) }
         }
@@ -229,7 +247,6 @@ final class StageOne: @unchecked Sendable {
     }
 
     private func logProgress(_ now: ContinuousClock.Instant) {
-        let consumed = metrics.consumed.load(ordering: .relaxed)
         let seconds = (now - lastProgress).secondsDouble
         logger.info("stage 1 progress", metadata: [
             "consumed": "\(consumed)", "events_per_second": "\(Int(Double(consumed - consumedAtLastProgress) / max(seconds, 0.001)))",
@@ -247,7 +264,7 @@ final class StageOne: @unchecked Sendable {
 
     private func updateLag(_ consumer: KafkaConsumer) {
         let lag = StageCommitter.lag(of: partitions, topic: configuration.inputTopic, consumer: consumer)
-        metrics.stageOneLag.withLock { $0 = lag }
+        metrics.stageOneLagByWorker.withLock { $0[worker] = lag }
     }
 
     static func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -376,7 +393,7 @@ final class StageOne: @unchecked Sendable {
             unrestored.add(failed)
             logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
             metrics.rebalances.add(1, ordering: .relaxed)
-            metrics.stageOneReady.store(unrestored.isEmpty, ordering: .relaxed)
+            ready.store(unrestored.isEmpty, ordering: .relaxed)
             return offsets
         case .revoked(let revoked):
             // Still ours: checkpoint and commit before they move.

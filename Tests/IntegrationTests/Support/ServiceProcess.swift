@@ -50,6 +50,11 @@ final class ServiceProcess: @unchecked Sendable {
         ((try? String(contentsOf: log, encoding: .utf8)) ?? "").components(separatedBy: text).count - 1
     }
 
+    /// The log lines so far that contain `text`.
+    func logLines(containing text: String) -> [String] {
+        ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains(text) }.map(String.init)
+    }
+
     func kill() {
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
