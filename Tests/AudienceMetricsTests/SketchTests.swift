@@ -59,6 +59,55 @@ struct SketchTests {
         }
     }
 
+    @Test("binary form: sparse registers as zero runs (the bytes of a plain reference encoder), mostly set ones raw; both round-trip",
+          arguments: [(1_500, UInt8(1)), (5_000, UInt8(1)), (30_000, UInt8(2))])
+    func registerEncodings(cardinality: Int, mode: UInt8) throws {
+        var counter = UniqueCounter()
+        for value in 0..<cardinality { counter.insert(Hash64.hash("e\(value)")) }
+        var writer = BinaryWriter()
+        counter.encode(into: &writer)
+        let bytes = writer.bytes
+        #expect(bytes[2] == mode)
+        var reader = BinaryReader(bytes)
+        let decoded = try UniqueCounter.decode(from: &reader)
+        #expect(reader.isAtEnd)
+        #expect(decoded == counter)
+        #expect(decoded.count == counter.count)
+        guard mode == 1 else {
+            // A raw register above the largest possible rank is refused.
+            var corrupt = bytes
+            corrupt[3 + 100] = 60
+            var corruptReader = BinaryReader(corrupt)
+            #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &corruptReader) }
+            return
+        }
+        // The same bytes as a register-by-register encoder over registers computed here
+        // from the hashes (HyperLogLog: bucket = top 14 bits, rank = leading zeros + 1).
+        var reference = BinaryWriter()
+        reference.write(1)
+        reference.write(14)
+        reference.write(1)
+        var registers = [UInt8](repeating: 0, count: 1 << 14)
+        for value in 0..<cardinality {
+            let hash = Hash64.hash("e\(value)")
+            let rank = UInt8(min((hash << 14).leadingZeroBitCount, 50) + 1)
+            registers[Int(hash >> 50)] = max(registers[Int(hash >> 50)], rank)
+        }
+        var zeros = 0
+        for register in registers {
+            if register == 0 {
+                zeros += 1
+            } else {
+                reference.writeVarint(zeros)
+                reference.write(register)
+                zeros = 0
+            }
+        }
+        reference.writeVarint(zeros)
+        reference.write(0)
+        #expect(reference.bytes == bytes)
+    }
+
     @Test("quantiles are within 1 % of the exact ones, and merged sketches equal one sketch")
     func quantiles() throws {
         var generator = SplitMix64(seed: 7)

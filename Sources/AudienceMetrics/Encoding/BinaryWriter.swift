@@ -37,6 +37,17 @@ public struct BinaryWriter: Sendable {
     }
 
     public mutating func writeString(_ value: String) { writeBytes(value.utf8) }
+
+    /// Lets `body` write up to `maximumCount` bytes straight into the buffer (no
+    /// per-byte appends) and keeps the number it returns.
+    @inline(__always)
+    public mutating func writeRaw(maximumCount: Int, _ body: (UnsafeMutableBufferPointer<UInt8>) -> Int) {
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: maximumCount))
+        let written = bytes.withUnsafeMutableBufferPointer { body(UnsafeMutableBufferPointer(rebasing: $0[start...])) }
+        precondition((0...maximumCount).contains(written), "wrote beyond the reserved bytes")
+        bytes.removeLast(maximumCount - written)
+    }
 }
 
 /// Reads what ``BinaryWriter`` wrote; every read checks bounds and throws
@@ -105,6 +116,13 @@ public struct BinaryReader {
     public mutating func readBytes(limit: Int = 1 << 24) throws(Error) -> ArraySlice<UInt8> {
         let count = try readCount(limit: limit)
         guard bytes.count - offset >= count else { throw Error(message: "unexpected end at \(offset)") }
+        defer { offset += count }
+        return bytes[offset..<(offset + count)]
+    }
+
+    /// The next `count` bytes (a length known from context, not written).
+    public mutating func readFixedBytes(count: Int) throws(Error) -> ArraySlice<UInt8> {
+        guard count >= 0, bytes.count - offset >= count else { throw Error(message: "unexpected end at \(offset)") }
         defer { offset += count }
         return bytes[offset..<(offset + count)]
     }

@@ -156,6 +156,17 @@ public struct UniqueCounter: Sendable, Equatable {
         lhs.precision == rhs.precision && lhs.registers == rhs.registers && lhs.sortedHashes == rhs.sortedHashes
     }
 
+    /// Registers that are not zero (counted eight at a time; the count is a multiple of 8).
+    private var nonZeroRegisters: Int {
+        registers.withUnsafeBytes { registers in
+            var count = 0
+            for word in stride(from: 0, to: registers.count, by: 8) {
+                count &+= Self.nonZeroBytes(registers.loadUnaligned(fromByteOffset: word, as: UInt64.self)).nonzeroBitCount
+            }
+            return count
+        }
+    }
+
     private var sortedHashes: [UInt64] { table.filter { $0 != 0 }.sorted() }
 
     /// Heap bytes held (for sizing).
@@ -165,7 +176,10 @@ public struct UniqueCounter: Sendable, Equatable {
 
     static let formatVersion: UInt8 = 1
 
-    /// Versioned binary form; identical counters give identical bytes.
+    /// Versioned binary form; identical counters give identical bytes. After the version
+    /// and the precision, a mode: 0 — the exact hashes, sorted; 1 — registers as run
+    /// lengths of zeros, each followed by a non-zero register; 2 — all registers as they
+    /// are (when at least half are set: smaller, and a copy instead of a scan).
     public func encode(into writer: inout BinaryWriter) {
         writer.write(UniqueCounter.formatVersion)
         writer.write(UInt8(precision))
@@ -174,33 +188,63 @@ public struct UniqueCounter: Sendable, Equatable {
             let hashes = sortedHashes
             writer.writeVarint(hashes.count)
             for hash in hashes { writer.writeFixed64(hash) }
+            return
+        }
+        let set = nonZeroRegisters
+        if set * 2 >= registers.count {
+            // Mostly set: the registers as they are (run lengths would take more bytes,
+            // and far more time, than the raw array).
+            writer.write(2)
+            registers.withUnsafeBytes { registers in
+                writer.writeRaw(maximumCount: registers.count) { out in
+                    UnsafeMutableRawBufferPointer(out).copyMemory(from: registers)
+                    return registers.count
+                }
+            }
         } else {
             writer.write(1)
-            // Run-length of zero registers, then the non-zero value; zero runs are skipped
-            // eight registers at a time.
-            registers.withUnsafeBytes { bytes in
-                var zeros = 0
-                var index = 0
-                while index < bytes.count {
-                    if index & 7 == 0, index + 8 <= bytes.count, bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) == 0 {
-                        zeros += 8
-                        index += 8
-                        continue
+            // Run-length of zero registers, then the non-zero value. Registers are read
+            // eight at a time and only the non-zero ones visited (a mask of non-zero bytes),
+            // written straight into the buffer: at most 3 bytes of run length (runs < 2^21)
+            // and 1 of value per set register, plus the end.
+            registers.withUnsafeBytes { registers in
+                writer.writeRaw(maximumCount: set * 4 + 4) { out in
+                    var written = 0
+                    @inline(__always) func varint(_ value: Int) {
+                        var rest = UInt(value)
+                        while rest >= 0x80 {
+                            out[written] = UInt8(truncatingIfNeeded: rest) | 0x80
+                            written += 1
+                            rest >>= 7
+                        }
+                        out[written] = UInt8(rest)
+                        written += 1
                     }
-                    let register = bytes[index]
-                    if register == 0 {
-                        zeros += 1
-                    } else {
-                        writer.writeVarint(zeros)
-                        writer.write(register)
-                        zeros = 0
+                    var next = 0
+                    for word in stride(from: 0, to: registers.count, by: 8) {
+                        var mask = Self.nonZeroBytes(registers.loadUnaligned(fromByteOffset: word, as: UInt64.self))
+                        while mask != 0 {
+                            let index = word + mask.trailingZeroBitCount >> 3
+                            varint(index - next)
+                            out[written] = registers[index]
+                            written += 1
+                            next = index + 1
+                            mask &= mask - 1
+                        }
                     }
-                    index += 1
+                    varint(registers.count - next)
+                    out[written] = 0
+                    return written + 1
                 }
-                writer.writeVarint(zeros)
-                writer.write(0)
             }
         }
+    }
+
+    /// The high bit of each byte of `word` that is not zero.
+    @inline(__always)
+    static func nonZeroBytes(_ word: UInt64) -> UInt64 {
+        let low: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+        return (((word & low) &+ low) | word) & ~low
     }
 
     public static func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) -> UniqueCounter {
@@ -223,6 +267,11 @@ public struct UniqueCounter: Sendable, Equatable {
                 counter.registers[index] = value
                 index += 1
             }
+        case 2:
+            let registers = try reader.readFixedBytes(count: 1 << precision)
+            let limit = UInt8(65 - precision)
+            guard registers.reduce(0, { max($0, $1) }) <= limit else { throw BinaryReader.Error(message: "register above \(limit)") }
+            counter.registers = Array(registers)
         default:
             throw BinaryReader.Error(message: "unique counter mode")
         }
