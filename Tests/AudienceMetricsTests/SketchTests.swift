@@ -59,6 +59,26 @@ struct SketchTests {
         }
     }
 
+    @Test("binary form, exact phase: the same values in any order give the same bytes, hashes ascending")
+    func exactEncoding() throws {
+        let values = (0..<900).map { Hash64.hash("x\($0)") } + [0]
+        var forward = UniqueCounter()
+        var backward = UniqueCounter()
+        for value in values { forward.insert(value) }
+        for value in values.reversed() { backward.insert(value) }
+        var first = BinaryWriter()
+        forward.encode(into: &first)
+        var second = BinaryWriter()
+        backward.encode(into: &second)
+        #expect(first.bytes == second.bytes)
+        var reader = BinaryReader(first.bytes)
+        _ = try reader.readFixedBytes(count: 3)
+        #expect(try reader.readCount(limit: 1024) == values.count)
+        var hashes: [UInt64] = []
+        for _ in values { hashes.append(try reader.readFixed64()) }
+        #expect(hashes == values.map { $0 == 0 ? 1 : $0 }.sorted())
+    }
+
     @Test("binary form: sparse registers as zero runs (the bytes of a plain reference encoder), mostly set ones raw; both round-trip",
           arguments: [(1_500, UInt8(1)), (5_000, UInt8(1)), (30_000, UInt8(2))])
     func registerEncodings(cardinality: Int, mode: UInt8) throws {

@@ -48,7 +48,9 @@ public struct UniqueCounter: Sendable, Equatable {
     private mutating func insertExact(_ hash: UInt64) {
         if table.isEmpty { table = Array(repeating: 0, count: 16) }
         let mask = table.count - 1
-        var index = Int(truncatingIfNeeded: hash >> 7) & mask
+        // Home slot from the top bits: the table then holds the hashes nearly in order,
+        // which makes the sorted form cheap (``sortedHashes``).
+        var index = Int(truncatingIfNeeded: hash >> UInt64(64 - table.count.trailingZeroBitCount))
         while true {
             let slot = table[index]
             if slot == hash { return }
@@ -167,7 +169,29 @@ public struct UniqueCounter: Sendable, Equatable {
         }
     }
 
-    private var sortedHashes: [UInt64] { table.filter { $0 != 0 }.sorted() }
+    /// The exact hashes in ascending order. Each sits at or a few slots after its home
+    /// (top bits), so reading the table from an empty slot on, wrapping around, gives them
+    /// nearly sorted: an insertion sort finishes in about linear time.
+    private var sortedHashes: [UInt64] {
+        guard exactCount > 0, let empty = table.firstIndex(of: 0) else { return [] }
+        return [UInt64](unsafeUninitializedCapacity: exactCount) { sorted, count in
+            table.withUnsafeBufferPointer { table in
+                var index = empty
+                for _ in 0..<table.count {
+                    index = index + 1 == table.count ? 0 : index + 1
+                    let hash = table[index]
+                    guard hash != 0, count < sorted.count else { continue }
+                    var position = count
+                    while position > 0, sorted[position - 1] > hash {
+                        sorted[position] = sorted[position - 1]
+                        position -= 1
+                    }
+                    sorted[position] = hash
+                    count += 1
+                }
+            }
+        }
+    }
 
     /// Heap bytes held (for sizing).
     public var memoryBytes: Int { table.capacity * 8 + registers.capacity }
