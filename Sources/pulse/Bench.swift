@@ -126,7 +126,7 @@ extension Bench {
     struct StateRun: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "state-run",
-            abstract: "The state step of bench suite, in a process of its own: prints peak RSS and restart time as JSON.",
+            abstract: "The state step of bench suite, in a process of its own: prints peak RSS, restart time and RSS once restored as JSON.",
             discussion: "Runs the service ((country, device, source), 1m windows) on --input until its final records stop changing, then restarts it until ready. bench suite pre-loads the topic and runs this.")
 
         @OptionGroup var broker: BrokerOptions

@@ -82,6 +82,7 @@ struct CommandLineTests {
         let baseline = state["baseline_rss_mb"] as? Double ?? 0
         #expect(baseline > 0 && peak > baseline, "the state run's own process measured its RSS: \(state)")
         #expect((state["restore_seconds"] as? Double ?? 0) > 0, "restart measured")
+        #expect((state["restored_rss_mb"] as? Double ?? 0) > baseline, "RSS after the restore measured: \(state)")
         #expect((state["checkpoint_mb"] as? Double ?? 0) > 0, "checkpoints written")
     }
 

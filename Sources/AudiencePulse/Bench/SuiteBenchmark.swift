@@ -34,6 +34,7 @@ public struct SuiteBenchmark {
         public var baselineRSSMegabytes: Double
         public var checkpointMegabytes: Double
         public var restoreSeconds: Double
+        public var restoredRSSMegabytes: Double
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -233,37 +234,43 @@ public struct SuiteBenchmark {
         let bytes = try payloadBytes(topic: configuration.stageOneChangelog)
         return StateResult(users: stateUsers, segments: 1_000, events: stateEvents, peakRSSMegabytes: measured.peakRSSMegabytes,
                            baselineRSSMegabytes: measured.baselineRSSMegabytes, checkpointMegabytes: Double(bytes) / 1_048_576,
-                           restoreSeconds: measured.restoreSeconds)
+                           restoreSeconds: measured.restoreSeconds, restoredRSSMegabytes: measured.restoredRSSMegabytes)
     }
 
     func stateYAML(app: String, input: String) -> String {
         yaml(app: app, input: input, body: "segments:\n  dimensions: [[country, device, source]]\nwindows: [1m]\n")
     }
 
-    /// What `pulse bench state-run` measures in its own process.
-    public struct StateRun: Sendable {
+    /// What `pulse bench state-run` measures in its own process (one JSON line).
+    public struct StateRun: Sendable, Codable {
         public var peakRSSMegabytes: Double
         public var baselineRSSMegabytes: Double
         public var restoreSeconds: Double
+        /// RSS once the restarted service restored the state and settled (idle).
+        public var restoredRSSMegabytes: Double
+
+        enum CodingKeys: String, CodingKey {
+            case peakRSSMegabytes = "peak_rss_mb", baselineRSSMegabytes = "baseline_rss_mb"
+            case restoreSeconds = "restore_seconds", restoredRSSMegabytes = "restored_rss_mb"
+        }
 
         public var json: String {
-            "{\"peak_rss_mb\":\(Report.decimal(peakRSSMegabytes)),\"baseline_rss_mb\":\(Report.decimal(baselineRSSMegabytes)),\"restore_seconds\":\(Report.decimal(restoreSeconds, places: 3))}"
+            (try? JSONEncoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
         }
 
         init(json: String) throws {
-            guard let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
-                  let peak = object["peak_rss_mb"] as? Double, let baseline = object["baseline_rss_mb"] as? Double,
-                  let restore = object["restore_seconds"] as? Double
-            else { throw Failure(description: "state run: unreadable result \(json)") }
-            peakRSSMegabytes = peak
-            baselineRSSMegabytes = baseline
-            restoreSeconds = restore
+            do {
+                self = try JSONDecoder().decode(StateRun.self, from: Data(json.utf8))
+            } catch {
+                throw Failure(description: "state run: unreadable result \(json) (\(error))")
+            }
         }
 
-        init(peakRSSMegabytes: Double, baselineRSSMegabytes: Double, restoreSeconds: Double) {
+        init(peakRSSMegabytes: Double, baselineRSSMegabytes: Double, restoreSeconds: Double, restoredRSSMegabytes: Double) {
             self.peakRSSMegabytes = peakRSSMegabytes
             self.baselineRSSMegabytes = baselineRSSMegabytes
             self.restoreSeconds = restoreSeconds
+            self.restoredRSSMegabytes = restoredRSSMegabytes
         }
     }
 
@@ -280,8 +287,12 @@ public struct SuiteBenchmark {
         let deadline = began + .seconds(300)
         while !restarted.readiness.ready && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
         let restore = (ContinuousClock.now - began).secondsDouble
+        // What holding the state costs at rest (this process also still holds whatever
+        // the first run left to the allocator, so this is an upper bound).
+        Thread.sleep(forTimeInterval: 3)
+        let restored = RSSSampler.currentMegabytes()
         restarted.stop(timeout: .seconds(30))
-        return StateRun(peakRSSMegabytes: run.peakRSSMegabytes, baselineRSSMegabytes: baseline, restoreSeconds: restore)
+        return StateRun(peakRSSMegabytes: run.peakRSSMegabytes, baselineRSSMegabytes: baseline, restoreSeconds: restore, restoredRSSMegabytes: restored)
     }
 
     /// Runs this executable with `arguments` and reads the JSON line it prints last.
@@ -366,7 +377,8 @@ extension SuiteBenchmark {
             if let state {
                 out += "| state: \(Self.integer(Double(state.users))) users, \(state.segments) segments, \(Self.integer(Double(state.events))) events | peak RSS "
                     + "\(Self.integer(state.peakRSSMegabytes)) MB (\(Self.integer(state.baselineRSSMegabytes)) MB before the service started), "
-                    + "checkpoints \(Self.integer(state.checkpointMegabytes)) MB, restart → ready \(Self.decimal(state.restoreSeconds)) s |\n"
+                    + "checkpoints \(Self.integer(state.checkpointMegabytes)) MB, restart → ready \(Self.decimal(state.restoreSeconds)) s, "
+                    + "RSS restored and idle \(Self.integer(state.restoredRSSMegabytes)) MB |\n"
             }
             return out
         }
@@ -397,7 +409,8 @@ extension SuiteBenchmark {
                 pairs.append(("state", object([("users", "\(state.users)"), ("segments", "\(state.segments)"), ("events", "\(state.events)"),
                                                ("peak_rss_mb", Self.integer(state.peakRSSMegabytes, grouped: false)),
                                                ("baseline_rss_mb", Self.integer(state.baselineRSSMegabytes, grouped: false)),
-                                               ("checkpoint_mb", Self.decimal(state.checkpointMegabytes)), ("restore_seconds", Self.decimal(state.restoreSeconds))])))
+                                               ("checkpoint_mb", Self.decimal(state.checkpointMegabytes)), ("restore_seconds", Self.decimal(state.restoreSeconds)),
+                                               ("restored_rss_mb", Self.integer(state.restoredRSSMegabytes, grouped: false))])))
             }
             return object(pairs) + "\n"
         }
