@@ -41,11 +41,13 @@ extension Bench {
         func run() {
             var messages = ReferenceCorpus(count: corpus)
             let decode = CoreThroughputBenchmark.decode(corpus: &messages, events: events)
-            let stage = CoreThroughputBenchmark.stageOne(corpus: &messages, events: events)
-            for result in [decode, stage.result] {
+            print("\(decode.name): \(decode.events) events in \(String(format3: decode.seconds)) s = \(Int(decode.eventsPerSecond.rounded())) events/s")
+            for job in [CoreThroughputBenchmark.Job.small, .hopping] {
+                let stage = CoreThroughputBenchmark.stageOne(corpus: &messages, events: events, job: job)
+                let result = stage.result
                 print("\(result.name): \(result.events) events in \(String(format3: result.seconds)) s = \(Int(result.eventsPerSecond.rounded())) events/s")
+                print("  accepted \(stage.accepted) events (warm-up included) and closed \(stage.windowsClosed) windows")
             }
-            print("  stage 1 accepted \(stage.accepted) events (warm-up included) and closed \(stage.windowsClosed) windows")
         }
     }
 

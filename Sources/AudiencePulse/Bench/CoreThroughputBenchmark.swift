@@ -24,12 +24,28 @@ public enum CoreThroughputBenchmark {
         return Result(name: "decode + validate", events: events, seconds: (clock.now - start).secondsDouble)
     }
 
-    /// The whole stage-1 path with 4 dimension combinations and one 1-minute window, after
-    /// one warm-up pass (steady state: users, segments and windows exist), closing windows
-    /// as the watermark passes them. Every event is new and on time.
-    public static func stageOne(corpus: inout ReferenceCorpus, events: Int) -> (result: Result, windowsClosed: Int, accepted: Int64) {
-        let spec = SegmentSpec(dimensions: [[], ["country"], ["device"], ["country", "device"]])
-        let config = AggregationConfig(windows: [WindowSpec(size: 60_000)], segments: spec)
+    /// A stage-1 job of ``stageOne(corpus:events:job:)``.
+    public struct Job: Sendable {
+        public var name: String
+        public var dimensions: [[String]]
+        public var windows: [WindowSpec]
+
+        /// 4 dimension combinations, one 1-minute window.
+        public static let small = Job(name: "stage 1 (4 combinations, 1m window)",
+                                      dimensions: [[], ["country"], ["device"], ["country", "device"]], windows: [WindowSpec(size: 60_000)])
+        /// pulse.example.yaml's combinations and windows (without its two rules): each event
+        /// updates 5 segments in 11 windows.
+        public static let hopping = Job(name: "stage 1 (5 combinations, 1m + 10m/1m windows)",
+                                        dimensions: [[], ["country"], ["device"], ["country", "device"], ["source"]],
+                                        windows: [WindowSpec(size: 60_000), WindowSpec(size: 600_000, advance: 60_000)])
+    }
+
+    /// The whole stage-1 path for `job`, after one warm-up pass (steady state: users,
+    /// segments and windows exist), closing windows as the watermark passes them. Every
+    /// event is new and on time.
+    public static func stageOne(corpus: inout ReferenceCorpus, events: Int, job: Job = .small) -> (result: Result, windowsClosed: Int, accepted: Int64) {
+        let spec = SegmentSpec(dimensions: job.dimensions)
+        let config = AggregationConfig(windows: job.windows, segments: spec)
         let decoder = EventDecoder(attributeNames: spec.attributeNames)
         let assigner = SegmentAssigner(spec: spec, attributeNames: spec.attributeNames)
         let aggregator = PartitionAggregator(config: config, assigner: assigner)
@@ -51,7 +67,7 @@ public enum CoreThroughputBenchmark {
             // Stage 1 checks for closable windows once per polled batch.
             if sequence % 1_000 == 0 { closed += aggregator.closeReadyWindows().count }
         }
-        let result = Result(name: "stage 1 (4 combinations, 1m window)", events: events, seconds: (clock.now - start).secondsDouble)
+        let result = Result(name: job.name, events: events, seconds: (clock.now - start).secondsDouble)
         return (result, closed, aggregator.acceptedCount)
     }
 }
