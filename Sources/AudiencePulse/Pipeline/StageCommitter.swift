@@ -5,6 +5,10 @@ import Kafka
 /// with the consumed offsets; with `at_least_once`, a flush and a plain offset commit.
 /// Used only by its stage's thread.
 struct StageCommitter {
+    /// Least time between two commits made early because final partials or final records
+    /// are waiting (instead of waiting for `processing.commit_interval`).
+    static let finalsCommitSpacing = Duration.milliseconds(100)
+
     let guarantee: PulseConfiguration.Guarantee
     let producer: KafkaProducer
     let consumer: KafkaConsumer

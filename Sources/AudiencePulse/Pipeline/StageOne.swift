@@ -179,6 +179,7 @@ final class StageOne: @unchecked Sendable {
         // The same after the broker did not answer: records produced meanwhile may still
         // be on their way (producers buffer them too).
         let stalled = now - lastCycle > .milliseconds(max(configuration.idleTimeout / 2, 100)) || brokerWasUnreachable
+        var closedWindows = false
         brokerWasUnreachable = false
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
@@ -194,7 +195,7 @@ final class StageOne: @unchecked Sendable {
                 let wall = Self.wallMilliseconds()
                 state.aggregator.advanceWatermark(to: wall - configuration.idleTimeout - configuration.aggregation.maxOutOfOrderness)
             }
-            try closeWindows(partition: partition, state: &state, producer: producer)
+            if try closeWindows(partition: partition, state: &state, producer: producer) { closedWindows = true }
             partitions[partition] = state
         }
         let closed = clock.now
@@ -213,7 +214,10 @@ final class StageOne: @unchecked Sendable {
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
             try checkpoint(force: false)
             spent.checkpoint += clock.now - committing
-        } else if now - lastCommit >= .milliseconds(configuration.commitInterval) {
+        } else if now - lastCommit >= .milliseconds(configuration.commitInterval)
+                    || (closedWindows && now - lastCommit >= StageCommitter.finalsCommitSpacing) {
+            // Final partials are committed at once (at most every 100 ms), not at the
+            // next commit interval: stage 2 can finalize the window only once it reads them.
             try commitProgress()
             spent.commit += clock.now - committing
         }
@@ -301,11 +305,14 @@ final class StageOne: @unchecked Sendable {
         metrics.deadLettered.add(1, ordering: .relaxed)
     }
 
-    private func closeWindows(partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws {
+    /// Closes the partition's ready windows and sends their final partials and a
+    /// watermark marker; returns whether a window closed.
+    @discardableResult
+    private func closeWindows(partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws -> Bool {
         let closed = state.aggregator.closeReadyWindows()
         try emit(closed, partition: partition, state: &state, producer: producer)
         let watermark = state.aggregator.watermark
-        guard watermark != .min, !closed.isEmpty || state.lastMarker == .min || watermark - state.lastMarker >= smallestAdvance else { return }
+        guard watermark != .min, !closed.isEmpty || state.lastMarker == .min || watermark - state.lastMarker >= smallestAdvance else { return !closed.isEmpty }
         state.lastMarker = watermark
         state.changedSinceCheckpoint = true
         try committer?.prepareToProduce()
@@ -328,6 +335,7 @@ final class StageOne: @unchecked Sendable {
             }
         }
         if !closed.isEmpty { metrics.windowsClosed.add(closed.count, ordering: .relaxed) }
+        return !closed.isEmpty
     }
 
     private func emit(_ partials: [WindowPartial], partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws {

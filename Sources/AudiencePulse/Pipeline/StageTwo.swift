@@ -36,6 +36,9 @@ final class StageTwo: @unchecked Sendable {
     private var lastUpdate: ContinuousClock.Instant
     private var lastCheckpoint: ContinuousClock.Instant
     private var lastCommit: ContinuousClock.Instant
+    /// This cycle produced final records (they are committed without waiting for the
+    /// commit interval).
+    private var producedFinals = false
     private var updatesPending = false
     private var missingSince: ContinuousClock.Instant?
     private var lastGapReport: ContinuousClock.Instant?
@@ -98,6 +101,7 @@ final class StageTwo: @unchecked Sendable {
             metrics.stageTwoReady.store(!pending, ordering: .relaxed)
         }
         var mergedPartials = false
+        producedFinals = false
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
             for error in batch.errors { logger.warning("consume: \(error)") }
             for message in batch {
@@ -155,13 +159,17 @@ final class StageTwo: @unchecked Sendable {
         reportMissingFinals(now)
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
             try checkpoint(force: false)
-        } else if now - lastCommit >= .milliseconds(configuration.commitInterval) {
+        } else if now - lastCommit >= .milliseconds(configuration.commitInterval)
+                    || (producedFinals && now - lastCommit >= StageCommitter.finalsCommitSpacing) {
+            // Final records are committed at once (at most every 100 ms), not at the next
+            // commit interval: read_committed subscribers see them only then.
             try commitProgress()
         }
     }
 
     private func produceFinals(_ finals: [MetricRecord], producer: KafkaProducer) throws {
         try produce(finals, producer: producer)
+        if !finals.isEmpty { producedFinals = true }
         metrics.finalRecords.add(finals.count, ordering: .relaxed)
         let now = StageOne.wallMilliseconds()
         for record in finals { metrics.windowCloseDelay.observe(milliseconds: now - record.end) }
