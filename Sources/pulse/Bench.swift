@@ -41,11 +41,13 @@ extension Bench {
         func run() {
             var messages = ReferenceCorpus(count: corpus)
             let decode = CoreThroughputBenchmark.decode(corpus: &messages, events: events)
-            print("\(decode.name): \(decode.events) events in \(String(format3: decode.seconds)) s = \(Int(decode.eventsPerSecond.rounded())) events/s")
+            func report(_ result: CoreThroughputBenchmark.Result) {
+                print("\(result.name): \(result.events) events in \(String(format3: result.seconds)) s = \(Int(result.eventsPerSecond.rounded())) events/s")
+            }
+            report(decode)
             for job in [CoreThroughputBenchmark.Job.small, .hopping] {
                 let stage = CoreThroughputBenchmark.stageOne(corpus: &messages, events: events, job: job)
-                let result = stage.result
-                print("\(result.name): \(result.events) events in \(String(format3: result.seconds)) s = \(Int(result.eventsPerSecond.rounded())) events/s")
+                report(stage.result)
                 print("  accepted \(stage.accepted) events (warm-up included) and closed \(stage.windowsClosed) windows")
             }
         }

@@ -114,10 +114,7 @@ public struct BinaryReader {
     public mutating func readDouble() throws(Error) -> Double { Double(bitPattern: try readFixed64()) }
 
     public mutating func readBytes(limit: Int = 1 << 24) throws(Error) -> ArraySlice<UInt8> {
-        let count = try readCount(limit: limit)
-        guard bytes.count - offset >= count else { throw Error(message: "unexpected end at \(offset)") }
-        defer { offset += count }
-        return bytes[offset..<(offset + count)]
+        try readFixedBytes(count: try readCount(limit: limit))
     }
 
     /// The next `count` bytes (a length known from context, not written).

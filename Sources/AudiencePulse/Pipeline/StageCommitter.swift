@@ -9,6 +9,15 @@ struct StageCommitter {
     /// are waiting (instead of waiting for `processing.commit_interval`).
     static let finalsCommitSpacing = Duration.milliseconds(100)
 
+    /// Whether a stage should commit now: the commit interval passed, or finals are
+    /// waiting and the last commit is at least ``finalsCommitSpacing`` old — finals are
+    /// committed at once, since the next stage (or a `read_committed` subscriber) can use
+    /// them only then.
+    static func isDue(lastCommit: ContinuousClock.Instant, now: ContinuousClock.Instant, interval milliseconds: Int64, finalsWaiting: Bool) -> Bool {
+        let elapsed = now - lastCommit
+        return elapsed >= .milliseconds(milliseconds) || (finalsWaiting && elapsed >= finalsCommitSpacing)
+    }
+
     let guarantee: PulseConfiguration.Guarantee
     let producer: KafkaProducer
     let consumer: KafkaConsumer

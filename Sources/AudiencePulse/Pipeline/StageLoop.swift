@@ -99,8 +99,11 @@ enum StageLoop {
             lastAttempt = .now
         }
 
-        /// Revoked, lost, or restored by a rewind.
+        /// Revoked or lost.
         mutating func remove(_ done: some Sequence<Int32>) { partitions.subtract(done) }
+
+        /// Restored by a rewind.
+        mutating func removeAll() { partitions.removeAll() }
 
         /// Retries if 5 s passed since the last attempt; returns whether anything is still
         /// pending (the stage is not ready while it is).

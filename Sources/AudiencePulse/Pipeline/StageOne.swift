@@ -131,7 +131,7 @@ final class StageOne: @unchecked Sendable {
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
                 try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.inputTopic, consumer: consumer, restore: restore)
-                unrestored.remove(unrestored.partitions)
+                unrestored.removeAll()
             },
             cycle: { try cycle(consumer: consumer, producer: producer) })
         // Drain: checkpoint what was processed, commit, leave the group.
@@ -214,10 +214,7 @@ final class StageOne: @unchecked Sendable {
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
             try checkpoint(force: false)
             spent.checkpoint += clock.now - committing
-        } else if now - lastCommit >= .milliseconds(configuration.commitInterval)
-                    || (closedWindows && now - lastCommit >= StageCommitter.finalsCommitSpacing) {
-            // Final partials are committed at once (at most every 100 ms), not at the
-            // next commit interval: stage 2 can finalize the window only once it reads them.
+        } else if StageCommitter.isDue(lastCommit: lastCommit, now: now, interval: configuration.commitInterval, finalsWaiting: closedWindows) {
             try commitProgress()
             spent.commit += clock.now - committing
         }
@@ -307,7 +304,6 @@ final class StageOne: @unchecked Sendable {
 
     /// Closes the partition's ready windows and sends their final partials and a
     /// watermark marker; returns whether a window closed.
-    @discardableResult
     private func closeWindows(partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws -> Bool {
         let closed = state.aggregator.closeReadyWindows()
         try emit(closed, partition: partition, state: &state, producer: producer)

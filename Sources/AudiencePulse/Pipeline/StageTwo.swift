@@ -88,7 +88,7 @@ final class StageTwo: @unchecked Sendable {
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
                 try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.partialsTopic, consumer: consumer, restore: restore)
-                unrestored.remove(unrestored.partitions)
+                unrestored.removeAll()
             },
             cycle: { try cycle(consumer: consumer, producer: producer) })
         try checkpoint(force: true)
@@ -159,10 +159,7 @@ final class StageTwo: @unchecked Sendable {
         reportMissingFinals(now)
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
             try checkpoint(force: false)
-        } else if now - lastCommit >= .milliseconds(configuration.commitInterval)
-                    || (producedFinals && now - lastCommit >= StageCommitter.finalsCommitSpacing) {
-            // Final records are committed at once (at most every 100 ms), not at the next
-            // commit interval: read_committed subscribers see them only then.
+        } else if StageCommitter.isDue(lastCommit: lastCommit, now: now, interval: configuration.commitInterval, finalsWaiting: producedFinals) {
             try commitProgress()
         }
     }
