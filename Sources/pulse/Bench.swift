@@ -130,18 +130,19 @@ extension Bench {
     struct StateRun: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "state-run",
-            abstract: "The state step of bench suite, in a process of its own: prints peak RSS, restart time and RSS once restored as JSON.",
-            discussion: "Runs the service ((country, device, source), 1m windows) on --input until its final records stop changing, then restarts it until ready. bench suite pre-loads the topic and runs this.")
+            abstract: "The state step of bench suite, in a process of its own: prints peak RSS (or, with --restart, restart time and RSS once restored) as JSON.",
+            discussion: "Runs the service ((country, device, source), 1m windows) on --input until its final records stop changing; with --restart, starts it again on that state until ready and idle. bench suite pre-loads the topic and runs both.")
 
         @OptionGroup var broker: BrokerOptions
         @Option(help: "The service's app name (its topics and groups).") var app: String
         @Option(help: "The pre-loaded input topic.") var input: String
         @Option(help: "Events on the input topic.") var events: Int
+        @Flag(help: "Restart on the state a previous run left instead of processing the input.") var restart = false
 
         func run() throws {
             var suite = SuiteBenchmark(kafka: try broker.configuration())
             suite.stateEvents = events
-            print(try suite.stateRun(app: app, input: input).json)
+            print(try (restart ? suite.stateRestart(app: app, input: input) : suite.stateRun(app: app, input: input)).json)
         }
     }
 
@@ -156,12 +157,15 @@ extension Bench {
         @Option(help: "Events per second.") var rate = 10_000
         @Option(help: "Seconds of input.") var seconds = 60
         @Option(help: "The service's (tumbling) window, milliseconds.") var windowMs: Int64 = 60_000
+        @Option(help: "The service's time.max_out_of_orderness, milliseconds (a window closes this long after its end).")
+        var outOfOrdernessMs: Int64 = 5_000
 
         func run() throws {
-            let result = try LatencyBenchmark.run(kafka: try broker.configuration(), input: input, metrics: metrics, rate: rate, seconds: seconds, windowMilliseconds: windowMs)
+            let result = try LatencyBenchmark.run(kafka: try broker.configuration(), input: input, metrics: metrics, rate: rate, seconds: seconds,
+                                                  windowMilliseconds: windowMs, outOfOrdernessMilliseconds: outOfOrdernessMs)
             print("latency at \(rate) events/s for \(seconds) s: \(result.produced) produced, \(result.measured) measured")
             print("event → updated metric: p50 \(result.p50) ms, p99 \(result.p99) ms, max \(result.max) ms")
-            print("window end → final record: p50 \(result.finalP50) ms, max \(result.finalMax) ms over \(result.finals) windows")
+            print("window close → final record: p50 \(result.finalP50) ms, max \(result.finalMax) ms over \(result.finals) records in \(result.finalWindows) windows")
         }
     }
 

@@ -22,7 +22,9 @@ struct KnownAudience {
     var duplicates = 0
     var malformed = 0
 
-    init(count: Int, users: Int, origin: Int64, seed: UInt64) {
+    /// `count` messages, one every `spacing` ms of event time from `origin`; event ids and
+    /// users start with `prefix` (audiences with different prefixes share none).
+    init(count: Int, users: Int, origin: Int64, seed: UInt64, spacing: Int64 = 100, prefix: String = "") {
         var random = seed
         func next() -> UInt64 {
             random = random &* 6364136223846793005 &+ 1442695040888963407
@@ -42,19 +44,19 @@ struct KnownAudience {
                 continue
             }
             let userNumber = Int(next() % UInt64(users))
-            let user = "u\(userNumber)"
+            let user = "\(prefix)u\(userNumber)"
             // Mostly increasing time with ±2 s jitter (within the 5 s out-of-orderness bound).
-            let time = origin + Int64(index) * 100 + Int64(next() % 4_000) - 2_000
+            let time = origin + Int64(index) * spacing + Int64(next() % 4_000) - 2_000
             let type = types[Int(next() % UInt64(types.count))]
             let country = countries[userNumber % countries.count]
             let dwell: Int64? = type == "page_view" ? Int64(next() % 60_000) : nil
             let cents: Int64? = type == "conversion" ? Int64(next() % 10_000) : nil
-            var json = #"{"event_id":"e\#(index)","type":"\#(type)","user_id":"\#(user)","timestamp":\#(time),"attributes":{"country":"\#(country)"}"#
+            var json = #"{"event_id":"\#(prefix)e\#(index)","type":"\#(type)","user_id":"\#(user)","timestamp":\#(time),"attributes":{"country":"\#(country)"}"#
             if let dwell { json += #","dwell_ms":\#(dwell)"# }
             if let cents { json += #","value":\#(cents / 100).\#(String(format: "%02d", cents % 100))"# }
             json += "}"
             messages.append((user, json))
-            valid.append(Event(id: "e\(index)", user: user, type: type, time: time, country: country, dwell: dwell, valueCents: cents))
+            valid.append(Event(id: "\(prefix)e\(index)", user: user, type: type, time: time, country: country, dwell: dwell, valueCents: cents))
         }
     }
 
@@ -68,9 +70,11 @@ struct KnownAudience {
     }
 
     /// Exact metrics per (segment, window start) for `all` and `country=…`, 1-minute windows.
-    func expected() -> [String: Expected] {
+    func expected() -> [String: Expected] { Self.expected(valid) }
+
+    static func expected(_ events: [Event]) -> [String: Expected] {
         var result: [String: Expected] = [:]
-        for event in valid {
+        for event in events {
             let start = event.time - ((event.time % 60_000) + 60_000) % 60_000
             for segment in ["all", "country=\(event.country)"] {
                 var entry = result["\(segment)|\(start)"] ?? Expected()
@@ -124,6 +128,39 @@ struct ServiceExactResultsTests {
             """
     }
 
+    /// The final records among `messages` equal `expected` (per segment and window start);
+    /// a record repeated must be identical.
+    static func expectFinals(_ messages: [KafkaConsumerMessage], equal expected: [String: KnownAudience.Expected]) {
+        var records: [String: [String: Any]] = [:]
+        for message in messages where message.valueString.contains("\"final\":true") {
+            guard let key = message.keyString,
+                  let json = try? JSONSerialization.jsonObject(with: Data(message.value)) as? [String: Any] else {
+                Issue.record("unreadable final record")
+                continue
+            }
+            if let earlier = records[key] {
+                // Replays must be byte-identical; here, with nothing crashing, there are none.
+                #expect(NSDictionary(dictionary: earlier).isEqual(to: json), "\(key) differs on repeat")
+            }
+            records[key] = json
+        }
+        #expect(records.count == expected.count)
+        for (key, truth) in expected {
+            guard let record = records[key] else {
+                Issue.record("no final record for \(key)")
+                continue
+            }
+            #expect(record["events"] as? Int == truth.events, "\(key) events")
+            #expect((record["users"] as? [String: Any])?["unique"] as? Int == truth.users.count, "\(key) users")
+            #expect(record["by_type"] as? [String: Int] == truth.byType, "\(key) by_type")
+            #expect((record["engagement"] as? [String: Any])?["count"] as? Int == truth.engagement, "\(key) engagement")
+            let revenue = (record["conversion"] as? [String: Any])?["revenue"] as? Double ?? -1
+            #expect(Int64((revenue * 100).rounded()) == truth.revenueCents, "\(key) revenue")
+            #expect((record["dwell_ms"] as? [String: Any])?["count"] as? Int == truth.dwellCount, "\(key) dwell count")
+        }
+
+    }
+
     /// Reads every record of a topic from the beginning until `done` says enough (or
     /// `patience` passes without new records).
     static func read(_ topic: String, patience: Duration = .seconds(60), until done: ([KafkaConsumerMessage]) -> Bool) async throws -> [KafkaConsumerMessage] {
@@ -166,30 +203,7 @@ struct ServiceExactResultsTests {
         #expect(service.stop(timeout: .seconds(20)))
         #expect(service.failureMessages.isEmpty)
 
-        var records: [String: [String: Any]] = [:]
-        for message in finals where message.valueString.contains("\"final\":true") {
-            let key = try #require(message.keyString)
-            let json = try #require(try JSONSerialization.jsonObject(with: Data(message.value)) as? [String: Any])
-            if let earlier = records[key] {
-                // Replays must be byte-identical; here, with nothing crashing, there are none.
-                #expect(NSDictionary(dictionary: earlier).isEqual(to: json), "\(key) differs on repeat")
-            }
-            records[key] = json
-        }
-        #expect(records.count == expected.count)
-        for (key, truth) in expected {
-            guard let record = records[key] else {
-                Issue.record("no final record for \(key)")
-                continue
-            }
-            #expect(record["events"] as? Int == truth.events, "\(key) events")
-            #expect((record["users"] as? [String: Any])?["unique"] as? Int == truth.users.count, "\(key) users")
-            #expect(record["by_type"] as? [String: Int] == truth.byType, "\(key) by_type")
-            #expect((record["engagement"] as? [String: Any])?["count"] as? Int == truth.engagement, "\(key) engagement")
-            let revenue = (record["conversion"] as? [String: Any])?["revenue"] as? Double ?? -1
-            #expect(Int64((revenue * 100).rounded()) == truth.revenueCents, "\(key) revenue")
-            #expect((record["dwell_ms"] as? [String: Any])?["count"] as? Int == truth.dwellCount, "\(key) dwell count")
-        }
+        Self.expectFinals(finals, equal: expected)
 
         let counters = service.counters
         #expect(counters["valid"] == audience.valid.count)
@@ -202,5 +216,48 @@ struct ServiceExactResultsTests {
         #expect(deadLetters.count == audience.malformed)
         #expect(Set(deadLetters.compactMap { $0.header("pulse.reason") }) == ["malformed_json"])
         #expect(deadLetters.allSatisfy { $0.header("pulse.source.topic") == input && $0.header("pulse.source.offset") != nil })
+    }
+
+    @Test("Watermark alignment: a partition far ahead in event time pauses until the slowest catches up; final records stay exact")
+    func watermarkAlignment() async throws {
+        let app = TestBroker.uniqueName("align")
+        let input = "\(app).events"
+        try await TestBroker.createTopic(input, partitions: 2)
+        // The same 30 minutes of event time: sparse on partition 0 (two of the stage's
+        // batches), dense on partition 1 (eight), so partition 0 runs far ahead and is
+        // paused with records left to read.
+        let origin = (Int64(Date().timeIntervalSince1970 * 1000) / 60_000 - 40) * 60_000
+        let sparse = KnownAudience(count: 8_000, users: 120, origin: origin, seed: 7, spacing: 225, prefix: "s")
+        let dense = KnownAudience(count: 40_000, users: 300, origin: origin, seed: 8, spacing: 45, prefix: "d")
+        let producer = try TestBroker.producer()
+        for (partition, audience) in [(Int32(0), sparse), (1, dense)] {
+            for message in audience.messages {
+                try producer.produce(KafkaProducerMessage(topic: input, partition: partition, key: Array(message.key.utf8), value: Array(message.value.utf8)), blockIfQueueFull: true)
+            }
+        }
+        try await producer.flush()
+
+        let configuration = try PulseConfiguration.load(yaml: Self.yaml(app: app, input: input, guarantee: "exactly_once"),
+                                                        environment: ["PULSE_TIME__MAX_WATERMARK_DRIFT": "10s"])
+        var logger = Logger(label: "test.\(app)")
+        logger.logLevel = .warning
+        let service = PulseService(configuration: configuration, instanceID: "i1", logger: logger)
+        try service.start()
+        let expected = KnownAudience.expected(sparse.valid + dense.valid)
+        let finals = try await Self.read(configuration.metricsTopic) { messages in
+            Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count >= expected.count
+        }
+        let counters = service.counters
+        let metricsText = service.prometheusText()
+        #expect(service.stop(timeout: .seconds(20)))
+        #expect(service.failureMessages.isEmpty)
+
+        #expect(counters["alignment_pauses", default: 0] > 0, "partition 0 was paused at least once: \(counters)")
+        #expect(metricsText.contains("pulse_watermark_alignment_pauses_total \(counters["alignment_pauses", default: -1])"))
+        Self.expectFinals(finals, equal: expected)
+        #expect(counters["valid"] == sparse.valid.count + dense.valid.count)
+        #expect(counters["duplicates"] == sparse.duplicates + dense.duplicates)
+        #expect(counters["late"] == 0)
+        #expect(counters["consumed"] == sparse.messages.count + dense.messages.count, "every record read once")
     }
 }

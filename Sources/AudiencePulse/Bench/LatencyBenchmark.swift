@@ -9,7 +9,11 @@ import Synchronization
 /// matched, oldest first, to the events produced into that window: each one's latency is
 /// the record's arrival minus the event's produce time. Matching oldest first charges
 /// any reordering between partitions to the latency, so the figures are upper bounds.
-/// Window close: a window's final record's arrival minus the window's end.
+/// Window close → final: a final record's arrival minus the moment its window closed, the
+/// window's end plus the out-of-orderness bound (the watermark, newest event time minus
+/// that bound, passes the end once an event stamped that late arrives; the events here are
+/// stamped with their produce time). Only windows that close while events still flow
+/// count: the last ones close through the idle timeout instead.
 public enum LatencyBenchmark {
     public struct Result: Sendable {
         public var produced: Int
@@ -18,15 +22,17 @@ public enum LatencyBenchmark {
         public var p50: Int64
         public var p99: Int64
         public var max: Int64
-        /// Window end → final record, milliseconds (includes the out-of-orderness bound).
+        /// Window close → final record, milliseconds, over every segment's final record.
         public var finalP50: Int64
         public var finalMax: Int64
+        /// Final records measured, and the windows they belong to.
         public var finals: Int
+        public var finalWindows: Int
     }
 
     public static func run(
         kafka: KafkaConfiguration, input: String, metrics: String, rate: Int, seconds: Int, windowMilliseconds: Int64,
-        warmupSeconds: Int = 5, settleSeconds: Int = 15
+        outOfOrdernessMilliseconds: Int64 = 5_000, warmupSeconds: Int = 5, settleSeconds: Int = 15
     ) throws -> Result {
         let sent = Mutex<[Int64: [Int64]]>([:])  // window start → produce times (ms), in order
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: kafka))
@@ -66,6 +72,7 @@ public enum LatencyBenchmark {
 
         var latencies: [Int64] = []
         var finals: [Int64] = []
+        var finalWindows = Set<Int64>()
         var counted: [Int64: Int] = [:]
         let began = wallMilliseconds()
         let stopFeedingAt = began + Int64(seconds) * 1000
@@ -76,11 +83,16 @@ public enum LatencyBenchmark {
             try consumer.poll(maxMessages: 1_000, timeout: .milliseconds(50)) { batch in
                 let arrival = wallMilliseconds()
                 for message in batch {
-                    guard let key = message.key, key.starts(with: Array("all|".utf8)) else { continue }
                     guard let record = try? JSONSerialization.jsonObject(with: Data(message.value)) as? [String: Any],
                           let events = record["events"] as? Int,
                           let window = record["window"] as? [String: Any], let start = (window["start_ms"] as? NSNumber)?.int64Value
                     else { continue }
+                    let close = start + windowMilliseconds + outOfOrdernessMilliseconds
+                    if record["final"] as? Bool == true, start + windowMilliseconds >= measureFrom, close + 1_000 <= stopFeedingAt {
+                        finals.append(arrival - close)
+                        finalWindows.insert(start)
+                    }
+                    guard let key = message.key, key.starts(with: Array("all|".utf8)) else { continue }
                     let times = sent.withLock { $0[start] ?? [] }
                     let already = counted[start] ?? 0
                     if events > already {
@@ -88,9 +100,6 @@ public enum LatencyBenchmark {
                             latencies.append(arrival - times[rank])
                         }
                         counted[start] = events
-                    }
-                    if record["final"] as? Bool == true, start + windowMilliseconds >= measureFrom {
-                        finals.append(arrival - (start + windowMilliseconds))
                     }
                 }
             }
@@ -106,7 +115,7 @@ public enum LatencyBenchmark {
         return Result(
             produced: producedCount.load(ordering: .relaxed), measured: latencies.count,
             p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies.last ?? -1,
-            finalP50: percentile(finals, 0.5), finalMax: finals.last ?? -1, finals: finals.count)
+            finalP50: percentile(finals, 0.5), finalMax: finals.last ?? -1, finals: finals.count, finalWindows: finalWindows.count)
     }
 
     static func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

@@ -33,7 +33,11 @@ public struct SuiteBenchmark {
         public var peakRSSMegabytes: Double
         public var baselineRSSMegabytes: Double
         public var checkpointMegabytes: Double
+        /// Restart (a new process) → ready.
         public var restoreSeconds: Double
+        /// Peak RSS of the restarted process while it restored.
+        public var restorePeakRSSMegabytes: Double
+        /// RSS of the restarted process once restored and idle.
         public var restoredRSSMegabytes: Double
     }
 
@@ -113,6 +117,10 @@ public struct SuiteBenchmark {
             """
     }
 
+    /// `PULSE_…` variables of this process: they override the jobs' settings as they would
+    /// `pulse serve`'s (e.g. `PULSE_TIME__MAX_WATERMARK_DRIFT=0s`).
+    static var overrides: [String: String] { ProcessInfo.processInfo.environment.filter { $0.key.hasPrefix("PULSE_") } }
+
     // MARK: Steps
 
     /// Creates `topic` with the benchmark's partition count; returns the admin client.
@@ -143,7 +151,7 @@ public struct SuiteBenchmark {
     /// Runs the service on `yaml` from start until every input event was consumed and the
     /// final records stopped changing (their last change is the end).
     func job(_ name: String, yaml: String, events expected: Int) throws -> JobResult {
-        let configuration = try PulseConfiguration.load(yaml: yaml, file: "\(name).yaml")
+        let configuration = try PulseConfiguration.load(yaml: yaml, file: "\(name).yaml", environment: Self.overrides)
         let service = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
         let cpuBefore = Self.cpuSeconds()
         let sampler = RSSSampler()
@@ -188,7 +196,8 @@ public struct SuiteBenchmark {
         let app = "\(run)-latency-\(rate)"
         let input = "\(app).events"
         let admin = try createTopic(input)
-        let configuration = try PulseConfiguration.load(yaml: yaml(app: app, input: input, body: "segments:\n  dimensions: [[], [country]]\nwindows: [10s]\n"))
+        let configuration = try PulseConfiguration.load(yaml: yaml(app: app, input: input, body: "segments:\n  dimensions: [[], [country]]\nwindows: [10s]\n"),
+                                                           environment: Self.overrides)
         let service = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
         try service.start()
         defer { service.stop(timeout: .seconds(30)) }
@@ -230,21 +239,27 @@ public struct SuiteBenchmark {
         producer.close(timeout: .seconds(10))
 
         // The service runs in a process of its own, so its RSS is the service's alone (not
-        // this process's heap after the jobs before).
-        let measured = try runInChildProcess(["bench", "state-run", "--brokers", kafka.bootstrapServers, "--app", app, "--input", input, "--events", String(stateEvents)]
-                                             + kafka.properties.sorted { $0.key < $1.key }.flatMap { ["-X", "\($0.key)=\($0.value)"] })
+        // this process's heap after the jobs before); the restart is a new process, as a
+        // real restart would be.
+        let arguments = ["bench", "state-run", "--brokers", kafka.bootstrapServers, "--app", app, "--input", input, "--events", String(stateEvents)]
+            + kafka.properties.sorted { $0.key < $1.key }.flatMap { ["-X", "\($0.key)=\($0.value)"] }
+        let processed = try runInChildProcess(arguments)
+        let restarted = try runInChildProcess(arguments + ["--restart"])
         let configuration = try PulseConfiguration.load(yaml: stateYAML(app: app, input: input))
         let bytes = try payloadBytes(topic: configuration.stageOneChangelog)
-        return StateResult(users: stateUsers, segments: 1_000, events: stateEvents, peakRSSMegabytes: measured.peakRSSMegabytes,
-                           baselineRSSMegabytes: measured.baselineRSSMegabytes, checkpointMegabytes: Double(bytes) / 1_048_576,
-                           restoreSeconds: measured.restoreSeconds, restoredRSSMegabytes: measured.restoredRSSMegabytes)
+        return StateResult(users: stateUsers, segments: 1_000, events: stateEvents, peakRSSMegabytes: processed.peakRSSMegabytes,
+                           baselineRSSMegabytes: processed.baselineRSSMegabytes, checkpointMegabytes: Double(bytes) / 1_048_576,
+                           restoreSeconds: restarted.restoreSeconds, restorePeakRSSMegabytes: restarted.peakRSSMegabytes,
+                           restoredRSSMegabytes: restarted.restoredRSSMegabytes)
     }
 
     func stateYAML(app: String, input: String) -> String {
         yaml(app: app, input: input, body: "segments:\n  dimensions: [[country, device, source]]\nwindows: [1m]\n")
     }
 
-    /// What `pulse bench state-run` measures in its own process (one JSON line).
+    /// What `pulse bench state-run` measures in its own process (one JSON line): the
+    /// processing phase fills the peak, the restart phase (a new process, as after a
+    /// real restart) the restore time and the RSS once restored.
     public struct StateRun: Sendable, Codable {
         public var peakRSSMegabytes: Double
         public var baselineRSSMegabytes: Double
@@ -269,7 +284,7 @@ public struct SuiteBenchmark {
             }
         }
 
-        init(peakRSSMegabytes: Double, baselineRSSMegabytes: Double, restoreSeconds: Double, restoredRSSMegabytes: Double) {
+        init(peakRSSMegabytes: Double, baselineRSSMegabytes: Double, restoreSeconds: Double = 0, restoredRSSMegabytes: Double = 0) {
             self.peakRSSMegabytes = peakRSSMegabytes
             self.baselineRSSMegabytes = baselineRSSMegabytes
             self.restoreSeconds = restoreSeconds
@@ -277,25 +292,38 @@ public struct SuiteBenchmark {
         }
     }
 
-    /// `pulse bench state-run`: the service on the pre-loaded state topic until its finals
-    /// stop changing (peak RSS of this process), then a restart until ready.
+    /// `pulse bench state-run`: the service on the pre-loaded state topic until its final
+    /// records stop changing (peak RSS of this process).
     public func stateRun(app: String, input: String) throws -> StateRun {
-        let yaml = stateYAML(app: app, input: input)
         let baseline = RSSSampler.currentMegabytes()
-        let run = try job("state", yaml: yaml, events: stateEvents)
-        let configuration = try PulseConfiguration.load(yaml: yaml)
+        let run = try job("state", yaml: stateYAML(app: app, input: input), events: stateEvents)
+        return StateRun(peakRSSMegabytes: run.peakRSSMegabytes, baselineRSSMegabytes: baseline)
+    }
+
+    /// `pulse bench state-run --restart`: the service started again on the state the
+    /// processing phase left, until ready; then, after 3 s idle, what holding the
+    /// restored state costs (peak RSS of this process while restoring, RSS at rest).
+    public func stateRestart(app: String, input: String) throws -> StateRun {
+        let baseline = RSSSampler.currentMegabytes()
+        let configuration = try PulseConfiguration.load(yaml: stateYAML(app: app, input: input), environment: Self.overrides)
         let restarted = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
+        let sampler = RSSSampler()
         let began = ContinuousClock.now
         try restarted.start()
+        defer { restarted.stop(timeout: .seconds(30)) }
         let deadline = began + .seconds(300)
-        while !restarted.readiness.ready && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        while !restarted.readiness.ready {
+            guard ContinuousClock.now < deadline else { throw Failure(description: "state restart: not ready after 300 s") }
+            sampler.sample()
+            Thread.sleep(forTimeInterval: 0.01)
+        }
         let restore = (ContinuousClock.now - began).secondsDouble
-        // What holding the state costs at rest (this process also still holds whatever
-        // the first run left to the allocator, so this is an upper bound).
-        Thread.sleep(forTimeInterval: 3)
-        let restored = RSSSampler.currentMegabytes()
-        restarted.stop(timeout: .seconds(30))
-        return StateRun(peakRSSMegabytes: run.peakRSSMegabytes, baselineRSSMegabytes: baseline, restoreSeconds: restore, restoredRSSMegabytes: restored)
+        for _ in 0..<150 {
+            sampler.sample()
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return StateRun(peakRSSMegabytes: sampler.peakMegabytes, baselineRSSMegabytes: baseline, restoreSeconds: restore,
+                        restoredRSSMegabytes: RSSSampler.currentMegabytes())
     }
 
     /// Runs this executable with `arguments` and reads the JSON line it prints last.
@@ -375,13 +403,14 @@ extension SuiteBenchmark {
             }
             for (rate, result) in latency {
                 out += "| latency at \(Self.integer(Double(rate))) events/s (\(result.measured) events measured) | event → updated metric p50 \(result.p50) ms, "
-                    + "p99 \(result.p99) ms, max \(result.max) ms; window end → final p50 \(result.finalP50) ms, max \(result.finalMax) ms (\(result.finals) windows) |\n"
+                    + "p99 \(result.p99) ms, max \(result.max) ms; window close → final record p50 \(result.finalP50) ms, max \(result.finalMax) ms (\(result.finals) records, \(result.finalWindows) windows) |\n"
             }
             if let state {
                 out += "| state: \(Self.integer(Double(state.users))) users, \(state.segments) segments, \(Self.integer(Double(state.events))) events | peak RSS "
                     + "\(Self.integer(state.peakRSSMegabytes)) MB (\(Self.integer(state.baselineRSSMegabytes)) MB before the service started), "
                     + "checkpoints \(Self.integer(state.checkpointMegabytes)) MB, restart → ready \(Self.decimal(state.restoreSeconds)) s, "
-                    + "RSS restored and idle \(Self.integer(state.restoredRSSMegabytes)) MB |\n"
+                    + "RSS of the restarted process: peak \(Self.integer(state.restorePeakRSSMegabytes)) MB while restoring, "
+                    + "\(Self.integer(state.restoredRSSMegabytes)) MB restored and idle |\n"
             }
             return out
         }
@@ -402,7 +431,8 @@ extension SuiteBenchmark {
             }
             let latencies = latency.map { rate, result in
                 object([("rate", "\(rate)"), ("measured", "\(result.measured)"), ("p50_ms", "\(result.p50)"), ("p99_ms", "\(result.p99)"), ("max_ms", "\(result.max)"),
-                        ("final_p50_ms", "\(result.finalP50)"), ("final_max_ms", "\(result.finalMax)")])
+                        ("close_to_final_p50_ms", "\(result.finalP50)"), ("close_to_final_max_ms", "\(result.finalMax)"),
+                        ("final_records", "\(result.finals)"), ("final_windows", "\(result.finalWindows)")])
             }
             var pairs = [("date", string(date)), ("machine", string(machine)), ("command", string(command)),
                          ("preload_events_per_second", Self.integer(preload.messagesPerSecond, grouped: false)),
@@ -413,6 +443,7 @@ extension SuiteBenchmark {
                                                ("peak_rss_mb", Self.integer(state.peakRSSMegabytes, grouped: false)),
                                                ("baseline_rss_mb", Self.integer(state.baselineRSSMegabytes, grouped: false)),
                                                ("checkpoint_mb", Self.decimal(state.checkpointMegabytes)), ("restore_seconds", Self.decimal(state.restoreSeconds)),
+                                               ("restore_peak_rss_mb", Self.integer(state.restorePeakRSSMegabytes, grouped: false)),
                                                ("restored_rss_mb", Self.integer(state.restoredRSSMegabytes, grouped: false))])))
             }
             return object(pairs) + "\n"
@@ -453,7 +484,7 @@ extension SuiteBenchmark {
         for rate in latencyRates {
             log("latency at \(rate) events/s for \(latencySeconds) s")
             let result = try self.latency(rate: rate)
-            log("latency at \(rate)/s: p50 \(result.p50) ms, p99 \(result.p99) ms, max \(result.max) ms; window end → final p50 \(result.finalP50) ms")
+            log("latency at \(rate)/s: p50 \(result.p50) ms, p99 \(result.p99) ms, max \(result.max) ms; window close → final p50 \(result.finalP50) ms, max \(result.finalMax) ms")
             latency.append((rate, result))
         }
         var state: StateResult?

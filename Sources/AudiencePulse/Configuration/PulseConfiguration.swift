@@ -25,6 +25,9 @@ public struct PulseConfiguration: Sendable {
     public var aggregation: AggregationConfig
     public var trend: TrendConfig
     public var idleTimeout: Int64
+    /// Stage 1 pauses an input partition whose watermark runs more than this (ms) ahead of
+    /// the slowest partition the process reads; 0: never.
+    public var maxWatermarkDrift: Int64
     public var guarantee: Guarantee
     public var updateInterval: Int64
     /// Stage-1 workers (threads, group members) in this process.
@@ -153,6 +156,7 @@ public struct PulseConfiguration: Sendable {
         let maxOutOfOrderness = try r.duration("time.max_out_of_orderness", default: "5s", "Watermark = newest event time of a partition − this.")
         let allowedLateness = try r.duration("time.allowed_lateness", default: "0s", "A window stays open this long after the watermark passed its end.")
         let idleTimeout = try r.duration("time.idle_timeout", default: "30s", minimum: 100, "An input partition without events this long (processing time) advances its watermark with the clock, so windows still close.")
+        let maxWatermarkDrift = try r.duration("time.max_watermark_drift", default: "1m", "While a backlog is read, an input partition whose watermark runs more than this ahead of the slowest partition still being read (in this process) pauses until that one catches up, so the windows both stages hold open stay few. `0s`: never pause.")
 
         func types(_ key: String, _ defaults: [String], _ meaning: String) throws(ConfigurationError) -> EventTypeSet {
             var result: [KnownEventType] = []
@@ -208,7 +212,7 @@ public struct PulseConfiguration: Sendable {
             app: app, kafka: kafka, inputTopic: inputTopic, metricsTopic: metricsTopic, deadLetterTopic: deadLetterTopic,
             partialsPartitions: partialsPartitions, metricsPartitions: metricsPartitions, replicationFactor: replicationFactor,
             mappingName: mappingName, mapping: mappingName == "segment" ? .segment : .contract, limits: limits,
-            aggregation: aggregation, trend: trend, idleTimeout: idleTimeout, guarantee: guarantee,
+            aggregation: aggregation, trend: trend, idleTimeout: idleTimeout, maxWatermarkDrift: maxWatermarkDrift, guarantee: guarantee,
             updateInterval: updateInterval, stageOneWorkers: stageOneWorkers, checkpointInterval: checkpointInterval, commitInterval: commitInterval, shutdownTimeout: shutdownTimeout,
             httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, collector: collector, api: api, logFormat: logFormat, logLevel: logLevel)
     }

@@ -18,6 +18,10 @@ final class PipelineMetrics: Sendable {
     let recordsProduced = Atomic<Int>(0)
     let finalRecords = Atomic<Int>(0)
     let rebalances = Atomic<Int>(0)
+    /// Stage 1: input partitions paused for watermark alignment (each pause counts once).
+    let alignmentPauses = Atomic<Int>(0)
+    /// Stage 1: input partitions paused for watermark alignment now, by worker.
+    let pausedPartitions = Mutex<[Int: Int]>([:])
 
     /// Stage 1: wall time to process one polled batch (decode … partials).
     let batchProcessing = LatencyHistogram()

@@ -21,6 +21,7 @@ extension PulseService {
             ("pulse_transaction_commits_total", "Kafka transactions committed.", m.transactionCommits.load(ordering: .relaxed)),
             ("pulse_transaction_aborts_total", "Cycles aborted and rewound to the last checkpoint after a Kafka error.", m.transactionAborts.load(ordering: .relaxed)),
             ("pulse_rebalances_total", "Partition assignments handled by either stage.", m.rebalances.load(ordering: .relaxed)),
+            ("pulse_watermark_alignment_pauses_total", "Input partitions stage 1 paused for running more than time.max_watermark_drift ahead of the slowest one.", m.alignmentPauses.load(ordering: .relaxed)),
         ]
         for (name, help, value) in counters { out.counter(name, help: help, value: value) }
         let lagHelp = "Records of an assigned partition not read yet (from the last fetch's high watermark; -1 before the first fetch)."
@@ -34,6 +35,8 @@ extension PulseService {
         out.gauge("pulse_missing_final_partials",
                   help: "Final partials that close markers announced but stage 2 has not received; their windows wait (alert if it stays above 0).",
                   value: Double(m.missingFinalPartials.load(ordering: .relaxed)))
+        out.gauge("pulse_paused_partitions", help: "Input partitions paused now for watermark alignment (time.max_watermark_drift).",
+                  value: Double(m.pausedPartitions.withLock { $0.values.reduce(0, +) }))
         out.gauge("pulse_ready", help: "1 when the service is ready (see /readyz).", value: state.ready ? 1 : 0)
         out.histogram("pulse_batch_processing_seconds", help: "Stage 1: time to process one polled batch of input records.", m.batchProcessing)
         out.histogram("pulse_input_delay_seconds", help: "Stage 1: from an input record's append time to its processing (each batch's first record).", m.inputDelay)

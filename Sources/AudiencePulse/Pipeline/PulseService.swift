@@ -22,8 +22,9 @@ public final class PulseService: Sendable {
         self.configuration = configuration
         self.logger = logger
         let metrics = metrics
+        let alignment = WatermarkAlignment(maxDrift: configuration.maxWatermarkDrift)
         stageOne = (0..<configuration.stageOneWorkers).map {
-            StageOne(configuration: configuration, instanceID: instanceID, worker: $0, metrics: metrics, logger: logger)
+            StageOne(configuration: configuration, instanceID: instanceID, worker: $0, alignment: alignment, metrics: metrics, logger: logger)
         }
         stageTwo = StageTwo(configuration: configuration, instanceID: instanceID, metrics: metrics, logger: logger)
     }
@@ -104,7 +105,7 @@ public final class PulseService: Sendable {
             "partials_produced": metrics.partialsProduced.load(ordering: .relaxed), "windows_closed": metrics.windowsClosed.load(ordering: .relaxed),
             "checkpoints": metrics.checkpoints.load(ordering: .relaxed), "transaction_commits": metrics.transactionCommits.load(ordering: .relaxed),
             "transaction_aborts": metrics.transactionAborts.load(ordering: .relaxed), "records_produced": metrics.recordsProduced.load(ordering: .relaxed),
-            "final_records": metrics.finalRecords.load(ordering: .relaxed),
+            "final_records": metrics.finalRecords.load(ordering: .relaxed), "alignment_pauses": metrics.alignmentPauses.load(ordering: .relaxed),
         ]
     }
 }

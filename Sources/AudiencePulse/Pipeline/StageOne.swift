@@ -47,6 +47,10 @@ final class StageOne: @unchecked Sendable {
     private var consumer: KafkaConsumer?
     private var producer: KafkaProducer?
     private var partitions: [Int32: PartitionState] = [:]
+    /// Shared by the process's workers: pauses partitions far ahead in event time.
+    private let alignment: WatermarkAlignment
+    /// Input partitions this worker paused for ``alignment``.
+    private var paused: Set<Int32> = []
     private var unrestored = StageLoop.PendingRestores()
     private var inputPartitionCount: Int32 = 0
     private var partialsPartitionCount = 0
@@ -71,10 +75,11 @@ final class StageOne: @unchecked Sendable {
     private var spent = TimeSpent()
     private let smallestAdvance: Int64
 
-    init(configuration: PulseConfiguration, instanceID: String, worker: Int, metrics: PipelineMetrics, logger: Logger) {
+    init(configuration: PulseConfiguration, instanceID: String, worker: Int, alignment: WatermarkAlignment, metrics: PipelineMetrics, logger: Logger) {
         self.configuration = configuration
         self.instanceID = instanceID
         self.worker = worker
+        self.alignment = alignment
         self.metrics = metrics
         var logger = logger
         logger[metadataKey: "stage"] = "1"
@@ -123,6 +128,7 @@ final class StageOne: @unchecked Sendable {
         try consumer.subscribe(topics: [configuration.inputTopic])
         logger.info("stage 1 started", metadata: ["input": "\(configuration.inputTopic)", "partitions": "\(inputPartitionCount)"])
         defer {
+            _ = alignment.publish(worker: worker, slowest: nil)
             try? consumer.close()
             producer.close(timeout: .seconds(5))
         }
@@ -130,6 +136,7 @@ final class StageOne: @unchecked Sendable {
             name: "stage 1", logger: logger, metrics: metrics, ready: ready,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
+                try resumeAll(consumer)
                 try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.inputTopic, consumer: consumer, restore: restore)
                 unrestored.removeAll()
             },
@@ -188,7 +195,8 @@ final class StageOne: @unchecked Sendable {
                 state.atEnd = false
             }
             if touched.contains(partition) { state.lastEventAt = now }  // once per batch, not per event
-            if state.atEnd, now - state.lastEventAt >= .milliseconds(configuration.idleTimeout),
+            // A paused partition is not idle: records may wait for it on the broker.
+            if state.atEnd, !paused.contains(partition), now - state.lastEventAt >= .milliseconds(configuration.idleTimeout),
                brokerAnswers(consumer, partition: partition, now: now) {
                 // Idle (read to its end, nothing new for a while): let processing time
                 // move the watermark so windows still close.
@@ -198,6 +206,7 @@ final class StageOne: @unchecked Sendable {
             if try closeWindows(partition: partition, state: &state, producer: producer) { closedWindows = true }
             partitions[partition] = state
         }
+        try align(consumer)
         let closed = clock.now
         spent.close += closed - now
         if now - lastUpdate >= .milliseconds(configuration.updateInterval) {
@@ -247,13 +256,53 @@ final class StageOne: @unchecked Sendable {
         }
     }
 
+    /// Pauses partitions too far ahead of the process's slowest one in event time and
+    /// resumes those that are close enough again (``WatermarkAlignment``).
+    private func align(_ consumer: KafkaConsumer) throws {
+        guard alignment.isEnabled else { return }
+        let reading = partitions.values.lazy.filter { !$0.atEnd }.map(\.aggregator.watermark).filter { $0 != .min }
+        let slowest = alignment.publish(worker: worker, slowest: reading.min())
+        var pause: [Int32] = []
+        var resume: [Int32] = []
+        for (partition, state) in partitions {
+            switch alignment.decide(watermark: state.aggregator.watermark, slowest: slowest, paused: paused.contains(partition)) {
+            case .pause: pause.append(partition)
+            case .resume: resume.append(partition)
+            case .keep: break
+            }
+        }
+        if !pause.isEmpty {
+            try consumer.pause(pause.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+            paused.formUnion(pause)
+            metrics.alignmentPauses.add(pause.count, ordering: .relaxed)
+        }
+        if !resume.isEmpty {
+            try consumer.resume(resume.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+            paused.subtract(resume)
+            // Idleness starts to be measured again: records that waited on the broker
+            // meanwhile arrive well within the idle timeout. (The client reports no new
+            // end-of-partition if nothing was added, so `atEnd` keeps its value.)
+            let now = clock.now
+            for partition in resume { partitions[partition]?.lastEventAt = now }
+        }
+        if !pause.isEmpty || !resume.isEmpty { metrics.pausedPartitions.withLock { $0[worker] = paused.count } }
+    }
+
+    /// Resumes every partition paused for alignment (before a rewind rebuilds their state).
+    private func resumeAll(_ consumer: KafkaConsumer) throws {
+        guard !paused.isEmpty else { return }
+        try consumer.resume(paused.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+        paused.removeAll()
+        metrics.pausedPartitions.withLock { $0[worker] = 0 }
+    }
+
     private func logProgress(_ now: ContinuousClock.Instant) {
         let seconds = (now - lastProgress).secondsDouble
         logger.info("stage 1 progress", metadata: [
             "consumed": "\(consumed)", "events_per_second": "\(Int(Double(consumed - consumedAtLastProgress) / max(seconds, 0.001)))",
             "valid": "\(metrics.valid.load(ordering: .relaxed))", "invalid": "\(metrics.invalid.load(ordering: .relaxed))",
             "duplicates": "\(metrics.duplicates.load(ordering: .relaxed))", "late": "\(metrics.late.load(ordering: .relaxed))",
-            "windows_closed": "\(metrics.windowsClosed.load(ordering: .relaxed))",
+            "windows_closed": "\(metrics.windowsClosed.load(ordering: .relaxed))", "paused": "\(paused.sorted())",
             "ms_poll": "\(spent.poll.milliseconds)", "ms_process": "\(spent.process.milliseconds)",
             "ms_close": "\(spent.close.milliseconds)", "ms_updates": "\(spent.updates.milliseconds)",
             "ms_commit": "\(spent.commit.milliseconds)", "ms_checkpoint": "\(spent.checkpoint.milliseconds)",
@@ -393,6 +442,9 @@ final class StageOne: @unchecked Sendable {
     private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
         switch event {
         case .assigned(let assigned):
+            // A partition this worker paused and then lost stays paused in the client;
+            // whatever is assigned now starts fetching.
+            do { try consumer?.resume(assigned) } catch { logger.warning("resume on assignment failed: \(error)") }
             let (offsets, failed) = StageLoop.assign(assigned, stage: "stage 1", logger: logger, restore: restore)
             unrestored.add(failed)
             logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
@@ -403,6 +455,7 @@ final class StageOne: @unchecked Sendable {
             // Still ours: checkpoint and commit before they move.
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
             for partition in revoked { partitions[partition.partition] = nil }
+            forgetPaused(revoked)
             unrestored.remove(revoked.map(\.partition))
             committer?.reset()
             logger.info("stage 1 revoked \(revoked.map(\.partition).sorted())")
@@ -410,10 +463,16 @@ final class StageOne: @unchecked Sendable {
         case .lost(let lost):
             committer?.abort()
             for partition in lost { partitions[partition.partition] = nil }
+            forgetPaused(lost)
             unrestored.remove(lost.map(\.partition))
             logger.warning("stage 1 lost \(lost.map(\.partition).sorted()); another member owns them now")
             return nil
         }
+    }
+
+    private func forgetPaused(_ gone: [KafkaTopicPartition]) {
+        paused.subtract(gone.map(\.partition))
+        metrics.pausedPartitions.withLock { $0[worker] = paused.count }
     }
 
     /// Restores partitions' states from their newest checkpoints (one read of the
