@@ -297,6 +297,30 @@ public final class KafkaConsumer: Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "resume") }
     }
 
+    /// Stops delivering `partitions`' records to ``poll(maxMessages:timeout:_:)`` without
+    /// dropping what the client already fetched (unlike ``pause(_:)``, which discards it
+    /// and fetches it again on resume): each partition's fetched records stay in a queue
+    /// of its own, and once that holds `queued.max.messages.kbytes` the client stops
+    /// fetching the partition. ``release(_:)`` delivers them, in order, after whatever
+    /// was already waiting. A reassignment (after a rebalance) delivers again by itself.
+    /// Partitions not assigned to this consumer are skipped.
+    public func hold(_ partitions: [KafkaTopicPartition]) {
+        forward(partitions, to: nil)
+    }
+
+    /// Delivers held partitions' records again (see ``hold(_:)``).
+    public func release(_ partitions: [KafkaTopicPartition]) {
+        forward(partitions, to: queue.handle)
+    }
+
+    private func forward(_ partitions: [KafkaTopicPartition], to destination: OpaquePointer?) {
+        for partition in partitions {
+            guard let partitionQueue = rd_kafka_queue_get_partition(client.handle, partition.topic, partition.partition) else { continue }
+            rd_kafka_queue_forward(partitionQueue, destination)
+            rd_kafka_queue_destroy(partitionQueue)
+        }
+    }
+
     /// The group metadata a transactional producer needs to commit this consumer's
     /// offsets in a transaction (``KafkaProducer/sendOffsetsToTransaction(_:groupMetadata:timeout:)``).
     public func groupMetadata() throws(KafkaError) -> KafkaConsumerGroupMetadata {

@@ -149,4 +149,32 @@ struct ConsumerGroupTests {
         #expect(try await TestBroker.consume(consumer, count: 1).map(\.offset) == [10])
         try await consumer.close()
     }
+
+    @Test("hold keeps a partition's records back while others flow; release delivers them all, in order, once")
+    func holdAndRelease() async throws {
+        let topic = TestBroker.uniqueName("hold")
+        try await TestBroker.createTopic(topic, partitions: 2)
+        let producer = try TestBroker.producer()
+        for index in 0..<400 {
+            try producer.produce(KafkaProducerMessage(topic: topic, partition: Int32(index % 2), value: Array("\(index)".utf8)), blockIfQueueFull: true)
+        }
+        try await producer.flush()
+        let consumer = try TestBroker.consumer(group: TestBroker.uniqueName("g"))
+        let partitions = (0..<2).map { KafkaTopicPartition(topic: topic, partition: Int32($0), offset: KafkaTopicPartition.beginning) }
+        try consumer.assign(partitions)
+        consumer.hold([partitions[0]])
+
+        let first = try await TestBroker.consume(consumer, count: 200)
+        #expect(first.count == 200)
+        #expect(first.allSatisfy { $0.partition == 1 }, "nothing of the held partition")
+        let whileHeld = try await consumer.poll(timeout: .milliseconds(1_000))
+        #expect(whileHeld.messages.isEmpty)
+
+        consumer.release([partitions[0]])
+        let released = try await TestBroker.consume(consumer, count: 200)
+        #expect(released.map(\.partition) == Array(repeating: 0, count: 200))
+        #expect(released.map(\.offset) == Array(0..<200), "every record of the held partition, in order")
+        #expect(try await consumer.poll(timeout: .milliseconds(500)).messages.isEmpty, "none twice")
+        try await consumer.close()
+    }
 }

@@ -20,6 +20,8 @@ public struct SuiteBenchmark {
         public var cpuSeconds: Double
         public var finalRecords: Int
         public var peakRSSMegabytes: Double
+        /// Input partitions paused for watermark alignment during the run.
+        public var alignmentPauses: Int
         public var eventsPerSecond: Double { Double(events) / seconds }
         /// Events/s from the first to the last event consumed.
         public var processingRate: Double { Double(events) / max(consumedSeconds - startupSeconds, 0.001) }
@@ -188,7 +190,8 @@ public struct SuiteBenchmark {
                          startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble,
                          readySeconds: ((ready ?? lastChange) - began).secondsDouble,
                          consumedSeconds: ((allConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu,
-                         finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes)
+                         finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes,
+                         alignmentPauses: service.counters["alignment_pauses", default: 0])
     }
 
     /// Latency at a fixed live rate against a running service (lean job, 10 s windows).
@@ -399,7 +402,7 @@ extension SuiteBenchmark {
                     + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
                     + "(groups joined and partitions restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
-                    + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events, \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB |\n"
+                    + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events, \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses |\n"
             }
             for (rate, result) in latency {
                 out += "| latency at \(Self.integer(Double(rate))) events/s (\(result.measured) events measured) | event → updated metric p50 \(result.p50) ms, "
@@ -427,7 +430,8 @@ extension SuiteBenchmark {
                         ("events_per_second", Self.integer(job.eventsPerSecond, grouped: false)), ("ratio_of_ceiling", Self.decimal(ratio(job), places: 3)),
                         ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("ready_seconds", Self.decimal(job.readySeconds, places: 3)), ("consumed_seconds", Self.decimal(job.consumedSeconds, places: 3)),
                         ("processing_events_per_second", Self.integer(job.processingRate, grouped: false)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
-                        ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false))])
+                        ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false)),
+                        ("alignment_pauses", "\(job.alignmentPauses)")])
             }
             let latencies = latency.map { rate, result in
                 object([("rate", "\(rate)"), ("measured", "\(result.measured)"), ("p50_ms", "\(result.p50)"), ("p99_ms", "\(result.p99)"), ("max_ms", "\(result.max)"),

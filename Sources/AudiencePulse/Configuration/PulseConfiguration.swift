@@ -156,7 +156,7 @@ public struct PulseConfiguration: Sendable {
         let maxOutOfOrderness = try r.duration("time.max_out_of_orderness", default: "5s", "Watermark = newest event time of a partition − this.")
         let allowedLateness = try r.duration("time.allowed_lateness", default: "0s", "A window stays open this long after the watermark passed its end.")
         let idleTimeout = try r.duration("time.idle_timeout", default: "30s", minimum: 100, "An input partition without events this long (processing time) advances its watermark with the clock, so windows still close.")
-        let maxWatermarkDrift = try r.duration("time.max_watermark_drift", default: "1m", "While a backlog is read, an input partition whose watermark runs more than this ahead of the slowest partition still being read (in this process) pauses until that one catches up, so the windows both stages hold open stay few. `0s`: never pause.")
+        let maxWatermarkDrift = try r.duration("time.max_watermark_drift", default: "0s", "While a backlog is read, an input partition whose watermark runs more than this ahead of the slowest partition still being read (in this process) pauses until that one catches up, so stage 2 holds the partials of fewer windows; a paused partition's fetched records wait in the client meanwhile. `0s` (the default): never pause.")
 
         func types(_ key: String, _ defaults: [String], _ meaning: String) throws(ConfigurationError) -> EventTypeSet {
             var result: [KnownEventType] = []

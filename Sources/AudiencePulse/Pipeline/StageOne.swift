@@ -136,7 +136,7 @@ final class StageOne: @unchecked Sendable {
             name: "stage 1", logger: logger, metrics: metrics, ready: ready,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
-                try resumeAll(consumer)
+                resumeAll(consumer)
                 try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.inputTopic, consumer: consumer, restore: restore)
                 unrestored.removeAll()
             },
@@ -206,7 +206,7 @@ final class StageOne: @unchecked Sendable {
             if try closeWindows(partition: partition, state: &state, producer: producer) { closedWindows = true }
             partitions[partition] = state
         }
-        try align(consumer)
+        align(consumer)
         let closed = clock.now
         spent.close += closed - now
         if now - lastUpdate >= .milliseconds(configuration.updateInterval) {
@@ -257,8 +257,10 @@ final class StageOne: @unchecked Sendable {
     }
 
     /// Pauses partitions too far ahead of the process's slowest one in event time and
-    /// resumes those that are close enough again (``WatermarkAlignment``).
-    private func align(_ consumer: KafkaConsumer) throws {
+    /// resumes those that are close enough again (``WatermarkAlignment``). A paused
+    /// partition is held (``KafkaConsumer/hold(_:)``): what the client fetched for it
+    /// waits, and fetching stops once that fills its queue.
+    private func align(_ consumer: KafkaConsumer) {
         guard alignment.isEnabled else { return }
         let reading = partitions.values.lazy.filter { !$0.atEnd }.map(\.aggregator.watermark).filter { $0 != .min }
         let slowest = alignment.publish(worker: worker, slowest: reading.min())
@@ -272,16 +274,15 @@ final class StageOne: @unchecked Sendable {
             }
         }
         if !pause.isEmpty {
-            try consumer.pause(pause.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+            consumer.hold(pause.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
             paused.formUnion(pause)
             metrics.alignmentPauses.add(pause.count, ordering: .relaxed)
         }
         if !resume.isEmpty {
-            try consumer.resume(resume.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+            consumer.release(resume.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
             paused.subtract(resume)
-            // Idleness starts to be measured again: records that waited on the broker
-            // meanwhile arrive well within the idle timeout. (The client reports no new
-            // end-of-partition if nothing was added, so `atEnd` keeps its value.)
+            // Idleness starts to be measured again: records that waited meanwhile arrive
+            // well within the idle timeout.
             let now = clock.now
             for partition in resume { partitions[partition]?.lastEventAt = now }
         }
@@ -289,9 +290,9 @@ final class StageOne: @unchecked Sendable {
     }
 
     /// Resumes every partition paused for alignment (before a rewind rebuilds their state).
-    private func resumeAll(_ consumer: KafkaConsumer) throws {
+    private func resumeAll(_ consumer: KafkaConsumer) {
         guard !paused.isEmpty else { return }
-        try consumer.resume(paused.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+        consumer.release(paused.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
         paused.removeAll()
         metrics.pausedPartitions.withLock { $0[worker] = 0 }
     }
@@ -442,9 +443,10 @@ final class StageOne: @unchecked Sendable {
     private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
         switch event {
         case .assigned(let assigned):
-            // A partition this worker paused and then lost stays paused in the client;
-            // whatever is assigned now starts fetching.
-            do { try consumer?.resume(assigned) } catch { logger.warning("resume on assignment failed: \(error)") }
+            // A partition held here before it moved away would stay held when it comes
+            // back (the client leaves a partition's delivery to the application once it
+            // was set): whatever is assigned now is delivered.
+            consumer?.release(assigned)
             let (offsets, failed) = StageLoop.assign(assigned, stage: "stage 1", logger: logger, restore: restore)
             unrestored.add(failed)
             logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
