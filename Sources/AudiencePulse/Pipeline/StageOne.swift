@@ -299,15 +299,17 @@ final class StageOne: @unchecked Sendable {
 
     private func logProgress(_ now: ContinuousClock.Instant) {
         let seconds = (now - lastProgress).secondsDouble
-        logger.info("stage 1 progress", metadata: [
+        var metadata: Logger.Metadata = [
             "consumed": "\(consumed)", "events_per_second": "\(Int(Double(consumed - consumedAtLastProgress) / max(seconds, 0.001)))",
             "valid": "\(metrics.valid.load(ordering: .relaxed))", "invalid": "\(metrics.invalid.load(ordering: .relaxed))",
             "duplicates": "\(metrics.duplicates.load(ordering: .relaxed))", "late": "\(metrics.late.load(ordering: .relaxed))",
-            "windows_closed": "\(metrics.windowsClosed.load(ordering: .relaxed))", "paused": "\(paused.sorted())",
+            "windows_closed": "\(metrics.windowsClosed.load(ordering: .relaxed))",
             "ms_poll": "\(spent.poll.milliseconds)", "ms_process": "\(spent.process.milliseconds)",
             "ms_close": "\(spent.close.milliseconds)", "ms_updates": "\(spent.updates.milliseconds)",
             "ms_commit": "\(spent.commit.milliseconds)", "ms_checkpoint": "\(spent.checkpoint.milliseconds)",
-        ])
+        ]
+        if alignment.isEnabled { metadata["paused"] = "\(paused.sorted())" }
+        logger.info("stage 1 progress", metadata: metadata)
         spent = TimeSpent()
         lastProgress = now
         consumedAtLastProgress = consumed
@@ -446,7 +448,7 @@ final class StageOne: @unchecked Sendable {
             // A partition held here before it moved away would stay held when it comes
             // back (the client leaves a partition's delivery to the application once it
             // was set): whatever is assigned now is delivered.
-            consumer?.release(assigned)
+            if alignment.isEnabled { consumer?.release(assigned) }
             let (offsets, failed) = StageLoop.assign(assigned, stage: "stage 1", logger: logger, restore: restore)
             unrestored.add(failed)
             logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
