@@ -158,7 +158,6 @@ struct ServiceExactResultsTests {
             #expect(Int64((revenue * 100).rounded()) == truth.revenueCents, "\(key) revenue")
             #expect((record["dwell_ms"] as? [String: Any])?["count"] as? Int == truth.dwellCount, "\(key) dwell count")
         }
-
     }
 
     /// Reads every record of a topic from the beginning until `done` says enough (or

@@ -49,8 +49,10 @@ final class StageOne: @unchecked Sendable {
     private var partitions: [Int32: PartitionState] = [:]
     /// Shared by the process's workers: pauses partitions far ahead in event time.
     private let alignment: WatermarkAlignment
-    /// Input partitions this worker paused for ``alignment``.
-    private var paused: Set<Int32> = []
+    /// Input partitions this worker paused for ``alignment`` (their count is a gauge).
+    private var paused: Set<Int32> = [] {
+        didSet { metrics.pausedPartitions.withLock { $0[worker] = paused.count } }
+    }
     private var unrestored = StageLoop.PendingRestores()
     private var inputPartitionCount: Int32 = 0
     private var partialsPartitionCount = 0
@@ -274,27 +276,29 @@ final class StageOne: @unchecked Sendable {
             }
         }
         if !pause.isEmpty {
-            consumer.hold(pause.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+            consumer.hold(inputPartitions(pause))
             paused.formUnion(pause)
             metrics.alignmentPauses.add(pause.count, ordering: .relaxed)
         }
         if !resume.isEmpty {
-            consumer.release(resume.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+            consumer.release(inputPartitions(resume))
             paused.subtract(resume)
             // Idleness starts to be measured again: records that waited meanwhile arrive
             // well within the idle timeout.
             let now = clock.now
             for partition in resume { partitions[partition]?.lastEventAt = now }
         }
-        if !pause.isEmpty || !resume.isEmpty { metrics.pausedPartitions.withLock { $0[worker] = paused.count } }
     }
 
     /// Resumes every partition paused for alignment (before a rewind rebuilds their state).
     private func resumeAll(_ consumer: KafkaConsumer) {
         guard !paused.isEmpty else { return }
-        consumer.release(paused.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) })
+        consumer.release(inputPartitions(paused))
         paused.removeAll()
-        metrics.pausedPartitions.withLock { $0[worker] = 0 }
+    }
+
+    private func inputPartitions(_ ids: some Sequence<Int32>) -> [KafkaTopicPartition] {
+        ids.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) }
     }
 
     private func logProgress(_ now: ContinuousClock.Instant) {
@@ -459,7 +463,7 @@ final class StageOne: @unchecked Sendable {
             // Still ours: checkpoint and commit before they move.
             do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
             for partition in revoked { partitions[partition.partition] = nil }
-            forgetPaused(revoked)
+            paused.subtract(revoked.map(\.partition))
             unrestored.remove(revoked.map(\.partition))
             committer?.reset()
             logger.info("stage 1 revoked \(revoked.map(\.partition).sorted())")
@@ -467,16 +471,11 @@ final class StageOne: @unchecked Sendable {
         case .lost(let lost):
             committer?.abort()
             for partition in lost { partitions[partition.partition] = nil }
-            forgetPaused(lost)
+            paused.subtract(lost.map(\.partition))
             unrestored.remove(lost.map(\.partition))
             logger.warning("stage 1 lost \(lost.map(\.partition).sorted()); another member owns them now")
             return nil
         }
-    }
-
-    private func forgetPaused(_ gone: [KafkaTopicPartition]) {
-        paused.subtract(gone.map(\.partition))
-        metrics.pausedPartitions.withLock { $0[worker] = paused.count }
     }
 
     /// Restores partitions' states from their newest checkpoints (one read of the
