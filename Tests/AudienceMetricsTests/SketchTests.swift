@@ -163,6 +163,79 @@ struct SketchTests {
         #expect(try QuantileSketch.decode(from: &reader) == whole)
     }
 
+    @Test("quantile sketch: sparse up to 64 buckets, dense beyond; added, merged and decoded sketches of the same values are equal",
+          arguments: [1, 8, 63, 64, 65, 300])
+    func quantileForms(distinctBuckets: Int) throws {
+        var generator = SplitMix64(seed: UInt64(distinctBuckets))
+        // One value per bucket index 100, 102, …, then repeats, shuffled.
+        let gamma = 1.02 / 0.98
+        let distinct = (0..<distinctBuckets).map { Int64(pow(gamma, Double(100 + 2 * $0)).rounded(.down)) }
+        var values = distinct + (0..<500).map { _ in distinct[Int(generator.next() % UInt64(distinctBuckets))] }
+        values.append(0)
+        for index in values.indices.reversed() { values.swapAt(index, Int(generator.next() % UInt64(index + 1))) }
+        var whole = QuantileSketch()
+        var parts = [QuantileSketch(), QuantileSketch(), QuantileSketch()]
+        for (index, value) in values.enumerated() {
+            whole.add(value)
+            parts[index % 3].add(value)
+        }
+        #expect(Set(distinct.map { whole.bucket(of: $0) }).count == distinctBuckets)
+        var merged = parts[2]
+        merged.merge(parts[0])
+        merged.merge(parts[1])
+        #expect(merged == whole)
+        var writer = BinaryWriter()
+        whole.encode(into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        #expect(try QuantileSketch.decode(from: &reader) == whole)
+        // Sparse: 8 bytes per non-empty bucket; dense: 8 bytes per bucket of the span.
+        if distinctBuckets <= QuantileSketch.sparseLimit {
+            #expect(whole.memoryBytes <= 2 * 8 * distinctBuckets)
+        } else {
+            #expect(whole.memoryBytes >= 8 * (2 * distinctBuckets - 1))
+        }
+        values.sort()
+        for q in stride(from: 0.0, through: 1.0, by: 0.01) {
+            let exact = Double(values[Int((q * Double(values.count - 1)).rounded(.down))])
+            let estimate = try #require(whole.quantile(q))
+            #expect(exact == 0 ? estimate == 0 : abs(estimate - exact) / exact <= 0.01, "q\(q): \(estimate) vs \(exact)")
+        }
+    }
+
+    @Test("quantile sketch: the version-1 binary form (every bucket of the span) still reads; a bucket past 2³² values stays exact")
+    func quantileVersionOne() throws {
+        var writer = BinaryWriter()
+        writer.write(UInt8(1))
+        writer.writeDouble(0.01)
+        let big: UInt64 = 5_000_000_000
+        writer.writeVarint(big + 3)
+        writer.writeSigned(Int64(big) * 1_000 + 30_000)
+        writer.writeVarint(UInt64(0))
+        var reference = QuantileSketch()
+        let index = reference.bucket(of: 1_000)
+        writer.writeSigned(Int64(index))
+        writer.writeVarint(3)
+        // Buckets `index` (5,000,000,000 values) and `index + 2` (3 values).
+        for binCount in [big, 0, 3] as [UInt64] { writer.writeVarint(binCount) }
+        var reader = BinaryReader(writer.bytes)
+        var decoded = try QuantileSketch.decode(from: &reader)
+        #expect(reader.isAtEnd)
+        #expect(decoded.count == big + 3)
+        let low = try #require(decoded.quantile(0.5))
+        #expect(abs(low - 1_000) / 1_000 <= 0.01)
+        let high = try #require(decoded.quantile(1))
+        #expect(high > 1_000 * 1.03 && high < 1_000 * 1.05)
+        // Adding to and merging with the big bucket keeps exact counts.
+        reference.add(1_000)
+        decoded.merge(reference)
+        decoded.add(1_000)
+        #expect(decoded.count == big + 5)
+        var again = BinaryWriter()
+        decoded.encode(into: &again)
+        var rereader = BinaryReader(again.bytes)
+        #expect(try QuantileSketch.decode(from: &rereader) == decoded)
+    }
+
     @Test("heavy hitters of a Zipf stream are found with exact counts for the top items")
     func topContent() throws {
         var generator = SplitMix64(seed: 3)
