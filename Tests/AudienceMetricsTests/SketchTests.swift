@@ -234,6 +234,24 @@ struct SketchTests {
         decoded.encode(into: &again)
         var rereader = BinaryReader(again.bytes)
         #expect(try QuantileSketch.decode(from: &rereader) == decoded)
+        // The old form of a few values, with empty buckets at both ends, reads as the
+        // sketch that adds them.
+        var added = QuantileSketch()
+        for value: Int64 in [1_000, 1_000, 5_000, 0] { added.add(value) }
+        let low5000 = added.bucket(of: 5_000)
+        var old = BinaryWriter()
+        old.write(UInt8(1))
+        old.writeDouble(0.01)
+        old.writeVarint(UInt64(4))
+        old.writeSigned(7_000)
+        old.writeVarint(UInt64(1))
+        old.writeSigned(Int64(index - 1))
+        old.writeVarint(low5000 - index + 3)
+        for offset in (index - 1)...(low5000 + 1) {
+            old.writeVarint(offset == index ? UInt64(2) : offset == low5000 ? 1 : 0)
+        }
+        var oldReader = BinaryReader(old.bytes)
+        #expect(try QuantileSketch.decode(from: &oldReader) == added)
     }
 
     @Test("heavy hitters of a Zipf stream are found with exact counts for the top items")

@@ -217,26 +217,38 @@ public struct QuantileSketch: Sendable, Equatable {
         }
     }
 
-    /// Builds the canonical form from non-empty buckets in ascending order.
-    private mutating func setBuckets(_ buckets: [(index: Int, count: UInt64)]) {
-        bins = []
-        minIndex = 0
-        isDense = false
-        if buckets.count <= Self.sparseLimit, buckets.allSatisfy({ $0.count <= Self.countMask }) {
-            bins = buckets.map { UInt64($0.index) << 32 | $0.count }
+    /// Brings dense counters read from the binary form into the canonical form: empty
+    /// buckets at either end dropped, sparse when few enough buckets are non-empty.
+    private mutating func normalizeDense() {
+        guard let first = bins.firstIndex(where: { $0 > 0 }), let last = bins.lastIndex(where: { $0 > 0 }) else {
+            bins = []
+            minIndex = 0
+            isDense = false
             return
         }
-        isDense = true
-        guard let first = buckets.first, let last = buckets.last else { return }
-        minIndex = first.index
-        bins = [UInt64](repeating: 0, count: last.index - first.index + 1)
-        for bucket in buckets { bins[bucket.index - minIndex] = bucket.count }
+        var nonEmpty = 0
+        var largest: UInt64 = 0
+        for binCount in bins[first...last] where binCount > 0 {
+            nonEmpty += 1
+            largest = max(largest, binCount)
+        }
+        if nonEmpty <= Self.sparseLimit, largest <= Self.countMask {
+            var entries: [UInt64] = []
+            entries.reserveCapacity(nonEmpty)
+            for offset in first...last where bins[offset] > 0 { entries.append(UInt64(minIndex + offset) << 32 | bins[offset]) }
+            bins = entries
+            minIndex = 0
+            isDense = false
+        } else if first > 0 || last < bins.count - 1 {
+            bins = Array(bins[first...last])
+            minIndex += first
+        }
     }
 
     // MARK: Binary form
 
-    /// Version 2 lists the non-empty buckets (index gap, count); version 1, every bucket
-    /// between the smallest and the largest, is still read.
+    /// Version 2: a form byte, then sparse (non-empty buckets as index gap and count) or
+    /// dense (first bucket, span, every count). Version 1, always dense, is still read.
     static let formatVersion: UInt8 = 2
 
     public func encode(into writer: inout BinaryWriter) {
@@ -245,18 +257,20 @@ public struct QuantileSketch: Sendable, Equatable {
         writer.writeVarint(count)
         writer.writeSigned(sum)
         writer.writeVarint(zeroCount)
-        var buckets = 0
-        forEachBucket { _, _ in
-            buckets += 1
-            return true
-        }
-        writer.writeVarint(buckets)
-        var previous = 0
-        forEachBucket { index, binCount in
-            writer.writeVarint(index - previous)
-            writer.writeVarint(binCount)
-            previous = index
-            return true
+        if isDense {
+            writer.write(UInt8(1))
+            writer.writeSigned(Int64(minIndex))
+            writer.writeVarint(bins.count)
+            for binCount in bins { writer.writeVarint(binCount) }
+        } else {
+            writer.write(UInt8(0))
+            writer.writeVarint(bins.count)
+            var previous = 0
+            for entry in bins {
+                writer.writeVarint(Int(entry >> 32) - previous)
+                writer.writeVarint(entry & Self.countMask)
+                previous = Int(entry >> 32)
+            }
         }
     }
 
@@ -268,32 +282,32 @@ public struct QuantileSketch: Sendable, Equatable {
         sketch.count = try reader.readVarint()
         sketch.sum = try reader.readSigned()
         sketch.zeroCount = try reader.readVarint()
-        var buckets: [(index: Int, count: UInt64)] = []
-        if version == 1 {
+        let form = version == 1 ? 1 : try reader.read()
+        guard form <= 1 else { throw BinaryReader.Error(message: "quantile sketch form \(form)") }
+        if form == 1 {
             let first = try reader.readSigned()
-            guard first >= 0, first <= maxIndex else { throw BinaryReader.Error(message: "bucket \(first)") }
             let span = try reader.readCount(limit: 1 << 16)
-            for offset in 0..<span {
-                let binCount = try reader.readVarint()
-                if binCount > 0 { buckets.append((Int(first) + offset, binCount)) }
-            }
+            guard first >= 0, first + Int64(span) <= maxIndex else { throw BinaryReader.Error(message: "buckets \(first) + \(span)") }
+            sketch.minIndex = Int(first)
+            sketch.bins.reserveCapacity(span)
+            for _ in 0..<span { sketch.bins.append(try reader.readVarint()) }
+            sketch.isDense = true
+            sketch.normalizeDense()
         } else {
-            let nonEmpty = try reader.readCount(limit: 1 << 16)
-            buckets.reserveCapacity(nonEmpty)
+            let nonEmpty = try reader.readCount(limit: sparseLimit)
+            sketch.bins.reserveCapacity(nonEmpty)
             var index = 0
             for position in 0..<nonEmpty {
                 let gap = try reader.readVarint()
                 guard gap <= UInt64(maxIndex), position == 0 || gap > 0 else { throw BinaryReader.Error(message: "bucket gap \(gap)") }
                 index += Int(gap)
                 let binCount = try reader.readVarint()
-                guard index <= maxIndex, binCount > 0 else { throw BinaryReader.Error(message: "bucket \(index) count \(binCount)") }
-                buckets.append((index, binCount))
+                guard index <= maxIndex, binCount > 0, binCount <= countMask else {
+                    throw BinaryReader.Error(message: "bucket \(index) count \(binCount)")
+                }
+                sketch.bins.append(UInt64(index) << 32 | binCount)
             }
         }
-        if let first = buckets.first, let last = buckets.last, last.index - first.index >= 1 << 16 {
-            throw BinaryReader.Error(message: "bucket span \(last.index - first.index)")
-        }
-        sketch.setBuckets(buckets)
         return sketch
     }
 }
