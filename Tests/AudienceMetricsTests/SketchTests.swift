@@ -290,6 +290,40 @@ struct SketchTests {
         var writer = BinaryWriter()
         sketch.encode(into: &writer)
         var reader = BinaryReader(writer.bytes)
-        #expect(try TopK.decode(from: &reader) == sketch)
+        var decoded = try TopK.decode(from: &reader)
+        #expect(decoded == sketch)
+        // A decoded summary counts and merges on as the original does (its index is built
+        // on first use), evictions included.
+        var decodedHalves = try halves.map { half in
+            var halfWriter = BinaryWriter()
+            half.encode(into: &halfWriter)
+            var halfReader = BinaryReader(halfWriter.bytes)
+            return try TopK.decode(from: &halfReader)
+        }
+        for item in 0..<2_000 {
+            let hash = Hash64.hash("late-\(item % 300)")
+            sketch.add(hash: hash)
+            decoded.add(hash: hash)
+            halves[item % 2].add(hash: hash)
+            decodedHalves[item % 2].add(hash: hash)
+        }
+        #expect(decoded == sketch)
+        merged = halves[0]
+        merged.merge(halves[1])
+        decodedHalves[0].merge(decodedHalves[1])
+        #expect(decodedHalves[0] == merged)
+        // The same item twice is refused.
+        var twice = BinaryWriter()
+        twice.write(UInt8(2))
+        twice.writeVarint(64)
+        twice.writeVarint(2)
+        for _ in 0..<2 {
+            twice.writeFixed64(42)
+            twice.writeString("article-1")
+            twice.writeSigned(3)
+            twice.writeSigned(0)
+        }
+        var twiceReader = BinaryReader(twice.bytes)
+        #expect(throws: BinaryReader.Error.self) { try TopK.decode(from: &twiceReader) }
     }
 }

@@ -99,10 +99,8 @@ public struct SegmentAggregate: Sendable, Equatable {
         var result = SegmentAggregate()
         result.events = try reader.readSigned()
         let typeCount = try reader.readCount(limit: 64)
-        var known: [Int64] = []
-        for _ in 0..<typeCount { known.append(try reader.readSigned()) }
-        guard known.count == result.knownTypes.count else { throw BinaryReader.Error(message: "event type count \(known.count)") }
-        result.knownTypes = known
+        guard typeCount == result.knownTypes.count else { throw BinaryReader.Error(message: "event type count \(typeCount)") }
+        for type in 0..<typeCount { result.knownTypes[type] = try reader.readSigned() }
         let otherCount = try reader.readCount(limit: 1 << 16)
         for _ in 0..<otherCount { result.otherTypes[try reader.readString(limit: 4096)] = try reader.readSigned() }
         result.users = try UniqueCounter.decode(from: &reader)

@@ -28,10 +28,41 @@ public final class WindowMerger {
     }
 
     struct Contribution: Equatable {
+        var partition: Int32
         var offset: Int64
         var aggregate: SegmentAggregate
         var overflowedEvents: Int64
         var isFinal: Bool
+    }
+
+    /// One segment's contributions, at most one per input partition, ascending by
+    /// partition: an array sized to what arrived (a dictionary would keep room for twice
+    /// as many of these ≈ 400-byte values).
+    struct Contributions: Equatable {
+        private(set) var entries: [Contribution] = []
+
+        subscript(partition: Int32) -> Contribution? {
+            get {
+                let position = self.position(of: partition)
+                return position < entries.count && entries[position].partition == partition ? entries[position] : nil
+            }
+            set {
+                let position = self.position(of: partition)
+                let present = position < entries.count && entries[position].partition == partition
+                switch (newValue, present) {
+                case (let value?, true): entries[position] = value
+                case (let value?, false): entries.insert(value, at: position)
+                case (nil, true): entries.remove(at: position)
+                case (nil, false): break
+                }
+            }
+        }
+
+        /// The first entry whose partition is at least `partition` (a scan: there are as
+        /// many entries as input partitions at most).
+        private func position(of partition: Int32) -> Int {
+            entries.firstIndex { $0.partition >= partition } ?? entries.count
+        }
     }
 
     /// A window an input partition closed, and how many final partials (segments) it
@@ -74,7 +105,7 @@ public final class WindowMerger {
     }
 
     final class PendingWindow {
-        var segments: [String: [Int32: Contribution]] = [:]
+        var segments: [String: Contributions] = [:]
         var touched: Set<String> = []
     }
 
@@ -137,8 +168,8 @@ public final class WindowMerger {
             stalePartials += 1
             return false
         }
-        window.segments[segment, default: [:]][inputPartition] = Contribution(
-            offset: offset, aggregate: aggregate, overflowedEvents: overflowedEvents, isFinal: isFinal)
+        window.segments[segment, default: Contributions()][inputPartition] = Contribution(
+            partition: inputPartition, offset: offset, aggregate: aggregate, overflowedEvents: overflowedEvents, isFinal: isFinal)
         window.touched.insert(segment)
         return true
     }
@@ -190,7 +221,7 @@ public final class WindowMerger {
             guard let window = windows.removeValue(forKey: key) else { continue }
             let spec = config.windows[key.windowIndex]
             for segment in window.segments.keys.sorted() {
-                let (aggregate, overflow) = merged(window.segments[segment] ?? [:])
+                let (aggregate, overflow) = merged(window.segments[segment] ?? Contributions())
                 let trendKey = "\(key.windowIndex)|\(segment)"
                 var state = trends[trendKey] ?? TrendState()
                 let previousUnique = state.uniqueUsers(ofWindowStarting: key.start - spec.size)
@@ -210,7 +241,7 @@ public final class WindowMerger {
             guard let window = windows[key], !window.touched.isEmpty else { continue }
             let spec = config.windows[key.windowIndex]
             for segment in window.touched.sorted() {
-                let (aggregate, overflow) = merged(window.segments[segment] ?? [:])
+                let (aggregate, overflow) = merged(window.segments[segment] ?? Contributions())
                 let previousUnique = trends["\(key.windowIndex)|\(segment)"]?.uniqueUsers(ofWindowStarting: key.start - spec.size)
                 records.append(MetricRecord(segment: segment, window: spec, start: key.start, aggregate: aggregate, isFinal: false,
                                             previousUniqueUsers: previousUnique, trend: nil, overflowedEvents: overflow, config: config))
@@ -220,11 +251,10 @@ public final class WindowMerger {
         return records
     }
 
-    private func merged(_ contributions: [Int32: Contribution]) -> (SegmentAggregate, Int64) {
+    private func merged(_ contributions: Contributions) -> (SegmentAggregate, Int64) {
         var result: SegmentAggregate?
         var overflow: Int64 = 0
-        for partition in contributions.keys.sorted() {
-            guard let contribution = contributions[partition] else { continue }
+        for contribution in contributions.entries {
             // The first contribution is taken as it is (merging it into an empty aggregate
             // gives the same value, at the cost of copying every sketch).
             if result == nil {
@@ -261,11 +291,10 @@ public final class WindowMerger {
             writer.writeVarint(window.segments.count)
             for segment in window.segments.keys.sorted() {
                 writer.writeString(segment)
-                let contributions = window.segments[segment] ?? [:]
+                let contributions = window.segments[segment]?.entries ?? []
                 writer.writeVarint(contributions.count)
-                for partition in contributions.keys.sorted() {
-                    guard let contribution = contributions[partition] else { continue }
-                    writer.writeSigned(Int64(partition))
+                for contribution in contributions {
+                    writer.writeSigned(Int64(contribution.partition))
                     writer.writeSigned(contribution.offset)
                     writer.writeSigned(contribution.overflowedEvents)
                     writer.write(contribution.isFinal ? 1 : 0)
@@ -303,13 +332,13 @@ public final class WindowMerger {
             let window = PendingWindow()
             for _ in 0..<(try reader.readCount(limit: 1 << 24)) {
                 let segment = try reader.readString(limit: 1 << 16)
-                var contributions: [Int32: Contribution] = [:]
+                var contributions = Contributions()
                 for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
                     let partition = Int32(truncatingIfNeeded: try reader.readSigned())
                     let offset = try reader.readSigned()
                     let overflow = try reader.readSigned()
                     let isFinal = version >= 2 ? try reader.read() == 1 : false
-                    contributions[partition] = Contribution(offset: offset, aggregate: try SegmentAggregate.decode(from: &reader),
+                    contributions[partition] = Contribution(partition: partition, offset: offset, aggregate: try SegmentAggregate.decode(from: &reader),
                                                             overflowedEvents: overflow, isFinal: isFinal)
                 }
                 window.segments[segment] = contributions

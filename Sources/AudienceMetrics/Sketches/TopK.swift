@@ -25,8 +25,15 @@ public struct TopK: Sendable, Equatable {
 
     public let capacity: Int
     private var counters: [Counter] = []
-    private var index = HashMap64<Int>(vacant: -1)
+    /// Counter positions by hash. Empty after decoding until first needed
+    /// (``ensureIndexed()``): a decoded summary that is only merged into another one or
+    /// encoded again never needs it.
+    private var index = TopK.emptyIndex
+    private var isIndexed = true
     private var names: [UInt64: String] = [:]
+
+    /// Shared by every new summary until its first insertion copies it.
+    private static let emptyIndex = HashMap64<Int>(vacant: -1)
 
     public init(capacity: Int = 64) {
         self.capacity = max(1, capacity)
@@ -37,6 +44,7 @@ public struct TopK: Sendable, Equatable {
     /// Counts one occurrence of the item with `hash`.
     @inline(__always)
     public mutating func add(hash: UInt64) {
+        ensureIndexed()
         let capacity = self.capacity
         let position = index.update(hash, default: counters.count < capacity ? counters.count : -2) { $0 }
         if position >= 0 && position < counters.count {
@@ -78,6 +86,7 @@ public struct TopK: Sendable, Equatable {
     /// Adds `other`'s counters to these.
     public mutating func merge(_ other: TopK) {
         guard !other.counters.isEmpty else { return }
+        ensureIndexed()
         for (hash, name) in other.names where names[hash] == nil { names[hash] = name }
         for counter in other.counters {
             if let position = index[counter.hash] {
@@ -96,9 +105,19 @@ public struct TopK: Sendable, Equatable {
             counters[a].count != counters[b].count ? counters[a].count > counters[b].count : labels[a] < labels[b]
         }
         counters = order.prefix(capacity).map { counters[$0] }
+        rebuildIndex()
+        names = names.filter { index.contains($0.key) }
+    }
+
+    @inline(__always)
+    private mutating func ensureIndexed() {
+        if !isIndexed { rebuildIndex() }
+    }
+
+    private mutating func rebuildIndex() {
         index = HashMap64(vacant: -1, capacity: counters.count)
         for (position, counter) in counters.enumerated() { index[counter.hash] = position }
-        names = names.filter { index.contains($0.key) }
+        isIndexed = true
     }
 
     public static func == (lhs: TopK, rhs: TopK) -> Bool {
@@ -126,15 +145,17 @@ public struct TopK: Sendable, Equatable {
         try reader.expectVersion(formatVersion, of: "top-k")
         var sketch = TopK(capacity: try reader.readCount(limit: 1 << 16))
         let count = try reader.readCount(limit: sketch.capacity)
-        for position in 0..<count {
+        sketch.counters.reserveCapacity(count)
+        for _ in 0..<count {
             let hash = try reader.readFixed64()
             let name = try reader.readString(limit: 4096)
             let counter = Counter(hash: hash, count: try reader.readSigned(), error: try reader.readSigned())
-            guard !sketch.index.contains(hash) else { throw BinaryReader.Error(message: "duplicate top-k item") }
-            sketch.index[hash] = position
+            // Written ascending by hash, so a repeated item shows as a step that does not rise.
+            if let previous = sketch.counters.last, previous.hash >= hash { throw BinaryReader.Error(message: "top-k items out of order") }
             sketch.counters.append(counter)
             if !name.isEmpty { sketch.names[hash] = name }
         }
+        sketch.isIndexed = sketch.counters.isEmpty
         return sketch
     }
 }
