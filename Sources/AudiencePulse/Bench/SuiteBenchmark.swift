@@ -162,6 +162,7 @@ public struct SuiteBenchmark {
         var firstConsumed: ContinuousClock.Instant?
         var allConsumed: ContinuousClock.Instant?
         var ready: ContinuousClock.Instant?
+        var stageTwoCaughtUp: ContinuousClock.Instant?
         var lastFinals = -1
         var lastChange = began
         while true {
@@ -178,10 +179,16 @@ public struct SuiteBenchmark {
                 lastChange = now
             }
             if !service.failureMessages.isEmpty { throw Failure(description: "\(name): " + service.failureMessages.joined(separator: "; ")) }
-            // Done once the final records stopped changing for 3 s after every event was
-            // consumed (a pause in finals while events still arrive — one partition
-            // behind the others holds windows back — is not the end).
-            if let allConsumed, finals > 0, now - max(lastChange, allConsumed) > .seconds(3) { break }
+            // Done once every event was consumed, stage 2 read every partial stage 1
+            // produced (unless a transaction was aborted: its partials are never read), and
+            // the final records then stopped changing for 3 s (a pause in finals while
+            // events still arrive — one partition behind the others holds windows back —
+            // or while stage 2 catches up is not the end).
+            let caughtUp = counters["partials_read", default: 0] >= counters["partials_produced", default: 0]
+                || counters["transaction_aborts", default: 0] > 0
+            if caughtUp, stageTwoCaughtUp == nil { stageTwoCaughtUp = now }
+            if !caughtUp { stageTwoCaughtUp = nil }
+            if let allConsumed, let stageTwoCaughtUp, finals > 0, now - max(lastChange, allConsumed, stageTwoCaughtUp) > .seconds(3) { break }
             if now - began > .seconds(900) { throw Failure(description: "\(name): not done after 15 minutes (consumed \(counters["consumed", default: 0]) of \(expected))") }
         }
         let cpu = Self.cpuSeconds() - cpuBefore

@@ -66,16 +66,18 @@ public struct PulseConfiguration: Sendable {
         return KafkaConfiguration(bootstrapServers: servers, properties: properties)
     }
 
-    /// Settings for the stages' consumers: as ``kafkaConfiguration``, with two defaults
+    /// Settings for the stages' consumers: as ``kafkaConfiguration``, with three defaults
     /// unless `kafka:` sets them: librdkafka's prefetch buffer capped at 16 MB
-    /// (`queued.max.messages.kbytes`, 64 MB by default) — the stages process records as
-    /// fast as they arrive, and the larger buffer only adds resident memory (≈ 100 MB
-    /// measured with a million users); and fetches that wait at most 100 ms for data
+    /// (`queued.max.messages.kbytes`, 64 MB by default) and 20,000 records per partition
+    /// (`queued.min.messages`, 100,000 by default) — the stages process records as fast
+    /// as they arrive, and a larger buffer only adds resident memory (docs/operations.md
+    /// has the figures); and fetches that wait at most 100 ms for data
     /// (`fetch.wait.max.ms`, 500 ms by default) — an update passes two stage consumers, and
-    /// on the local broker the longer wait showed in its latency (docs/operations.md).
+    /// on the local broker the longer wait showed in its latency.
     public var stageKafkaConfiguration: KafkaConfiguration {
         var configuration = kafkaConfiguration
-        for (key, value) in [("queued.max.messages.kbytes", "16384"), ("fetch.wait.max.ms", "100")] where configuration.properties[key] == nil {
+        for (key, value) in [("queued.max.messages.kbytes", "16384"), ("queued.min.messages", "20000"), ("fetch.wait.max.ms", "100")]
+        where configuration.properties[key] == nil {
             configuration.properties[key] = value
         }
         return configuration

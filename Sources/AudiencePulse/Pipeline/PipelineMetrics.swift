@@ -15,6 +15,8 @@ final class PipelineMetrics: Sendable {
     let transactionCommits = Atomic<Int>(0)
     let transactionAborts = Atomic<Int>(0)
     let partialsConsumed = Atomic<Int>(0)
+    /// Stage 2: partials read (markers not counted; stale ones are).
+    let partialsRead = Atomic<Int>(0)
     let recordsProduced = Atomic<Int>(0)
     let finalRecords = Atomic<Int>(0)
     let rebalances = Atomic<Int>(0)

@@ -102,7 +102,7 @@ public final class PulseService: Sendable {
             "consumed": metrics.consumed.load(ordering: .relaxed), "valid": metrics.valid.load(ordering: .relaxed),
             "invalid": metrics.invalid.load(ordering: .relaxed), "duplicates": metrics.duplicates.load(ordering: .relaxed),
             "late": metrics.late.load(ordering: .relaxed), "dead_lettered": metrics.deadLettered.load(ordering: .relaxed),
-            "partials_produced": metrics.partialsProduced.load(ordering: .relaxed), "windows_closed": metrics.windowsClosed.load(ordering: .relaxed),
+            "partials_produced": metrics.partialsProduced.load(ordering: .relaxed), "partials_read": metrics.partialsRead.load(ordering: .relaxed), "windows_closed": metrics.windowsClosed.load(ordering: .relaxed),
             "checkpoints": metrics.checkpoints.load(ordering: .relaxed), "transaction_commits": metrics.transactionCommits.load(ordering: .relaxed),
             "transaction_aborts": metrics.transactionAborts.load(ordering: .relaxed), "records_produced": metrics.recordsProduced.load(ordering: .relaxed),
             "final_records": metrics.finalRecords.load(ordering: .relaxed), "alignment_pauses": metrics.alignmentPauses.load(ordering: .relaxed),

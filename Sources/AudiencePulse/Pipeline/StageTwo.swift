@@ -101,6 +101,7 @@ final class StageTwo: @unchecked Sendable {
             metrics.stageTwoReady.store(!pending, ordering: .relaxed)
         }
         var mergedPartials = false
+        var partialsRead = 0
         producedFinals = false
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
             for error in batch.errors { logger.warning("consume: \(error)") }
@@ -119,6 +120,7 @@ final class StageTwo: @unchecked Sendable {
                 switch decoded {
                 case .partial(let partial):
                     mergedPartials = true
+                    partialsRead += 1
                     if let since = message.header("pulse.since").flatMap(Self.integer), since < state.pendingSince ?? .max {
                         state.pendingSince = since
                     }
@@ -136,6 +138,7 @@ final class StageTwo: @unchecked Sendable {
             }
             metrics.partialsConsumed.add(batch.count, ordering: .relaxed)
         }
+        metrics.partialsRead.add(partialsRead, ordering: .relaxed)
         // Stage 1 already paces each segment's partials to processing.update_interval:
         // forward the merged updates as they arrive (at most every 100 ms), not on a
         // second timer that would add up to another interval of delay.
