@@ -21,6 +21,8 @@ public struct TopK: Sendable, Equatable {
         var hash: UInt64
         var count: Int64
         var error: Int64
+        /// "" until attached.
+        var name = ""
     }
 
     public let capacity: Int
@@ -30,7 +32,6 @@ public struct TopK: Sendable, Equatable {
     /// encoded again never needs it.
     private var index = TopK.emptyIndex
     private var isIndexed = true
-    private var names: [UInt64: String] = [:]
 
     /// Shared by every new summary until its first insertion copies it.
     private static let emptyIndex = HashMap64<Int>(vacant: -1)
@@ -57,7 +58,6 @@ public struct TopK: Sendable, Equatable {
             for candidate in 1..<counters.count where counters[candidate].count < counters[victim].count { victim = candidate }
             let floor = counters[victim].count
             index.remove(counters[victim].hash)
-            names[counters[victim].hash] = nil
             index[hash] = victim
             counters[victim] = Counter(hash: hash, count: floor + 1, error: floor)
         }
@@ -65,21 +65,25 @@ public struct TopK: Sendable, Equatable {
 
     /// Names the tracked items that have no name yet, from `resolve`.
     public mutating func attachNames(_ resolve: (UInt64) -> String?) {
-        for counter in counters where names[counter.hash] == nil {
-            if let name = resolve(counter.hash) { names[counter.hash] = name }
+        for position in counters.indices where counters[position].name.isEmpty {
+            if let name = resolve(counters[position].hash) { counters[position].name = name }
         }
     }
 
     /// The names known for tracked items, by hash.
-    public var knownNames: [UInt64: String] { names }
+    public var knownNames: [UInt64: String] {
+        var names: [UInt64: String] = [:]
+        for counter in counters where !counter.name.isEmpty { names[counter.hash] = counter.name }
+        return names
+    }
 
-    private func name(of hash: UInt64) -> String {
-        names[hash] ?? "#" + String(hash, radix: 16)
+    private static func label(of counter: Counter) -> String {
+        counter.name.isEmpty ? "#" + String(counter.hash, radix: 16) : counter.name
     }
 
     /// The `k` most frequent items, largest count first (ties by name).
     public func top(_ k: Int) -> [Item] {
-        Array(counters.map { Item(name: name(of: $0.hash), count: $0.count, error: $0.error) }
+        Array(counters.map { Item(name: TopK.label(of: $0), count: $0.count, error: $0.error) }
             .sorted { $0.count != $1.count ? $0.count > $1.count : $0.name < $1.name }.prefix(k))
     }
 
@@ -87,11 +91,11 @@ public struct TopK: Sendable, Equatable {
     public mutating func merge(_ other: TopK) {
         guard !other.counters.isEmpty else { return }
         ensureIndexed()
-        for (hash, name) in other.names where names[hash] == nil { names[hash] = name }
         for counter in other.counters {
             if let position = index[counter.hash] {
                 counters[position].count += counter.count
                 counters[position].error += counter.error
+                if counters[position].name.isEmpty { counters[position].name = counter.name }
             } else {
                 index[counter.hash] = counters.count
                 counters.append(counter)
@@ -100,13 +104,12 @@ public struct TopK: Sendable, Equatable {
         guard counters.count > capacity else { return }
         // Keep the `capacity` largest, ties by name: each name looked up once, not per
         // comparison.
-        let labels = counters.map { name(of: $0.hash) }
+        let labels = counters.map(TopK.label(of:))
         let order = counters.indices.sorted { a, b in
             counters[a].count != counters[b].count ? counters[a].count > counters[b].count : labels[a] < labels[b]
         }
         counters = order.prefix(capacity).map { counters[$0] }
         rebuildIndex()
-        names = names.filter { index.contains($0.key) }
     }
 
     @inline(__always)
@@ -135,7 +138,7 @@ public struct TopK: Sendable, Equatable {
         writer.writeVarint(counters.count)
         for counter in counters.sorted(by: { $0.hash < $1.hash }) {
             writer.writeFixed64(counter.hash)
-            writer.writeString(names[counter.hash] ?? "")
+            writer.writeString(counter.name)
             writer.writeSigned(counter.count)
             writer.writeSigned(counter.error)
         }
@@ -149,11 +152,10 @@ public struct TopK: Sendable, Equatable {
         for _ in 0..<count {
             let hash = try reader.readFixed64()
             let name = try reader.readString(limit: 4096)
-            let counter = Counter(hash: hash, count: try reader.readSigned(), error: try reader.readSigned())
+            let counter = Counter(hash: hash, count: try reader.readSigned(), error: try reader.readSigned(), name: name)
             // Written ascending by hash, so a repeated item shows as a step that does not rise.
             if let previous = sketch.counters.last, previous.hash >= hash { throw BinaryReader.Error(message: "top-k items out of order") }
             sketch.counters.append(counter)
-            if !name.isEmpty { sketch.names[hash] = name }
         }
         sketch.isIndexed = sketch.counters.isEmpty
         return sketch
