@@ -36,8 +36,8 @@ public final class WindowMerger {
     }
 
     /// One segment's contributions, at most one per input partition, ascending by
-    /// partition: an array sized to what arrived (a dictionary would keep room for twice
-    /// as many of these ≈ 400-byte values).
+    /// partition: an array sized to what arrived (a dictionary keeps room for up to twice
+    /// as many of these large values as it holds).
     struct Contributions: Equatable {
         private(set) var entries: [Contribution] = []
 

@@ -100,7 +100,6 @@ final class StageTwo: @unchecked Sendable {
             let pending = unrestored.retryIfDue(topic: configuration.partialsTopic, consumer: consumer, stage: "stage 2", logger: logger, restore: restore)
             metrics.stageTwoReady.store(!pending, ordering: .relaxed)
         }
-        var mergedPartials = false
         var partialsRead = 0
         producedFinals = false
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
@@ -119,7 +118,6 @@ final class StageTwo: @unchecked Sendable {
                 }
                 switch decoded {
                 case .partial(let partial):
-                    mergedPartials = true
                     partialsRead += 1
                     if let since = message.header("pulse.since").flatMap(Self.integer), since < state.pendingSince ?? .max {
                         state.pendingSince = since
@@ -142,7 +140,7 @@ final class StageTwo: @unchecked Sendable {
         // Stage 1 already paces each segment's partials to processing.update_interval:
         // forward the merged updates as they arrive (at most every 100 ms), not on a
         // second timer that would add up to another interval of delay.
-        if mergedPartials { updatesPending = true }
+        if partialsRead > 0 { updatesPending = true }
         let now = clock.now
         if updatesPending && now - lastUpdate >= .milliseconds(100) {
             lastUpdate = now
