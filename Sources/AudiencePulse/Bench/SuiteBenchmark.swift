@@ -180,7 +180,8 @@ public struct SuiteBenchmark {
             }
             if !service.failureMessages.isEmpty { throw Failure(description: "\(name): " + service.failureMessages.joined(separator: "; ")) }
             // Done once every event was consumed, stage 2 read every partial stage 1
-            // produced (unless a transaction was aborted: its partials are never read), and
+            // produced (unless a transaction was aborted: read_committed consumers of a
+            // broker that hides aborted records never read its partials), and
             // the final records then stopped changing for 3 s (a pause in finals while
             // events still arrive — one partition behind the others holds windows back —
             // or while stage 2 catches up is not the end).
