@@ -299,11 +299,12 @@ public final class KafkaConsumer: Sendable {
 
     /// Stops delivering `partitions`' records to ``poll(maxMessages:timeout:_:)`` without
     /// dropping what the client already fetched (unlike ``pause(_:)``, which discards it
-    /// and fetches it again on resume): each partition's fetched records stay in a queue
-    /// of its own, and once that holds `queued.max.messages.kbytes` the client stops
+    /// and fetches it again on resume): each partition's fetched records stay in a queue of
+    /// its own, and once that holds `queued.max.messages.kbytes` the client stops
     /// fetching the partition. ``release(_:)`` delivers them, in order, after whatever
-    /// was already waiting. A reassignment (after a rebalance) delivers again by itself.
-    /// Partitions not assigned to this consumer are skipped.
+    /// was already waiting. Once held or released, a partition's delivery is left to the
+    /// application: a partition held when it was revoked stays held when it is assigned
+    /// again until ``release(_:)``. Partitions not assigned to this consumer are skipped.
     public func hold(_ partitions: [KafkaTopicPartition]) {
         forward(partitions, to: nil)
     }

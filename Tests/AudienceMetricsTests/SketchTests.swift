@@ -153,12 +153,17 @@ struct SketchTests {
         }
         #expect(whole.count == 50_000)
         #expect(whole.sum == values.reduce(0, +))
+        try Self.expectMergedAndDecoded(parts, equal: whole)
+    }
+
+    /// The parts merged (in the order given) and `whole` after a round trip through its
+    /// binary form both equal `whole`.
+    static func expectMergedAndDecoded(_ parts: [QuantileSketch], equal whole: QuantileSketch) throws {
         var merged = parts[0]
-        merged.merge(parts[1])
-        merged.merge(parts[2])
+        for part in parts.dropFirst() { merged.merge(part) }
         #expect(merged == whole)
         var writer = BinaryWriter()
-        merged.encode(into: &writer)
+        whole.encode(into: &writer)
         var reader = BinaryReader(writer.bytes)
         #expect(try QuantileSketch.decode(from: &reader) == whole)
     }
@@ -180,14 +185,7 @@ struct SketchTests {
             parts[index % 3].add(value)
         }
         #expect(Set(distinct.map { whole.bucket(of: $0) }).count == distinctBuckets)
-        var merged = parts[2]
-        merged.merge(parts[0])
-        merged.merge(parts[1])
-        #expect(merged == whole)
-        var writer = BinaryWriter()
-        whole.encode(into: &writer)
-        var reader = BinaryReader(writer.bytes)
-        #expect(try QuantileSketch.decode(from: &reader) == whole)
+        try Self.expectMergedAndDecoded([parts[2], parts[0], parts[1]], equal: whole)
         // Sparse: 8 bytes per non-empty bucket; dense: 8 bytes per bucket of the span.
         if distinctBuckets <= QuantileSketch.sparseLimit {
             #expect(whole.memoryBytes <= 2 * 8 * distinctBuckets)

@@ -187,8 +187,7 @@ public struct SuiteBenchmark {
             // or while stage 2 catches up is not the end).
             let caughtUp = counters["partials_read", default: 0] >= counters["partials_produced", default: 0]
                 || counters["transaction_aborts", default: 0] > 0
-            if caughtUp, stageTwoCaughtUp == nil { stageTwoCaughtUp = now }
-            if !caughtUp { stageTwoCaughtUp = nil }
+            stageTwoCaughtUp = caughtUp ? stageTwoCaughtUp ?? now : nil
             if let allConsumed, let stageTwoCaughtUp, finals > 0, now - max(lastChange, allConsumed, stageTwoCaughtUp) > .seconds(3) { break }
             if now - began > .seconds(900) { throw Failure(description: "\(name): not done after 15 minutes (consumed \(counters["consumed", default: 0]) of \(expected))") }
         }
