@@ -252,6 +252,32 @@ struct SketchTests {
         #expect(try QuantileSketch.decode(from: &oldReader) == added)
     }
 
+    @Test("a summary restored from its binary form evicts as the original would: same counters, same bytes")
+    func topContentRestored() throws {
+        var original = TopK(capacity: 16)
+        for item in 0..<16 { original.add(hash: Hash64.hash("tied-\(item)")) }
+        var writer = BinaryWriter()
+        original.encode(into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        var restored = try TopK.decode(from: &reader)
+        // All 16 counters tie at 1: the first new item replaces the first of them by
+        // position, so the restored summary must keep the original's positions.
+        var generator = SplitMix64(seed: 11)
+        for _ in 0..<2_000 {
+            let draw = generator.next()
+            let hash = Hash64.hash(draw % 10 < 6 ? "hot-\(draw % 8)" : "rare-\(draw % 40)")
+            original.add(hash: hash)
+            restored.add(hash: hash)
+            #expect(restored.top(16) == original.top(16))
+            if restored.top(16) != original.top(16) { break }
+        }
+        var originalBytes = BinaryWriter()
+        original.encode(into: &originalBytes)
+        var restoredBytes = BinaryWriter()
+        restored.encode(into: &restoredBytes)
+        #expect(restoredBytes.bytes == originalBytes.bytes)
+    }
+
     @Test("heavy hitters of a Zipf stream are found with exact counts for the top items")
     func topContent() throws {
         var generator = SplitMix64(seed: 3)

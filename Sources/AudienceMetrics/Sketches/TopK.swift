@@ -32,6 +32,13 @@ public struct TopK: Sendable, Equatable {
     /// encoded again never needs it.
     private var index = TopK.emptyIndex
     private var isIndexed = true
+    /// While the summary is full: no count is below `floorCount`, and every counter before
+    /// `floorCursor` counts more than it, so the next victim (the first counter with the
+    /// smallest count) is found by scanning on from the cursor, not from the start. Counts
+    /// only grow and a replacement enters at `floorCount + 1`, which keeps both true until
+    /// no counter is left at `floorCount`; then a full scan sets them again. -1: not known.
+    private var floorCount: Int64 = -1
+    private var floorCursor = 0
 
     /// Shared by every new summary until its first insertion copies it.
     private static let emptyIndex = HashMap64<Int>(vacant: -1)
@@ -54,13 +61,32 @@ public struct TopK: Sendable, Equatable {
             counters.append(Counter(hash: hash, count: 1, error: 0))
         } else {
             // Full: replace the counter with the smallest count (first such, by position).
-            var victim = 0
-            for candidate in 1..<counters.count where counters[candidate].count < counters[victim].count { victim = candidate }
+            let victim = nextVictim()
             let floor = counters[victim].count
             index.remove(counters[victim].hash)
             index[hash] = victim
             counters[victim] = Counter(hash: hash, count: floor + 1, error: floor)
         }
+    }
+
+    /// The first position holding the smallest count (the summary is full).
+    @inline(__always)
+    private mutating func nextVictim() -> Int {
+        if floorCount >= 0 {
+            var position = floorCursor
+            while position < counters.count {
+                if counters[position].count == floorCount {
+                    floorCursor = position + 1
+                    return position
+                }
+                position += 1
+            }
+        }
+        var victim = 0
+        for candidate in 1..<counters.count where counters[candidate].count < counters[victim].count { victim = candidate }
+        floorCount = counters[victim].count
+        floorCursor = victim + 1
+        return victim
     }
 
     /// Names the tracked items that have no name yet, from `resolve`.
@@ -91,6 +117,7 @@ public struct TopK: Sendable, Equatable {
     public mutating func merge(_ other: TopK) {
         guard !other.counters.isEmpty else { return }
         ensureIndexed()
+        floorCount = -1
         for counter in other.counters {
             if let position = index[counter.hash] {
                 counters[position].count += counter.count
@@ -129,14 +156,17 @@ public struct TopK: Sendable, Equatable {
 
     // MARK: Binary form
 
-    static let formatVersion: UInt8 = 2
+    static let formatVersion: UInt8 = 3
 
-    /// Counters sorted by hash, each with its name ("" if unknown).
+    /// Counters in their positions, each with its name ("" if unknown). The positions
+    /// decide which of several counters tied at the smallest count the next new item
+    /// replaces, so a summary restored from these bytes counts on exactly as the original
+    /// would. (Version 2 wrote them sorted by hash; it is still read.)
     public func encode(into writer: inout BinaryWriter) {
         writer.write(TopK.formatVersion)
         writer.writeVarint(capacity)
         writer.writeVarint(counters.count)
-        for counter in counters.sorted(by: { $0.hash < $1.hash }) {
+        for counter in counters {
             writer.writeFixed64(counter.hash)
             writer.writeString(counter.name)
             writer.writeSigned(counter.count)
@@ -145,18 +175,22 @@ public struct TopK: Sendable, Equatable {
     }
 
     public static func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) -> TopK {
-        try reader.expectVersion(formatVersion, of: "top-k")
+        _ = try reader.readVersion(2...formatVersion, of: "top-k")
         var sketch = TopK(capacity: try reader.readCount(limit: 1 << 16))
         let count = try reader.readCount(limit: sketch.capacity)
         sketch.counters.reserveCapacity(count)
         for _ in 0..<count {
             let hash = try reader.readFixed64()
             let name = try reader.readString(limit: 4096)
-            let counter = Counter(hash: hash, count: try reader.readSigned(), error: try reader.readSigned(), name: name)
-            // Written ascending by hash, so a repeated item shows as a step that does not rise.
-            if let previous = sketch.counters.last, previous.hash >= hash { throw BinaryReader.Error(message: "top-k items out of order") }
-            sketch.counters.append(counter)
+            sketch.counters.append(Counter(hash: hash, count: try reader.readSigned(), error: try reader.readSigned(), name: name))
         }
+        let repeated = withUnsafeTemporaryAllocation(of: UInt64.self, capacity: count) { buffer in
+            var hashes = buffer
+            for (position, counter) in sketch.counters.enumerated() { hashes[position] = counter.hash }
+            hashes.sort()
+            return zip(hashes.dropFirst(), hashes).contains { $0 == $1 }
+        }
+        if repeated { throw BinaryReader.Error(message: "top-k item repeated") }
         sketch.isIndexed = sketch.counters.isEmpty
         return sketch
     }
