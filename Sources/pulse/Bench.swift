@@ -191,9 +191,12 @@ extension Bench {
         @Option(help: "processing.stage1_workers of the lean and full jobs and the latency runs (default: one per core).") var workers = ProcessInfo.processInfo.activeProcessorCount
         @Option(help: "Write the results as JSON here.") var json: String?
         @Option(help: "Append the Markdown table to this file (e.g. docs/benchmarks.md).") var append: String?
+        @Option(help: "The broker's process id, to report its CPU time next to the service's (default: the local broker's, from .tools/broker.pid, when --brokers is its address).")
+        var brokerPid: Int32?
 
         func run() throws {
             var suite = SuiteBenchmark(kafka: try broker.configuration())
+            suite.brokerPID = brokerPid ?? Self.localBrokerPID(servers: suite.kafka.bootstrapServers)
             suite.events = events
             suite.partitions = partitions
             suite.latencyRates = rates.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -216,6 +219,16 @@ extension Bench {
                 handle.write(Data(("\n" + report.markdown).utf8))
                 try handle.close()
             }
+        }
+
+        /// The broker `scripts/broker.sh` started, if it is running and `servers` is its address.
+        static func localBrokerPID(servers: String) -> Int32? {
+            guard let pidText = try? String(contentsOfFile: ".tools/broker.pid", encoding: .utf8),
+                  let portText = try? String(contentsOfFile: ".tools/broker.port", encoding: .utf8),
+                  let pid = Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)),
+                  servers == "127.0.0.1:\(portText.trimmingCharacters(in: .whitespacesAndNewlines))",
+                  kill(pid, 0) == 0 else { return nil }
+            return pid
         }
     }
 }

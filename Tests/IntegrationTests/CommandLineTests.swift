@@ -67,14 +67,19 @@ struct CommandLineTests {
     func benchSuiteSmall() async throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("bench") + ".json").path
         let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "20000", "--rates", "",
-                                         "--jobs", "lean", "--state-users", "2000", "--state-events", "10000", "--json", json])
+                                         "--jobs", "lean", "--state-users", "2000", "--state-events", "10000", "--json", json,
+                                         // Any live process will do for reading a "broker's" CPU time: this one.
+                                         "--broker-pid", "\(getpid())"])
         #expect(result.status == 0, "\(result.error)")
         #expect(result.output.contains("| **lean** job"), "\(result.output)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
         #expect((report["ceiling_events_per_second"] as? Int ?? 0) > 0, "ceiling measured")
+        #expect(report["ceiling_broker_cpu_seconds_per_million"] is NSNumber, "the broker process's CPU time read: \(report)")
         let jobs = report["jobs"] as? [[String: Any]] ?? []
         #expect(jobs.map { $0["name"] as? String } == ["lean"], "only the job asked for")
         #expect(jobs.first?["events"] as? Int == 20_000)
+        #expect(jobs.first?["broker_cpu_seconds_per_million"] is NSNumber, "\(jobs)")
+        #expect((jobs.first?["cpu_seconds_per_million"] as? NSNumber)?.doubleValue ?? 0 > 0, "\(jobs)")
         #expect((jobs.first?["final_records"] as? Int ?? 0) > 0, "the lean job produced final records")
         #expect((jobs.first?["consumed_seconds"] as? Double ?? 0) >= (jobs.first?["startup_seconds"] as? Double ?? 1), "consumed after it started")
         let state = report["state"] as? [String: Any] ?? [:]

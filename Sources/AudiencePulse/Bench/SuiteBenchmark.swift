@@ -18,6 +18,8 @@ public struct SuiteBenchmark {
         /// Start → every event consumed by stage 1.
         public var consumedSeconds: Double
         public var cpuSeconds: Double
+        /// CPU time of the broker process over the same span (nil: not measured).
+        public var brokerCPUSeconds: Double?
         public var finalRecords: Int
         public var peakRSSMegabytes: Double
         /// Input partitions paused for watermark alignment during the run.
@@ -26,6 +28,13 @@ public struct SuiteBenchmark {
         /// Events/s from the first to the last event consumed.
         public var processingRate: Double { Double(events) / max(consumedSeconds - startupSeconds, 0.001) }
         public var cpuSecondsPerMillion: Double { cpuSeconds / Double(events) * 1_000_000 }
+        public var brokerCPUSecondsPerMillion: Double? { brokerCPUSeconds.map { $0 / Double(events) * 1_000_000 } }
+    }
+
+    /// CPU time spent by this process and by the broker over one step.
+    public struct CPUTime: Sendable {
+        public var client: Double
+        public var broker: Double?
     }
 
     public struct StateResult: Sendable {
@@ -56,6 +65,9 @@ public struct SuiteBenchmark {
     public var stateEvents = 3_000_000
     /// Which service jobs to run ("lean", "full").
     public var jobs = ["lean", "full"]
+    /// The broker's process on this machine, to report its CPU time next to the service's
+    /// (the two share the cores); nil: not reported.
+    public var brokerPID: Int32?
     /// `processing.stage1_workers` of the lean and full jobs and the latency runs (the
     /// state step runs the default, one, since it measures what the state costs).
     public var stageOneWorkers = 1
@@ -155,7 +167,7 @@ public struct SuiteBenchmark {
     func job(_ name: String, yaml: String, events expected: Int) throws -> JobResult {
         let configuration = try PulseConfiguration.load(yaml: yaml, file: "\(name).yaml", environment: Self.overrides)
         let service = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
-        let cpuBefore = Self.cpuSeconds()
+        let cpuBefore = cpuTime()
         let sampler = RSSSampler()
         let began = ContinuousClock.now
         try service.start()
@@ -191,12 +203,12 @@ public struct SuiteBenchmark {
             if let allConsumed, let stageTwoCaughtUp, finals > 0, now - max(lastChange, allConsumed, stageTwoCaughtUp) > .seconds(3) { break }
             if now - began > .seconds(900) { throw Failure(description: "\(name): not done after 15 minutes (consumed \(counters["consumed", default: 0]) of \(expected))") }
         }
-        let cpu = Self.cpuSeconds() - cpuBefore
+        let cpu = cpuTime(since: cpuBefore)
         service.stop(timeout: .seconds(30))
         return JobResult(name: name, events: expected, seconds: (lastChange - began).secondsDouble,
                          startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble,
                          readySeconds: ((ready ?? lastChange) - began).secondsDouble,
-                         consumedSeconds: ((allConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu,
+                         consumedSeconds: ((allConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu.client, brokerCPUSeconds: cpu.broker,
                          finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes,
                          alignmentPauses: service.counters["alignment_pauses", default: 0])
     }
@@ -367,6 +379,23 @@ public struct SuiteBenchmark {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1_000_000
     }
+
+    /// User + system CPU time of process `pid` (from /proc), seconds; nil if it cannot be read.
+    static func cpuSeconds(pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let afterName = stat.lastIndex(of: ")") else { return nil }
+        // Fields after the name: state (3rd field of the line) first, utime is the 14th, stime the 15th.
+        let fields = stat[stat.index(after: afterName)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// CPU time so far (`since` nil) or since an earlier reading.
+    func cpuTime(since earlier: CPUTime? = nil) -> CPUTime {
+        let broker = brokerPID.flatMap(Self.cpuSeconds(pid:))
+        guard let earlier else { return CPUTime(client: Self.cpuSeconds(), broker: broker) }
+        return CPUTime(client: Self.cpuSeconds() - earlier.client, broker: broker.flatMap { now in earlier.broker.map { now - $0 } })
+    }
 }
 
 /// Samples this process's resident set size (VmRSS) and keeps the largest.
@@ -391,25 +420,28 @@ extension SuiteBenchmark {
         public var date: String
         public var preload: KafkaThroughputBenchmark.Result
         public var ceiling: KafkaThroughputBenchmark.Result
+        public var ceilingCPU: CPUTime
         public var stageOneWorkers: Int
         public var jobs: [JobResult]
         public var latency: [(rate: Int, result: LatencyBenchmark.Result)]
         public var state: StateResult?
 
         func ratio(_ job: JobResult) -> Double { job.eventsPerSecond / ceiling.messagesPerSecond }
+        func perMillion(_ seconds: Double, _ events: Int) -> Double { seconds / Double(max(events, 1)) * 1_000_000 }
 
         public var markdown: String {
             var out = "### \(date) — `\(command)`\n\n\(machine)\n\n"
             out += "| measure | result |\n|---|---|\n"
             out += "| preload (\(preload.messages) events, \(Self.integer(preload.messagesPerSecond)) events/s produced) | — |\n"
-            out += "| ceiling: bare consumer, counting | \(Self.integer(ceiling.messagesPerSecond)) events/s |\n"
+            out += "| ceiling: bare consumer, counting | \(Self.integer(ceiling.messagesPerSecond)) events/s, \(Self.decimal(perMillion(ceilingCPU.client, ceiling.messages))) CPU s per million events"
+                + "\(ceilingCPU.broker.map { " (broker \(Self.decimal(perMillion($0, ceiling.messages))))" } ?? "") |\n"
             for job in jobs {
                 let workers = stageOneWorkers == 1 ? "1 stage-1 worker" : "\(stageOneWorkers) stage-1 workers"
                 out += "| **\(job.name)** job, exactly-once, \(workers), process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
                     + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
                     + "(groups joined and partitions restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
-                    + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events, \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses |\n"
+                    + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? ""), \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses |\n"
             }
             for (rate, result) in latency {
                 out += "| latency at \(Self.integer(Double(rate))) events/s (\(result.measured) events measured) | event → updated metric p50 \(result.p50) ms, "
@@ -437,6 +469,7 @@ extension SuiteBenchmark {
                         ("events_per_second", Self.integer(job.eventsPerSecond, grouped: false)), ("ratio_of_ceiling", Self.decimal(ratio(job), places: 3)),
                         ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("ready_seconds", Self.decimal(job.readySeconds, places: 3)), ("consumed_seconds", Self.decimal(job.consumedSeconds, places: 3)),
                         ("processing_events_per_second", Self.integer(job.processingRate, grouped: false)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
+                        ("broker_cpu_seconds_per_million", job.brokerCPUSecondsPerMillion.map { Self.decimal($0) } ?? "null"),
                         ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false)),
                         ("alignment_pauses", "\(job.alignmentPauses)")])
             }
@@ -447,7 +480,10 @@ extension SuiteBenchmark {
             }
             var pairs = [("date", string(date)), ("machine", string(machine)), ("command", string(command)),
                          ("preload_events_per_second", Self.integer(preload.messagesPerSecond, grouped: false)),
-                         ("ceiling_events_per_second", Self.integer(ceiling.messagesPerSecond, grouped: false)), ("stage1_workers", "\(stageOneWorkers)"),
+                         ("ceiling_events_per_second", Self.integer(ceiling.messagesPerSecond, grouped: false)),
+                         ("ceiling_cpu_seconds_per_million", Self.decimal(perMillion(ceilingCPU.client, ceiling.messages))),
+                         ("ceiling_broker_cpu_seconds_per_million", ceilingCPU.broker.map { Self.decimal(perMillion($0, ceiling.messages)) } ?? "null"),
+                         ("stage1_workers", "\(stageOneWorkers)"),
                          ("jobs", "[" + jobs.joined(separator: ",") + "]"), ("latency", "[" + latencies.joined(separator: ",") + "]")]
             if let state {
                 pairs.append(("state", object([("users", "\(state.users)"), ("segments", "\(state.segments)"), ("events", "\(state.events)"),
@@ -481,7 +517,9 @@ extension SuiteBenchmark {
         log("preloading \(events) events into \(topic) (\(partitions) partitions)")
         let preload = try preload(topic: topic)
         log("ceiling: a bare consumer counting")
+        let ceilingStart = cpuTime()
         let ceiling = try ceiling(topic: topic)
+        let ceilingCPU = cpuTime(since: ceilingStart)
         log("ceiling: \(Int(ceiling.messagesPerSecond)) events/s")
         var jobs: [JobResult] = []
         let definitions = [("lean", leanYAML(app: "\(run)-lean", input: topic)), ("full", fullYAML(app: "\(run)-full", input: topic))]
@@ -504,7 +542,7 @@ extension SuiteBenchmark {
             state = try self.state()
         }
         return Report(machine: Self.machine(), command: command, date: Timestamp.format(Int64(Date().timeIntervalSince1970 * 1000)),
-                      preload: preload, ceiling: ceiling, stageOneWorkers: stageOneWorkers, jobs: jobs, latency: latency, state: state)
+                      preload: preload, ceiling: ceiling, ceilingCPU: ceilingCPU, stageOneWorkers: stageOneWorkers, jobs: jobs, latency: latency, state: state)
     }
 
     static func machine() -> String {
