@@ -252,6 +252,37 @@ struct SketchTests {
         #expect(try QuantileSketch.decode(from: &oldReader) == added)
     }
 
+    @Test("top content replaces the first counter with the smallest count, as a plain Space-Saving scan does")
+    func topContentVictim() {
+        for (seed, items, capacity) in [(UInt64(1), 30, 8), (2, 200, 16), (3, 12, 11), (4, 1_000, 64)] {
+            var generator = SplitMix64(seed: seed)
+            var sketch = TopK(capacity: capacity)
+            // The reference: counters in positions, each new item replaces the first
+            // counter holding the smallest count (a full scan every time).
+            var reference: [(hash: UInt64, count: Int64, error: Int64)] = []
+            for _ in 0..<20_000 {
+                // Half the draws from a few frequent items, so counts spread out and ties
+                // at the smallest count come and go.
+                let draw = generator.next()
+                let hash = Hash64.hash("item-\(draw % 2 == 0 ? draw % 5 : draw % UInt64(items))")
+                sketch.add(hash: hash)
+                if let position = reference.firstIndex(where: { $0.hash == hash }) {
+                    reference[position].count += 1
+                } else if reference.count < capacity {
+                    reference.append((hash, 1, 0))
+                } else {
+                    var victim = 0
+                    for candidate in reference.indices where reference[candidate].count < reference[victim].count { victim = candidate }
+                    let floor = reference[victim].count
+                    reference[victim] = (hash, floor + 1, floor)
+                }
+            }
+            let expected = reference.map { "#" + String($0.hash, radix: 16) + " \($0.count) \($0.error)" }.sorted()
+            let found = sketch.top(capacity).map { "\($0.name) \($0.count) \($0.error)" }.sorted()
+            #expect(found == expected, "seed \(seed): \(items) items, \(capacity) counters")
+        }
+    }
+
     @Test("a summary restored from its binary form evicts as the original would: same counters, same bytes")
     func topContentRestored() throws {
         var original = TopK(capacity: 16)
