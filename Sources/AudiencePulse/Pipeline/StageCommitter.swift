@@ -47,8 +47,7 @@ struct StageCommitter {
             inTransaction = false
             return true
         }
-        try producer.flush(timeout: .seconds(60))
-        if producer.unhandledDeliveryFailures > 0, let error = producer.lastUnhandledDeliveryError { throw error }
+        try deliverOutputs()
         try consumer.commit(offsets)
         return false
     }

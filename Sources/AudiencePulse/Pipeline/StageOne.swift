@@ -427,16 +427,13 @@ final class StageOne: @unchecked Sendable {
         guard let producer else { return }
         lastCheckpoint = clock.now
         lastCommit = clock.now
+        // Outputs first: the commit below would wait for them anyway.
+        try committer?.deliverOutputs()
         var offsets: [KafkaTopicPartition] = []
-        var delivered = false
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition], state.changedSinceCheckpoint || force else { continue }
             guard state.lastOffset >= 0 else { continue }
             let sequence = (state.checkpoint?.sequence ?? 0) + 1
-            if !delivered {
-                try committer?.deliverOutputs()
-                delivered = true
-            }
             try committer?.prepareToProduce()
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: sequence, nextOffset: state.lastOffset + 1,

@@ -241,14 +241,11 @@ final class StageTwo: @unchecked Sendable {
         guard let producer else { return }
         lastCheckpoint = clock.now
         lastCommit = clock.now
+        // Outputs first: the commit below would wait for them anyway.
+        try committer?.deliverOutputs()
         var offsets: [KafkaTopicPartition] = []
-        var delivered = false
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition], state.changedSinceCheckpoint || force, state.lastOffset >= 0 else { continue }
-            if !delivered {
-                try committer?.deliverOutputs()
-                delivered = true
-            }
             try committer?.prepareToProduce()
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
