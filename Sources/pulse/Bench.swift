@@ -187,7 +187,7 @@ extension Bench {
         @Option(help: "Seconds of input per latency run.") var latencySeconds = 30
         @Option(help: "Distinct users of the state run (0: skip it).") var stateUsers = 1_000_000
         @Option(help: "Events of the state run.") var stateEvents = 3_000_000
-        @Option(help: "Service jobs to run, comma-separated (lean, full).") var jobs = "lean,full"
+        @Option(help: "Service jobs to run, comma-separated (lean, lean-static, full, full-static; the -static ones with processing.assignment: static).") var jobs = "lean,lean-static,full,full-static"
         @Option(help: "processing.stage1_workers of the lean and full jobs and the latency runs (default: one per core).") var workers = ProcessInfo.processInfo.activeProcessorCount
         @Option(help: "Write the results as JSON here.") var json: String?
         @Option(help: "Append the Markdown table to this file (e.g. docs/benchmarks.md).") var append: String?
@@ -205,8 +205,8 @@ extension Bench {
             suite.stateEvents = stateEvents
             suite.stageOneWorkers = workers
             suite.jobs = jobs.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            if let unknown = suite.jobs.first(where: { !["lean", "full"].contains($0) }) {
-                throw ValidationError("unknown job \"\(unknown)\" (jobs: lean, full)")
+            if let unknown = suite.jobs.first(where: { !SuiteBenchmark.jobNames.contains($0) }) {
+                throw ValidationError("unknown job \"\(unknown)\" (jobs: \(SuiteBenchmark.jobNames.joined(separator: ", ")))")
             }
             suite.log = { FileHandle.standardError.write(Data("bench: \($0)\n".utf8)) }
             let command = (["pulse"] + CommandLine.arguments.dropFirst()).joined(separator: " ")

@@ -31,7 +31,38 @@ struct ConfigurationTests {
         #expect(configuration.aggregation.sessions.inactivityGap == 1_800_000)
         #expect(configuration.updateInterval == 1_000)
         #expect(configuration.stageOneWorkers == 1)
+        #expect(configuration.assignment == .group)
         #expect(configuration.mapping == .contract)
+    }
+
+    @Test("a static assignment deals every partition to exactly one worker slot and one stage 2, and names each slot's producer once")
+    func staticShares() throws {
+        for count in 1...4 {
+            for workers in 1...3 {
+                for partitions in 1...13 {
+                    var stageOne: [Int32] = []
+                    var stageTwo: [Int32] = []
+                    var producers = Set<String>()
+                    for index in 0..<count {
+                        let yaml = Self.minimal + "processing:\n  assignment: static\n  instance_count: \(count)\n  instance_index: \(index)\n  stage1_workers: \(workers)\n"
+                        let assignment = try PulseConfiguration.load(yaml: yaml).assignment
+                        #expect(assignment == .fixed(index: index, count: count))
+                        for worker in 0..<workers {
+                            let share = assignment.stageOnePartitions(worker: worker, workers: workers, of: partitions)
+                            #expect(share.allSatisfy { Int($0) % (count * workers) == index * workers + worker })
+                            stageOne += share
+                            producers.insert(assignment.stageOneTransactionalID(app: "a", worker: worker, workers: workers) ?? "")
+                        }
+                        stageTwo += assignment.stageTwoPartitions(of: partitions)
+                        producers.insert(assignment.stageTwoTransactionalID(app: "a") ?? "")
+                    }
+                    #expect(stageOne.sorted() == (0..<Int32(partitions)).map { $0 }, "\(count) instances × \(workers) workers, \(partitions) partitions")
+                    #expect(stageTwo.sorted() == (0..<Int32(partitions)).map { $0 })
+                    #expect(producers.count == count * workers + count && !producers.contains(""), "one transactional id per slot")
+                }
+            }
+        }
+        #expect(PartitionAssignment.group.stageOneTransactionalID(app: "a", worker: 0, workers: 1) == nil, "groups keep instance-named producers")
     }
 
     @Test("each misconfiguration names its key and the problem", arguments: [
@@ -46,6 +77,8 @@ struct ConfigurationTests {
         (minimal + "metrics:\n  engagement_types: [like, poke]\n", "metrics.engagement_types", "'poke' is not a known event type"),
         (minimal + "topics:\n  partials_partitions: 0\n", "topics.partials_partitions", "not an integer in 1…10000"),
         (minimal + "processing:\n  stage1_workers: 0\n", "processing.stage1_workers", "not an integer in 1…64"),
+        (minimal + "processing:\n  assignment: manual\n", "processing.assignment", "not one of group, static"),
+        (minimal + "processing:\n  assignment: static\n  instance_count: 2\n  instance_index: 2\n", "processing.instance_index", "not below processing.instance_count (2)"),
         (minimal + "app: \"my app\"\n", "app", "letters, digits"),
         (minimal + "http:\n  listen: localhost\n", "http.listen", "not host:port"),
         (minimal + "input:\n  mapping: csv\n", "input.mapping", "not one of contract, segment"),

@@ -166,3 +166,47 @@ extension ServiceCrashTests {
         }
     }
 }
+
+extension ServiceCrashTests {
+    @Test("Static assignment: two instances read fixed shares without a group; one is killed and restarted, the other is replaced while stopped and, fenced, exits; results exact")
+    func staticAssignment() async throws {
+        let scenario = try await ServiceScenario(prefix: "static", partitions: 4, events: 12_000, users: 300, seed: 43)
+        func environment(_ index: Int) -> [String: String] {
+            ["PULSE_PROCESSING__ASSIGNMENT": "static", "PULSE_PROCESSING__INSTANCE_COUNT": "2", "PULSE_PROCESSING__INSTANCE_INDEX": "\(index)"]
+        }
+        let feeding = scenario.feed(slice: 250, pause: .milliseconds(500))
+        let first = try scenario.start(instance: "i0", environment: environment(0))
+        let second = try scenario.start(instance: "i1", environment: environment(1))
+        // Each takes its share at once: input partition p to instance p mod 2, and the
+        // same for the 4 partials partitions.
+        for (process, share) in [(first, "[0, 2]"), (second, "[1, 3]")] {
+            #expect(try await process.waitForLog("stage 1 assigned \(share)", count: 1, timeout: .seconds(60)), "stage 1 reads \(share)")
+            #expect(try await process.waitForLog("stage 2 assigned \(share)", count: 1, timeout: .seconds(60)), "stage 2 reads \(share)")
+        }
+        try await Task.sleep(for: .seconds(2))
+        first.kill()
+        let restarted = try scenario.start(instance: "i0", environment: environment(0))
+        #expect(try await restarted.waitForLog("stage 1 assigned [0, 2]", count: 2, timeout: .seconds(60)), "the restarted instance takes the same share")
+        // A second copy of instance 1 starts while the first copy is stopped: it fences
+        // the first copy's producers, and the first copy exits when it resumes.
+        second.signal(SIGSTOP)
+        let replacement = try scenario.start(instance: "i1b", environment: environment(1))
+        #expect(try await replacement.waitForLog("stage 1 assigned [1, 3]", count: 1, timeout: .seconds(60)))
+        try await Task.sleep(for: .seconds(3))
+        second.signal(SIGCONT)
+        let fencedStatus = try await second.exitStatus(within: .seconds(60))
+        #expect(fencedStatus != nil && fencedStatus != 0, "the replaced copy stops with an error instead of writing beside its replacement")
+        #expect(second.logCount("fenced") > 0, "and says it was fenced")
+        try await feeding.value
+        let messages = try await scenario.awaitFinals()
+        for process in [restarted, replacement] {
+            let status = try await process.terminate(timeout: .seconds(30))
+            #expect(status == 0)
+        }
+        for process in [first, second, replacement] {
+            #expect(process.logCount("stage 1 revoked") == 0 && process.logCount("stage 1 lost") == 0, "nothing moves in a static assignment")
+        }
+        try scenario.verifyFinals(messages, "static")
+        print("service logs (static): \(scenario.directory.path)")
+    }
+}

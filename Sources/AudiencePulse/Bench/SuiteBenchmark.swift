@@ -63,8 +63,10 @@ public struct SuiteBenchmark {
     public var latencySeconds = 30
     public var stateUsers = 1_000_000
     public var stateEvents = 3_000_000
-    /// Which service jobs to run ("lean", "full").
-    public var jobs = ["lean", "full"]
+    /// Which service jobs to run: "lean" and "full" in consumer groups, and each with
+    /// `processing.assignment: static` ("lean-static", "full-static": no group to join).
+    public var jobs = ["lean", "lean-static", "full", "full-static"]
+    public static let jobNames = ["lean", "lean-static", "full", "full-static"]
     /// The broker's process on this machine, to report its CPU time next to the service's
     /// (the two share the cores); nil: not reported.
     public var brokerPID: Int32?
@@ -86,14 +88,14 @@ public struct SuiteBenchmark {
     // MARK: Jobs
 
     /// One dimension combination (country, device), 10 s tumbling windows.
-    func leanYAML(app: String, input: String) -> String {
-        yaml(app: app, input: input, body: "segments:\n  dimensions: [[country, device]]\nwindows: [10s]\n")
+    func leanYAML(app: String, input: String, assignment: String = "group") -> String {
+        yaml(app: app, input: input, assignment: assignment, body: "segments:\n  dimensions: [[country, device]]\nwindows: [10s]\n")
     }
 
     /// The default configuration of pulse.example.yaml: five combinations, two rules,
     /// tumbling 1m and hopping 10m/1m windows, every metric.
-    func fullYAML(app: String, input: String) -> String {
-        yaml(app: app, input: input, body: """
+    func fullYAML(app: String, input: String, assignment: String = "group") -> String {
+        yaml(app: app, input: input, assignment: assignment, body: """
             segments:
               dimensions: [[], [country], [device], [country, device], [source]]
               rules:
@@ -104,7 +106,7 @@ public struct SuiteBenchmark {
             """)
     }
 
-    func yaml(app: String, input: String, body: String) -> String {
+    func yaml(app: String, input: String, assignment: String = "group", body: String) -> String {
         var kafkaLines = "  bootstrap.servers: \(kafka.bootstrapServers)\n"
         for (key, value) in kafka.properties.sorted(by: { $0.key < $1.key }) { kafkaLines += "  \(key): \"\(value)\"\n" }
         if kafka.properties["session.timeout.ms"] == nil {
@@ -123,6 +125,7 @@ public struct SuiteBenchmark {
               guarantee: exactly_once
               update_interval: 1s
               stage1_workers: \(stageOneWorkers)
+              assignment: \(assignment)
             http:
               listen: 127.0.0.1:0
             log:
@@ -437,9 +440,11 @@ extension SuiteBenchmark {
                 + "\(ceilingCPU.broker.map { " (broker \(Self.decimal(perMillion($0, ceiling.messages))))" } ?? "") |\n"
             for job in jobs {
                 let workers = stageOneWorkers == 1 ? "1 stage-1 worker" : "\(stageOneWorkers) stage-1 workers"
-                out += "| **\(job.name)** job, exactly-once, \(workers), process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
+                let isStatic = job.name.hasSuffix("-static")
+                let title = isStatic ? "**\(job.name.dropLast("-static".count))** job, static assignment" : "**\(job.name)** job, consumer groups"
+                out += "| \(title), exactly-once, \(workers), process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
                     + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
-                    + "(groups joined and partitions restored at \(Self.milliseconds(job.readySeconds))), "
+                    + "(\(isStatic ? "partitions" : "groups joined and partitions") restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
                     + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? ""), \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses |\n"
             }
@@ -522,7 +527,10 @@ extension SuiteBenchmark {
         let ceilingCPU = cpuTime(since: ceilingStart)
         log("ceiling: \(Int(ceiling.messagesPerSecond)) events/s")
         var jobs: [JobResult] = []
-        let definitions = [("lean", leanYAML(app: "\(run)-lean", input: topic)), ("full", fullYAML(app: "\(run)-full", input: topic))]
+        let definitions = [
+            ("lean", leanYAML(app: "\(run)-lean", input: topic)), ("lean-static", leanYAML(app: "\(run)-lean-static", input: topic, assignment: "static")),
+            ("full", fullYAML(app: "\(run)-full", input: topic)), ("full-static", fullYAML(app: "\(run)-full-static", input: topic, assignment: "static")),
+        ]
         for (name, yaml) in definitions where self.jobs.contains(name) {
             log("\(name) job")
             let result = try job(name, yaml: yaml, events: events)

@@ -32,6 +32,8 @@ public struct PulseConfiguration: Sendable {
     public var updateInterval: Int64
     /// Stage-1 workers (threads, group members) in this process.
     public var stageOneWorkers: Int
+    /// How the stages get their partitions: consumer groups, or a fixed share.
+    public var assignment: PartitionAssignment
     public var checkpointInterval: Int64
     public var commitInterval: Int64
     public var shutdownTimeout: Int64
@@ -194,6 +196,7 @@ public struct PulseConfiguration: Sendable {
         let guarantee = Guarantee(rawValue: try r.choice("processing.guarantee", default: "exactly_once", ["exactly_once", "at_least_once"], "`exactly_once`: checkpoints, outputs and offsets also go in Kafka transactions; `at_least_once`: no transactions (a final record may repeat, with identical content).")) ?? .exactlyOnce
         let updateInterval = try r.duration("processing.update_interval", default: "1s", minimum: 10, "Non-final updates of a changed segment at most this often (stage 1 emits partials at this pace; stage 2 forwards them as they arrive).")
         let stageOneWorkers = try r.integer("processing.stage1_workers", default: 1, range: 1...64, "Stage-1 workers in this process: each is a member of the input topic's consumer group with its own thread, consumer and transactional producer, so one process can use several cores. More workers than input partitions leaves some without partitions.")
+        let assignment = try readAssignment(&r)
         let checkpointInterval = try r.duration("processing.checkpoint_interval", default: "5s", minimum: 100, "How often stage state is checkpointed (also on window close and shutdown). A restart replays the input since the last checkpoint.")
         let commitInterval = try r.duration("processing.commit_interval", default: "250ms", minimum: 10, "How often each stage commits what it produced (the transaction with `exactly_once`; a flush and an offset commit with `at_least_once`), between checkpoints too: `read_committed` subscribers see updates at most this much later.")
         let shutdownTimeout = try r.duration("processing.shutdown_timeout", default: "20s", minimum: 1_000, "SIGTERM: time to finish the current transaction and leave the groups before exiting.")
@@ -215,7 +218,7 @@ public struct PulseConfiguration: Sendable {
             partialsPartitions: partialsPartitions, metricsPartitions: metricsPartitions, replicationFactor: replicationFactor,
             mappingName: mappingName, mapping: mappingName == "segment" ? .segment : .contract, limits: limits,
             aggregation: aggregation, trend: trend, idleTimeout: idleTimeout, maxWatermarkDrift: maxWatermarkDrift, guarantee: guarantee,
-            updateInterval: updateInterval, stageOneWorkers: stageOneWorkers, checkpointInterval: checkpointInterval, commitInterval: commitInterval, shutdownTimeout: shutdownTimeout,
+            updateInterval: updateInterval, stageOneWorkers: stageOneWorkers, assignment: assignment, checkpointInterval: checkpointInterval, commitInterval: commitInterval, shutdownTimeout: shutdownTimeout,
             httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, collector: collector, api: api, logFormat: logFormat, logLevel: logLevel)
     }
 }

@@ -5,7 +5,8 @@ import Synchronization
 
 /// The processing service: both stages in one process, stage 2 and each stage-1 worker
 /// on a thread of its own. Start more processes (same `app`) to scale out; Kafka's
-/// consumer groups spread the work.
+/// consumer groups spread the work, or each process reads a fixed share
+/// (`processing.assignment: static`).
 public final class PulseService: Sendable {
     public let configuration: PulseConfiguration
     let metrics = PipelineMetrics()
@@ -78,18 +79,18 @@ public final class PulseService: Sendable {
         done.notify(queue: .global(), execute: body)
     }
 
-    /// Whether the service should get traffic and partitions: both stages joined their
-    /// groups and restored their state, none is rewinding after an error, no stage
+    /// Whether the service should get traffic and partitions: both stages got their
+    /// partitions (joined their groups, or took their fixed share) and restored their state, none is rewinding after an error, no stage
     /// failed, and it is not draining. `reasons` says what is missing.
     public var readiness: (ready: Bool, reasons: [String]) {
         var reasons: [String] = []
         if draining.load(ordering: .relaxed) { reasons.append("draining") }
         if !failureMessages.isEmpty { reasons.append("a stage failed") }
         for worker in stageOne where !worker.ready.load(ordering: .relaxed) {
-            reasons.append(stageOne.count == 1 ? "stage 1 has not joined its group and restored its partitions"
-                : "stage 1 worker \(worker.worker) has not joined its group and restored its partitions")
+            reasons.append(stageOne.count == 1 ? "stage 1 has not got its partitions and restored them"
+                : "stage 1 worker \(worker.worker) has not got its partitions and restored them")
         }
-        if !metrics.stageTwoReady.load(ordering: .relaxed) { reasons.append("stage 2 has not joined its group and restored its partitions") }
+        if !metrics.stageTwoReady.load(ordering: .relaxed) { reasons.append("stage 2 has not got its partitions and restored them") }
         return (reasons.isEmpty, reasons)
     }
 

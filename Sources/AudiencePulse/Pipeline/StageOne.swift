@@ -100,9 +100,11 @@ final class StageOne: @unchecked Sendable {
     }
 
     /// The producer's transactional id: one per worker, the same after a restart (with
-    /// the same instance id), so a restarted worker fences its predecessor at once.
+    /// the same instance id, or the same share of a static assignment), so a restarted
+    /// worker fences its predecessor at once.
     private var transactionalID: String {
-        worker == 0 ? "\(configuration.app)-stage1-\(instanceID)" : "\(configuration.app)-stage1-\(instanceID)-w\(worker)"
+        configuration.assignment.stageOneTransactionalID(app: configuration.app, worker: worker, workers: configuration.stageOneWorkers)
+            ?? (worker == 0 ? "\(configuration.app)-stage1-\(instanceID)" : "\(configuration.app)-stage1-\(instanceID)-w\(worker)")
     }
 
     /// Asks the loop to finish its transaction, leave the group and return.
@@ -127,7 +129,14 @@ final class StageOne: @unchecked Sendable {
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
         committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
-        try consumer.subscribe(topics: [configuration.inputTopic])
+        if configuration.assignment == .group {
+            try consumer.subscribe(topics: [configuration.inputTopic])
+        } else {
+            // A fixed share: restored and read at once, no group to join.
+            let share = configuration.assignment.stageOnePartitions(worker: worker, workers: configuration.stageOneWorkers, of: Int(inputPartitionCount))
+                .map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0, offset: KafkaTopicPartition.stored) }
+            try consumer.assign(rebalance(.assigned(share)) ?? share)
+        }
         logger.info("stage 1 started", metadata: ["input": "\(configuration.inputTopic)", "partitions": "\(inputPartitionCount)"])
         defer {
             _ = alignment.publish(worker: worker, slowest: nil)

@@ -67,7 +67,8 @@ final class StageTwo: @unchecked Sendable {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 common: kafka,
-                transactionalID: configuration.guarantee == .exactlyOnce ? "\(configuration.app)-stage2-\(instanceID)" : nil),
+                transactionalID: configuration.guarantee == .exactlyOnce
+                    ? configuration.assignment.stageTwoTransactionalID(app: configuration.app) ?? "\(configuration.app)-stage2-\(instanceID)" : nil),
             logger: logger)
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
@@ -77,7 +78,13 @@ final class StageTwo: @unchecked Sendable {
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
         committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
-        try consumer.subscribe(topics: [configuration.partialsTopic])
+        if configuration.assignment == .group {
+            try consumer.subscribe(topics: [configuration.partialsTopic])
+        } else {
+            let share = configuration.assignment.stageTwoPartitions(of: try admin.partitionIDs(of: configuration.partialsTopic).count)
+                .map { KafkaTopicPartition(topic: configuration.partialsTopic, partition: $0, offset: KafkaTopicPartition.stored) }
+            try consumer.assign(rebalance(.assigned(share)) ?? share)
+        }
         logger.info("stage 2 started", metadata: ["partials": "\(configuration.partialsTopic)", "input_partitions": "\(inputPartitionCount)"])
         defer {
             try? consumer.close()

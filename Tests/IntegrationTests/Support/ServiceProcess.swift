@@ -62,6 +62,13 @@ final class ServiceProcess: @unchecked Sendable {
 
     func signal(_ number: Int32) { Foundation.kill(process.processIdentifier, number) }
 
+    /// The exit status once the process exits by itself (nil if it still runs after `timeout`).
+    func exitStatus(within timeout: Duration) async throws -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
     /// SIGTERM, then the exit status (nil if it did not exit within `timeout`).
     func terminate(timeout: Duration) async throws -> Int32? {
         process.terminate()
