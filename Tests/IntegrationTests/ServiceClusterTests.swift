@@ -91,14 +91,7 @@ extension ServiceCrashTests {
         // committed view still ends early is the local broker's stale last stable offset
         // (ENVIRONMENT.md), which no read_committed reader can pass. Then the missing
         // final records are the broker's, and the ones present must still be exact.
-        let stale = try await scenario.staleStableOffsets(scenario.configuration.partialsTopic)
-        if stale.isEmpty {
-            try scenario.verifyFinals(messages, "scale-out")
-        } else {
-            print("scale-out: NOT VERIFIED IN FULL — the broker kept a stale last stable offset on \(scenario.configuration.partialsTopic) "
-                + stale.sorted { $0.key < $1.key }.map { "[\($0.key)] committed view ends at \($0.value.committed), records up to \($0.value.written)" }.joined(separator: ", "))
-            try scenario.verifyFinals(messages, "scale-out", allowMissing: true)
-        }
+        try await scenario.verifyFinalsAfterExit(messages, "scale-out")
     }
 
     @Test("Zombie: one of two processes is stopped past the session timeout, its partitions move, then it resumes; results exact")
@@ -206,7 +199,7 @@ extension ServiceCrashTests {
         for process in [first, second, replacement] {
             #expect(process.logCount("stage 1 revoked") == 0 && process.logCount("stage 1 lost") == 0, "nothing moves in a static assignment")
         }
-        try scenario.verifyFinals(messages, "static")
+        try await scenario.verifyFinalsAfterExit(messages, "static")
         print("service logs (static): \(scenario.directory.path)")
     }
 }

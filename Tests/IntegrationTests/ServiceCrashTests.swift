@@ -29,7 +29,10 @@ struct ServiceCrashTests {
         let messages = try await scenario.awaitFinals()
         let status = try await final.terminate(timeout: .seconds(30))
         #expect(status == 0, "SIGTERM drains and exits 0")
-        try scenario.verifyFinals(messages, guarantee)
+        // Killed transactions can leave the local broker's last stable offset stale for
+        // good (seen once: every partials partition's committed view ended where the first
+        // killed run had left it); only then may final records be missing.
+        try await scenario.verifyFinalsAfterExit(messages, guarantee)
         print("service log (\(guarantee)): \(scenario.log(of: "c1").path)")
     }
 }

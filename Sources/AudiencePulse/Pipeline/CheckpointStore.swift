@@ -130,6 +130,8 @@ final class CheckpointStore: Sendable {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(common: common, groupID: "\(topic)-restore", isolationLevel: .readCommitted, enablePartitionEOF: true),
             logger: logger)
+        // Nothing waits for this consumer's end: the restore returns while it is destroyed.
+        consumer.destroyInBackgroundWhenReleased()
         // Read to each end-of-partition event, not to a queried high watermark: some
         // brokers (the local test broker) report the start of the last batch as the high
         // watermark, which would make a one-batch changelog look empty.

@@ -1,4 +1,5 @@
 import CRdKafka
+import Foundation
 import Logging
 import Synchronization
 
@@ -13,6 +14,8 @@ final class RDKafkaClient: @unchecked Sendable {
     let kind: rd_kafka_type_t
     /// Set by a consumer that already left its group, so destruction need not close again.
     let consumerClosed = Atomic<Bool>(false)
+    /// Destroy the handle on a thread of its own, so the last release does not wait for it.
+    let destroysInBackground = Atomic<Bool>(false)
 
     init(kind: rd_kafka_type_t, properties: [(String, String)], callbacks: RDKafkaCallbacks) throws(KafkaError) {
         try KafkaLibrary.checkVersion()
@@ -30,10 +33,24 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     deinit {
-        if kind == RD_KAFKA_CONSUMER && !consumerClosed.load(ordering: .acquiring) {
-            rd_kafka_destroy_flags(handle, Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE))
-        } else {
-            rd_kafka_destroy(handle)
+        let doomed = Doomed(
+            handle: handle, callbacks: callbacks,
+            flags: kind == RD_KAFKA_CONSUMER && !consumerClosed.load(ordering: .acquiring) ? Int32(RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE) : 0)
+        guard destroysInBackground.load(ordering: .acquiring) else { return doomed.destroy() }
+        let thread = Thread { doomed.destroy() }
+        thread.name = "rdkafka-destroy"
+        thread.start()
+    }
+
+    /// A handle on its way out, with the callback context librdkafka may still call while
+    /// it terminates. `@unchecked Sendable`: nothing else refers to the handle any more.
+    private struct Doomed: @unchecked Sendable {
+        let handle: OpaquePointer
+        let callbacks: RDKafkaCallbacks
+        let flags: Int32
+
+        func destroy() {
+            withExtendedLifetime(callbacks) { rd_kafka_destroy_flags(handle, flags) }
         }
     }
 
