@@ -73,20 +73,11 @@ public final class KafkaConsumer: Sendable {
     /// Looks up the topics' metadata first (a few milliseconds), so fetching starts at
     /// once instead of after librdkafka's offset-query retry timer (about 500 ms).
     public func assign(_ partitions: [KafkaTopicPartition]) throws(KafkaError) {
-        lookUpMetadata(topics: partitions.map(\.topic))
+        for topic in Set(partitions.map(\.topic)) { warmMetadata(topic: topic) }
         let list = KafkaTopicPartition.makeList(partitions)
         defer { rd_kafka_topic_partition_list_destroy(list) }
         let err = rd_kafka_assign(client.handle, partitions.isEmpty ? nil : list)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, context: "assign \(partitions)") }
-    }
-
-    /// Looks up the metadata of `topics` now (blocking up to 5 s), which also opens the
-    /// client's first broker connection. A new client otherwise connects on demand, and
-    /// its group coordinator lookup, finding no connection yet, retries only after 1 s:
-    /// call this before the first ``committed(_:timeout:)`` of a consumer that does not
-    /// join a group.
-    public func lookUpMetadata(topics: [String]) {
-        for topic in Set(topics) { warmMetadata(topic: topic) }
     }
 
     private func warmMetadata(topic: String) {
@@ -345,7 +336,7 @@ public final class KafkaConsumer: Sendable {
     /// Lets the consumer's last release return at once and destroys the librdkafka
     /// handle on a thread of its own. For short-lived consumers on a path that waits:
     /// librdkafka's destroy sometimes takes a full second (its main thread finishing a
-    /// 1 s wait), which showed in one of three service start-ups, all of it in the
+    /// 1 s wait), which showed in up to half of the service start-ups measured, all in the
     /// destruction of the consumer that had just read a changelog. Nothing left over is
     /// committed (call ``close()`` first to leave a group).
     public func destroyInBackgroundWhenReleased() {

@@ -135,7 +135,6 @@ final class StageOne: @unchecked Sendable {
             // A fixed share: restored and read at once, no group to join.
             let share = configuration.assignment.stageOnePartitions(worker: worker, workers: configuration.stageOneWorkers, of: Int(inputPartitionCount))
                 .map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0, offset: KafkaTopicPartition.stored) }
-            consumer.lookUpMetadata(topics: [configuration.inputTopic])  // connected before the restore asks for committed offsets
             try consumer.assign(rebalance(.assigned(share)) ?? share)
         }
         logger.info("stage 1 started", metadata: ["input": "\(configuration.inputTopic)", "partitions": "\(inputPartitionCount)"])

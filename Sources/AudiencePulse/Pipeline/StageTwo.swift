@@ -83,7 +83,6 @@ final class StageTwo: @unchecked Sendable {
         } else {
             let share = configuration.assignment.stageTwoPartitions(of: try admin.partitionIDs(of: configuration.partialsTopic).count)
                 .map { KafkaTopicPartition(topic: configuration.partialsTopic, partition: $0, offset: KafkaTopicPartition.stored) }
-            consumer.lookUpMetadata(topics: [configuration.partialsTopic])  // connected before the restore asks for committed offsets
             try consumer.assign(rebalance(.assigned(share)) ?? share)
         }
         logger.info("stage 2 started", metadata: ["partials": "\(configuration.partialsTopic)", "input_partitions": "\(inputPartitionCount)"])
