@@ -51,6 +51,15 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let notImplemented = Code(rawValue: RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED.rawValue)
         /// Broker: this producer was fenced by a newer instance with the same `transactional.id`.
         public static let producerFenced = Code(rawValue: RD_KAFKA_RESP_ERR__FENCED.rawValue)
+        /// Broker: as ``producerFenced``, in the broker's own code.
+        public static let brokerProducerFenced = Code(rawValue: RD_KAFKA_RESP_ERR_PRODUCER_FENCED.rawValue)
+    }
+
+    /// A newer producer with the same `transactional.id` took over: no retry can succeed.
+    /// librdkafka does not always mark these fatal (an offset commit refused this way
+    /// only fails the current transaction).
+    public var isFencing: Bool {
+        code == .producerFenced || code == .brokerProducerFenced || code == .invalidProducerEpoch
     }
 
     /// librdkafka's error code.

@@ -53,6 +53,17 @@ public final class KafkaProducer: Sendable {
     /// librdkafka's name of this client, e.g. `rdkafka#producer-1`.
     public var name: String { client.name }
 
+    /// The error that made this producer unusable (fenced by a newer instance with the same
+    /// `transactional.id`, say), or nil while it is usable. Once set, every later call
+    /// fails, often with a secondary error that does not say why (a delivery report of
+    /// `_PURGE_QUEUE`): check this before retrying.
+    public var fatalError: KafkaError? {
+        var text = [CChar](repeating: 0, count: 512)
+        let err = rd_kafka_fatal_error(client.handle, &text, text.count)
+        guard err != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        return KafkaError(code: KafkaError.Code(rawValue: err.rawValue), message: text.decodedCString, isFatal: true)
+    }
+
     // MARK: Sending
 
     /// Sends one record and waits until the broker acknowledged it (or delivery failed).

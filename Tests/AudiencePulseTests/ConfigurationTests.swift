@@ -48,12 +48,12 @@ struct ConfigurationTests {
                         let assignment = try PulseConfiguration.load(yaml: yaml).assignment
                         #expect(assignment == .fixed(index: index, count: count))
                         for worker in 0..<workers {
-                            let share = assignment.stageOnePartitions(worker: worker, workers: workers, of: partitions)
+                            let share = try #require(assignment.stageOnePartitions(worker: worker, workers: workers, of: partitions))
                             #expect(share.allSatisfy { Int($0) % (count * workers) == index * workers + worker })
                             stageOne += share
                             producers.insert(assignment.stageOneTransactionalID(app: "a", worker: worker, workers: workers) ?? "")
                         }
-                        stageTwo += assignment.stageTwoPartitions(of: partitions)
+                        stageTwo += try #require(assignment.stageTwoPartitions(of: partitions))
                         producers.insert(assignment.stageTwoTransactionalID(app: "a") ?? "")
                     }
                     #expect(stageOne.sorted() == (0..<Int32(partitions)).map { $0 }, "\(count) instances × \(workers) workers, \(partitions) partitions")
@@ -63,6 +63,7 @@ struct ConfigurationTests {
             }
         }
         #expect(PartitionAssignment.group.stageOneTransactionalID(app: "a", worker: 0, workers: 1) == nil, "groups keep instance-named producers")
+        #expect(PartitionAssignment.group.stageOnePartitions(worker: 0, workers: 1, of: 4) == nil, "groups decide the partitions")
     }
 
     @Test("each misconfiguration names its key and the problem", arguments: [

@@ -95,8 +95,10 @@ struct MockClusterTests {
         try await producer.flush()
         // EndTxn (API key 26) answered with a stale epoch: a newer instance took over.
         cluster.pushRequestErrors(apiKey: 26, [.invalidProducerEpoch])
+        #expect(producer.fatalError == nil, "usable before the refusal")
         let error = await #expect(throws: KafkaError.self) { try await producer.commitTransaction() }
         #expect(error?.isFatal == true)
+        #expect(producer.fatalError?.isFatal == true, "and says why afterwards: \(String(describing: producer.fatalError))")
     }
 }
 

@@ -65,7 +65,7 @@ public struct SuiteBenchmark {
     public var stateEvents = 3_000_000
     /// Which service jobs to run: "lean" and "full" in consumer groups, and each with
     /// `processing.assignment: static` ("lean-static", "full-static": no group to join).
-    public var jobs = ["lean", "lean-static", "full", "full-static"]
+    public var jobs = jobNames
     public static let jobNames = ["lean", "lean-static", "full", "full-static"]
     /// The broker's process on this machine, to report its CPU time next to the service's
     /// (the two share the cores); nil: not reported.

@@ -8,20 +8,21 @@ public enum PartitionAssignment: Sendable, Equatable {
     /// Every instance must run with the same `count` and `processing.stage1_workers`.
     case fixed(index: Int, count: Int)
 
-    /// The input partitions stage-1 worker `worker` of this process reads: the
-    /// `count × workers` workers of all instances deal the partitions out by number
-    /// (partition p to worker slot p mod slots, slot = index × workers + worker).
-    public func stageOnePartitions(worker: Int, workers: Int, of partitions: Int) -> [Int32] {
-        guard case .fixed(let index, let count) = self else { return [] }
+    /// The input partitions stage-1 worker `worker` of this process reads (nil in consumer
+    /// groups, where the group decides): the `count × workers` workers of all instances
+    /// deal the partitions out by number (partition p to worker slot p mod slots,
+    /// slot = index × workers + worker).
+    public func stageOnePartitions(worker: Int, workers: Int, of partitions: Int) -> [Int32]? {
+        guard case .fixed(let index, let count) = self else { return nil }
         let slots = count * workers
         let slot = index * workers + worker
         return stride(from: slot, to: partitions, by: slots).map { Int32($0) }
     }
 
     /// The partials partitions this process's stage 2 reads (partition p to instance
-    /// p mod count).
-    public func stageTwoPartitions(of partitions: Int) -> [Int32] {
-        guard case .fixed(let index, let count) = self else { return [] }
+    /// p mod count; nil in consumer groups).
+    public func stageTwoPartitions(of partitions: Int) -> [Int32]? {
+        guard case .fixed(let index, let count) = self else { return nil }
         return stride(from: index, to: partitions, by: count).map { Int32($0) }
     }
 

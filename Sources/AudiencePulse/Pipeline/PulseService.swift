@@ -47,8 +47,11 @@ public final class PulseService: Sendable {
                 do {
                     try stage()
                 } catch {
-                    logger.critical("\(name) failed: \(error)")
+                    logger.critical("\(name) failed: \(error); stopping the other stages")
                     failures.withLock { $0.append("\(name): \(error)") }
+                    // One stage alone cannot do the work: the others drain and stop, and
+                    // the process ends with the failure (its supervisor restarts it).
+                    requestStop()
                 }
             }
             thread.name = "pulse-\(name)"
@@ -80,8 +83,9 @@ public final class PulseService: Sendable {
     }
 
     /// Whether the service should get traffic and partitions: both stages got their
-    /// partitions (joined their groups, or took their fixed share) and restored their state, none is rewinding after an error, no stage
-    /// failed, and it is not draining. `reasons` says what is missing.
+    /// partitions (joined their groups, or took their fixed share) and restored their
+    /// state, none is rewinding after an error, no stage failed, and it is not draining.
+    /// `reasons` says what is missing.
     public var readiness: (ready: Bool, reasons: [String]) {
         var reasons: [String] = []
         if draining.load(ordering: .relaxed) { reasons.append("draining") }

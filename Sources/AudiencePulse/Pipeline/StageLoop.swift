@@ -5,10 +5,11 @@ import Synchronization
 
 /// The loop both stages run: cycles until asked to stop; a non-fatal Kafka error aborts
 /// the open transaction and rewinds every assigned partition to its newest checkpoint
-/// before the next cycle — the same path a restart takes.
+/// before the next cycle — the same path a restart takes. A fatal error, or any error
+/// once the stage's producer is unusable (fenced), ends the loop by throwing.
 enum StageLoop {
     static func run(
-        name: String, logger: Logger, metrics: PipelineMetrics, ready: borrowing Atomic<Bool>,
+        name: String, logger: Logger, metrics: PipelineMetrics, ready: borrowing Atomic<Bool>, producer: KafkaProducer,
         isStopping: () -> Bool, abort: () -> Void, rewind: () throws -> Void, cycle: () throws -> Void
     ) throws {
         var needsRewind = false
@@ -21,6 +22,13 @@ enum StageLoop {
                 }
                 try cycle()
             } catch let error as KafkaError where !error.isFatal {
+                // A fenced or otherwise dead producer can show up as some other error (its
+                // queued records purged), or as a fencing error not marked fatal; rewinding
+                // cannot help either: another instance owns this producer's share now.
+                if let fatal = producer.fatalError { throw fatal }
+                if error.isFencing {
+                    throw KafkaError(code: error.code, message: "\(error.message) (another instance took over this stage's transactional id)", isFatal: true)
+                }
                 logger.warning("\(name) cycle failed, rewinding to the last checkpoint: \(error)")
                 metrics.transactionAborts.add(1, ordering: .relaxed)
                 abort()
@@ -30,6 +38,15 @@ enum StageLoop {
             }
         }
         ready.store(false, ordering: .relaxed)
+    }
+
+    /// Starts reading `topic`: joins its consumer group (the rebalance handler restores what
+    /// the group assigns), or, given a static `share`, restores it through `assigned` — the
+    /// path a group's assignment takes — and reads it without a group.
+    static func start(_ consumer: KafkaConsumer, topic: String, share: [Int32]?, assigned: ([KafkaTopicPartition]) -> [KafkaTopicPartition]?) throws {
+        guard let share else { return try consumer.subscribe(topics: [topic]) }
+        let partitions = share.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.stored) }
+        try consumer.assign(assigned(partitions) ?? partitions)
     }
 
     /// Where each partition of a restore starts reading, or why it could not be restored.

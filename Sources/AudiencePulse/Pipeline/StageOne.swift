@@ -129,14 +129,10 @@ final class StageOne: @unchecked Sendable {
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
         committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
-        if configuration.assignment == .group {
-            try consumer.subscribe(topics: [configuration.inputTopic])
-        } else {
-            // A fixed share: restored and read at once, no group to join.
-            let share = configuration.assignment.stageOnePartitions(worker: worker, workers: configuration.stageOneWorkers, of: Int(inputPartitionCount))
-                .map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0, offset: KafkaTopicPartition.stored) }
-            try consumer.assign(rebalance(.assigned(share)) ?? share)
-        }
+        try StageLoop.start(
+            consumer, topic: configuration.inputTopic,
+            share: configuration.assignment.stageOnePartitions(worker: worker, workers: configuration.stageOneWorkers, of: Int(inputPartitionCount)),
+            assigned: { rebalance(.assigned($0)) })
         logger.info("stage 1 started", metadata: ["input": "\(configuration.inputTopic)", "partitions": "\(inputPartitionCount)"])
         defer {
             _ = alignment.publish(worker: worker, slowest: nil)
@@ -144,7 +140,7 @@ final class StageOne: @unchecked Sendable {
             producer.close(timeout: .seconds(5))
         }
         try StageLoop.run(
-            name: "stage 1", logger: logger, metrics: metrics, ready: ready,
+            name: "stage 1", logger: logger, metrics: metrics, ready: ready, producer: producer,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
                 resumeAll(consumer)

@@ -78,20 +78,16 @@ final class StageTwo: @unchecked Sendable {
             rebalanceHandler: { [unowned self] event in self.rebalance(event) })
         self.consumer = consumer
         committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
-        if configuration.assignment == .group {
-            try consumer.subscribe(topics: [configuration.partialsTopic])
-        } else {
-            let share = configuration.assignment.stageTwoPartitions(of: try admin.partitionIDs(of: configuration.partialsTopic).count)
-                .map { KafkaTopicPartition(topic: configuration.partialsTopic, partition: $0, offset: KafkaTopicPartition.stored) }
-            try consumer.assign(rebalance(.assigned(share)) ?? share)
-        }
+        let share = configuration.assignment == .group ? nil
+            : configuration.assignment.stageTwoPartitions(of: try admin.partitionIDs(of: configuration.partialsTopic).count)
+        try StageLoop.start(consumer, topic: configuration.partialsTopic, share: share, assigned: { rebalance(.assigned($0)) })
         logger.info("stage 2 started", metadata: ["partials": "\(configuration.partialsTopic)", "input_partitions": "\(inputPartitionCount)"])
         defer {
             try? consumer.close()
             producer.close(timeout: .seconds(5))
         }
         try StageLoop.run(
-            name: "stage 2", logger: logger, metrics: metrics, ready: metrics.stageTwoReady,
+            name: "stage 2", logger: logger, metrics: metrics, ready: metrics.stageTwoReady, producer: producer,
             isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
             rewind: {
                 try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.partialsTopic, consumer: consumer, restore: restore)
