@@ -72,13 +72,9 @@ final class ServiceProcess: @unchecked Sendable {
     /// SIGTERM, then the exit status (nil if it did not exit within `timeout`).
     func terminate(timeout: Duration) async throws -> Int32? {
         process.terminate()
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
-        guard !process.isRunning else {
-            kill()
-            return nil
-        }
-        return process.terminationStatus
+        if let status = try await exitStatus(within: timeout) { return status }
+        kill()
+        return nil
     }
 
     /// GET `path` from the service's HTTP server: status and body (nil if nothing answered).
