@@ -43,8 +43,14 @@ enum StageLoop {
     /// Starts reading `topic`: joins its consumer group (the rebalance handler restores what
     /// the group assigns), or, given a static `share`, restores it through `assigned` — the
     /// path a group's assignment takes — and reads it without a group.
-    static func start(_ consumer: KafkaConsumer, topic: String, share: [Int32]?, assigned: ([KafkaTopicPartition]) -> [KafkaTopicPartition]?) throws {
+    static func start(
+        _ consumer: KafkaConsumer, topic: String, share: [Int32]?, stage: String, logger: Logger,
+        assigned: ([KafkaTopicPartition]) -> [KafkaTopicPartition]?
+    ) throws {
         guard let share else { return try consumer.subscribe(topics: [topic]) }
+        if share.isEmpty {
+            logger.warning("\(stage): this static share of \(topic) is empty (more instances, or stage-1 workers, than partitions); it stays idle")
+        }
         let partitions = share.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.stored) }
         try consumer.assign(assigned(partitions) ?? partitions)
     }

@@ -132,7 +132,7 @@ final class StageOne: @unchecked Sendable {
         try StageLoop.start(
             consumer, topic: configuration.inputTopic,
             share: configuration.assignment.stageOnePartitions(worker: worker, workers: configuration.stageOneWorkers, of: Int(inputPartitionCount)),
-            assigned: { rebalance(.assigned($0)) })
+            stage: "stage 1", logger: logger, assigned: { rebalance(.assigned($0)) })
         logger.info("stage 1 started", metadata: ["input": "\(configuration.inputTopic)", "partitions": "\(inputPartitionCount)"])
         defer {
             _ = alignment.publish(worker: worker, slowest: nil)

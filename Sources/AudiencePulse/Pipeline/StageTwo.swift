@@ -80,7 +80,7 @@ final class StageTwo: @unchecked Sendable {
         committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
         let share = configuration.assignment == .group ? nil
             : configuration.assignment.stageTwoPartitions(of: try admin.partitionIDs(of: configuration.partialsTopic).count)
-        try StageLoop.start(consumer, topic: configuration.partialsTopic, share: share, assigned: { rebalance(.assigned($0)) })
+        try StageLoop.start(consumer, topic: configuration.partialsTopic, share: share, stage: "stage 2", logger: logger, assigned: { rebalance(.assigned($0)) })
         logger.info("stage 2 started", metadata: ["partials": "\(configuration.partialsTopic)", "input_partitions": "\(inputPartitionCount)"])
         defer {
             try? consumer.close()
