@@ -27,7 +27,7 @@ enum StageLoop {
                 // cannot help either: another instance owns this producer's share now.
                 if let fatal = producer.fatalError { throw fatal }
                 if error.isFencing {
-                    throw KafkaError(code: error.code, message: "\(error.message) (another instance took over this stage's transactional id)", isFatal: true)
+                    throw KafkaError(code: error.code, message: "\(error.message) (fenced: another instance took over this stage's transactional id)", isFatal: true)
                 }
                 logger.warning("\(name) cycle failed, rewinding to the last checkpoint: \(error)")
                 metrics.transactionAborts.add(1, ordering: .relaxed)
