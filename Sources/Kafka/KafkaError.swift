@@ -55,10 +55,13 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let brokerProducerFenced = Code(rawValue: RD_KAFKA_RESP_ERR_PRODUCER_FENCED.rawValue)
     }
 
-    /// A newer producer with the same `transactional.id` took over: no retry can succeed.
-    /// librdkafka does not always mark these fatal (an offset commit refused this way
-    /// only fails the current transaction).
-    public var isFencing: Bool {
+    /// A newer producer with the same `transactional.id` took over: no retry can succeed,
+    /// so errors built from librdkafka's are marked ``isFatal`` whenever this holds, even
+    /// where librdkafka does not mark them (an offset commit refused this way only fails
+    /// its transaction there).
+    public var isFencing: Bool { Self.isFencingCode(code) }
+
+    static func isFencingCode(_ code: Code) -> Bool {
         code == .producerFenced || code == .brokerProducerFenced || code == .invalidProducerEpoch
     }
 
@@ -107,7 +110,8 @@ extension KafkaError {
         self.init(
             code: Code(rawValue: err.rawValue),
             message: context.isEmpty ? text : "\(context): \(text)",
-            isRetriable: KafkaError.isRetriableCode(err)
+            isRetriable: KafkaError.isRetriableCode(err),
+            isFatal: KafkaError.isFencingCode(Code(rawValue: err.rawValue))
         )
     }
 
@@ -115,11 +119,12 @@ extension KafkaError {
     init(consuming error: OpaquePointer, context: String) {
         defer { rd_kafka_error_destroy(error) }
         let text = String(cString: rd_kafka_error_string(error))
+        let code = Code(rawValue: rd_kafka_error_code(error).rawValue)
         self.init(
-            code: Code(rawValue: rd_kafka_error_code(error).rawValue),
+            code: code,
             message: context.isEmpty ? text : "\(context): \(text)",
             isRetriable: rd_kafka_error_is_retriable(error) != 0,
-            isFatal: rd_kafka_error_is_fatal(error) != 0,
+            isFatal: rd_kafka_error_is_fatal(error) != 0 || KafkaError.isFencingCode(code),
             transactionRequiresAbort: rd_kafka_error_txn_requires_abort(error) != 0
         )
     }

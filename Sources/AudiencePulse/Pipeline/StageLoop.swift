@@ -23,12 +23,8 @@ enum StageLoop {
                 try cycle()
             } catch let error as KafkaError where !error.isFatal {
                 // A fenced or otherwise dead producer can show up as some other error (its
-                // queued records purged), or as a fencing error not marked fatal; rewinding
-                // cannot help either: another instance owns this producer's share now.
+                // queued records purged); rewinding cannot help it.
                 if let fatal = producer.fatalError { throw fatal }
-                if error.isFencing {
-                    throw KafkaError(code: error.code, message: "\(error.message) (fenced: another instance took over this stage's transactional id)", isFatal: true)
-                }
                 logger.warning("\(name) cycle failed, rewinding to the last checkpoint: \(error)")
                 metrics.transactionAborts.add(1, ordering: .relaxed)
                 abort()
