@@ -25,6 +25,11 @@ public struct AggregationConfig: Sendable, Hashable {
     public var userTTL: Int64
     /// Most users tracked per partition. Default 5,000,000.
     public var maxUsersPerPartition: Int
+    /// Hopping windows whose size is a whole number of advances are built from
+    /// `advance`-long slices, so an event updates one slice instead of every window
+    /// containing it (``PartitionAggregator``). Default true; false keeps every window
+    /// whole (the same results, up to top content's merges; for comparisons).
+    public var slicesHoppingWindows: Bool
 
     public init(
         windows: [WindowSpec] = [WindowSpec(size: 60_000)],
@@ -39,7 +44,8 @@ public struct AggregationConfig: Sendable, Hashable {
         deduplicationHorizon: Int64 = 600_000,
         deduplicationMaxEntries: Int = 2_000_000,
         userTTL: Int64 = 30 * 86_400_000,
-        maxUsersPerPartition: Int = 5_000_000
+        maxUsersPerPartition: Int = 5_000_000,
+        slicesHoppingWindows: Bool = true
     ) {
         self.windows = windows
         self.maxOutOfOrderness = maxOutOfOrderness
@@ -54,6 +60,7 @@ public struct AggregationConfig: Sendable, Hashable {
         self.deduplicationMaxEntries = deduplicationMaxEntries
         self.userTTL = userTTL
         self.maxUsersPerPartition = maxUsersPerPartition
+        self.slicesHoppingWindows = slicesHoppingWindows
     }
 }
 

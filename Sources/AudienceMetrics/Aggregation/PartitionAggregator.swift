@@ -1,6 +1,17 @@
 /// Stage 1's computation for one input partition: de-duplication, per-user state,
 /// segments, event-time windows with a watermark, and partial aggregates.
 ///
+/// Hopping windows whose size is a whole number of advances are built from slices: each
+/// event updates the one slice (`advance` long) that holds it, and a window's aggregate
+/// is the merge of its slices, taken when its partial is built. What depends on where a
+/// window starts — retained users, users new in the window whose first event lies in an
+/// earlier slice, and the late and invalid counts credited to the newest window — is kept
+/// per window and merged in too. An event whose slice an older,
+/// already closed but not yet emitted window shares goes to its open windows one by one
+/// instead, as tumbling windows' events always do; so the partials are those of counting
+/// every event into every open window that contains it (top content up to the merge of
+/// Space-Saving summaries).
+///
 /// Deterministic: the same events in the same order give the same partials, the same
 /// window closings and the same checkpoint bytes (wall-clock time enters only through
 /// ``advanceWatermark(to:)``, which the caller uses for idle partitions). Not
@@ -15,7 +26,10 @@ public final class PartitionAggregator {
 
     public let config: AggregationConfig
     private let assigner: SegmentAssigner
+    /// Per window size, its open windows (for a sliced size: what only each window holds).
     private var open: [[WindowState]]
+    /// Per window size, its slices, or nil where every window is kept whole.
+    private let slicing: [Slicing?]
     private var users: UserStates
     private var dedup: Deduplicator
     /// Event time up to which windows are complete (ms); `Int64.min` before any event.
@@ -82,6 +96,19 @@ public final class PartitionAggregator {
                 changedSlots.append(slot)
             }
         }
+
+        func clearChanged() {
+            for slot in changedSlots { changed[slot] = false }
+            changedSlots.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// The slices of one hopping window size.
+    final class Slicing {
+        /// Slices (`advance` long, aligned as window starts are), oldest first.
+        var slices: [WindowState] = []
+        /// Every window starting at or before this has been emitted as final.
+        var emittedThrough: Int64 = .min
     }
 
     /// - Parameter assigner: the thread's segment assigner (it must have been created for
@@ -90,6 +117,9 @@ public final class PartitionAggregator {
         self.config = config
         self.assigner = assigner
         open = Array(repeating: [], count: config.windows.count)
+        slicing = config.windows.map { spec in
+            config.slicesHoppingWindows && !spec.isTumbling && spec.size % spec.advance == 0 ? Slicing() : nil
+        }
         users = UserStates(rules: config.sessions, ttl: config.userTTL, maxUsers: config.maxUsersPerPartition)
         dedup = Deduplicator(horizon: config.deduplicationHorizon, maxEntries: config.deduplicationMaxEntries)
         tracksAll = config.segments.dimensions.contains([])
@@ -99,7 +129,11 @@ public final class PartitionAggregator {
     public var trackedUsers: Int { users.count }
     public var rememberedEventIDs: Int { dedup.count }
     /// Open windows across all window sizes.
-    public var openWindowCount: Int { open.reduce(0) { $0 + $1.count } }
+    public var openWindowCount: Int {
+        open.indices.reduce(0) { count, index in
+            count + (slicing[index] == nil ? open[index].count : slicedWindowStarts(index, through: .max).count)
+        }
+    }
 
     @inline(__always)
     private func isOpen(_ start: Int64, _ spec: WindowSpec) -> Bool {
@@ -115,6 +149,67 @@ public final class PartitionAggregator {
         return state
     }
 
+    /// The slice starting at `start`, created (in order) if missing.
+    @inline(__always)
+    private func slice(_ slicing: Slicing, _ index: Int, start: Int64) -> WindowState {
+        var position = slicing.slices.count
+        while position > 0 {
+            let candidate = slicing.slices[position - 1]
+            if candidate.start == start { return candidate }
+            if candidate.start < start { break }
+            position -= 1
+        }
+        let state = WindowState(windowIndex: index, start: start, end: start + config.windows[index].advance)
+        slicing.slices.insert(state, at: position)
+        return state
+    }
+
+    /// The slice that an event at `time` may update instead of each of its windows: when
+    /// every window containing it that has not been emitted is open. Nil when some such
+    /// window is closed (the event goes to the open ones one by one), or none is left.
+    @inline(__always)
+    private func sliceStart(for time: Int64, _ spec: WindowSpec, _ slicing: Slicing) -> Int64? {
+        let last = spec.lastStart(containing: time)
+        let first = last - spec.size + spec.advance
+        let oldest = slicing.emittedThrough == .min ? first : max(first, slicing.emittedThrough + spec.advance)
+        return oldest <= last && isOpen(oldest, spec) ? last : nil
+    }
+
+    /// What an accepted event adds to each aggregate that counts it.
+    private struct Contribution {
+        let event: DecodedEvent
+        let update: UserUpdate
+        let isConversion: Bool
+        let isPageView: Bool
+        let dwellBucket: Int
+
+        /// Adds the event to `aggregate`; `otherTypeName` is its type's name when
+        /// ``DecodedEvent/typeCode`` is negative.
+        @inline(__always)
+        func add(to aggregate: UnsafeMutablePointer<SegmentAggregate>, isNew: Bool, isRetained: Bool, otherTypeName: String?) {
+            aggregate.pointee.events += 1
+            if event.typeCode >= 0 {
+                aggregate.pointee.knownTypes[event.typeCode] += 1
+            } else {
+                aggregate.pointee.otherTypes[otherTypeName ?? "", default: 0] += 1
+            }
+            aggregate.pointee.users.insert(event.userIDHash)
+            if isNew { aggregate.pointee.newUsers.insert(event.userIDHash) }
+            if isRetained { aggregate.pointee.retainedUsers.insert(event.userIDHash) }
+            if isConversion {
+                aggregate.pointee.convertingUsers.insert(event.userIDHash)
+                aggregate.pointee.revenueMicros &+= event.valueMicros ?? 0
+            }
+            if event.dwellMs >= 0 { aggregate.pointee.dwell.add(event.dwellMs, bucket: dwellBucket) }
+            if isPageView && event.hasContent { aggregate.pointee.topContent.add(hash: event.contentIDHash) }
+            // Session figures are credited to the window of the event that causes them,
+            // so they depend only on the user's own events.
+            if update.sessionStarted { aggregate.pointee.sessionsStarted += 1 }
+            if update.becameEngaged { aggregate.pointee.sessionsEngaged += 1 }
+            aggregate.pointee.sessionDurationMs += update.durationAdded
+        }
+    }
+
     /// Processes the decoder's current event.
     public func process(_ decoder: EventDecoder) -> Outcome {
         let event = decoder.event
@@ -127,6 +222,13 @@ public final class PartitionAggregator {
         if dedup.isDuplicate(event.eventIDHash, at: time) {
             duplicateCount += 1
             for (index, spec) in config.windows.enumerated() {
+                if let slicing = slicing[index], let start = sliceStart(for: time, spec, slicing) {
+                    let state = slice(slicing, index, start: start)
+                    for key in keys {
+                        state.aggregates[state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)].duplicates += 1
+                    }
+                    continue
+                }
                 spec.forEachStart(containing: time) { start in
                     guard isOpen(start, spec) else { return }
                     let state = window(index, start: start)
@@ -152,42 +254,51 @@ public final class PartitionAggregator {
         if event.hasContent && !contentNames.contains(event.contentIDHash) {
             contentNames[event.contentIDHash] = decoder.string(event.contentID)
         }
-        let typeCode = event.typeCode
-        let isConversion = config.conversionTypes.contains(typeCode)
-        let isPageView = typeCode == KnownEventType.pageView.rawValue
-        var otherTypeName: String?
-        let dwellBucket = event.dwellMs >= 0 ? dwellBucketer.bucket(of: event.dwellMs) : 0
+        let contribution = Contribution(
+            event: event, update: update, isConversion: config.conversionTypes.contains(event.typeCode),
+            isPageView: event.typeCode == KnownEventType.pageView.rawValue,
+            dwellBucket: event.dwellMs >= 0 ? dwellBucketer.bucket(of: event.dwellMs) : 0)
+        let typeName = event.typeCode >= 0 ? nil : decoder.string(event.type)
         for (index, spec) in config.windows.enumerated() {
-            spec.forEachStart(containing: time) { start in
-                guard isOpen(start, spec) else { return }
-                let state = window(index, start: start)
-                let end = state.end
+            if let slicing = slicing[index], let start = sliceStart(for: time, spec, slicing) {
+                let state = slice(slicing, index, start: start)
+                let isNew = update.firstSeen >= start && update.firstSeen < state.end
                 for key in keys {
                     let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
                     state.aggregates.withUnsafeMutableBufferPointer { aggregates in
-                        aggregates[slot].events += 1
-                        if typeCode >= 0 {
-                            aggregates[slot].knownTypes[typeCode] += 1
-                        } else {
-                            if otherTypeName == nil { otherTypeName = decoder.string(event.type) }
-                            aggregates[slot].otherTypes[otherTypeName ?? "", default: 0] += 1
+                        contribution.add(to: aggregates.baseAddress.unsafelyUnwrapped + slot, isNew: isNew, isRetained: false, otherTypeName: typeName)
+                    }
+                }
+                // Per window: a user new in it whose first event lies in an earlier slice
+                // (segments follow each event, so that slice may not count the user in
+                // these), and a retained user (it depends on where the window starts).
+                let newSinceEarlierSlice = update.firstSeen < start && update.firstSeen > time - spec.size
+                let maybeRetained = update.previousLastSeen != .min && update.previousLastSeen < start
+                if newSinceEarlierSlice || maybeRetained {
+                    spec.forEachStart(containing: time) { start in
+                        guard isOpen(start, spec) else { return }
+                        let isNew = newSinceEarlierSlice && update.firstSeen >= start
+                        let isRetained = maybeRetained && update.previousLastSeen < start && update.previousLastSeen >= start - spec.size
+                        guard isNew || isRetained else { return }
+                        let state = window(index, start: start)
+                        for key in keys {
+                            let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
+                            if isNew { state.aggregates[slot].newUsers.insert(event.userIDHash) }
+                            if isRetained { state.aggregates[slot].retainedUsers.insert(event.userIDHash) }
                         }
-                        aggregates[slot].users.insert(event.userIDHash)
-                        if update.firstSeen >= start && update.firstSeen < end { aggregates[slot].newUsers.insert(event.userIDHash) }
-                        if update.previousLastSeen < start && update.previousLastSeen >= start - spec.size {
-                            aggregates[slot].retainedUsers.insert(event.userIDHash)
-                        }
-                        if isConversion {
-                            aggregates[slot].convertingUsers.insert(event.userIDHash)
-                            aggregates[slot].revenueMicros &+= event.valueMicros ?? 0
-                        }
-                        if event.dwellMs >= 0 { aggregates[slot].dwell.add(event.dwellMs, bucket: dwellBucket) }
-                        if isPageView && event.hasContent { aggregates[slot].topContent.add(hash: event.contentIDHash) }
-                        // Session figures are credited to the window of the event that
-                        // causes them, so they depend only on the user's own events.
-                        if update.sessionStarted { aggregates[slot].sessionsStarted += 1 }
-                        if update.becameEngaged { aggregates[slot].sessionsEngaged += 1 }
-                        aggregates[slot].sessionDurationMs += update.durationAdded
+                    }
+                }
+                continue
+            }
+            spec.forEachStart(containing: time) { start in
+                guard isOpen(start, spec) else { return }
+                let state = window(index, start: start)
+                let isNew = update.firstSeen >= start && update.firstSeen < state.end
+                let isRetained = update.previousLastSeen < start && update.previousLastSeen >= start - spec.size
+                for key in keys {
+                    let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
+                    state.aggregates.withUnsafeMutableBufferPointer { aggregates in
+                        contribution.add(to: aggregates.baseAddress.unsafelyUnwrapped + slot, isNew: isNew, isRetained: isRetained, otherTypeName: typeName)
                     }
                 }
             }
@@ -235,11 +346,21 @@ public final class PartitionAggregator {
         var closed: [WindowPartial] = []
         for index in open.indices {
             let spec = config.windows[index]
-            let (ready, remaining) = open[index].reduce(into: ([WindowState](), [WindowState]())) { result, state in
-                if isOpen(state.start, spec) { result.1.append(state) } else { result.0.append(state) }
+            let ready = open[index].filter { !isOpen($0.start, spec) }
+            if let slicing = slicing[index] {
+                guard watermark != .min else { continue }
+                // The newest window start the watermark has passed.
+                let limit = spec.lastStart(containing: watermark - spec.size - config.allowedLateness)
+                var starts = slicedWindowStarts(index, through: limit)
+                for state in ready { starts.insert(state.start) }
+                for start in starts.sorted() { closed.append(slicedPartial(index, start: start, keys: nil, isFinal: true)) }
+                open[index].removeAll { !isOpen($0.start, spec) }
+                slicing.emittedThrough = max(slicing.emittedThrough, limit)
+                slicing.slices.removeAll { $0.start <= slicing.emittedThrough }
+                continue
             }
             guard !ready.isEmpty else { continue }
-            open[index] = remaining
+            open[index].removeAll { !isOpen($0.start, spec) }
             for state in ready.sorted(by: { $0.start < $1.start }) {
                 closed.append(partial(of: state, slots: Array(state.keys.indices), isFinal: true))
             }
@@ -253,11 +374,11 @@ public final class PartitionAggregator {
     }
 
     /// Keeps the content-name table bounded: past 100,000 names, keep only those that
-    /// open windows still track.
+    /// open windows and slices still track.
     private func pruneContentNames() {
         guard contentNames.count > 100_000 else { return }
         var kept = HashMap64<String>(vacant: "")
-        for state in open.joined() {
+        for state in Array(open.joined()) + slicing.compactMap({ $0?.slices }).joined() {
             for index in state.aggregates.indices {
                 var aggregate = state.aggregates[index].topContent
                 aggregate.attachNames { contentNames[$0] }
@@ -270,11 +391,32 @@ public final class PartitionAggregator {
     /// Partials of the segments that changed since the last call, for open windows.
     public func takeUpdates() -> [WindowPartial] {
         var updates: [WindowPartial] = []
-        for states in open {
+        for (index, states) in open.enumerated() {
+            if let slicing = slicing[index] {
+                let spec = config.windows[index]
+                // Window start → its segments that changed, in it or in one of its slices.
+                var changed: [Int64: Set<UInt64>] = [:]
+                for state in states where !state.changedSlots.isEmpty {
+                    changed[state.start, default: []].formUnion(state.changedSlots.lazy.map { state.keys[$0] })
+                }
+                for slice in slicing.slices where !slice.changedSlots.isEmpty {
+                    let keys = slice.changedSlots.map { slice.keys[$0] }
+                    var start = max(slice.start - spec.size + spec.advance, slicing.emittedThrough == .min ? .min : slicing.emittedThrough + spec.advance)
+                    while start <= slice.start {
+                        changed[start, default: []].formUnion(keys)
+                        start += spec.advance
+                    }
+                    slice.clearChanged()
+                }
+                for (start, keys) in changed.sorted(by: { $0.key < $1.key }) {
+                    updates.append(slicedPartial(index, start: start, keys: Array(keys), isFinal: false))
+                }
+                for state in states { state.clearChanged() }
+                continue
+            }
             for state in states.sorted(by: { $0.start < $1.start }) where !state.changedSlots.isEmpty {
                 updates.append(partial(of: state, slots: state.changedSlots, isFinal: false))
-                for slot in state.changedSlots { state.changed[slot] = false }
-                state.changedSlots.removeAll(keepingCapacity: true)
+                state.clearChanged()
             }
         }
         return updates
@@ -293,9 +435,51 @@ public final class PartitionAggregator {
                              overflowedEvents: state.overflowedEvents, isFinal: isFinal)
     }
 
+    /// Starts of the windows of a sliced size that have not been emitted, start at or
+    /// before `limit`, and hold something (in a slice or of their own).
+    private func slicedWindowStarts(_ index: Int, through limit: Int64) -> Set<Int64> {
+        guard let slicing = slicing[index] else { return [] }
+        let spec = config.windows[index]
+        var starts = Set(open[index].lazy.map(\.start).filter { $0 <= limit })
+        for slice in slicing.slices {
+            var start = slice.start
+            while start > slice.start - spec.size && start > slicing.emittedThrough {
+                if start <= limit { starts.insert(start) }
+                start -= spec.advance
+            }
+        }
+        return starts
+    }
+
+    /// A sliced window's partial: for each segment (`keys`, or all it holds), the merge of
+    /// what the window holds of its own and what each of its slices holds, oldest first.
+    private func slicedPartial(_ index: Int, start: Int64, keys: [UInt64]?, isFinal: Bool) -> WindowPartial {
+        let spec = config.windows[index]
+        let end = start + spec.size
+        var parts = open[index].filter { $0.start == start }
+        parts += (slicing[index]?.slices ?? []).filter { $0.start >= start && $0.start < end }
+        var segments: [(name: String, aggregate: SegmentAggregate)] = []
+        for key in keys ?? Array(Set(parts.lazy.flatMap(\.keys))) {
+            var merged: SegmentAggregate?
+            for part in parts {
+                guard let slot = part.slots[key] else { continue }
+                if merged == nil {
+                    merged = part.aggregates[slot]
+                } else {
+                    merged?.merge(part.aggregates[slot])
+                }
+            }
+            if let merged { segments.append((name: assigner.name(of: key), aggregate: named(merged))) }
+        }
+        segments.sort { $0.name < $1.name }
+        return WindowPartial(windowIndex: index, start: start, end: end, segments: segments,
+                             overflowedEvents: parts.reduce(0) { $0 + $1.overflowedEvents }, isFinal: isFinal)
+    }
+
     // MARK: Checkpoints
 
-    static let formatVersion: UInt8 = 1
+    /// 2: sliced window sizes' slices follow the windows.
+    static let formatVersion: UInt8 = 2
 
     /// The complete state, deterministic bytes.
     public func checkpoint() -> [UInt8] {
@@ -305,6 +489,20 @@ public final class PartitionAggregator {
         writer.writeSigned(maxEventTime)
         for counter in [acceptedCount, duplicateCount, lateCount, invalidCount] { writer.writeSigned(counter) }
         let states = open.joined().sorted { ($0.windowIndex, $0.start) < ($1.windowIndex, $1.start) }
+        encode(states, into: &writer)
+        let sliced = slicing.indices.filter { slicing[$0] != nil }
+        writer.writeVarint(sliced.count)
+        for index in sliced {
+            writer.writeVarint(index)
+            writer.writeSigned(slicing[index]?.emittedThrough ?? .min)
+            encode(slicing[index]?.slices ?? [], into: &writer)
+        }
+        users.encode(into: &writer)
+        dedup.encode(into: &writer)
+        return writer.bytes
+    }
+
+    private func encode(_ states: [WindowState], into writer: inout BinaryWriter) {
         writer.writeVarint(states.count)
         for state in states {
             writer.writeVarint(state.windowIndex)
@@ -317,27 +515,17 @@ public final class PartitionAggregator {
                 named(state.aggregates[slot]).encode(into: &writer)
             }
         }
-        users.encode(into: &writer)
-        dedup.encode(into: &writer)
-        return writer.bytes
     }
 
-    /// Restores a ``checkpoint()``. The configuration must have the same windows.
-    public func restore(_ bytes: [UInt8]) throws(BinaryReader.Error) {
-        var reader = BinaryReader(bytes)
-        try reader.expectVersion(PartitionAggregator.formatVersion, of: "partition checkpoint")
-        watermark = try reader.readSigned()
-        maxEventTime = try reader.readSigned()
-        acceptedCount = try reader.readSigned()
-        duplicateCount = try reader.readSigned()
-        lateCount = try reader.readSigned()
-        invalidCount = try reader.readSigned()
-        open = Array(repeating: [], count: config.windows.count)
-        let windowCount = try reader.readCount(limit: 1 << 20)
-        for _ in 0..<windowCount {
+    /// Reads states written by ``encode(_:into:)``; a slice is `advance` long.
+    private func decodeStates(from reader: inout BinaryReader, slices: Bool) throws(BinaryReader.Error) -> [WindowState] {
+        var states: [WindowState] = []
+        let count = try reader.readCount(limit: 1 << 20)
+        for _ in 0..<count {
             let index = try reader.readCount(limit: config.windows.count - 1)
             let start = try reader.readSigned()
-            let state = WindowState(windowIndex: index, start: start, end: start + config.windows[index].size)
+            let spec = config.windows[index]
+            let state = WindowState(windowIndex: index, start: start, end: start + (slices ? spec.advance : spec.size))
             state.overflowedEvents = try reader.readSigned()
             let segmentCount = try reader.readCount(limit: 1 << 24)
             for _ in 0..<segmentCount {
@@ -350,7 +538,45 @@ public final class PartitionAggregator {
                 state.aggregates.append(aggregate)
                 state.changed.append(false)
             }
-            open[index].append(state)
+            states.append(state)
+        }
+        return states
+    }
+
+    /// Restores a ``checkpoint()`` (this version's or the previous one, whose windows were
+    /// all kept whole). The configuration must have the same windows.
+    public func restore(_ bytes: [UInt8]) throws(BinaryReader.Error) {
+        var reader = BinaryReader(bytes)
+        let version = try reader.readVersion(1...PartitionAggregator.formatVersion, of: "partition checkpoint")
+        watermark = try reader.readSigned()
+        maxEventTime = try reader.readSigned()
+        acceptedCount = try reader.readSigned()
+        duplicateCount = try reader.readSigned()
+        lateCount = try reader.readSigned()
+        invalidCount = try reader.readSigned()
+        open = Array(repeating: [], count: config.windows.count)
+        for state in try decodeStates(from: &reader, slices: false) { open[state.windowIndex].append(state) }
+        for (index, slicing) in slicing.enumerated() {
+            guard let slicing else { continue }
+            slicing.slices = []
+            // Whole windows from before slicing: every closed one is emitted or still held.
+            let spec = config.windows[index]
+            slicing.emittedThrough = watermark == .min ? .min : spec.lastStart(containing: watermark - spec.size - config.allowedLateness)
+        }
+        if version >= 2 {
+            let slicedCount = try reader.readCount(limit: config.windows.count)
+            for _ in 0..<slicedCount {
+                let index = try reader.readCount(limit: config.windows.count - 1)
+                let emittedThrough = try reader.readSigned()
+                let slices = try decodeStates(from: &reader, slices: true)
+                guard slices.allSatisfy({ $0.windowIndex == index }) else { throw BinaryReader.Error(message: "partition checkpoint: a slice out of place") }
+                guard let slicing = slicing[index] else {
+                    if slices.isEmpty { continue }
+                    throw BinaryReader.Error(message: "partition checkpoint holds slices of window size \(index), which this configuration keeps whole")
+                }
+                slicing.emittedThrough = emittedThrough
+                slicing.slices = slices.sorted { $0.start < $1.start }
+            }
         }
         try users.decode(from: &reader)
         dedup = try Deduplicator.decode(from: &reader)
