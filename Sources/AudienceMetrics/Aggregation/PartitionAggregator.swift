@@ -460,16 +460,11 @@ public final class PartitionAggregator {
         parts += (slicing[index]?.slices ?? []).filter { $0.start >= start && $0.start < end }
         var segments: [(name: String, aggregate: SegmentAggregate)] = []
         for key in keys ?? Array(Set(parts.lazy.flatMap(\.keys))) {
-            var merged: SegmentAggregate?
-            for part in parts {
-                guard let slot = part.slots[key] else { continue }
-                if merged == nil {
-                    merged = part.aggregates[slot]
-                } else {
-                    merged?.merge(part.aggregates[slot])
-                }
-            }
-            if let merged { segments.append((name: assigner.name(of: key), aggregate: named(merged))) }
+            var held = parts.compactMap { part in part.slots[key].map { part.aggregates[$0] } }
+            guard !held.isEmpty else { continue }
+            var merged = held.removeFirst()
+            merged.merge(held)
+            segments.append((name: assigner.name(of: key), aggregate: named(merged)))
         }
         segments.sort { $0.name < $1.name }
         return WindowPartial(windowIndex: index, start: start, end: end, segments: segments,

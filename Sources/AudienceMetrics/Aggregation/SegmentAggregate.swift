@@ -43,22 +43,30 @@ public struct SegmentAggregate: Sendable, Equatable {
 
     /// Adds `other`'s measurements to these.
     public mutating func merge(_ other: SegmentAggregate) {
-        events += other.events
-        for index in knownTypes.indices { knownTypes[index] += other.knownTypes[index] }
-        for (name, count) in other.otherTypes { otherTypes[name, default: 0] += count }
-        users.merge(other.users)
-        newUsers.merge(other.newUsers)
-        retainedUsers.merge(other.retainedUsers)
-        convertingUsers.merge(other.convertingUsers)
-        dwell.merge(other.dwell)
-        topContent.merge(other.topContent)
-        revenueMicros += other.revenueMicros
-        sessionsStarted += other.sessionsStarted
-        sessionsEngaged += other.sessionsEngaged
-        sessionDurationMs += other.sessionDurationMs
-        late += other.late
-        duplicates += other.duplicates
-        invalid += other.invalid
+        merge([other])
+    }
+
+    /// Adds the measurements of every aggregate in `others` (top content kept to its
+    /// capacity once, after all of them: ``TopK/merge(_:)-(Sequence)``).
+    public mutating func merge(_ others: [SegmentAggregate]) {
+        for other in others {
+            events += other.events
+            for index in knownTypes.indices { knownTypes[index] += other.knownTypes[index] }
+            for (name, count) in other.otherTypes { otherTypes[name, default: 0] += count }
+            users.merge(other.users)
+            newUsers.merge(other.newUsers)
+            retainedUsers.merge(other.retainedUsers)
+            convertingUsers.merge(other.convertingUsers)
+            dwell.merge(other.dwell)
+            revenueMicros += other.revenueMicros
+            sessionsStarted += other.sessionsStarted
+            sessionsEngaged += other.sessionsEngaged
+            sessionDurationMs += other.sessionDurationMs
+            late += other.late
+            duplicates += other.duplicates
+            invalid += other.invalid
+        }
+        topContent.merge(others.lazy.map(\.topContent))
     }
 
     /// Events of a known type.

@@ -115,17 +115,29 @@ public struct TopK: Sendable, Equatable {
 
     /// Adds `other`'s counters to these.
     public mutating func merge(_ other: TopK) {
-        guard !other.counters.isEmpty else { return }
-        ensureIndexed()
-        floorCount = -1
-        for counter in other.counters {
-            if let position = index[counter.hash] {
-                counters[position].count += counter.count
-                counters[position].error += counter.error
-                if counters[position].name.isEmpty { counters[position].name = counter.name }
-            } else {
-                index[counter.hash] = counters.count
-                counters.append(counter)
+        merge(CollectionOfOne(other))
+    }
+
+    /// Adds the counters of every summary in `others`, then keeps the `capacity` largest
+    /// once: merging several summaries this way sorts once instead of once per summary
+    /// (and keeps at least as much as merging them one by one).
+    public mutating func merge(_ others: some Sequence<TopK>) {
+        var added = false
+        for other in others where !other.counters.isEmpty {
+            if !added {
+                ensureIndexed()
+                floorCount = -1
+                added = true
+            }
+            for counter in other.counters {
+                if let position = index[counter.hash] {
+                    counters[position].count += counter.count
+                    counters[position].error += counter.error
+                    if counters[position].name.isEmpty { counters[position].name = counter.name }
+                } else {
+                    index[counter.hash] = counters.count
+                    counters.append(counter)
+                }
             }
         }
         guard counters.count > capacity else { return }
