@@ -408,9 +408,17 @@ public final class PartitionAggregator {
                     }
                     slice.clearChanged()
                 }
-                for (start, keys) in changed.sorted(by: { $0.key < $1.key }) {
-                    updates.append(slicedPartial(index, start: start, keys: Array(keys), isFinal: false))
+                // Newest first: a window that reaches the newest slice holds every slice
+                // from its start on, so each segment's merge grows one slice at a time.
+                var suffixes = SuffixMerges()
+                let newest = slicing.slices.last?.start ?? .min
+                var built: [WindowPartial] = []
+                for (start, keys) in changed.sorted(by: { $0.key > $1.key }) {
+                    built.append(start + spec.size > newest
+                        ? slicedPartial(index, start: start, keys: Array(keys), reusing: &suffixes)
+                        : slicedPartial(index, start: start, keys: Array(keys), isFinal: false))
                 }
+                updates += built.reversed()
                 for state in states { state.clearChanged() }
                 continue
             }
@@ -469,6 +477,43 @@ public final class PartitionAggregator {
         segments.sort { $0.name < $1.name }
         return WindowPartial(windowIndex: index, start: start, end: end, segments: segments,
                              overflowedEvents: parts.reduce(0) { $0 + $1.overflowedEvents }, isFinal: isFinal)
+    }
+
+    /// `merged` ⊕ `aggregate`, in place (nil: nothing yet).
+    private static func add(_ aggregate: SegmentAggregate, to merged: inout SegmentAggregate?) {
+        if merged == nil {
+            merged = aggregate
+        } else {
+            merged?.merge(aggregate)
+        }
+    }
+
+    /// Per segment, the merge of the slices from some position to the newest one.
+    private struct SuffixMerges {
+        var merges: [UInt64: (position: Int, aggregate: SegmentAggregate?)] = [:]
+    }
+
+    /// The update partial of a sliced window that reaches the newest slice: each segment's
+    /// merge of the slices from `start` on is `suffixes`' merge extended back to `start`
+    /// (windows are asked for newest first), plus what the window holds of its own.
+    private func slicedPartial(_ index: Int, start: Int64, keys: [UInt64], reusing suffixes: inout SuffixMerges) -> WindowPartial {
+        let slices = slicing[index]?.slices ?? []
+        let own = open[index].first { $0.start == start }
+        var segments: [(name: String, aggregate: SegmentAggregate)] = []
+        for key in keys {
+            var (position, merged) = suffixes.merges[key] ?? (slices.count, nil)
+            while position > 0 && slices[position - 1].start >= start {
+                position -= 1
+                if let slot = slices[position].slots[key] { Self.add(slices[position].aggregates[slot], to: &merged) }
+            }
+            suffixes.merges[key] = (position, merged)
+            if let own, let slot = own.slots[key] { Self.add(own.aggregates[slot], to: &merged) }
+            if let merged { segments.append((name: assigner.name(of: key), aggregate: named(merged))) }
+        }
+        segments.sort { $0.name < $1.name }
+        let overflowed = slices.lazy.filter { $0.start >= start }.reduce(own?.overflowedEvents ?? 0) { $0 + $1.overflowedEvents }
+        return WindowPartial(windowIndex: index, start: start, end: start + config.windows[index].size, segments: segments,
+                             overflowedEvents: overflowed, isFinal: false)
     }
 
     // MARK: Checkpoints

@@ -85,7 +85,9 @@ public enum LatencyBenchmark {
                 for message in batch {
                     guard let record = try? JSONSerialization.jsonObject(with: Data(message.value)) as? [String: Any],
                           let events = record["events"] as? Int,
-                          let window = record["window"] as? [String: Any], let start = (window["start_ms"] as? NSNumber)?.int64Value
+                          let window = record["window"] as? [String: Any], let start = (window["start_ms"] as? NSNumber)?.int64Value,
+                          // Only the measured (tumbling) windows; other window sizes share starts with them.
+                          (window["end_ms"] as? NSNumber)?.int64Value == start + windowMilliseconds
                     else { continue }
                     let close = start + windowMilliseconds + outOfOrdernessMilliseconds
                     if record["final"] as? Bool == true, start + windowMilliseconds >= measureFrom, close + 1_000 <= stopFeedingAt {
@@ -96,7 +98,7 @@ public enum LatencyBenchmark {
                     let times = sent.withLock { $0[start] ?? [] }
                     let already = counted[start] ?? 0
                     if events > already {
-                        for rank in already..<min(events, times.count) where times[rank] >= measureFrom {
+                        for rank in already..<max(already, min(events, times.count)) where times[rank] >= measureFrom {
                             latencies.append(arrival - times[rank])
                         }
                         counted[start] = events
