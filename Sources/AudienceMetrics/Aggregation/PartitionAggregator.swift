@@ -6,11 +6,11 @@
 /// is the merge of its slices, taken when its partial is built. What depends on where a
 /// window starts — retained users, users new in the window whose first event lies in an
 /// earlier slice, and the late and invalid counts credited to the newest window — is kept
-/// per window and merged in too. An event whose slice an older,
-/// already closed but not yet emitted window shares goes to its open windows one by one
-/// instead, as tumbling windows' events always do; so the partials are those of counting
-/// every event into every open window that contains it (top content up to the merge of
-/// Space-Saving summaries).
+/// per window and merged in too. An event whose slice is shared by an older window that
+/// is closed but not yet emitted goes to its open windows one by one instead, as
+/// tumbling windows' events always do. So the partials are those of counting every event
+/// into every open window that contains it (top content up to the merge of Space-Saving
+/// summaries).
 ///
 /// Deterministic: the same events in the same order give the same partials, the same
 /// window closings and the same checkpoint bytes (wall-clock time enters only through
@@ -186,27 +186,27 @@ public final class PartitionAggregator {
         /// Adds the event to `aggregate`; `otherTypeName` is its type's name when
         /// ``DecodedEvent/typeCode`` is negative.
         @inline(__always)
-        func add(to aggregate: UnsafeMutablePointer<SegmentAggregate>, isNew: Bool, isRetained: Bool, otherTypeName: String?) {
-            aggregate.pointee.events += 1
+        func add(to aggregate: inout SegmentAggregate, isNew: Bool, isRetained: Bool, otherTypeName: String?) {
+            aggregate.events += 1
             if event.typeCode >= 0 {
-                aggregate.pointee.knownTypes[event.typeCode] += 1
+                aggregate.knownTypes[event.typeCode] += 1
             } else {
-                aggregate.pointee.otherTypes[otherTypeName ?? "", default: 0] += 1
+                aggregate.otherTypes[otherTypeName ?? "", default: 0] += 1
             }
-            aggregate.pointee.users.insert(event.userIDHash)
-            if isNew { aggregate.pointee.newUsers.insert(event.userIDHash) }
-            if isRetained { aggregate.pointee.retainedUsers.insert(event.userIDHash) }
+            aggregate.users.insert(event.userIDHash)
+            if isNew { aggregate.newUsers.insert(event.userIDHash) }
+            if isRetained { aggregate.retainedUsers.insert(event.userIDHash) }
             if isConversion {
-                aggregate.pointee.convertingUsers.insert(event.userIDHash)
-                aggregate.pointee.revenueMicros &+= event.valueMicros ?? 0
+                aggregate.convertingUsers.insert(event.userIDHash)
+                aggregate.revenueMicros &+= event.valueMicros ?? 0
             }
-            if event.dwellMs >= 0 { aggregate.pointee.dwell.add(event.dwellMs, bucket: dwellBucket) }
-            if isPageView && event.hasContent { aggregate.pointee.topContent.add(hash: event.contentIDHash) }
+            if event.dwellMs >= 0 { aggregate.dwell.add(event.dwellMs, bucket: dwellBucket) }
+            if isPageView && event.hasContent { aggregate.topContent.add(hash: event.contentIDHash) }
             // Session figures are credited to the window of the event that causes them,
             // so they depend only on the user's own events.
-            if update.sessionStarted { aggregate.pointee.sessionsStarted += 1 }
-            if update.becameEngaged { aggregate.pointee.sessionsEngaged += 1 }
-            aggregate.pointee.sessionDurationMs += update.durationAdded
+            if update.sessionStarted { aggregate.sessionsStarted += 1 }
+            if update.becameEngaged { aggregate.sessionsEngaged += 1 }
+            aggregate.sessionDurationMs += update.durationAdded
         }
     }
 
@@ -266,7 +266,7 @@ public final class PartitionAggregator {
                 for key in keys {
                     let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
                     state.aggregates.withUnsafeMutableBufferPointer { aggregates in
-                        contribution.add(to: aggregates.baseAddress.unsafelyUnwrapped + slot, isNew: isNew, isRetained: false, otherTypeName: typeName)
+                        contribution.add(to: &aggregates[slot], isNew: isNew, isRetained: false, otherTypeName: typeName)
                     }
                 }
                 // Per window: a user new in it whose first event lies in an earlier slice
@@ -298,7 +298,7 @@ public final class PartitionAggregator {
                 for key in keys {
                     let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
                     state.aggregates.withUnsafeMutableBufferPointer { aggregates in
-                        contribution.add(to: aggregates.baseAddress.unsafelyUnwrapped + slot, isNew: isNew, isRetained: isRetained, otherTypeName: typeName)
+                        contribution.add(to: &aggregates[slot], isNew: isNew, isRetained: isRetained, otherTypeName: typeName)
                     }
                 }
             }
@@ -353,7 +353,8 @@ public final class PartitionAggregator {
                 let limit = spec.lastStart(containing: watermark - spec.size - config.allowedLateness)
                 var starts = slicedWindowStarts(index, through: limit)
                 for state in ready { starts.insert(state.start) }
-                for start in starts.sorted() { closed.append(slicedPartial(index, start: start, keys: nil, isFinal: true)) }
+                var suffixes = SuffixMerges()
+                for start in starts.sorted(by: >) { closed.append(slicedPartial(index, start: start, keys: nil, isFinal: true, suffixes: &suffixes)) }
                 open[index].removeAll { !isOpen($0.start, spec) }
                 slicing.emittedThrough = max(slicing.emittedThrough, limit)
                 slicing.slices.removeAll { $0.start <= slicing.emittedThrough }
@@ -408,15 +409,11 @@ public final class PartitionAggregator {
                     }
                     slice.clearChanged()
                 }
-                // Newest first: a window that reaches the newest slice holds every slice
-                // from its start on, so each segment's merge grows one slice at a time.
+                // Newest first, so that windows ending after the same slices share merges.
                 var suffixes = SuffixMerges()
-                let newest = slicing.slices.last?.start ?? .min
                 var built: [WindowPartial] = []
                 for (start, keys) in changed.sorted(by: { $0.key > $1.key }) {
-                    built.append(start + spec.size > newest
-                        ? slicedPartial(index, start: start, keys: Array(keys), reusing: &suffixes)
-                        : slicedPartial(index, start: start, keys: Array(keys), isFinal: false))
+                    built.append(slicedPartial(index, start: start, keys: Array(keys), isFinal: false, suffixes: &suffixes))
                 }
                 updates += built.reversed()
                 for state in states { state.clearChanged() }
@@ -459,24 +456,38 @@ public final class PartitionAggregator {
         return starts
     }
 
+    /// Per segment, the merge of the slices from some position up to (not including)
+    /// `upper`, so that windows asked for newest first, all ending after the same slices,
+    /// each extend it back to their start: about one merge per window, not one per slice.
+    private struct SuffixMerges {
+        var upper = -1
+        var merges: [UInt64: (position: Int, aggregate: SegmentAggregate?)] = [:]
+    }
+
     /// A sliced window's partial: for each segment (`keys`, or all it holds), the merge of
-    /// what the window holds of its own and what each of its slices holds, oldest first.
-    private func slicedPartial(_ index: Int, start: Int64, keys: [UInt64]?, isFinal: Bool) -> WindowPartial {
-        let spec = config.windows[index]
-        let end = start + spec.size
-        var parts = open[index].filter { $0.start == start }
-        parts += (slicing[index]?.slices ?? []).filter { $0.start >= start && $0.start < end }
+    /// what its slices hold and what it holds of its own. `suffixes` carries the slices'
+    /// merges from one call to the next (it starts over when the window ends elsewhere).
+    private func slicedPartial(_ index: Int, start: Int64, keys: [UInt64]?, isFinal: Bool, suffixes: inout SuffixMerges) -> WindowPartial {
+        let end = start + config.windows[index].size
+        let slices = slicing[index]?.slices ?? []
+        let own = open[index].first { $0.start == start }
+        let upper = slices.firstIndex { $0.start >= end } ?? slices.count
+        if suffixes.upper != upper { suffixes = SuffixMerges(upper: upper) }
+        let first = slices[..<upper].firstIndex { $0.start >= start } ?? upper
         var segments: [(name: String, aggregate: SegmentAggregate)] = []
-        for key in keys ?? Array(Set(parts.lazy.flatMap(\.keys))) {
-            var held = parts.compactMap { part in part.slots[key].map { part.aggregates[$0] } }
-            guard !held.isEmpty else { continue }
-            var merged = held.removeFirst()
-            merged.merge(held)
-            segments.append((name: assigner.name(of: key), aggregate: named(merged)))
+        for key in keys ?? Array(Set(slices[first..<upper].lazy.flatMap(\.keys) + (own?.keys ?? []))) {
+            var (position, merged) = suffixes.merges[key].flatMap { $0.position >= first ? $0 : nil } ?? (upper, nil)
+            while position > first {
+                position -= 1
+                if let slot = slices[position].slots[key] { Self.add(slices[position].aggregates[slot], to: &merged) }
+            }
+            suffixes.merges[key] = (position, merged)
+            if let own, let slot = own.slots[key] { Self.add(own.aggregates[slot], to: &merged) }
+            if let merged { segments.append((name: assigner.name(of: key), aggregate: named(merged))) }
         }
         segments.sort { $0.name < $1.name }
-        return WindowPartial(windowIndex: index, start: start, end: end, segments: segments,
-                             overflowedEvents: parts.reduce(0) { $0 + $1.overflowedEvents }, isFinal: isFinal)
+        let overflowed = slices[first..<upper].reduce(own?.overflowedEvents ?? 0) { $0 + $1.overflowedEvents }
+        return WindowPartial(windowIndex: index, start: start, end: end, segments: segments, overflowedEvents: overflowed, isFinal: isFinal)
     }
 
     /// `merged` ⊕ `aggregate`, in place (nil: nothing yet).
@@ -486,34 +497,6 @@ public final class PartitionAggregator {
         } else {
             merged?.merge(aggregate)
         }
-    }
-
-    /// Per segment, the merge of the slices from some position to the newest one.
-    private struct SuffixMerges {
-        var merges: [UInt64: (position: Int, aggregate: SegmentAggregate?)] = [:]
-    }
-
-    /// The update partial of a sliced window that reaches the newest slice: each segment's
-    /// merge of the slices from `start` on is `suffixes`' merge extended back to `start`
-    /// (windows are asked for newest first), plus what the window holds of its own.
-    private func slicedPartial(_ index: Int, start: Int64, keys: [UInt64], reusing suffixes: inout SuffixMerges) -> WindowPartial {
-        let slices = slicing[index]?.slices ?? []
-        let own = open[index].first { $0.start == start }
-        var segments: [(name: String, aggregate: SegmentAggregate)] = []
-        for key in keys {
-            var (position, merged) = suffixes.merges[key] ?? (slices.count, nil)
-            while position > 0 && slices[position - 1].start >= start {
-                position -= 1
-                if let slot = slices[position].slots[key] { Self.add(slices[position].aggregates[slot], to: &merged) }
-            }
-            suffixes.merges[key] = (position, merged)
-            if let own, let slot = own.slots[key] { Self.add(own.aggregates[slot], to: &merged) }
-            if let merged { segments.append((name: assigner.name(of: key), aggregate: named(merged))) }
-        }
-        segments.sort { $0.name < $1.name }
-        let overflowed = slices.lazy.filter { $0.start >= start }.reduce(own?.overflowedEvents ?? 0) { $0 + $1.overflowedEvents }
-        return WindowPartial(windowIndex: index, start: start, end: start + config.windows[index].size, segments: segments,
-                             overflowedEvents: overflowed, isFinal: false)
     }
 
     // MARK: Checkpoints

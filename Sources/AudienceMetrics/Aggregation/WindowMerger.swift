@@ -252,19 +252,14 @@ public final class WindowMerger {
     }
 
     private func merged(_ contributions: Contributions) -> (SegmentAggregate, Int64) {
-        var result: SegmentAggregate?
-        var overflow: Int64 = 0
-        for contribution in contributions.entries {
-            // The first contribution is taken as it is (merging it into an empty aggregate
-            // gives the same value, at the cost of copying every sketch).
-            if result == nil {
-                result = contribution.aggregate
-            } else {
-                result?.merge(contribution.aggregate)
-            }
-            overflow += contribution.overflowedEvents
-        }
-        return (result ?? SegmentAggregate(topContentCapacity: config.topContentCapacity), overflow)
+        let entries = contributions.entries
+        let overflow = entries.reduce(0) { $0 + $1.overflowedEvents }
+        // The first contribution is taken as it is (merging it into an empty aggregate
+        // gives the same value, at the cost of copying every sketch); the others are added
+        // at once, so top content is cut back to its capacity once.
+        guard var result = entries.first?.aggregate else { return (SegmentAggregate(topContentCapacity: config.topContentCapacity), overflow) }
+        result.merge(entries.dropFirst().map(\.aggregate))
+        return (result, overflow)
     }
 
     // MARK: Checkpoints
