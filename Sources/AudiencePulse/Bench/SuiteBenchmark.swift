@@ -154,7 +154,11 @@ public struct SuiteBenchmark {
         try createTopic(topic)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: kafka), logger: logger)
         defer { producer.close(timeout: .seconds(10)) }
-        return try KafkaThroughputBenchmark.produceReferenceEvents(producer: producer, topic: topic, count: events)
+        let result = try KafkaThroughputBenchmark.produceReferenceEvents(producer: producer, topic: topic, count: events)
+        guard producer.unhandledDeliveryFailures == 0 else {
+            throw Failure(description: "preload: \(producer.unhandledDeliveryFailures) of \(events) events were not delivered to \(topic)")
+        }
+        return result
     }
 
     /// A bare consumer on the Kafka module that only counts, reading the whole topic.
@@ -525,6 +529,10 @@ extension SuiteBenchmark {
         let ceilingStart = cpuTime()
         let ceiling = try ceiling(topic: topic)
         let ceilingCPU = cpuTime(since: ceilingStart)
+        // The jobs wait for every event: a topic holding fewer would leave them waiting.
+        guard ceiling.messages == events else {
+            throw Failure(description: "\(topic): a bare consumer read \(ceiling.messages) of the \(events) events the broker acknowledged (lost or unreadable records); the jobs would wait for the rest")
+        }
         log("ceiling: \(Int(ceiling.messagesPerSecond)) events/s")
         var jobs: [JobResult] = []
         let definitions = [
