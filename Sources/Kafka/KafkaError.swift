@@ -56,11 +56,9 @@ public struct KafkaError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// A newer producer with the same `transactional.id` took over: no retry can succeed,
-    /// so errors built from librdkafka's are marked ``isFatal`` whenever this holds, even
+    /// so errors built from librdkafka's with these codes are marked ``isFatal``, even
     /// where librdkafka does not mark them (an offset commit refused this way only fails
     /// its transaction there).
-    public var isFencing: Bool { Self.isFencingCode(code) }
-
     static func isFencingCode(_ code: Code) -> Bool {
         code == .producerFenced || code == .brokerProducerFenced || code == .invalidProducerEpoch
     }

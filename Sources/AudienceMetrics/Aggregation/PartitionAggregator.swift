@@ -109,6 +109,20 @@ public final class PartitionAggregator {
         var slices: [WindowState] = []
         /// Every window starting at or before this has been emitted as final.
         var emittedThrough: Int64 = .min
+
+        /// The start of the oldest window of `spec` that contains the slice starting at
+        /// `sliceStart` and has not been emitted (after `sliceStart` if none is left).
+        @inline(__always)
+        func oldestPendingStart(containing sliceStart: Int64, _ spec: WindowSpec) -> Int64 {
+            let first = sliceStart - spec.size + spec.advance
+            return emittedThrough == .min ? first : max(first, emittedThrough + spec.advance)
+        }
+
+        /// Starts of the windows of `spec` that contain the slice starting at `sliceStart`
+        /// and have not been emitted, oldest first.
+        func pendingStarts(containing sliceStart: Int64, _ spec: WindowSpec) -> StrideThrough<Int64> {
+            stride(from: oldestPendingStart(containing: sliceStart, spec), through: sliceStart, by: Int(spec.advance))
+        }
     }
 
     /// - Parameter assigner: the thread's segment assigner (it must have been created for
@@ -149,6 +163,29 @@ public final class PartitionAggregator {
         return state
     }
 
+    /// The slot of segment `key` in `state` (the overflow segment past the cap), created
+    /// if missing, marked changed.
+    @inline(__always)
+    private func slot(_ key: UInt64, in state: WindowState) -> Int {
+        state.slot(for: key, cap: config.segments.maxSegmentsPerWindow, overflowKey: overflowKey, topContentCapacity: config.topContentCapacity)
+    }
+
+    /// Calls `body` with what an event at `time` updates for window size `index`: its slice
+    /// (`isSlice`), or else each open window containing it. Returns the slice's start, if
+    /// a slice was updated.
+    @inline(__always)
+    @discardableResult
+    private func forEachTarget(_ index: Int, _ spec: WindowSpec, time: Int64, _ body: (_ state: WindowState, _ isSlice: Bool) -> Void) -> Int64? {
+        if let slicing = slicing[index], let start = sliceStart(for: time, spec, slicing) {
+            body(slice(slicing, index, start: start), true)
+            return start
+        }
+        spec.forEachStart(containing: time) { start in
+            if isOpen(start, spec) { body(window(index, start: start), false) }
+        }
+        return nil
+    }
+
     /// The slice starting at `start`, created (in order) if missing.
     @inline(__always)
     private func slice(_ slicing: Slicing, _ index: Int, start: Int64) -> WindowState {
@@ -170,8 +207,7 @@ public final class PartitionAggregator {
     @inline(__always)
     private func sliceStart(for time: Int64, _ spec: WindowSpec, _ slicing: Slicing) -> Int64? {
         let last = spec.lastStart(containing: time)
-        let first = last - spec.size + spec.advance
-        let oldest = slicing.emittedThrough == .min ? first : max(first, slicing.emittedThrough + spec.advance)
+        let oldest = slicing.oldestPendingStart(containing: last, spec)
         return oldest <= last && isOpen(oldest, spec) ? last : nil
     }
 
@@ -216,25 +252,12 @@ public final class PartitionAggregator {
         let time = event.timestamp
         assigner.assign(decoder)
         let keys = assigner.keys
-        let cap = config.segments.maxSegmentsPerWindow
-        let capacity = config.topContentCapacity
 
         if dedup.isDuplicate(event.eventIDHash, at: time) {
             duplicateCount += 1
             for (index, spec) in config.windows.enumerated() {
-                if let slicing = slicing[index], let start = sliceStart(for: time, spec, slicing) {
-                    let state = slice(slicing, index, start: start)
-                    for key in keys {
-                        state.aggregates[state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)].duplicates += 1
-                    }
-                    continue
-                }
-                spec.forEachStart(containing: time) { start in
-                    guard isOpen(start, spec) else { return }
-                    let state = window(index, start: start)
-                    for key in keys {
-                        state.aggregates[state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)].duplicates += 1
-                    }
+                forEachTarget(index, spec, time: time) { state, _ in
+                    for key in keys { state.aggregates[slot(key, in: state)].duplicates += 1 }
                 }
             }
             return .duplicate
@@ -260,46 +283,34 @@ public final class PartitionAggregator {
             dwellBucket: event.dwellMs >= 0 ? dwellBucketer.bucket(of: event.dwellMs) : 0)
         let typeName = event.typeCode >= 0 ? nil : decoder.string(event.type)
         for (index, spec) in config.windows.enumerated() {
-            if let slicing = slicing[index], let start = sliceStart(for: time, spec, slicing) {
-                let state = slice(slicing, index, start: start)
-                let isNew = update.firstSeen >= start && update.firstSeen < state.end
+            let slicedAt = forEachTarget(index, spec, time: time) { state, isSlice in
+                let isNew = update.firstSeen >= state.start && update.firstSeen < state.end
+                // A slice leaves retained users to its windows (below).
+                let isRetained = !isSlice && update.previousLastSeen < state.start && update.previousLastSeen >= state.start - spec.size
                 for key in keys {
-                    let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
-                    state.aggregates.withUnsafeMutableBufferPointer { aggregates in
-                        contribution.add(to: &aggregates[slot], isNew: isNew, isRetained: false, otherTypeName: typeName)
-                    }
-                }
-                // Per window: a user new in it whose first event lies in an earlier slice
-                // (segments follow each event, so that slice may not count the user in
-                // these), and a retained user (it depends on where the window starts).
-                let newSinceEarlierSlice = update.firstSeen < start && update.firstSeen > time - spec.size
-                let maybeRetained = update.previousLastSeen != .min && update.previousLastSeen < start
-                if newSinceEarlierSlice || maybeRetained {
-                    spec.forEachStart(containing: time) { start in
-                        guard isOpen(start, spec) else { return }
-                        let isNew = newSinceEarlierSlice && update.firstSeen >= start
-                        let isRetained = maybeRetained && update.previousLastSeen < start && update.previousLastSeen >= start - spec.size
-                        guard isNew || isRetained else { return }
-                        let state = window(index, start: start)
-                        for key in keys {
-                            let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
-                            if isNew { state.aggregates[slot].newUsers.insert(event.userIDHash) }
-                            if isRetained { state.aggregates[slot].retainedUsers.insert(event.userIDHash) }
-                        }
-                    }
-                }
-                continue
-            }
-            spec.forEachStart(containing: time) { start in
-                guard isOpen(start, spec) else { return }
-                let state = window(index, start: start)
-                let isNew = update.firstSeen >= start && update.firstSeen < state.end
-                let isRetained = update.previousLastSeen < start && update.previousLastSeen >= start - spec.size
-                for key in keys {
-                    let slot = state.slot(for: key, cap: cap, overflowKey: overflowKey, topContentCapacity: capacity)
+                    let slot = slot(key, in: state)
                     state.aggregates.withUnsafeMutableBufferPointer { aggregates in
                         contribution.add(to: &aggregates[slot], isNew: isNew, isRetained: isRetained, otherTypeName: typeName)
                     }
+                }
+            }
+            guard let start = slicedAt else { continue }
+            // Per window: a user new in it whose first event lies in an earlier slice
+            // (segments follow each event, so that slice may not count the user in these),
+            // and a retained user (it depends on where the window starts).
+            let newSinceEarlierSlice = update.firstSeen < start && update.firstSeen > time - spec.size
+            let maybeRetained = update.previousLastSeen != .min && update.previousLastSeen < start
+            guard newSinceEarlierSlice || maybeRetained else { continue }
+            spec.forEachStart(containing: time) { start in
+                guard isOpen(start, spec) else { return }
+                let isNew = newSinceEarlierSlice && update.firstSeen >= start
+                let isRetained = maybeRetained && update.previousLastSeen < start && update.previousLastSeen >= start - spec.size
+                guard isNew || isRetained else { return }
+                let state = window(index, start: start)
+                for key in keys {
+                    let slot = slot(key, in: state)
+                    if isNew { state.aggregates[slot].newUsers.insert(event.userIDHash) }
+                    if isRetained { state.aggregates[slot].retainedUsers.insert(event.userIDHash) }
                 }
             }
         }
@@ -329,7 +340,7 @@ public final class PartitionAggregator {
             guard isOpen(start, spec) else { continue }
             let state = window(index, start: start)
             for key in keys {
-                change(&state.aggregates[state.slot(for: key, cap: config.segments.maxSegmentsPerWindow, overflowKey: overflowKey, topContentCapacity: config.topContentCapacity)])
+                change(&state.aggregates[slot(key, in: state)])
             }
         }
     }
@@ -402,11 +413,7 @@ public final class PartitionAggregator {
                 }
                 for slice in slicing.slices where !slice.changedSlots.isEmpty {
                     let keys = slice.changedSlots.map { slice.keys[$0] }
-                    var start = max(slice.start - spec.size + spec.advance, slicing.emittedThrough == .min ? .min : slicing.emittedThrough + spec.advance)
-                    while start <= slice.start {
-                        changed[start, default: []].formUnion(keys)
-                        start += spec.advance
-                    }
+                    for start in slicing.pendingStarts(containing: slice.start, spec) { changed[start, default: []].formUnion(keys) }
                     slice.clearChanged()
                 }
                 // Newest first, so that windows ending after the same slices share merges.
@@ -447,11 +454,7 @@ public final class PartitionAggregator {
         let spec = config.windows[index]
         var starts = Set(open[index].lazy.map(\.start).filter { $0 <= limit })
         for slice in slicing.slices {
-            var start = slice.start
-            while start > slice.start - spec.size && start > slicing.emittedThrough {
-                if start <= limit { starts.insert(start) }
-                start -= spec.advance
-            }
+            starts.formUnion(slicing.pendingStarts(containing: slice.start, spec).lazy.filter { $0 <= limit })
         }
         return starts
     }

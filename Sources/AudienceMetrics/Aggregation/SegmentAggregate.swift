@@ -43,12 +43,12 @@ public struct SegmentAggregate: Sendable, Equatable {
 
     /// Adds `other`'s measurements to these.
     public mutating func merge(_ other: SegmentAggregate) {
-        merge([other])
+        merge(CollectionOfOne(other))
     }
 
     /// Adds the measurements of every aggregate in `others` (top content kept to its
-    /// capacity once, after all of them: ``TopK/merge(_:)-(Sequence)``).
-    public mutating func merge(_ others: [SegmentAggregate]) {
+    /// capacity once, after all of them).
+    public mutating func merge(_ others: some Collection<SegmentAggregate>) {
         for other in others {
             events += other.events
             for index in knownTypes.indices { knownTypes[index] += other.knownTypes[index] }

@@ -258,7 +258,7 @@ public final class WindowMerger {
         // gives the same value, at the cost of copying every sketch); the others are added
         // at once, so top content is cut back to its capacity once.
         guard var result = entries.first?.aggregate else { return (SegmentAggregate(topContentCapacity: config.topContentCapacity), overflow) }
-        result.merge(entries.dropFirst().map(\.aggregate))
+        result.merge(entries.dropFirst().lazy.map(\.aggregate))
         return (result, overflow)
     }
 
