@@ -33,12 +33,14 @@ struct BrokerOptions: ParsableArguments {
 extension Bench {
     struct Core: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Single-thread throughput of the metrics core (decode; whole stage-1 path).")
+            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the full job without Kafka).")
 
         @Option(help: "Events per measurement.") var events = 2_000_000
         @Option(help: "Distinct pre-rendered events cycled through.") var corpus = 200_000
+        @Option(help: "Both stages: events between updates (the update interval's worth at the full job's rate).")
+        var updateEvery = 75_000
 
-        func run() {
+        func run() throws {
             var messages = ReferenceCorpus(count: corpus)
             let decode = CoreThroughputBenchmark.decode(corpus: &messages, events: events)
             func report(_ result: CoreThroughputBenchmark.Result) {
@@ -50,6 +52,13 @@ extension Bench {
                 report(stage.result)
                 print("  accepted \(stage.accepted) events (warm-up included) and closed \(stage.windowsClosed) windows")
             }
+            let pipeline = try CoreThroughputBenchmark.pipeline(corpus: &messages, events: events, updateEvery: updateEvery)
+            report(pipeline.result)
+            print("  \(pipeline.partials) partials (\(pipeline.partialBytes / 1_000_000) MB), \(pipeline.records) records "
+                  + "(\(pipeline.finalRecords) final, \(pipeline.recordBytes / 1_000_000) MB), "
+                  + "\(pipeline.checkpoints) checkpoints (\(pipeline.checkpointBytes / 1_000_000) MB)")
+            print("  seconds: events \(String(format3: pipeline.processing.secondsDouble)), closing \(String(format3: pipeline.closing.secondsDouble)), "
+                  + "updates \(String(format3: pipeline.updating.secondsDouble)), checkpoints \(String(format3: pipeline.checkpointing.secondsDouble))")
         }
     }
 

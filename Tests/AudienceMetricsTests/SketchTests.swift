@@ -186,9 +186,12 @@ struct SketchTests {
         }
         #expect(Set(distinct.map { whole.bucket(of: $0) }).count == distinctBuckets)
         try Self.expectMergedAndDecoded([parts[2], parts[0], parts[1]], equal: whole)
-        // Sparse: 8 bytes per non-empty bucket; dense: 8 bytes per bucket of the span.
+        // Sparse: 8 bytes per non-empty bucket, at most twice that as the array grows,
+        // plus what the allocator rounds a block up by (one 16-byte step: the array's
+        // capacity is the block's usable size, 129 slots instead of 128 in one run).
+        // Dense: 8 bytes per bucket of the span.
         if distinctBuckets <= QuantileSketch.sparseLimit {
-            #expect(whole.memoryBytes <= 2 * 8 * distinctBuckets)
+            #expect(whole.memoryBytes <= 2 * 8 * distinctBuckets + 16)
         } else {
             #expect(whole.memoryBytes >= 8 * (2 * distinctBuckets - 1))
         }

@@ -19,7 +19,7 @@ public struct ReferenceCorpus: Sendable {
         var timeOffsets: [Int] = []
         for index in 0..<count {
             let head = "{\"event_id\": \"e-"
-            let middle = "\", \"type\": \"\(types[index % types.count])\", \"user_id\": \"u-\(index &* 7919 % 100_003)\", \"timestamp\": "
+            let middle = "\", \"type\": \"\(types[index % types.count])\", \"user_id\": \"u-\(Self.user(ofMessage: index))\", \"timestamp\": "
             let tail = ", \"content_id\": \"article-\(index % 500)\", \"dwell_ms\": \(index % 9000), \"value\": 19.99, "
                 + "\"attributes\": {\"country\": \"\(countries[index % 7])\", \"device\": \"\(devices[index % 3])\", "
                 + "\"source\": \"\(sources[index % 4])\", \"plan\": \"\(plans[index % 3])\"}}"
@@ -32,6 +32,11 @@ public struct ReferenceCorpus: Sendable {
         self.idOffsets = idOffsets
         self.timeOffsets = timeOffsets
     }
+
+    /// The number in message `index`'s `user_id` ("u-<number>"): 100,003 users, each once
+    /// in every 100,003 consecutive messages.
+    @inline(__always)
+    public static func user(ofMessage index: Int) -> Int { index &* 7919 % 100_003 }
 
     /// Writes sequence number `sequence` into its message and returns the message's index.
     @inline(__always)

@@ -67,8 +67,9 @@ public struct MetricRecord: Sendable, Hashable {
         uniqueIsExact = a.users.isExact
         newUsers = min(a.newUsers.count, uniqueUsers)
         returningUsers = uniqueUsers - newUsers
-        retainedUsers = a.retainedUsers.count
-        retentionRate = previousUniqueUsers.flatMap { $0 > 0 ? Double(a.retainedUsers.count) / Double($0) : nil }
+        let retained = a.retainedUsers.count
+        retainedUsers = retained
+        retentionRate = previousUniqueUsers.flatMap { $0 > 0 ? Double(retained) / Double($0) : nil }
         engagementCount = a.count(in: config.engagementTypes)
         let pageViews = a.count(.pageView)
         engagementRate = pageViews > 0 ? Double(engagementCount) / Double(pageViews) : nil

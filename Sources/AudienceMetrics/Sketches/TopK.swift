@@ -5,7 +5,8 @@
 /// `count − error … count`. Any item occurring more than N/capacity times is tracked.
 /// Merging sums the counters of both summaries and keeps the `capacity` largest (the
 /// mergeable-summaries construction of Agarwal et al. 2012); the result is exact for
-/// items tracked in every input. Ties are broken by name, so results are deterministic.
+/// items tracked in every input. Ties at that cut are broken by item hash and reported
+/// items by name, so results are deterministic.
 ///
 /// Items are counted by hash, so counting allocates nothing; names are attached when a
 /// summary leaves its producer (``attachNames(_:)``) and travel with it from then on.
@@ -141,13 +142,10 @@ public struct TopK: Sendable, Equatable {
             }
         }
         guard counters.count > capacity else { return }
-        // Keep the `capacity` largest, ties by name: each name looked up once, not per
-        // comparison.
-        let labels = counters.map(TopK.label(of:))
-        let order = counters.indices.sorted { a, b in
-            counters[a].count != counters[b].count ? counters[a].count > counters[b].count : labels[a] < labels[b]
-        }
-        counters = order.prefix(capacity).map { counters[$0] }
+        // Keep the `capacity` largest, ties by item hash: the same cut whether names are
+        // attached yet or not, and no strings compared.
+        counters.sort { $0.count != $1.count ? $0.count > $1.count : $0.hash < $1.hash }
+        counters.removeLast(counters.count - capacity)
         rebuildIndex()
     }
 

@@ -67,8 +67,20 @@ public struct UniqueCounter: Sendable, Equatable {
     }
 
     private mutating func grow() {
+        rehash(slots: table.count * 2)
+    }
+
+    /// Makes room for `count` exact hashes in all (at most the limit) at once, instead of
+    /// doubling the table step by step as they arrive.
+    private mutating func reserveExact(_ count: Int) {
+        var slots = max(16, table.count)
+        while min(count, UniqueCounter.exactLimit) * 2 > slots { slots *= 2 }
+        if slots > table.count { rehash(slots: slots) }
+    }
+
+    private mutating func rehash(slots: Int) {
         let old = table
-        table = Array(repeating: 0, count: old.count * 2)
+        table = Array(repeating: 0, count: slots)
         exactCount = 0
         for hash in old where hash != 0 { insertExact(hash) }
     }
@@ -97,16 +109,40 @@ public struct UniqueCounter: Sendable, Equatable {
     private func estimate() -> Double {
         let q = 64 - precision
         let m = Double(1 << precision)
-        var histogram = [Int](repeating: 0, count: q + 2)
-        registers.withUnsafeBufferPointer { registers in
-            histogram.withUnsafeMutableBufferPointer { histogram in
-                for register in registers { histogram[Int(register)] += 1 }
-            }
-        }
+        let histogram = registerHistogram()
         var z = m * UniqueCounter.tau(1 - Double(histogram[q + 1]) / m)
         for k in stride(from: q, through: 1, by: -1) { z = 0.5 * (z + Double(histogram[k])) }
         z += m * UniqueCounter.sigma(Double(histogram[0]) / m)
         return m * m / (2 * log(2.0)) / z
+    }
+
+    /// How many registers hold each value (0 up to 64 − precision + 1). Registers are
+    /// read eight at a time: zeros are counted from a mask of the non-zero bytes, and the
+    /// others go to four tallies by position, so that consecutive registers of the same
+    /// value do not wait on one counter.
+    private func registerHistogram() -> [Int] {
+        let values = 64 - precision + 2
+        return registers.withUnsafeBytes { registers in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 4 * 64) { tallies in
+                tallies.initialize(repeating: 0)
+                var zeros = 0
+                for word in stride(from: 0, to: registers.count, by: 8) {
+                    let value = registers.loadUnaligned(fromByteOffset: word, as: UInt64.self)
+                    var mask = Self.nonZeroBytes(value)
+                    zeros &+= 8 &- mask.nonzeroBitCount
+                    while mask != 0 {
+                        // Bit 7 of byte b is set: the byte starts at bit 8 b.
+                        let shift = mask.trailingZeroBitCount &- 7
+                        tallies[(shift & 0x18) << 3 | Int(truncatingIfNeeded: (value >> UInt64(shift)) & 0x3F)] &+= 1
+                        mask &= mask &- 1
+                    }
+                }
+                var histogram = [Int](repeating: 0, count: values)
+                histogram[0] = zeros
+                for value in 1..<values { histogram[value] = tallies[value] + tallies[64 + value] + tallies[128 + value] + tallies[192 + value] }
+                return histogram
+            }
+        }
     }
 
     static func sigma(_ x0: Double) -> Double {
@@ -140,7 +176,12 @@ public struct UniqueCounter: Sendable, Equatable {
     /// Adds everything `other` counted (same precision required).
     public mutating func merge(_ other: UniqueCounter) {
         precondition(precision == other.precision, "cannot merge sketches of different precision")
+        if isExact && exactCount == 0 {
+            self = other
+            return
+        }
         if other.registers.isEmpty {
+            if registers.isEmpty { reserveExact(exactCount + other.exactCount) }
             for hash in other.table where hash != 0 { insert(hash) }
             return
         }
@@ -279,6 +320,7 @@ public struct UniqueCounter: Sendable, Equatable {
         switch try reader.read() {
         case 0:
             let count = try reader.readCount(limit: exactLimit)
+            counter.reserveExact(count)
             for _ in 0..<count { counter.insert(try reader.readFixed64()) }
         case 1:
             counter.registers = Array(repeating: 0, count: 1 << precision)

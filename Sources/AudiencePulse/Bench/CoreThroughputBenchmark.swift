@@ -70,4 +70,142 @@ public enum CoreThroughputBenchmark {
         let result = Result(name: job.name, events: events, seconds: (clock.now - start).secondsDouble)
         return (result, closed, aggregator.acceptedCount)
     }
+
+    /// What ``pipeline(corpus:events:updateEvery:body:)`` did.
+    public struct PipelineResult: Sendable {
+        public var result: Result
+        /// Partials stage 1 sent (updates and finals) and their encoded bytes.
+        public var partials = 0
+        public var partialBytes = 0
+        /// Metric records stage 2 produced (updates and finals) and their JSON bytes.
+        public var records = 0
+        public var finalRecords = 0
+        public var recordBytes = 0
+        /// Checkpoints written by both stages, and their bytes.
+        public var checkpoints = 0
+        public var checkpointBytes = 0
+        /// Where the time went: decoding and aggregating events; closing windows (final
+        /// partials, their merge and the final records); updates (partials and records);
+        /// checkpoints.
+        public var processing = Duration.zero
+        public var closing = Duration.zero
+        public var updating = Duration.zero
+        public var checkpointing = Duration.zero
+    }
+
+    /// Both stages of a job on one thread, without Kafka: what the service computes per
+    /// event, apart from the client library's work. The events go to 4 input partitions
+    /// by user (as keyed records do), each with its own stage-1 aggregator; every
+    /// partial is encoded as the partials topic carries it, decoded, and merged by one of
+    /// 8 stage-2 mergers (by segment, as the service routes them), whose records are
+    /// rendered as JSON. As the service does, per 5,000 events (a polled batch) ready
+    /// windows close and each input partition's watermark marker follows its finals;
+    /// every `updateEvery` events (the update interval's worth at the service's rate)
+    /// stage 1 sends its updates and stage 2 renders the updated records; every fifth
+    /// time both stages write checkpoints (`processing.checkpoint_interval` is 5 s).
+    /// `body` holds the job's `segments` and `windows` (default: the full job of
+    /// `pulse bench suite`).
+    public static func pipeline(corpus: inout ReferenceCorpus, events: Int, updateEvery: Int = 75_000,
+                                body: String = SuiteBenchmark.fullJobBody) throws -> PipelineResult {
+        let configuration = try PulseConfiguration.load(yaml: "kafka:\n  bootstrap.servers: 127.0.0.1:9092\ntopics:\n  input: events\n" + body)
+        let config = configuration.aggregation
+        let names = config.segments.attributeNames
+        let inputPartitions = 4
+        let partialsPartitions = 8
+        let decoder = EventDecoder(mapping: configuration.mapping, limits: configuration.limits, attributeNames: names)
+        let aggregators = (0..<inputPartitions).map { _ in
+            PartitionAggregator(config: config, assigner: SegmentAssigner(spec: config.segments, attributeNames: names))
+        }
+        let mergers = (0..<partialsPartitions).map { _ in
+            WindowMerger(config: config, inputPartitions: inputPartitions, trendConfig: configuration.trend)
+        }
+        var offsets = Array(repeating: Int64(-1), count: inputPartitions)
+        var out = PipelineResult(result: Result(name: "both stages (\(config.windows.map(\.name).joined(separator: ", ")), "
+                                                + "\(config.segments.dimensions.count) combinations, \(config.segments.rules.count) rules)",
+                                                events: events, seconds: 0))
+        func render(_ records: [MetricRecord]) {
+            for record in records {
+                out.records += 1
+                if record.isFinal { out.finalRecords += 1 }
+                out.recordBytes += record.json.utf8.count
+            }
+        }
+        func send(_ partials: [WindowPartial], from partition: Int) throws {
+            for window in partials {
+                for (segment, aggregate) in window.segments {
+                    let bytes = StageMessage(partial: .init(
+                        inputPartition: Int32(partition), inputPartitions: Int32(inputPartitions), inputOffset: offsets[partition],
+                        windowIndex: window.windowIndex, start: window.start, isFinal: window.isFinal,
+                        overflowedEvents: window.overflowedEvents, segment: segment, aggregate: aggregate)).encoded
+                    out.partials += 1
+                    out.partialBytes += bytes.count
+                    guard case .partial(let partial) = try StageMessage(decoding: bytes) else { continue }
+                    let merger = mergers[Int(StageMessage.partition(ofSegment: partial.segment, partitions: partialsPartitions))]
+                    merger.apply(partial: partial.aggregate, segment: partial.segment, windowIndex: partial.windowIndex, start: partial.start,
+                                 inputPartition: partial.inputPartition, offset: partial.inputOffset,
+                                 overflowedEvents: partial.overflowedEvents, isFinal: partial.isFinal)
+                    if partial.isFinal && merger.isHoldingMarkers { render(merger.releaseHeldMarker(of: partial.inputPartition)) }
+                }
+            }
+        }
+        let clock = ContinuousClock()
+        func close() throws {
+            let started = clock.now
+            defer { out.closing += clock.now - started }
+            for (partition, aggregator) in aggregators.enumerated() {
+                let closed = aggregator.closeReadyWindows()
+                try send(closed, from: partition)
+                guard aggregator.watermark != .min else { continue }
+                var closing = Array(repeating: [WindowMerger.ClosedWindow](), count: partialsPartitions)
+                for window in closed {
+                    var counts = Array(repeating: 0, count: partialsPartitions)
+                    for (segment, _) in window.segments { counts[Int(StageMessage.partition(ofSegment: segment, partitions: partialsPartitions))] += 1 }
+                    for (target, count) in counts.enumerated() where count > 0 {
+                        closing[target].append(.init(windowIndex: window.windowIndex, start: window.start, finals: count))
+                    }
+                }
+                for (target, merger) in mergers.enumerated() {
+                    render(merger.applyWatermark(aggregator.watermark, inputPartition: Int32(partition), closing: closing[target]))
+                }
+            }
+        }
+        func update(checkpoint: Bool) throws {
+            let started = clock.now
+            for (partition, aggregator) in aggregators.enumerated() { try send(aggregator.takeUpdates(), from: partition) }
+            for merger in mergers { render(merger.takeUpdatedRecords()) }
+            let updated = clock.now
+            out.updating += updated - started
+            guard checkpoint else { return }
+            defer { out.checkpointing += clock.now - updated }
+            for bytes in aggregators.map({ $0.checkpoint() }) + mergers.map({ $0.checkpoint() }) {
+                out.checkpoints += 1
+                out.checkpointBytes += bytes.count
+            }
+        }
+        let start = clock.now
+        var batchStart = start
+        for sequence in 0..<events {
+            let index = corpus.prepare(sequence)
+            let partition = ReferenceCorpus.user(ofMessage: index) % inputPartitions
+            offsets[partition] += 1
+            if corpus.messages[index].withUnsafeBytes({ decoder.decode($0) }) == nil {
+                _ = aggregators[partition].process(decoder)
+            }
+            if (sequence + 1) % 5_000 == 0 {
+                out.processing += clock.now - batchStart
+                try close()
+                batchStart = clock.now
+            }
+            if (sequence + 1) % updateEvery == 0 {
+                try update(checkpoint: (sequence + 1) % (updateEvery * 5) == 0)
+                batchStart = clock.now
+            }
+        }
+        out.processing += clock.now - batchStart
+        // The end of the input: every window closes, as the idle timeout closes them.
+        for aggregator in aggregators { aggregator.advanceWatermark(to: .max / 2) }
+        try close()
+        out.result.seconds = (clock.now - start).secondsDouble
+        return out
+    }
 }

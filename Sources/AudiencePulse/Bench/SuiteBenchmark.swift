@@ -95,16 +95,19 @@ public struct SuiteBenchmark {
     /// The default configuration of pulse.example.yaml: five combinations, two rules,
     /// tumbling 1m and hopping 10m/1m windows, every metric.
     func fullYAML(app: String, input: String, assignment: String = "group") -> String {
-        yaml(app: app, input: input, assignment: assignment, body: """
-            segments:
-              dimensions: [[], [country], [device], [country, device], [source]]
-              rules:
-                pro_mobile: plan == "pro" and device != "desktop"
-                engaged_dach: country in ["DE", "AT", "CH"] and type in ["like", "share", "comment"]
-            windows: [1m, 10m/1m]
-
-            """)
+        yaml(app: app, input: input, assignment: assignment, body: Self.fullJobBody)
     }
+
+    /// The segments and windows of the full job (`pulse bench core` computes them too).
+    public static let fullJobBody = """
+        segments:
+          dimensions: [[], [country], [device], [country, device], [source]]
+          rules:
+            pro_mobile: plan == "pro" and device != "desktop"
+            engaged_dach: country in ["DE", "AT", "CH"] and type in ["like", "share", "comment"]
+        windows: [1m, 10m/1m]
+
+        """
 
     func yaml(app: String, input: String, assignment: String = "group", body: String) -> String {
         var kafkaLines = "  bootstrap.servers: \(kafka.bootstrapServers)\n"
