@@ -79,8 +79,10 @@ public enum CoreThroughputBenchmark {
         public var partialBytes = 0
         /// Metric records stage 2 produced (updates and finals) and their JSON bytes.
         public var records = 0
-        public var finalRecords = 0
         public var recordBytes = 0
+        /// The final records, in the order stage 2 produced them.
+        public var finals: [MetricRecord] = []
+        public var finalRecords: Int { finals.count }
         /// Checkpoints written by both stages, and their bytes.
         public var checkpoints = 0
         public var checkpointBytes = 0
@@ -126,7 +128,7 @@ public enum CoreThroughputBenchmark {
         func render(_ records: [MetricRecord]) {
             for record in records {
                 out.records += 1
-                if record.isFinal { out.finalRecords += 1 }
+                if record.isFinal { out.finals.append(record) }
                 out.recordBytes += record.json.utf8.count
             }
         }

@@ -1,0 +1,45 @@
+import AudienceMetrics
+import Testing
+@testable import AudiencePulse
+
+@Suite("pulse bench core")
+struct CoreBenchmarkTests {
+    /// The benchmark's two stages (4 input partitions, partials through their binary form,
+    /// 8 mergers) must compute what one local pipeline computes over the same events, or
+    /// its figures measure the wrong work.
+    @Test("both stages without Kafka give the final records of one local pipeline over the same events")
+    func pipelineMatchesLocalPipeline() throws {
+        let events = 30_000
+        var corpus = ReferenceCorpus(count: 7_000)
+        let run = try CoreThroughputBenchmark.pipeline(corpus: &corpus, events: events, updateEvery: 4_000)
+        #expect(run.result.events == events)
+        #expect(run.partials > run.finalRecords, "updates were sent besides the finals")
+        #expect(run.records > run.finalRecords)
+        #expect(run.checkpoints == 4 + 8, "4 aggregators and 8 mergers, once (at 20,000 events)")
+
+        let configuration = try PulseConfiguration.load(
+            yaml: "kafka:\n  bootstrap.servers: 127.0.0.1:9092\ntopics:\n  input: events\n" + SuiteBenchmark.fullJobBody)
+        let local = LocalPipeline(config: configuration.aggregation, trend: configuration.trend)
+        var fresh = ReferenceCorpus(count: 7_000)
+        var expected: [MetricRecord] = []
+        for sequence in 0..<events {
+            let index = fresh.prepare(sequence)
+            #expect(fresh.messages[index].withUnsafeBytes { local.feed($0) } == nil)
+            expected += local.takeFinals()
+        }
+        expected += local.finish()
+        #expect(local.counts.valid == events)
+
+        // Top content is left out: above 64 items (the corpus has 500) merged summaries
+        // may track other tail items than one summary over all events.
+        func summary(_ records: [MetricRecord]) -> [String] {
+            records.map { r in
+                "\(r.window.name) \(r.start) \(r.segment): \(r.events) events, \(r.uniqueUsers) users (\(r.newUsers) new, "
+                    + "\(r.retainedUsers) retained), \(r.engagementCount) engagements, \(r.convertingUsers) converting, "
+                    + "\(r.dwellCount) dwell, \(r.sessionsStarted) sessions"
+            }.sorted()
+        }
+        #expect(expected.count > 100)
+        #expect(summary(run.finals) == summary(expected))
+    }
+}
