@@ -33,32 +33,39 @@ struct BrokerOptions: ParsableArguments {
 extension Bench {
     struct Core: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the full job without Kafka).")
+            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the lean and full jobs without Kafka).")
 
         @Option(help: "Events per measurement.") var events = 2_000_000
         @Option(help: "Distinct pre-rendered events cycled through.") var corpus = 200_000
-        @Option(help: "Both stages: events between updates (the update interval's worth at the full job's rate).")
-        var updateEvery = 75_000
+        @Option(help: "Both stages: events between updates (default: about a second's worth at each job's end-to-end rate, 250,000 lean and 75,000 full).")
+        var updateEvery: Int?
+
+        @Option(help: "Which measurements: decode, stage1, lean, full (comma-separated).")
+        var only = "decode,stage1,lean,full"
 
         func run() throws {
+            let selected = Set(only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
             var messages = ReferenceCorpus(count: corpus)
-            let decode = CoreThroughputBenchmark.decode(corpus: &messages, events: events)
             func report(_ result: CoreThroughputBenchmark.Result) {
                 print("\(result.name): \(result.events) events in \(String(format3: result.seconds)) s = \(Int(result.eventsPerSecond.rounded())) events/s")
             }
-            report(decode)
-            for job in [CoreThroughputBenchmark.Job.small, .hopping] {
+            if selected.contains("decode") { report(CoreThroughputBenchmark.decode(corpus: &messages, events: events)) }
+            for job in [CoreThroughputBenchmark.Job.small, .hopping] where selected.contains("stage1") {
                 let stage = CoreThroughputBenchmark.stageOne(corpus: &messages, events: events, job: job)
                 report(stage.result)
                 print("  accepted \(stage.accepted) events (warm-up included) and closed \(stage.windowsClosed) windows")
             }
-            let pipeline = try CoreThroughputBenchmark.pipeline(corpus: &messages, events: events, updateEvery: updateEvery)
-            report(pipeline.result)
-            print("  \(pipeline.partials) partials (\(pipeline.partialBytes / 1_000_000) MB), \(pipeline.records) records "
-                  + "(\(pipeline.finalRecords) final, \(pipeline.recordBytes / 1_000_000) MB), "
-                  + "\(pipeline.checkpoints) checkpoints (\(pipeline.checkpointBytes / 1_000_000) MB)")
-            print("  seconds: events \(String(format3: pipeline.processing.secondsDouble)), closing \(String(format3: pipeline.closing.secondsDouble)), "
-                  + "updates \(String(format3: pipeline.updating.secondsDouble)), checkpoints \(String(format3: pipeline.checkpointing.secondsDouble))")
+            for (job, body, interval) in [("lean", SuiteBenchmark.leanJobBody, 250_000), ("full", SuiteBenchmark.fullJobBody, 75_000)]
+            where selected.contains(job) {
+                let pipeline = try CoreThroughputBenchmark.pipeline(corpus: &messages, events: events, updateEvery: updateEvery ?? interval, body: body)
+                print("\(job) job, ", terminator: "")
+                report(pipeline.result)
+                print("  \(pipeline.partials) partials (\(pipeline.partialBytes / 1_000_000) MB), \(pipeline.records) records "
+                      + "(\(pipeline.finalRecords) final, \(pipeline.recordBytes / 1_000_000) MB), "
+                      + "\(pipeline.checkpoints) checkpoints (\(pipeline.checkpointBytes / 1_000_000) MB)")
+                print("  seconds: events \(String(format3: pipeline.processing.secondsDouble)), closing \(String(format3: pipeline.closing.secondsDouble)), "
+                      + "updates \(String(format3: pipeline.updating.secondsDouble)), checkpoints \(String(format3: pipeline.checkpointing.secondsDouble))")
+            }
         }
     }
 

@@ -485,7 +485,13 @@ public final class PartitionAggregator {
                 if let slot = slices[position].slots[key] { Self.add(slices[position].aggregates[slot], to: &merged) }
             }
             suffixes.merges[key] = (position, merged)
-            if let own, let slot = own.slots[key] { Self.add(own.aggregates[slot], to: &merged) }
+            if let own, let slot = own.slots[key] {
+                // The window's own part first: the slices' merge, kept for the next
+                // window, is then read, not copied to be written.
+                var whole: SegmentAggregate? = own.aggregates[slot]
+                if let merged { whole?.merge(merged) }
+                merged = whole
+            }
             if let merged { segments.append((name: assigner.name(of: key), aggregate: named(merged))) }
         }
         segments.sort { $0.name < $1.name }

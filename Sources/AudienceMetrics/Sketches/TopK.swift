@@ -125,6 +125,12 @@ public struct TopK: Sendable, Equatable {
     public mutating func merge(_ others: some Sequence<TopK>) {
         var added = false
         for other in others where !other.counters.isEmpty {
+            if counters.isEmpty && other.capacity == capacity {
+                // Nothing here yet: the other summary as it is (its storage shared until
+                // written), as adding its counters one by one would make it.
+                self = other
+                continue
+            }
             if !added {
                 ensureIndexed()
                 floorCount = -1

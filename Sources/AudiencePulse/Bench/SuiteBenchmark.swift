@@ -89,8 +89,11 @@ public struct SuiteBenchmark {
 
     /// One dimension combination (country, device), 10 s tumbling windows.
     func leanYAML(app: String, input: String, assignment: String = "group") -> String {
-        yaml(app: app, input: input, assignment: assignment, body: "segments:\n  dimensions: [[country, device]]\nwindows: [10s]\n")
+        yaml(app: app, input: input, assignment: assignment, body: Self.leanJobBody)
     }
+
+    /// The segments and windows of the lean job.
+    public static let leanJobBody = "segments:\n  dimensions: [[country, device]]\nwindows: [10s]\n"
 
     /// The default configuration of pulse.example.yaml: five combinations, two rules,
     /// tumbling 1m and hopping 10m/1m windows, every metric.
