@@ -79,8 +79,8 @@ struct SketchTests {
         #expect(hashes == values.map { $0 == 0 ? 1 : $0 }.sorted())
     }
 
-    @Test("binary form: sparse registers as zero runs (the bytes of a plain reference encoder), mostly set ones raw; both round-trip",
-          arguments: [(1_500, UInt8(1)), (5_000, UInt8(1)), (30_000, UInt8(2))])
+    @Test("binary form: sparse registers as zero runs (the bytes of a plain reference encoder), a bitmap and values up to half set, mostly set ones raw; all round-trip",
+          arguments: [(1_500, UInt8(1)), (2_100, UInt8(1)), (2_300, UInt8(3)), (5_000, UInt8(3)), (10_000, UInt8(3)), (12_000, UInt8(2)), (30_000, UInt8(2))])
     func registerEncodings(cardinality: Int, mode: UInt8) throws {
         var counter = UniqueCounter()
         for value in 0..<cardinality { counter.insert(Hash64.hash("e\(value)")) }
@@ -93,26 +93,54 @@ struct SketchTests {
         #expect(reader.isAtEnd)
         #expect(decoded == counter)
         #expect(decoded.count == counter.count)
-        guard mode == 1 else {
-            // A raw register above the largest possible rank is refused.
-            var corrupt = bytes
-            corrupt[3 + 100] = 60
-            var corruptReader = BinaryReader(corrupt)
-            #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &corruptReader) }
-            return
-        }
-        // The same bytes as a register-by-register encoder over registers computed here
-        // from the hashes (HyperLogLog: bucket = top 14 bits, rank = leading zeros + 1).
-        var reference = BinaryWriter()
-        reference.write(1)
-        reference.write(14)
-        reference.write(1)
+        // Registers computed here from the hashes (HyperLogLog: bucket = top 14 bits,
+        // rank = leading zeros + 1).
         var registers = [UInt8](repeating: 0, count: 1 << 14)
         for value in 0..<cardinality {
             let hash = Hash64.hash("e\(value)")
             let rank = UInt8(min((hash << 14).leadingZeroBitCount, 50) + 1)
             registers[Int(hash >> 50)] = max(registers[Int(hash >> 50)], rank)
         }
+        let set = registers.filter { $0 != 0 }.count
+        var reference = BinaryWriter()
+        reference.write(1)
+        reference.write(14)
+        reference.write(mode)
+        switch mode {
+        case 2:
+            #expect(set * 2 >= registers.count)
+            // A raw register above the largest possible rank is refused.
+            var corrupt = bytes
+            corrupt[3 + 100] = 60
+            var corruptReader = BinaryReader(corrupt)
+            #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &corruptReader) }
+            return
+        case 3:
+            #expect(set * 2 < registers.count && set * 8 > registers.count)
+            // The same bytes as a bitmap built bit by bit (register 8 i + j is bit j of
+            // byte i), then the non-zero registers in order.
+            for byte in 0..<(registers.count / 8) {
+                var bits: UInt8 = 0
+                for bit in 0..<8 where registers[byte * 8 + bit] != 0 { bits |= 1 << bit }
+                reference.write(bits)
+            }
+            for register in registers where register != 0 { reference.write(register) }
+            #expect(reference.bytes == bytes)
+            // A value of zero or above the largest possible rank is refused, and so is a
+            // bitmap announcing more values than there are.
+            for (offset, value) in [(3 + 2048, UInt8(0)), (3 + 2048 + 7, UInt8(60))] {
+                var corrupt = bytes
+                corrupt[offset] = value
+                var corruptReader = BinaryReader(corrupt)
+                #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &corruptReader) }
+            }
+            var truncated = BinaryReader(Array(bytes.dropLast()))
+            #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &truncated) }
+            return
+        default:
+            #expect(set * 8 <= registers.count)
+        }
+        // The same bytes as a register-by-register encoder of zero runs.
         var zeros = 0
         for register in registers {
             if register == 0 {
@@ -126,6 +154,26 @@ struct SketchTests {
         reference.writeVarint(zeros)
         reference.write(0)
         #expect(reference.bytes == bytes)
+    }
+
+    @Test("every binary form round-trips at every precision, however many registers are set", arguments: [4, 5, 6, 9, 14])
+    func registerEncodingsAtPrecision(precision: Int) throws {
+        var modes = Set<UInt8>()
+        for cardinality in [0, 3, 1_025, 1_100, 1_500, 2_500, 4_000, 9_000, 20_000, 60_000] {
+            var counter = UniqueCounter(precision: precision)
+            for value in 0..<cardinality { counter.insert(Hash64.hash("p\(precision)-\(value)")) }
+            var writer = BinaryWriter()
+            counter.encode(into: &writer)
+            modes.insert(writer.bytes[2])
+            var reader = BinaryReader(writer.bytes)
+            let decoded = try UniqueCounter.decode(from: &reader)
+            #expect(reader.isAtEnd)
+            #expect(decoded == counter, "precision \(precision), \(cardinality) values")
+            #expect(decoded.count == counter.count)
+        }
+        // Exact, and past the limit the registers' forms (all three where the register
+        // count leaves room for run lengths below an eighth).
+        #expect(modes.isSuperset(of: precision >= 14 ? [0, 1, 2, 3] : [0, 2]), "forms used: \(modes.sorted())")
     }
 
     @Test("quantiles are within 1 % of the exact ones, and merged sketches equal one sketch")
