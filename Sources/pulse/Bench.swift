@@ -33,15 +33,15 @@ struct BrokerOptions: ParsableArguments {
 extension Bench {
     struct Core: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the lean and full jobs without Kafka).")
+            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the lean and full jobs without Kafka; unique-counter operations).")
 
         @Option(help: "Events per measurement.") var events = 2_000_000
         @Option(help: "Distinct pre-rendered events cycled through.") var corpus = 200_000
         @Option(help: "Both stages: events between updates (default: about a second's worth at each job's end-to-end rate, 250,000 lean and 75,000 full).")
         var updateEvery: Int?
 
-        @Option(help: "Which measurements: decode, stage1, lean, full (comma-separated).")
-        var only = "decode,stage1,lean,full"
+        @Option(help: "Which measurements: decode, stage1, lean, full, sketches (comma-separated).")
+        var only = "decode,stage1,lean,full,sketches"
 
         func run() throws {
             let selected = Set(only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
@@ -54,6 +54,12 @@ extension Bench {
                 let stage = CoreThroughputBenchmark.stageOne(corpus: &messages, events: events, job: job)
                 report(stage.result)
                 print("  accepted \(stage.accepted) events (warm-up included) and closed \(stage.windowsClosed) windows")
+            }
+            if selected.contains("sketches") {
+                for times in try CoreThroughputBenchmark.uniqueCounters() {
+                    print("unique counter of \(times.distinct) values (\(times.encodedBytes) bytes encoded): count \(String(format3: times.count)) µs, "
+                          + "encode \(String(format3: times.encode)) µs, decode \(String(format3: times.decode)) µs, merge \(String(format3: times.merge)) µs")
+                }
             }
             for (job, body, interval) in [("lean", SuiteBenchmark.leanJobBody, 250_000), ("full", SuiteBenchmark.fullJobBody, 75_000)]
             where selected.contains(job) {

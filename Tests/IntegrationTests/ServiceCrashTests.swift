@@ -35,4 +35,34 @@ struct ServiceCrashTests {
         try await scenario.verifyFinalsAfterExit(messages, guarantee)
         print("service log (\(guarantee)): \(scenario.log(of: "c1").path)")
     }
+
+    @Test("paused (SIGSTOP) after reading all its input, the service still closes its last window by idleness, exactly")
+    func pausedAfterTheEnd() async throws {
+        let scenario = try await ServiceScenario(prefix: "paused", partitions: 2, events: 3_000)
+        // Static assignment: no group session to lose while the process is stopped.
+        let service = try scenario.start(instance: "p1", environment: ["PULSE_PROCESSING__ASSIGNMENT": "static"])
+        #expect(try await service.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)), "the service got ready")
+        try await scenario.feed(slice: 3_000, pause: .zero).value
+        // Every event read: the partitions are at their end, and the last window (its
+        // events end before now) waits for the 2 s idle timeout.
+        var consumed = false
+        for _ in 0..<100 where !consumed {
+            let metrics = await service.get("/metrics")?.body ?? ""
+            consumed = metrics.split(separator: "\n").contains("pulse_events_consumed_total 3000")
+            if !consumed { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(consumed, "the service read every event")
+        // Stopped for longer than half the idle timeout, the process finds on waking that
+        // it stalled and must not take the partitions' quiet for granted; nothing new
+        // arrives, so it has to ask the broker whether they are still read to their end.
+        try await Task.sleep(for: .milliseconds(300))
+        service.signal(SIGSTOP)
+        try await Task.sleep(for: .seconds(2))
+        service.signal(SIGCONT)
+        let messages = try await scenario.awaitFinals(patience: .seconds(60))
+        let status = try await service.terminate(timeout: .seconds(30))
+        #expect(status == 0, "SIGTERM drains and exits 0")
+        try scenario.verifyFinals(messages, "paused")
+        print("service log (paused): \(scenario.log(of: "p1").path)")
+    }
 }

@@ -71,6 +71,55 @@ public enum CoreThroughputBenchmark {
         return (result, closed, aggregator.acceptedCount)
     }
 
+    /// Time per operation of a unique-user counter holding `distinct` values (µs):
+    /// reading its count, encoding it, decoding it, and merging it into a copy of itself.
+    public struct UniqueCounterTimes: Sendable {
+        public var distinct: Int
+        public var encodedBytes: Int
+        public var count: Double
+        public var encode: Double
+        public var decode: Double
+        public var merge: Double
+    }
+
+    /// Operations on unique-user counters of several sizes (exact, registers set sparsely,
+    /// to half, and mostly), each repeated `rounds` times.
+    public static func uniqueCounters(sizes: [Int] = [800, 1_500, 5_000, 30_000], rounds: Int = 2_000) throws -> [UniqueCounterTimes] {
+        let clock = ContinuousClock()
+        func microseconds(_ body: () throws -> Void) rethrows -> Double {
+            let start = clock.now
+            for _ in 0..<rounds { try body() }
+            return (clock.now - start).secondsDouble * 1e6 / Double(rounds)
+        }
+        return try sizes.map { distinct in
+            var counter = UniqueCounter()
+            var generator = SplitMix64(seed: UInt64(distinct))
+            for _ in 0..<distinct { counter.insert(generator.next()) }
+            var writer = BinaryWriter()
+            counter.encode(into: &writer)
+            let bytes = writer.bytes
+            var sink = 0
+            let count = microseconds { sink &+= counter.count }
+            let encode = microseconds {
+                var writer = BinaryWriter(capacity: bytes.count)
+                counter.encode(into: &writer)
+                sink &+= writer.bytes.count
+            }
+            let decode = try microseconds {
+                var reader = BinaryReader(bytes)
+                sink &+= try UniqueCounter.decode(from: &reader).isExact ? 1 : 0
+            }
+            let other = counter
+            let merge = microseconds {
+                var copy = counter
+                copy.merge(other)
+                sink &+= copy.isExact ? 1 : 0
+            }
+            precondition(sink != 42, "keeps the measured work")
+            return UniqueCounterTimes(distinct: distinct, encodedBytes: bytes.count, count: count, encode: encode, decode: decode, merge: merge)
+        }
+    }
+
     /// What ``pipeline(corpus:events:updateEvery:body:)`` did.
     public struct PipelineResult: Sendable {
         public var result: Result
@@ -158,14 +207,7 @@ public enum CoreThroughputBenchmark {
                 let closed = aggregator.closeReadyWindows()
                 try send(closed, from: partition)
                 guard aggregator.watermark != .min else { continue }
-                var closing = Array(repeating: [WindowMerger.ClosedWindow](), count: partialsPartitions)
-                for window in closed {
-                    var counts = Array(repeating: 0, count: partialsPartitions)
-                    for (segment, _) in window.segments { counts[Int(StageMessage.partition(ofSegment: segment, partitions: partialsPartitions))] += 1 }
-                    for (target, count) in counts.enumerated() where count > 0 {
-                        closing[target].append(.init(windowIndex: window.windowIndex, start: window.start, finals: count))
-                    }
-                }
+                let closing = StageMessage.closing(closed, partitions: partialsPartitions)
                 for (target, merger) in mergers.enumerated() {
                     render(merger.applyWatermark(aggregator.watermark, inputPartition: Int32(partition), closing: closing[target]))
                 }

@@ -93,6 +93,21 @@ enum StageMessage: Sendable, Equatable {
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in stage message") }
     }
 
+    /// Per partials partition, the windows in `closed` with how many final partials
+    /// (segments) each sent there, for the watermark markers that follow them: stage 2
+    /// finalizes a window only once all of them arrived.
+    static func closing(_ closed: [WindowPartial], partitions: Int) -> [[WindowMerger.ClosedWindow]] {
+        var closing = Array(repeating: [WindowMerger.ClosedWindow](), count: partitions)
+        for window in closed {
+            var counts = Array(repeating: 0, count: partitions)
+            for (segment, _) in window.segments { counts[Int(partition(ofSegment: segment, partitions: partitions))] += 1 }
+            for (target, count) in counts.enumerated() where count > 0 {
+                closing[target].append(.init(windowIndex: window.windowIndex, start: window.start, finals: count))
+            }
+        }
+        return closing
+    }
+
     /// The partials partition of a segment: stable across processes and versions.
     static func partition(ofSegment segment: String, partitions: Int) -> Int32 {
         Int32(Hash64.hash(segment) % UInt64(max(1, partitions)))

@@ -29,6 +29,11 @@ final class StageOne: @unchecked Sendable {
         /// The consumer has read everything the partition holds (end-of-partition event
         /// after the last record): only then can the partition be idle.
         var atEnd = false
+        /// After a stall or an unanswered probe, whether a partition that was at its end
+        /// still is must be asked of the broker: the client signals a partition's end
+        /// once per end offset, so a quiet partition gets no new end-of-partition event.
+        var endToConfirm = false
+        var lastEndCheck: ContinuousClock.Instant?
         /// Append time (ms) of the oldest input record not yet reflected in an emitted
         /// partial: sent along as the `pulse.since` header for the end-to-end histogram.
         var pendingSince: Int64?
@@ -174,6 +179,7 @@ final class StageOne: @unchecked Sendable {
                 guard var state = partitions[message.partition] else { continue }
                 try handle(message, state: &state, producer: producer)
                 state.atEnd = false
+                state.endToConfirm = false  // an end-of-partition event follows the new records
                 partitions[message.partition] = state
                 touched.insert(message.partition)
             }
@@ -199,9 +205,18 @@ final class StageOne: @unchecked Sendable {
             guard var state = partitions[partition] else { continue }
             if stalled {
                 state.lastEventAt = now
-                state.atEnd = false
+                if state.atEnd {
+                    state.atEnd = false
+                    state.endToConfirm = true
+                }
             }
             if touched.contains(partition) { state.lastEventAt = now }  // once per batch, not per event
+            if state.endToConfirm, !paused.contains(partition), now - state.lastEventAt >= .milliseconds(configuration.idleTimeout),
+               state.lastEndCheck.map({ now - $0 >= .seconds(1) }) ?? true {
+                state.lastEndCheck = now
+                state.atEnd = readToEnd(consumer, partition: partition, lastOffset: state.lastOffset)
+                state.endToConfirm = !state.atEnd
+            }
             // A paused partition is not idle: records may wait for it on the broker.
             if state.atEnd, !paused.contains(partition), now - state.lastEventAt >= .milliseconds(configuration.idleTimeout),
                brokerAnswers(consumer, partition: partition, now: now) {
@@ -257,6 +272,24 @@ final class StageOne: @unchecked Sendable {
             return true
         } catch {
             logger.debug("partition \(partition) looks idle but the broker does not answer (\(error)); keeping its watermark")
+            brokerConfirmedAt = nil
+            brokerWasUnreachable = true
+            return false
+        }
+    }
+
+    /// Whether the consumer has read all of `partition`, asked of the broker (its end
+    /// offset against the consumer's position, or the last offset handled when the client
+    /// does not know its position). False when the broker does not answer (idleness then
+    /// starts over, as after any unanswered probe).
+    private func readToEnd(_ consumer: KafkaConsumer, partition: Int32, lastOffset: Int64) -> Bool {
+        do {
+            let end = try consumer.watermarks(topic: configuration.inputTopic, partition: partition, timeout: .seconds(2)).high
+            brokerConfirmedAt = clock.now
+            let position = try consumer.position([KafkaTopicPartition(topic: configuration.inputTopic, partition: partition)]).first?.offset ?? -1
+            return max(position, lastOffset + 1) >= end
+        } catch {
+            logger.debug("partition \(partition): could not confirm that it is read to its end (\(error)); it is not idle yet")
             brokerConfirmedAt = nil
             brokerWasUnreachable = true
             return false
@@ -373,16 +406,7 @@ final class StageOne: @unchecked Sendable {
         state.lastMarker = watermark
         state.changedSinceCheckpoint = true
         try committer?.prepareToProduce()
-        // Per partials partition: how many final partials each closed window sent there,
-        // so stage 2 can tell that all of them arrived before it finalizes.
-        var finals = Array(repeating: [WindowMerger.ClosedWindow](), count: partialsPartitionCount)
-        for window in closed {
-            var counts = Array(repeating: 0, count: partialsPartitionCount)
-            for (segment, _) in window.segments { counts[Int(StageMessage.partition(ofSegment: segment, partitions: partialsPartitionCount))] += 1 }
-            for (target, count) in counts.enumerated() where count > 0 {
-                finals[target].append(.init(windowIndex: window.windowIndex, start: window.start, finals: count))
-            }
-        }
+        let finals = StageMessage.closing(closed, partitions: partialsPartitionCount)
         let handle = try producer.topic(configuration.partialsTopic)
         for target in 0..<partialsPartitionCount {
             let marker = StageMessage(watermark: .init(inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: state.lastOffset,
