@@ -119,7 +119,8 @@ public struct UniqueCounter: Sendable, Equatable {
     /// How many registers hold each value (0 up to 64 − precision + 1). Registers are
     /// read eight at a time; a word of zeros counts at once, and the others go to four
     /// tallies by position, so that neighbouring registers of the same value do not wait
-    /// on one counter (3× faster than one tally for mostly empty registers, measured).
+    /// on one counter (`pulse bench core --only sketches`: 6–7 µs instead of 41 µs with
+    /// 1,500 values counted, about 10 instead of 13–17 µs when most registers are set).
     private func registerHistogram() -> [Int] {
         let values = 64 - precision + 2
         return registers.withUnsafeBytes { registers in
