@@ -488,8 +488,8 @@ public final class PartitionAggregator {
             if let own, let slot = own.slots[key] {
                 // The window's own part first: the slices' merge, kept for the next
                 // window, is then read, not copied to be written.
-                var whole: SegmentAggregate? = own.aggregates[slot]
-                if let merged { whole?.merge(merged) }
+                var whole = own.aggregates[slot]
+                if let merged { whole.merge(merged) }
                 merged = whole
             }
             if let merged { segments.append((name: assigner.name(of: key), aggregate: named(merged))) }

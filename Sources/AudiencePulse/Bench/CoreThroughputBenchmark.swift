@@ -184,10 +184,8 @@ public enum CoreThroughputBenchmark {
         func send(_ partials: [WindowPartial], from partition: Int) throws {
             for window in partials {
                 for (segment, aggregate) in window.segments {
-                    let bytes = StageMessage(partial: .init(
-                        inputPartition: Int32(partition), inputPartitions: Int32(inputPartitions), inputOffset: offsets[partition],
-                        windowIndex: window.windowIndex, start: window.start, isFinal: window.isFinal,
-                        overflowedEvents: window.overflowedEvents, segment: segment, aggregate: aggregate)).encoded
+                    let bytes = StageMessage.partial(of: window, segment: segment, aggregate: aggregate, inputPartition: Int32(partition),
+                                                     inputPartitions: Int32(inputPartitions), inputOffset: offsets[partition]).encoded
                     out.partials += 1
                     out.partialBytes += bytes.count
                     guard case .partial(let partial) = try StageMessage(decoding: bytes) else { continue }

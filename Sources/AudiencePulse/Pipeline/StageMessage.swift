@@ -26,6 +26,14 @@ enum StageMessage: Sendable, Equatable {
         var aggregate: SegmentAggregate
     }
 
+    /// The partial of one segment of `window`, as input partition `inputPartition` (of
+    /// `inputPartitions`) sends it after reading up to `inputOffset`.
+    static func partial(of window: WindowPartial, segment: String, aggregate: SegmentAggregate,
+                        inputPartition: Int32, inputPartitions: Int32, inputOffset: Int64) -> StageMessage {
+        .partial(Partial(inputPartition: inputPartition, inputPartitions: inputPartitions, inputOffset: inputOffset, windowIndex: window.windowIndex,
+                         start: window.start, isFinal: window.isFinal, overflowedEvents: window.overflowedEvents, segment: segment, aggregate: aggregate))
+    }
+
     struct Watermark: Sendable, Equatable {
         var inputPartition: Int32
         var inputPartitions: Int32

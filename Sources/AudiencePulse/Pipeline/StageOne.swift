@@ -211,15 +211,14 @@ final class StageOne: @unchecked Sendable {
                 }
             }
             if touched.contains(partition) { state.lastEventAt = now }  // once per batch, not per event
-            if state.endToConfirm, !paused.contains(partition), now - state.lastEventAt >= .milliseconds(configuration.idleTimeout),
-               state.lastEndCheck.map({ now - $0 >= .seconds(1) }) ?? true {
+            // A paused partition is not idle: records may wait for it on the broker.
+            let quiet = !paused.contains(partition) && now - state.lastEventAt >= .milliseconds(configuration.idleTimeout)
+            if quiet, state.endToConfirm, state.lastEndCheck.map({ now - $0 >= .seconds(1) }) ?? true {
                 state.lastEndCheck = now
                 state.atEnd = readToEnd(consumer, partition: partition, lastOffset: state.lastOffset)
                 state.endToConfirm = !state.atEnd
             }
-            // A paused partition is not idle: records may wait for it on the broker.
-            if state.atEnd, !paused.contains(partition), now - state.lastEventAt >= .milliseconds(configuration.idleTimeout),
-               brokerAnswers(consumer, partition: partition, now: now) {
+            if quiet, state.atEnd, brokerAnswers(consumer, partition: partition, now: now) {
                 // Idle (read to its end, nothing new for a while): let processing time
                 // move the watermark so windows still close.
                 let wall = Self.wallMilliseconds()
@@ -260,39 +259,37 @@ final class StageOne: @unchecked Sendable {
     /// new records is idle only if the broker can say so: during a network outage nothing
     /// arrives either, and advancing the watermark then would close windows too early. A
     /// failed probe restarts idleness everywhere, so after an outage every partition needs
-    /// a fresh end-of-partition and a whole idle timeout before its watermark moves (time
+    /// a whole idle timeout and a fresh end (an end-of-partition event, or for one that was
+    /// at its end ``readToEnd(_:partition:lastOffset:)``) before its watermark moves (time
     /// for producers to deliver what they buffered meanwhile).
     private func brokerAnswers(_ consumer: KafkaConsumer, partition: Int32, now: ContinuousClock.Instant) -> Bool {
         if let confirmed = brokerConfirmedAt, now - confirmed < .seconds(1) { return true }
-        if let probe = lastBrokerProbe, now - probe < .seconds(1) { return false }
+        if let last = lastBrokerProbe, now - last < .seconds(1) { return false }
         lastBrokerProbe = now
-        do {
-            _ = try consumer.watermarks(topic: configuration.inputTopic, partition: partition, timeout: .seconds(2))
-            brokerConfirmedAt = clock.now
-            return true
-        } catch {
-            logger.debug("partition \(partition) looks idle but the broker does not answer (\(error)); keeping its watermark")
-            brokerConfirmedAt = nil
-            brokerWasUnreachable = true
-            return false
-        }
+        return probe(consumer, partition: partition) != nil
     }
 
     /// Whether the consumer has read all of `partition`, asked of the broker (its end
     /// offset against the consumer's position, or the last offset handled when the client
-    /// does not know its position). False when the broker does not answer (idleness then
-    /// starts over, as after any unanswered probe).
+    /// does not know its position). False when the broker does not answer.
     private func readToEnd(_ consumer: KafkaConsumer, partition: Int32, lastOffset: Int64) -> Bool {
+        guard let end = probe(consumer, partition: partition)?.high else { return false }
+        let position = (try? consumer.position([KafkaTopicPartition(topic: configuration.inputTopic, partition: partition)]))?.first?.offset ?? -1
+        return max(position, lastOffset + 1) >= end
+    }
+
+    /// Asks the broker for `partition`'s offsets, waiting up to 2 s. When it does not
+    /// answer: nil, and idleness starts over for every partition (`brokerWasUnreachable`).
+    private func probe(_ consumer: KafkaConsumer, partition: Int32) -> KafkaWatermarks? {
         do {
-            let end = try consumer.watermarks(topic: configuration.inputTopic, partition: partition, timeout: .seconds(2)).high
+            let watermarks = try consumer.watermarks(topic: configuration.inputTopic, partition: partition, timeout: .seconds(2))
             brokerConfirmedAt = clock.now
-            let position = try consumer.position([KafkaTopicPartition(topic: configuration.inputTopic, partition: partition)]).first?.offset ?? -1
-            return max(position, lastOffset + 1) >= end
+            return watermarks
         } catch {
-            logger.debug("partition \(partition): could not confirm that it is read to its end (\(error)); it is not idle yet")
+            logger.debug("partition \(partition) looks idle but the broker does not answer (\(error)); keeping its watermark")
             brokerConfirmedAt = nil
             brokerWasUnreachable = true
-            return false
+            return nil
         }
     }
 
@@ -428,9 +425,8 @@ final class StageOne: @unchecked Sendable {
         state.pendingSince = nil
         for window in partials {
             for (segment, aggregate) in window.segments {
-                let message = StageMessage(partial: .init(
-                    inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: offset, windowIndex: window.windowIndex,
-                    start: window.start, isFinal: window.isFinal, overflowedEvents: window.overflowedEvents, segment: segment, aggregate: aggregate)).encoded
+                let message = StageMessage.partial(of: window, segment: segment, aggregate: aggregate, inputPartition: partition,
+                                                   inputPartitions: inputPartitionCount, inputOffset: offset).encoded
                 let target = StageMessage.partition(ofSegment: segment, partitions: partialsPartitionCount)
                 try message.withUnsafeBytes { value in
                     try Array(segment.utf8).withUnsafeBytes { key in
