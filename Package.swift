@@ -101,6 +101,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "PulseServerTests",
+            dependencies: ["PulseServer", "AudiencePulse", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: ["Kafka", "AudiencePulse", "AudienceMetrics", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strictSettings

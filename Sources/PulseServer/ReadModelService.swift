@@ -10,6 +10,6 @@ struct ReadModelService: Service {
         reader.start()
         try? await gracefulShutdown()  // throws only on cancellation: stop either way
         let reader = self.reader
-        try await PipelineService.onThread(named: "pulse-read-model-stop") { reader.stop() }
+        try await Blocking.onThread(named: "pulse-read-model-stop") { reader.stop() }
     }
 }

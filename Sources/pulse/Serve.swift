@@ -12,7 +12,7 @@ struct Serve: ParsableCommand {
         discussion: """
             Configuration: a YAML file (see pulse.example.yaml, docs/configuration.md) plus PULSE_… environment overrides.
             HTTP (http.listen): /healthz, /readyz, /metrics (Prometheus).
-            SIGTERM or SIGINT drains: the current transactions are committed, the consumer groups are left, and the process exits 0 (1 if a stage failed or draining took longer than processing.shutdown_timeout).
+            SIGTERM or SIGINT drains: the current transactions are committed, the consumer groups are left, and the process exits 0 (1 if a stage failed or draining took longer than processing.shutdown_timeout; after a stage failure the others get the same time).
             Exit codes: 0 stopped by a signal, 1 runtime failure, 2 invalid configuration.
             """)
 

@@ -188,8 +188,8 @@ extension ServiceCrashTests {
         try await Task.sleep(for: .seconds(3))
         second.signal(SIGCONT)
         // Patience, not a limit: the stage that learns of the fencing first fails at once,
-        // the other drains first, and on this broker a fenced producer's commit waits out
-        // its 30 s time-out (after a flush of up to 60 s) instead of being refused.
+        // the other drains first (on this broker a fenced producer's commit can wait out
+        // its time-out instead of being refused), within processing.shutdown_timeout (20 s).
         let fencedStatus = try await second.exitStatus(within: .seconds(150))
         #expect(fencedStatus != nil && fencedStatus != 0, "the replaced copy stops with an error instead of writing beside its replacement")
         // Whichever request found out first (adding a partition, committing offsets), the

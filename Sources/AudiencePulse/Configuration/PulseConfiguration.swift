@@ -199,7 +199,7 @@ public struct PulseConfiguration: Sendable {
         let assignment = try readAssignment(&r)
         let checkpointInterval = try r.duration("processing.checkpoint_interval", default: "5s", minimum: 100, "How often stage state is checkpointed (also on window close and shutdown). A restart replays the input since the last checkpoint.")
         let commitInterval = try r.duration("processing.commit_interval", default: "250ms", minimum: 10, "How often each stage commits what it produced (the transaction with `exactly_once`; a flush and an offset commit with `at_least_once`), between checkpoints too: `read_committed` subscribers see updates at most this much later.")
-        let shutdownTimeout = try r.duration("processing.shutdown_timeout", default: "20s", minimum: 1_000, "SIGTERM: time to finish the current transaction and leave the groups before exiting.")
+        let shutdownTimeout = try r.duration("processing.shutdown_timeout", default: "20s", minimum: 1_000, "SIGTERM, or a stage failed: time for the stages to finish the current transaction and leave the groups before the process exits.")
 
         let listen = try r.string("http.listen", default: "127.0.0.1:8080", "Address of the HTTP server (health, metrics, collector, API, dashboard).")
         let parts = listen.split(separator: ":", omittingEmptySubsequences: false)

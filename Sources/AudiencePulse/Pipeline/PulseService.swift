@@ -15,6 +15,7 @@ public final class PulseService: Sendable {
     private let logger: Logger
     private let done = DispatchGroup()
     private let failures = Mutex<[String]>([])
+    private let failureHandlers = Mutex<[@Sendable () -> Void]>([])
     private let draining = Atomic<Bool>(false)
 
     /// - Parameter instanceID: names this process's transactional producers; a restarted
@@ -48,10 +49,14 @@ public final class PulseService: Sendable {
                     try stage()
                 } catch {
                     logger.critical("\(name) failed: \(error); stopping the other stages")
-                    failures.withLock { $0.append("\(name): \(error)") }
+                    let isFirst = failures.withLock { failures in
+                        failures.append("\(name): \(error)")
+                        return failures.count == 1
+                    }
                     // One stage alone cannot do the work: the others drain and stop, and
                     // the process ends with the failure (its supervisor restarts it).
                     requestStop()
+                    if isFirst { for handler in failureHandlers.withLock({ $0 }) { handler() } }
                 }
             }
             thread.name = "pulse-\(name)"
@@ -72,6 +77,12 @@ public final class PulseService: Sendable {
         draining.store(true, ordering: .relaxed)
         for worker in stageOne { worker.stop() }
         stageTwo.stop()
+    }
+
+    /// Calls `body` (on the failing stage's thread) when the first stage fails. Register
+    /// before ``start()``.
+    public func onFirstFailure(_ body: @escaping @Sendable () -> Void) {
+        failureHandlers.withLock { $0.append(body) }
     }
 
     /// Blocks until both stages returned (after ``stop(timeout:)`` or a failure).
