@@ -36,13 +36,13 @@ struct ServiceCrashTests {
         print("service log (\(guarantee)): \(scenario.log(of: "c1").path)")
     }
 
-    @Test("paused (SIGSTOP) after reading all its input, the service still closes its last window by idleness, exactly")
-    func pausedAfterTheEnd() async throws {
-        let scenario = try await ServiceScenario(prefix: "paused", partitions: 2, events: 3_000)
+    @Test("paused (SIGSTOP) after reading all its input, the service still closes its last window by idleness, exactly; also when the input was written in transactions (commit markers at the end)", arguments: [false, true])
+    func pausedAfterTheEnd(transactionalInput: Bool) async throws {
+        let scenario = try await ServiceScenario(prefix: transactionalInput ? "paused-txn" : "paused", partitions: 2, events: 3_000)
         // Static assignment: no group session to lose while the process is stopped.
         let service = try scenario.start(instance: "p1", environment: ["PULSE_PROCESSING__ASSIGNMENT": "static"])
         #expect(try await service.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)), "the service got ready")
-        try await scenario.feed(slice: 3_000, pause: .zero).value
+        try await scenario.feed(slice: transactionalInput ? 1_000 : 3_000, pause: .zero, transactional: transactionalInput).value
         // Every event read: the partitions are at their end, and the last window (its
         // events end before now) waits for the 2 s idle timeout.
         var consumed = false
@@ -54,7 +54,8 @@ struct ServiceCrashTests {
         #expect(consumed, "the service read every event")
         // Stopped for longer than half the idle timeout, the process finds on waking that
         // it stalled and must not take the partitions' quiet for granted; nothing new
-        // arrives, so it has to ask the broker whether they are still read to their end.
+        // arrives, so it has to ask the broker whether they are still read to their end
+        // (with transactional input, the end lies past the last commit marker).
         try await Task.sleep(for: .milliseconds(300))
         service.signal(SIGSTOP)
         try await Task.sleep(for: .seconds(2))

@@ -43,20 +43,31 @@ struct ServiceScenario {
     func log(of instance: String) -> URL { directory.appendingPathComponent("\(instance).log") }
 
     /// Produces the audience's messages in slices of `slice`, pausing `pause` after each,
-    /// so they stream in while the test does things to the service.
-    func feed(slice: Int = 500, pause: Duration = .seconds(1)) -> Task<Void, any Error> {
+    /// so they stream in while the test does things to the service. `transactional`: each
+    /// slice is one committed transaction (an upstream producer with exactly-once on), so
+    /// every slice ends in a commit marker.
+    func feed(slice: Int = 500, pause: Duration = .seconds(1), transactional: Bool = false) -> Task<Void, any Error> {
         let messages = audience.messages
         let input = input
+        let app = app
         return Task {
-            let producer = try TestBroker.producer()
+            let producer = try TestBroker.producer(transactionalID: transactional ? "\(app)-upstream" : nil)
+            if transactional {
+                try await producer.initTransactions()
+                try producer.beginTransaction()
+            }
             for (index, message) in messages.enumerated() {
                 try producer.produce(KafkaProducerMessage(topic: input, key: message.key, value: message.value), blockIfQueueFull: true)
-                if index % slice == slice - 1 {
-                    try await producer.flush()
-                    try await Task.sleep(for: pause)
+                if index % slice == slice - 1 || index == messages.count - 1 {
+                    if transactional {
+                        try await producer.commitTransaction()
+                        if index < messages.count - 1 { try producer.beginTransaction() }
+                    } else {
+                        try await producer.flush()
+                    }
+                    if index < messages.count - 1 { try await Task.sleep(for: pause) }
                 }
             }
-            try await producer.flush()
         }
     }
 
