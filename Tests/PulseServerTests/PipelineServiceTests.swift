@@ -13,13 +13,12 @@ final class StuckPipeline: StagedPipeline {
     init(drainTimeoutMs: Int64) { self.drainTimeoutMs = drainTimeoutMs }
 
     func start() throws {
-        Thread.detachNewThread { [self] in
-            let handlers = state.withLock { state in
-                state.failures.append("stage-2: fenced")
-                return state.failureHandlers
-            }
-            for handler in handlers { handler() }
+        // The failure is there from the start on; its handlers run on the stage's thread.
+        let handlers = state.withLock { state in
+            state.failures.append("stage-2: fenced")
+            return state.failureHandlers
         }
+        Thread.detachNewThread { for handler in handlers { handler() } }
     }
 
     func requestStop() {}
