@@ -79,6 +79,27 @@ struct SketchTests {
         #expect(hashes == values.map { $0 == 0 ? 1 : $0 }.sorted())
     }
 
+    @Test("an empty counter holds no memory, whether new, decoded or merged from empty ones; a small one a table sized for its values")
+    func emptyCounterMemory() throws {
+        var writer = BinaryWriter()
+        UniqueCounter().encode(into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        var decoded = try UniqueCounter.decode(from: &reader)
+        #expect(UniqueCounter().memoryBytes == 0)
+        #expect(decoded.memoryBytes == 0)
+        decoded.merge(UniqueCounter())
+        #expect(decoded.memoryBytes == 0 && decoded.count == 0)
+        var small = UniqueCounter()
+        for value in 0..<5 { small.insert(Hash64.hash("s\(value)")) }
+        var smallWriter = BinaryWriter()
+        small.encode(into: &smallWriter)
+        var smallReader = BinaryReader(smallWriter.bytes)
+        let smallDecoded = try UniqueCounter.decode(from: &smallReader)
+        #expect(smallDecoded == small)
+        // 16 slots of 8 bytes, plus what the allocator rounds a block up by.
+        #expect(smallDecoded.memoryBytes <= 16 * 8 + 16)
+    }
+
     @Test("binary form: sparse registers as zero runs (the bytes of a plain reference encoder), a bitmap and values up to half set, mostly set ones raw; all round-trip",
           arguments: [(1_500, UInt8(1)), (2_100, UInt8(1)), (2_300, UInt8(3)), (5_000, UInt8(3)), (10_000, UInt8(3)), (12_000, UInt8(2)), (30_000, UInt8(2))])
     func registerEncodings(cardinality: Int, mode: UInt8) throws {

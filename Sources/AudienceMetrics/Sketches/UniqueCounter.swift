@@ -71,8 +71,10 @@ public struct UniqueCounter: Sendable, Equatable {
     }
 
     /// Makes room for `count` exact hashes in all (at most the limit) at once, instead of
-    /// doubling the table step by step as they arrive.
+    /// doubling the table step by step as they arrive. Nothing for none: an empty counter
+    /// (most retained and converting users of a partial) holds no table.
     private mutating func reserveExact(_ count: Int) {
+        guard count > 0 else { return }
         var slots = max(16, table.count)
         while min(count, UniqueCounter.exactLimit) * 2 > slots { slots *= 2 }
         if slots > table.count { rehash(slots: slots) }
