@@ -19,6 +19,19 @@ final class StageOne: @unchecked Sendable {
     // @unchecked: all mutable state below is touched only by the stage's own thread
     // (`run`, and the rebalance callback that runs inside its polls); other threads
     // only call `stop()`, which sets an atomic flag.
+    /// Where the consumer stands against a partition's end.
+    enum End {
+        /// Records may follow (new ones arrived since the last end-of-partition event).
+        case reading
+        /// At its end: an end-of-partition event after the last record, or the broker's
+        /// end offset confirmed.
+        case reached
+        /// It was at its end before a stall or an unanswered probe; whether it still is
+        /// must be asked of the broker: the client signals a partition's end once per end
+        /// offset, so a quiet partition gets no new end-of-partition event.
+        case toConfirm
+    }
+
     struct PartitionState {
         var aggregator: PartitionAggregator
         var lastOffset: Int64
@@ -26,13 +39,9 @@ final class StageOne: @unchecked Sendable {
         var lastMarker: Int64 = .min
         var checkpoint: CheckpointStore.Checkpoint?
         var changedSinceCheckpoint = false
-        /// The consumer has read everything the partition holds (end-of-partition event
-        /// after the last record): only then can the partition be idle.
-        var atEnd = false
-        /// After a stall or an unanswered probe, whether a partition that was at its end
-        /// still is must be asked of the broker: the client signals a partition's end
-        /// once per end offset, so a quiet partition gets no new end-of-partition event.
-        var endToConfirm = false
+        /// Whether the consumer has read everything the partition holds: only then can
+        /// the partition be idle.
+        var end = End.reading
         var lastEndCheck: ContinuousClock.Instant?
         /// Append time (ms) of the oldest input record not yet reflected in an emitted
         /// partial: sent along as the `pulse.since` header for the end-to-end histogram.
@@ -178,12 +187,11 @@ final class StageOne: @unchecked Sendable {
             for message in batch {
                 guard var state = partitions[message.partition] else { continue }
                 try handle(message, state: &state, producer: producer)
-                state.atEnd = false
-                state.endToConfirm = false  // an end-of-partition event follows the new records
+                state.end = .reading  // an end-of-partition event follows the new records
                 partitions[message.partition] = state
                 touched.insert(message.partition)
             }
-            for end in batch.partitionEOFs { partitions[end.partition]?.atEnd = true }
+            for end in batch.partitionEOFs { partitions[end.partition]?.end = .reached }
             metrics.consumed.add(batch.count, ordering: .relaxed)
             consumed += batch.count
             processing = clock.now - started
@@ -205,20 +213,16 @@ final class StageOne: @unchecked Sendable {
             guard var state = partitions[partition] else { continue }
             if stalled {
                 state.lastEventAt = now
-                if state.atEnd {
-                    state.atEnd = false
-                    state.endToConfirm = true
-                }
+                if state.end == .reached { state.end = .toConfirm }
             }
             if touched.contains(partition) { state.lastEventAt = now }  // once per batch, not per event
             // A paused partition is not idle: records may wait for it on the broker.
             let quiet = !paused.contains(partition) && now - state.lastEventAt >= .milliseconds(configuration.idleTimeout)
-            if quiet, state.endToConfirm, state.lastEndCheck.map({ now - $0 >= .seconds(1) }) ?? true {
+            if quiet, state.end == .toConfirm, state.lastEndCheck.map({ now - $0 >= .seconds(1) }) ?? true {
                 state.lastEndCheck = now
-                state.atEnd = readToEnd(consumer, partition: partition, lastOffset: state.lastOffset)
-                state.endToConfirm = !state.atEnd
+                if readToEnd(consumer, partition: partition, lastOffset: state.lastOffset) { state.end = .reached }
             }
-            if quiet, state.atEnd, brokerAnswers(consumer, partition: partition, now: now) {
+            if quiet, state.end == .reached, brokerAnswers(consumer, partition: partition, now: now) {
                 // Idle (read to its end, nothing new for a while): let processing time
                 // move the watermark so windows still close.
                 let wall = Self.wallMilliseconds()
@@ -299,7 +303,7 @@ final class StageOne: @unchecked Sendable {
     /// waits, and fetching stops once that fills its queue.
     private func align(_ consumer: KafkaConsumer) {
         guard alignment.isEnabled else { return }
-        let reading = partitions.values.lazy.filter { !$0.atEnd }.map(\.aggregator.watermark).filter { $0 != .min }
+        let reading = partitions.values.lazy.filter { $0.end != .reached }.map(\.aggregator.watermark).filter { $0 != .min }
         let slowest = alignment.publish(worker: worker, slowest: reading.min())
         var pause: [Int32] = []
         var resume: [Int32] = []
