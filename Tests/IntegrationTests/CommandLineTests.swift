@@ -169,9 +169,12 @@ extension ServiceCrashTests {
     @Test("Graceful shutdown: SIGTERM while busy exits 0 with committed offsets equal to what was processed; a restart emits no final record twice")
     func gracefulShutdown() async throws {
         let scenario = try await ServiceScenario(prefix: "drain", partitions: 4, events: 30_000, users: 400, seed: 51)
-        try await scenario.feed(slice: 100_000, pause: .zero).value
         let service = try scenario.start(instance: "d1")
-        // Busy: part of the backlog processed.
+        #expect(try await service.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)), "the service got ready")
+        // Busy: events stream in (1,000 per 100 ms, 3 s in all) and part of them are
+        // processed when SIGTERM comes; a pre-loaded backlog could be read whole between
+        // two looks at the counter.
+        let feeding = scenario.feed(slice: 1_000, pause: .milliseconds(100))
         let deadline = ContinuousClock.now + .seconds(90)
         var consumed = 0
         while consumed < 5_000 && ContinuousClock.now < deadline {
@@ -205,6 +208,7 @@ extension ServiceCrashTests {
         }
         try? await reader.close()
 
+        try await feeding.value
         let restarted = try scenario.start(instance: "d1")
         let messages = try await scenario.awaitFinals()
         #expect(try await restarted.terminate(timeout: .seconds(30)) == 0)
