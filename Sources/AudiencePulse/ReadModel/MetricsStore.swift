@@ -6,7 +6,8 @@ import Synchronization
 /// subscriptions to every record that arrives. Every instance keeps the whole topic (it
 /// is small), so any of them answers for every segment. Thread-safe.
 public final class MetricsStore: Sendable {
-    /// What `/v1/segments` shows of a record.
+    /// What `/v1/segments` shows of a record (read by ``HeadlineReader``; `Decodable` for
+    /// clients of the API).
     public struct Headline: Sendable, Equatable, Decodable {
         public struct Window: Sendable, Equatable, Decodable {
             public var size: String
@@ -77,7 +78,6 @@ public final class MetricsStore: Sendable {
 
     public let limits: Limits
     private let state = Mutex(State())
-    private let decoder = JSONDecoder()
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
@@ -87,7 +87,7 @@ public final class MetricsStore: Sendable {
     /// matching subscribers. Returns false if it is not a metric record.
     @discardableResult
     public func ingest(_ json: String) -> Bool {
-        guard let headline = try? decoder.decode(Headline.self, from: Data(json.utf8)) else {
+        guard let headline = HeadlineReader.read(json) else {
             state.withLock { $0.stats.unreadable += 1 }
             return false
         }
