@@ -106,7 +106,7 @@ struct Replay: ParsableCommand {
             }
             for record in records {
                 try Array(record.key(includeWindowName: withWindowName).utf8).withUnsafeBytes { key in
-                    try Array(record.json.utf8).withUnsafeBytes { value in
+                    try record.jsonBytes.withUnsafeBytes { value in
                         try producer.produce(to: topic, key: key, value: value, timestamp: record.end, blockIfQueueFull: true)
                     }
                 }

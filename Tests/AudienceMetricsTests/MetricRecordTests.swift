@@ -1,4 +1,4 @@
-import AudienceMetrics
+@testable import AudienceMetrics
 import Foundation
 import Testing
 
@@ -57,6 +57,36 @@ struct MetricRecordTests {
         #expect(record.key(includeWindowName: false) == "country=DE|1795860000000")
         let decoded = try JSONSerialization.jsonObject(with: Data(record.json.utf8)) as? [String: Any]
         #expect(decoded?["events"] as? Int == 3)
+    }
+
+    @Test("numbers, times and strings from data are written exactly, escaped where JSON needs it")
+    func numbersAndEscapes() throws {
+        var aggregate = SegmentAggregate()
+        aggregate.events = 4
+        aggregate.otherTypes = ["say \"hi\"\\now": 3, "tab\tbell\u{7}": 1]
+        aggregate.revenueMicros = -1_000_050
+        let segment = "city=Zürich \"Ost\" \\ 😀\n\u{1}"
+        let record = MetricRecord(segment: segment, window: WindowSpec(size: 60_000), start: 946_684_799_999, aggregate: aggregate,
+                                  isFinal: false, previousUniqueUsers: nil, trend: nil, overflowedEvents: 9_223_372_036_854_775_807,
+                                  config: AggregationConfig())
+        let json = record.json
+        #expect(json.contains(#""segment":"city=Zürich \"Ost\" \\ 😀\n\u0001""#))
+        #expect(json.contains(#""start":"1999-12-31T23:59:59.999Z","end":"2000-01-01T00:00:59.999Z","start_ms":946684799999"#))
+        #expect(json.contains(#""by_type":{"say \"hi\"\\now":3,"tab\tbell\u0007":1}"#))
+        #expect(json.contains(#""revenue":-1.00005}"#))
+        #expect(json.contains(#""overflowed_events":9223372036854775807}"#))
+        let decoded = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(decoded["segment"] as? String == segment)
+        #expect((decoded["by_type"] as? [String: Int])?["tab\tbell\u{7}"] == 1)
+        #expect(JSONText.format(-1.5) == "-1.5")
+        #expect(JSONText.format(0.0000004) == "0")
+        #expect(JSONText.format(0.0000005) == "0.000001")
+        #expect(JSONText.format(1_234_567.000_1) == "1234567.0001")
+        #expect(JSONText.format(-0.25) == "-0.25")
+        #expect(JSONText.format(12_345_678_901_234.4) == "12345678901234")
+        #expect(JSONText.format(-1e30) == "-1e+30", "beyond 64-bit integers, exponent form rather than a trap")
+        #expect(JSONText.formatMicros(-9_223_372_036_854_775_808) == "-9223372036854.775808")
+        #expect(Timestamp.format(4_102_444_800_000) == "2100-01-01T00:00:00.000Z")
     }
 
     @Test("trends: change, level, Holt forecast and a flagged spike")

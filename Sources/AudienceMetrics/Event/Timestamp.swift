@@ -63,16 +63,31 @@ public enum Timestamp {
     /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds:
     /// `2026-11-28T10:15:30.250Z`.
     public static func format(_ millis: Int64) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        write(millis, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends ``format(_:)``'s text as UTF-8 (no intermediate strings).
+    public static func write(_ millis: Int64, into bytes: inout [UInt8]) {
         let seconds = millis >= 0 ? millis / 1000 : (millis - 999) / 1000
         let ms = Int(millis - seconds * 1000)
         let days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
         let secondOfDay = Int(seconds - days * 86_400)
         let (year, month, day) = civilFromDays(Int(days))
-        func pad(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        func pad(_ value: Int, _ width: Int, then separator: UInt8) {
+            if value < 0 { bytes.append(UInt8(ascii: "-")) }
+            bytes.appendDecimal(UInt64(value.magnitude), minimumDigits: width)
+            bytes.append(separator)
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(ms, 3))Z"
+        pad(year, 4, then: UInt8(ascii: "-"))
+        pad(month, 2, then: UInt8(ascii: "-"))
+        pad(day, 2, then: UInt8(ascii: "T"))
+        pad(secondOfDay / 3600, 2, then: UInt8(ascii: ":"))
+        pad(secondOfDay / 60 % 60, 2, then: UInt8(ascii: ":"))
+        pad(secondOfDay % 60, 2, then: UInt8(ascii: "."))
+        pad(ms, 3, then: UInt8(ascii: "Z"))
     }
 
     static func daysInMonth(year: Int, month: Int) -> Int {

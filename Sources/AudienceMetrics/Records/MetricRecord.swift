@@ -96,80 +96,87 @@ public struct MetricRecord: Sendable, Hashable {
         self.overflowedEvents = overflowedEvents
     }
 
-    public static func == (lhs: MetricRecord, rhs: MetricRecord) -> Bool { lhs.json == rhs.json }
-    public func hash(into hasher: inout Hasher) { hasher.combine(json) }
+    public static func == (lhs: MetricRecord, rhs: MetricRecord) -> Bool { lhs.jsonBytes == rhs.jsonBytes }
+    public func hash(into hasher: inout Hasher) { hasher.combine(jsonBytes) }
 
     /// The record as JSON, with a fixed field order and number formatting, so equal
     /// records are equal bytes.
-    public var json: String {
+    public var json: String { String(decoding: jsonBytes, as: UTF8.self) }
+
+    /// ``json`` as UTF-8, written without intermediate strings (what the metrics topic
+    /// carries).
+    public var jsonBytes: [UInt8] {
         var out = JSONText()
-        out.open("{")
+        out.open(UInt8(ascii: "{"))
         out.field("schema", string: MetricRecord.schema)
         out.field("segment", string: segment)
         out.key("window")
-        out.open("{")
+        out.open(UInt8(ascii: "{"))
         out.field("size", string: window.name)
-        out.field("start", string: Timestamp.format(start))
-        out.field("end", string: Timestamp.format(end))
+        out.field("start", timestamp: start)
+        out.field("end", timestamp: end)
         out.field("start_ms", int: start)
         out.field("end_ms", int: end)
-        out.close("}")
+        out.close(UInt8(ascii: "}"))
         out.field("final", bool: isFinal)
         out.field("events", int: events)
         out.key("by_type")
-        out.open("{")
-        for (name, count) in byType { out.field(name, int: count) }
-        out.close("}")
+        out.open(UInt8(ascii: "{"))
+        for (name, count) in byType {
+            out.key(escaping: name)
+            out.value(int: count)
+        }
+        out.close(UInt8(ascii: "}"))
         out.key("users")
-        out.open("{")
+        out.open(UInt8(ascii: "{"))
         out.field("unique", int: Int64(uniqueUsers))
         out.field("unique_exact", bool: uniqueIsExact)
         out.field("new", int: Int64(newUsers))
         out.field("returning", int: Int64(returningUsers))
         out.field("retained", int: Int64(retainedUsers))
         out.field("retention_rate", double: retentionRate)
-        out.close("}")
+        out.close(UInt8(ascii: "}"))
         out.key("engagement")
-        out.open("{")
+        out.open(UInt8(ascii: "{"))
         out.field("count", int: engagementCount)
         out.field("rate", double: engagementRate)
         out.field("per_user", double: engagementPerUser)
-        out.close("}")
+        out.close(UInt8(ascii: "}"))
         out.key("conversion")
-        out.open("{")
+        out.open(UInt8(ascii: "{"))
         out.field("count", int: conversionCount)
         out.field("users", int: Int64(convertingUsers))
         out.field("rate", double: conversionRate)
         out.field("revenue", micros: revenueMicros)
-        out.close("}")
+        out.close(UInt8(ascii: "}"))
         out.key("dwell_ms")
-        out.open("{")
+        out.open(UInt8(ascii: "{"))
         out.field("count", int: Int64(dwellCount))
         out.field("mean", double: dwellMean)
         out.field("p50", double: dwellP50)
         out.field("p90", double: dwellP90)
         out.field("p99", double: dwellP99)
-        out.close("}")
+        out.close(UInt8(ascii: "}"))
         out.key("sessions")
-        out.open("{")
+        out.open(UInt8(ascii: "{"))
         out.field("started", int: sessionsStarted)
         out.field("engaged", int: sessionsEngaged)
         out.field("bounce_rate", double: bounceRate)
         out.field("duration_ms", int: sessionDurationMs)
         out.field("mean_duration_ms", double: meanSessionDurationMs)
-        out.close("}")
+        out.close(UInt8(ascii: "}"))
         out.key("top_content")
-        out.open("[")
+        out.open(UInt8(ascii: "["))
         for (name, views) in topContent {
-            out.open("{")
+            out.open(UInt8(ascii: "{"))
             out.field("content_id", string: name)
             out.field("views", int: views)
-            out.close("}")
+            out.close(UInt8(ascii: "}"))
         }
-        out.close("]")
+        out.close(UInt8(ascii: "]"))
         out.key("trend")
         if let trend {
-            out.open("{")
+            out.open(UInt8(ascii: "{"))
             out.field("metric", string: "events")
             out.field("previous", double: trend.previous)
             out.field("change", double: trend.change)
@@ -178,141 +185,205 @@ public struct MetricRecord: Sendable, Hashable {
             out.field("forecast", double: trend.forecast)
             out.field("anomaly_score", double: trend.anomalyScore)
             out.field("anomaly", bool: trend.anomaly)
-            out.close("}")
+            out.close(UInt8(ascii: "}"))
         } else {
             out.null()
         }
         out.key("quality")
-        out.open("{")
+        out.open(UInt8(ascii: "{"))
         out.field("late", int: late)
         out.field("duplicates", int: duplicates)
         out.field("invalid", int: invalid)
         out.field("overflowed_events", int: overflowedEvents)
-        out.close("}")
-        out.close("}")
-        return out.text
+        out.close(UInt8(ascii: "}"))
+        out.close(UInt8(ascii: "}"))
+        return out.bytes
     }
 }
 
-/// A tiny deterministic JSON writer (fixed order, fixed number format).
+/// A tiny deterministic JSON writer (fixed order, fixed number format) into UTF-8 bytes.
 public struct JSONText {
-    var text = ""
+    private(set) var bytes: [UInt8] = []
     private var needsComma = false
 
-    init() { text.reserveCapacity(1024) }
+    init(capacity: Int = 1024) { bytes.reserveCapacity(capacity) }
 
-    mutating func open(_ bracket: String) {
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    mutating func open(_ bracket: UInt8) {
         separator()
-        text += bracket
+        bytes.append(bracket)
         needsComma = false
     }
 
-    mutating func close(_ bracket: String) {
-        text += bracket
+    mutating func close(_ bracket: UInt8) {
+        bytes.append(bracket)
         needsComma = true
     }
 
-    mutating func key(_ name: String) {
+    /// A member name written as it is: a literal that needs no escaping.
+    mutating func key(_ name: StaticString) {
         separator()
-        JSONText.appendString(name, to: &text)
-        text += ":"
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        bytes.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        needsComma = false
+    }
+
+    /// A member name from data, escaped.
+    mutating func key(escaping name: String) {
+        separator()
+        JSONText.appendString(name, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
         needsComma = false
     }
 
     private mutating func separator() {
-        if needsComma { text += "," }
+        if needsComma { bytes.append(UInt8(ascii: ",")) }
     }
 
     mutating func null() {
         separator()
-        text += "null"
+        append("null")
         needsComma = true
     }
 
-    mutating func field(_ name: String, string: String) {
+    private mutating func append(_ literal: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+
+    mutating func field(_ name: StaticString, string: String) {
         key(name)
-        JSONText.appendString(string, to: &text)
+        JSONText.appendString(string, to: &bytes)
         needsComma = true
     }
 
-    mutating func field(_ name: String, int: Int64) {
+    /// A time in epoch milliseconds as an RFC 3339 string (``Timestamp/format(_:)``).
+    mutating func field(_ name: StaticString, timestamp millis: Int64) {
         key(name)
-        text += String(int)
+        bytes.append(UInt8(ascii: "\""))
+        Timestamp.write(millis, into: &bytes)
+        bytes.append(UInt8(ascii: "\""))
         needsComma = true
     }
 
-    mutating func field(_ name: String, bool: Bool) {
+    mutating func field(_ name: StaticString, int: Int64) {
         key(name)
-        text += bool ? "true" : "false"
+        value(int: int)
+    }
+
+    mutating func value(int: Int64) {
+        bytes.appendDecimal(int)
         needsComma = true
     }
 
-    mutating func field(_ name: String, double: Double?) {
+    mutating func field(_ name: StaticString, bool: Bool) {
+        key(name)
+        append(bool ? "true" : "false")
+        needsComma = true
+    }
+
+    mutating func field(_ name: StaticString, double: Double?) {
         key(name)
         if let double, double.isFinite {
-            text += JSONText.format(double)
+            JSONText.appendFormatted(double, to: &bytes)
         } else {
-            text += "null"
+            append("null")
         }
         needsComma = true
     }
 
     /// Millionths as a decimal with up to six fraction digits.
-    mutating func field(_ name: String, micros: Int64) {
+    mutating func field(_ name: StaticString, micros: Int64) {
         key(name)
-        text += JSONText.formatMicros(micros)
+        JSONText.appendMicros(micros, to: &bytes)
         needsComma = true
     }
 
-    /// A double rounded to 6 decimal places, without trailing zeros (`0.25`, `3`, `-1.5`).
+    /// A double rounded to 6 decimal places, without trailing zeros (`0.25`, `3`, `-1.5`);
+    /// beyond ±9e12 rounded to a whole number, beyond ±9e18 in exponent form (`1e+30`).
     static func format(_ value: Double) -> String {
+        var bytes: [UInt8] = []
+        appendFormatted(value, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func appendFormatted(_ value: Double, to bytes: inout [UInt8]) {
         let scaled = (value * 1_000_000).rounded()
-        guard abs(scaled) < 9e18 else { return String(Int64(value.rounded())) }
-        return formatMicros(Int64(scaled))
+        guard abs(scaled) < 9e18 else {
+            let whole = value.rounded()
+            // Beyond 64-bit integers (a conversion would trap): exponent form, still a JSON number.
+            guard abs(whole) < 9e18 else { return bytes.append(contentsOf: whole.description.utf8) }
+            return bytes.appendDecimal(Int64(whole))
+        }
+        appendMicros(Int64(scaled), to: &bytes)
     }
 
     static func formatMicros(_ micros: Int64) -> String {
-        let negative = micros < 0
+        var bytes: [UInt8] = []
+        appendMicros(micros, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func appendMicros(_ micros: Int64, to bytes: inout [UInt8]) {
+        if micros < 0 { bytes.append(UInt8(ascii: "-")) }
         let magnitude = micros.magnitude
-        let whole = magnitude / 1_000_000
+        bytes.appendDecimal(magnitude / 1_000_000)
         var fraction = magnitude % 1_000_000
-        var result = (negative ? "-" : "") + String(whole)
-        guard fraction > 0 else { return result }
+        guard fraction > 0 else { return }
         var digits = 6
         while fraction % 10 == 0 {
             fraction /= 10
             digits -= 1
         }
-        let text = String(fraction)
-        result += "." + String(repeating: "0", count: digits - text.count) + text
-        return result
+        bytes.append(UInt8(ascii: "."))
+        bytes.appendDecimal(fraction, minimumDigits: digits)
+    }
+
+    /// Whether `value` can be written between quotes as it is.
+    private static func needsNoEscaping(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+    }
+
+    /// The escape sequence of `scalar` inside a JSON string, or nil if it stands as it is.
+    private static func escape(_ scalar: Unicode.Scalar) -> String? {
+        switch scalar {
+        case "\"": "\\\""
+        case "\\": "\\\\"
+        case "\n": "\\n"
+        case "\r": "\\r"
+        case "\t": "\\t"
+        case let c where c.value < 0x20:
+            "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16)
+        default: nil
+        }
     }
 
     /// Appends `value` as a JSON string literal (quotes, escapes).
     public static func appendString(_ value: String, to out: inout String) {
         // Most strings (segment names, content ids, field names) need no escaping: copy
         // them whole instead of scalar by scalar.
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
-            out += "\""
-            out += value
-            out += "\""
-            return
-        }
         out += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default:
-                out.unicodeScalars.append(scalar)
+        if needsNoEscaping(value) {
+            out += value
+        } else {
+            for scalar in value.unicodeScalars {
+                if let escaped = escape(scalar) { out += escaped } else { out.unicodeScalars.append(scalar) }
             }
         }
         out += "\""
+    }
+
+    /// Appends `value` as a JSON string literal (quotes, escapes) in UTF-8.
+    public static func appendString(_ value: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        if needsNoEscaping(value) {
+            out.append(contentsOf: value.utf8)
+        } else {
+            for scalar in value.unicodeScalars {
+                if let escaped = escape(scalar) { out.append(contentsOf: escaped.utf8) } else { UTF8.encode(scalar) { out.append($0) } }
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 }

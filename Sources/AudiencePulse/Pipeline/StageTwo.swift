@@ -223,7 +223,7 @@ final class StageTwo: @unchecked Sendable {
         let withWindowName = configuration.aggregation.windows.count > 1
         for record in records {
             try Array(record.key(includeWindowName: withWindowName).utf8).withUnsafeBytes { key in
-                try Array(record.json.utf8).withUnsafeBytes { value in
+                try record.jsonBytes.withUnsafeBytes { value in
                     try producer.produce(to: handle, key: key, value: value, timestamp: record.end, blockIfQueueFull: true)
                 }
             }
