@@ -184,12 +184,25 @@ final class StageOne: @unchecked Sendable {
             if let first = batch.first, let appended = first.timestamp {
                 metrics.inputDelay.observe(milliseconds: Self.wallMilliseconds() - appended)
             }
-            for message in batch {
-                guard var state = partitions[message.partition] else { continue }
-                try handle(message, state: &state, producer: producer)
+            // Records come in runs of one partition (a fetched batch each): its state is
+            // taken out and put back once per run, not per record.
+            var position = batch.startIndex
+            while position < batch.endIndex {
+                let partition = batch[position].partition
+                var end = position + 1
+                while end < batch.endIndex, batch[end].partition == partition { end += 1 }
+                let run = position..<end
+                position = end
+                guard var state = partitions[partition] else { continue }
+                var counts = RunCounts()
+                defer {
+                    partitions[partition] = state
+                    metrics.valid.add(counts.valid, ordering: .relaxed)
+                    metrics.duplicates.add(counts.duplicates, ordering: .relaxed)
+                }
+                for index in run { try handle(batch[index], state: &state, counts: &counts, producer: producer) }
                 state.end = .reading  // an end-of-partition event follows the new records
-                partitions[message.partition] = state
-                touched.insert(message.partition)
+                touched.insert(partition)
             }
             for end in batch.partitionEOFs { partitions[end.partition]?.end = .reached }
             metrics.consumed.add(batch.count, ordering: .relaxed)
@@ -365,7 +378,14 @@ final class StageOne: @unchecked Sendable {
 
     static func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    private func handle(_ message: KafkaMessageView, state: inout PartitionState, producer: KafkaProducer) throws {
+    /// Valid and duplicate records of a run, added to the shared counters once per run
+    /// (every worker adds to them).
+    private struct RunCounts {
+        var valid = 0
+        var duplicates = 0
+    }
+
+    private func handle(_ message: KafkaMessageView, state: inout PartitionState, counts: inout RunCounts, producer: KafkaProducer) throws {
         state.lastOffset = message.offset
         if state.pendingSince == nil { state.pendingSince = message.timestamp }
         state.changedSinceCheckpoint = true
@@ -376,8 +396,8 @@ final class StageOne: @unchecked Sendable {
             return
         }
         switch state.aggregator.process(decoder) {
-        case .accepted: metrics.valid.add(1, ordering: .relaxed)
-        case .duplicate: metrics.duplicates.add(1, ordering: .relaxed)
+        case .accepted: counts.valid += 1
+        case .duplicate: counts.duplicates += 1
         case .late:
             metrics.late.add(1, ordering: .relaxed)
             try deadLetter(message, reason: .late, producer: producer)
