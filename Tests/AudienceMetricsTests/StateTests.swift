@@ -65,4 +65,35 @@ struct StateTests {
         map.removeAll { _, value in value % 2 == 0 }
         #expect(map.count == reference.values.filter { $0 % 2 != 0 }.count)
     }
+
+    @Test("removing by a predicate, in place, keeps every other entry findable, also in probe runs that wrap around the table's end")
+    func hashMapRemoveAllInPlace() {
+        for seed in UInt64(0)..<20 {
+            // 2,048 slots; most keys' home slots are the last eight, so their runs wrap to the start.
+            var map = HashMap64<Int>(vacant: -1, capacity: 1_000)
+            var reference: [UInt64: Int] = [:]
+            var random = SplitMix64(seed: seed)
+            for step in 0..<1_000 {
+                let key = step % 5 == 0 ? random.next() : (random.next() % 4_096) * 2_048 + 2_040 + random.next() % 8
+                map[key] = step
+                reference[key] = step
+            }
+            let slots = map.memoryBytes
+            map.removeAll { _, value in value % 3 == 0 }
+            reference = reference.filter { $0.value % 3 != 0 }
+            #expect(map.count == reference.count)
+            #expect(map.memoryBytes == slots, "the same table")
+            for (key, value) in reference { #expect(map[key] == value) }
+            #expect(map.entries.count == reference.count)
+            #expect(map.entries.allSatisfy { reference[$0.key] == $0.value })
+
+            map.removeAll { _, value in value >= 30 }
+            reference = reference.filter { $0.value < 30 }
+            #expect(map.count == reference.count)
+            #expect(map.memoryBytes < slots, "under an eighth full, it shrinks")
+            for (key, value) in reference { #expect(map[key] == value) }
+            map[7] = 7
+            #expect(map[7] == 7 && map.count == reference.count + 1)
+        }
+    }
 }

@@ -102,10 +102,14 @@ public struct HashMap64<Value>: @unchecked Sendable {
     }
 
     private mutating func grow() {
+        rehash(size: keys.count * 2)
+    }
+
+    private mutating func rehash(size: Int) {
         let oldKeys = keys
         let oldValues = values
-        keys = Array(repeating: 0, count: oldKeys.count * 2)
-        values = Array(repeating: vacant, count: oldKeys.count * 2)
+        keys = Array(repeating: 0, count: size)
+        values = Array(repeating: vacant, count: size)
         for index in oldKeys.indices where oldKeys[index] != 0 {
             let (slot, _) = slot(of: oldKeys[index])
             keys[slot] = oldKeys[index]
@@ -113,13 +117,29 @@ public struct HashMap64<Value>: @unchecked Sendable {
         }
     }
 
-    /// Removes every entry for which `shouldRemove` is true.
+    /// Removes every entry for which `shouldRemove` is true, in place: no second table
+    /// while it runs (pruning a large table used to build a new one next to it). Shrinks
+    /// afterwards if under an eighth full.
     public mutating func removeAll(where shouldRemove: (UInt64, Value) -> Bool) {
-        var kept = HashMap64(vacant: vacant, capacity: count)
-        for index in keys.indices where keys[index] != 0 && !shouldRemove(keys[index], values[index]) {
-            kept.update(keys[index], default: values[index]) { _ in }
+        // Start after an empty slot (there is one: at most 80 % full), so no probe run
+        // crosses the start. A deletion shifts later entries of its run back, the first
+        // of them into the slot just examined, which is therefore examined again; the
+        // shift stops at an empty slot, so it never reaches a slot already passed.
+        guard count > 0, let empty = keys.firstIndex(of: 0) else { return }
+        let mask = keys.count - 1
+        var index = (empty + 1) & mask
+        var remaining = keys.count - 1
+        while remaining > 0 {
+            let key = keys[index]
+            if key != 0 && shouldRemove(key, values[index]) {
+                deleteSlot(index)
+                continue
+            }
+            index = (index + 1) & mask
+            remaining -= 1
         }
-        self = kept
+        let fitting = max(16, (count * 5 / 4 + 1).nextPowerOfTwo)
+        if keys.count > 16 && count * 8 < keys.count { rehash(size: fitting) }
     }
 
     /// All entries, in no particular order (keys as stored: 0 appears as its stand-in).
