@@ -28,9 +28,9 @@ public struct TopK: Sendable, Equatable {
 
     public let capacity: Int
     private var counters: [Counter] = []
-    /// Counter positions by hash. Empty after decoding until first needed
-    /// (``ensureIndexed()``): a decoded summary that is only merged into another one or
-    /// encoded again never needs it.
+    /// Counter positions by hash. Empty after decoding or a merge's cut until first
+    /// needed (``ensureIndexed()``): a summary that is only read, encoded or merged into
+    /// another one never needs it.
     private var index = TopK.emptyIndex
     private var isIndexed = true
     /// While the summary is full: no count is below `floorCount`, and every counter before
@@ -152,7 +152,10 @@ public struct TopK: Sendable, Equatable {
         // attached yet or not, and no strings compared.
         counters.sort { $0.count != $1.count ? $0.count > $1.count : $0.hash < $1.hash }
         counters.removeLast(counters.count - capacity)
-        rebuildIndex()
+        // Indexed again only if counted into or merged into later: most merged
+        // summaries are only read.
+        index = TopK.emptyIndex
+        isIndexed = false
     }
 
     @inline(__always)
