@@ -16,6 +16,7 @@ struct CoreBenchmarkTests {
         #expect(run.partials > run.finalRecords, "updates were sent besides the finals")
         #expect(run.records > run.finalRecords)
         #expect(run.checkpoints == 4 + 8, "4 aggregators and 8 mergers, once (at 20,000 events)")
+        #expect(run.markers > 0 && run.markers < events / 5_000 * 4, "markers only when stage 1 would send one, not after every batch: \(run.markers)")
 
         let configuration = try PulseConfiguration.load(
             yaml: "kafka:\n  bootstrap.servers: 127.0.0.1:9092\ntopics:\n  input: events\n" + SuiteBenchmark.fullJobBody)

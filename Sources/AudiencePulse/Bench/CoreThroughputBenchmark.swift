@@ -135,6 +135,8 @@ public enum CoreThroughputBenchmark {
         /// Checkpoints written by both stages, and their bytes.
         public var checkpoints = 0
         public var checkpointBytes = 0
+        /// Watermark markers stage 1 sent (each to every stage-2 merger).
+        public var markers = 0
         /// Where the time went: decoding and aggregating events; closing windows (final
         /// partials, their merge and the final records); updates (partials and records);
         /// checkpoints.
@@ -150,7 +152,9 @@ public enum CoreThroughputBenchmark {
     /// partial is encoded as the partials topic carries it, decoded, and merged by one of
     /// 8 stage-2 mergers (by segment, as the service routes them), whose records are
     /// rendered as JSON. As the service does, per 5,000 events (a polled batch) ready
-    /// windows close and each input partition's watermark marker follows its finals;
+    /// windows close and each input partition's watermark marker follows its finals
+    /// (when stage 1 would send one: windows closed, or the watermark moved by the
+    /// smallest window advance);
     /// every `updateEvery` events (the update interval's worth at the service's rate)
     /// stage 1 sends its updates and stage 2 renders the updated records; every fifth
     /// time both stages write checkpoints (`processing.checkpoint_interval` is 5 s).
@@ -178,7 +182,7 @@ public enum CoreThroughputBenchmark {
             for record in records {
                 out.records += 1
                 if record.isFinal { out.finals.append(record) }
-                out.recordBytes += record.json.utf8.count
+                out.recordBytes += record.jsonBytes.count
             }
         }
         func send(_ partials: [WindowPartial], from partition: Int) throws {
@@ -198,13 +202,19 @@ public enum CoreThroughputBenchmark {
             }
         }
         let clock = ContinuousClock()
+        let smallestAdvance = config.windows.map(\.advance).min() ?? 60_000
+        var lastMarkers = Array(repeating: Int64.min, count: inputPartitions)
         func close() throws {
             let started = clock.now
             defer { out.closing += clock.now - started }
             for (partition, aggregator) in aggregators.enumerated() {
                 let closed = aggregator.closeReadyWindows()
                 try send(closed, from: partition)
-                guard aggregator.watermark != .min else { continue }
+                guard StageOne.isMarkerDue(watermark: aggregator.watermark, lastMarker: lastMarkers[partition], closedAny: !closed.isEmpty,
+                                           smallestAdvance: smallestAdvance)
+                else { continue }
+                lastMarkers[partition] = aggregator.watermark
+                out.markers += 1
                 let closing = StageMessage.closing(closed, partitions: partialsPartitions)
                 for (target, merger) in mergers.enumerated() {
                     render(merger.applyWatermark(aggregator.watermark, inputPartition: Int32(partition), closing: closing[target]))

@@ -417,13 +417,21 @@ final class StageOne: @unchecked Sendable {
         metrics.deadLettered.add(1, ordering: .relaxed)
     }
 
+    /// Whether a partition sends a watermark marker now: after windows closed (their
+    /// finals must be announced), for its first, or once the watermark moved by the
+    /// smallest window advance since the last (smaller moves close nothing).
+    static func isMarkerDue(watermark: Int64, lastMarker: Int64, closedAny: Bool, smallestAdvance: Int64) -> Bool {
+        watermark != .min && (closedAny || lastMarker == .min || watermark - lastMarker >= smallestAdvance)
+    }
+
     /// Closes the partition's ready windows and sends their final partials and a
     /// watermark marker; returns whether a window closed.
     private func closeWindows(partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws -> Bool {
         let closed = state.aggregator.closeReadyWindows()
         try emit(closed, partition: partition, state: &state, producer: producer)
         let watermark = state.aggregator.watermark
-        guard watermark != .min, !closed.isEmpty || state.lastMarker == .min || watermark - state.lastMarker >= smallestAdvance else { return !closed.isEmpty }
+        guard Self.isMarkerDue(watermark: watermark, lastMarker: state.lastMarker, closedAny: !closed.isEmpty, smallestAdvance: smallestAdvance)
+        else { return !closed.isEmpty }
         state.lastMarker = watermark
         state.changedSinceCheckpoint = true
         try committer?.prepareToProduce()
