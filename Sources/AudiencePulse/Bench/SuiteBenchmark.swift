@@ -20,6 +20,8 @@ public struct SuiteBenchmark {
         public var cpuSeconds: Double
         /// CPU time of the broker process over the same span (nil: not measured).
         public var brokerCPUSeconds: Double?
+        /// The service's CPU time by thread group (``ThreadCPU``), adding up to `cpuSeconds`.
+        public var cpuByThread: [(group: String, seconds: Double)] = []
         public var finalRecords: Int
         public var peakRSSMegabytes: Double
         /// Input partitions paused for watermark alignment during the run.
@@ -181,6 +183,7 @@ public struct SuiteBenchmark {
         let configuration = try PulseConfiguration.load(yaml: yaml, file: "\(name).yaml", environment: Self.overrides)
         let service = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
         let cpuBefore = cpuTime()
+        let threadsBefore = ThreadCPU.now()
         let sampler = RSSSampler()
         let began = ContinuousClock.now
         try service.start()
@@ -216,13 +219,15 @@ public struct SuiteBenchmark {
             if let allConsumed, let stageTwoCaughtUp, finals > 0, now - max(lastChange, allConsumed, stageTwoCaughtUp) > .seconds(3) { break }
             if now - began > .seconds(900) { throw Failure(description: "\(name): not done after 15 minutes (consumed \(counters["consumed", default: 0]) of \(expected))") }
         }
+        // Read before stopping: the stages' threads end with the service.
         let cpu = cpuTime(since: cpuBefore)
+        let byThread = ThreadCPU.now().seconds(since: threadsBefore, processSeconds: cpu.client)
         service.stop(timeout: .seconds(30))
         return JobResult(name: name, events: expected, seconds: (lastChange - began).secondsDouble,
                          startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble,
                          readySeconds: ((ready ?? lastChange) - began).secondsDouble,
                          consumedSeconds: ((allConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu.client, brokerCPUSeconds: cpu.broker,
-                         finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes,
+                         cpuByThread: byThread, finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes,
                          alignmentPauses: service.counters["alignment_pauses", default: 0])
     }
 
@@ -442,6 +447,12 @@ extension SuiteBenchmark {
         func ratio(_ job: JobResult) -> Double { job.eventsPerSecond / ceiling.messagesPerSecond }
         func perMillion(_ seconds: Double, _ events: Int) -> Double { seconds / Double(max(events, 1)) * 1_000_000 }
 
+        /// The service's CPU s per million events by thread group: "; by thread: stage 1 …".
+        func byThread(_ job: JobResult) -> String {
+            guard !job.cpuByThread.isEmpty else { return "" }
+            return "; by thread: " + job.cpuByThread.map { "\($0.group) \(Self.decimal(perMillion($0.seconds, job.events)))" }.joined(separator: ", ")
+        }
+
         public var markdown: String {
             var out = "### \(date) — `\(command)`\n\n\(machine)\n\n"
             out += "| measure | result |\n|---|---|\n"
@@ -456,7 +467,8 @@ extension SuiteBenchmark {
                     + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
                     + "(\(isStatic ? "partitions" : "groups joined and partitions") restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
-                    + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? ""), \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses |\n"
+                    + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? "")"
+                    + "\(byThread(job)), \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses |\n"
             }
             for (rate, result) in latency {
                 out += "| latency at \(Self.integer(Double(rate))) events/s (\(result.measured) events measured) | event → updated metric p50 \(result.p50) ms, "
@@ -485,6 +497,7 @@ extension SuiteBenchmark {
                         ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("ready_seconds", Self.decimal(job.readySeconds, places: 3)), ("consumed_seconds", Self.decimal(job.consumedSeconds, places: 3)),
                         ("processing_events_per_second", Self.integer(job.processingRate, grouped: false)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
                         ("broker_cpu_seconds_per_million", job.brokerCPUSecondsPerMillion.map { Self.decimal($0) } ?? "null"),
+                        ("cpu_seconds_per_million_by_thread", object(job.cpuByThread.map { ($0.group, Self.decimal(perMillion($0.seconds, job.events))) })),
                         ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false)),
                         ("alignment_pauses", "\(job.alignmentPauses)")])
             }

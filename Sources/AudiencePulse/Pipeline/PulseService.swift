@@ -45,6 +45,7 @@ public final class PulseService: Sendable {
             done.enter()
             let thread = Thread { [self] in
                 defer { done.leave() }
+                ThreadName.setCurrent("pulse-\(name)")
                 do {
                     try stage()
                 } catch {

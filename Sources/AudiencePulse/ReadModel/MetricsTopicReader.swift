@@ -30,6 +30,7 @@ public final class MetricsTopicReader: Sendable {
         done.enter()
         let thread = Thread { [self] in
             defer { done.leave() }
+            ThreadName.setCurrent("pulse-readmodel")
             while !stopping.load(ordering: .acquiring) {
                 do {
                     try follow()
