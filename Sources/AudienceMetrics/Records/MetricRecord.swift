@@ -107,76 +107,76 @@ public struct MetricRecord: Sendable, Hashable {
     /// carries).
     public var jsonBytes: [UInt8] {
         var out = JSONText()
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         out.field("schema", string: MetricRecord.schema)
         out.field("segment", string: segment)
         out.key("window")
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         out.field("size", string: window.name)
         out.field("start", timestamp: start)
         out.field("end", timestamp: end)
         out.field("start_ms", int: start)
         out.field("end_ms", int: end)
-        out.close(UInt8(ascii: "}"))
+        out.close("}")
         out.field("final", bool: isFinal)
         out.field("events", int: events)
         out.key("by_type")
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         for (name, count) in byType {
             out.key(escaping: name)
             out.value(int: count)
         }
-        out.close(UInt8(ascii: "}"))
+        out.close("}")
         out.key("users")
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         out.field("unique", int: Int64(uniqueUsers))
         out.field("unique_exact", bool: uniqueIsExact)
         out.field("new", int: Int64(newUsers))
         out.field("returning", int: Int64(returningUsers))
         out.field("retained", int: Int64(retainedUsers))
         out.field("retention_rate", double: retentionRate)
-        out.close(UInt8(ascii: "}"))
+        out.close("}")
         out.key("engagement")
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         out.field("count", int: engagementCount)
         out.field("rate", double: engagementRate)
         out.field("per_user", double: engagementPerUser)
-        out.close(UInt8(ascii: "}"))
+        out.close("}")
         out.key("conversion")
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         out.field("count", int: conversionCount)
         out.field("users", int: Int64(convertingUsers))
         out.field("rate", double: conversionRate)
         out.field("revenue", micros: revenueMicros)
-        out.close(UInt8(ascii: "}"))
+        out.close("}")
         out.key("dwell_ms")
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         out.field("count", int: Int64(dwellCount))
         out.field("mean", double: dwellMean)
         out.field("p50", double: dwellP50)
         out.field("p90", double: dwellP90)
         out.field("p99", double: dwellP99)
-        out.close(UInt8(ascii: "}"))
+        out.close("}")
         out.key("sessions")
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         out.field("started", int: sessionsStarted)
         out.field("engaged", int: sessionsEngaged)
         out.field("bounce_rate", double: bounceRate)
         out.field("duration_ms", int: sessionDurationMs)
         out.field("mean_duration_ms", double: meanSessionDurationMs)
-        out.close(UInt8(ascii: "}"))
+        out.close("}")
         out.key("top_content")
-        out.open(UInt8(ascii: "["))
+        out.open("[")
         for (name, views) in topContent {
-            out.open(UInt8(ascii: "{"))
+            out.open("{")
             out.field("content_id", string: name)
             out.field("views", int: views)
-            out.close(UInt8(ascii: "}"))
+            out.close("}")
         }
-        out.close(UInt8(ascii: "]"))
+        out.close("]")
         out.key("trend")
         if let trend {
-            out.open(UInt8(ascii: "{"))
+            out.open("{")
             out.field("metric", string: "events")
             out.field("previous", double: trend.previous)
             out.field("change", double: trend.change)
@@ -185,18 +185,18 @@ public struct MetricRecord: Sendable, Hashable {
             out.field("forecast", double: trend.forecast)
             out.field("anomaly_score", double: trend.anomalyScore)
             out.field("anomaly", bool: trend.anomaly)
-            out.close(UInt8(ascii: "}"))
+            out.close("}")
         } else {
             out.null()
         }
         out.key("quality")
-        out.open(UInt8(ascii: "{"))
+        out.open("{")
         out.field("late", int: late)
         out.field("duplicates", int: duplicates)
         out.field("invalid", int: invalid)
         out.field("overflowed_events", int: overflowedEvents)
-        out.close(UInt8(ascii: "}"))
-        out.close(UInt8(ascii: "}"))
+        out.close("}")
+        out.close("}")
         return out.bytes
     }
 }
@@ -208,16 +208,14 @@ public struct JSONText {
 
     init(capacity: Int = 1024) { bytes.reserveCapacity(capacity) }
 
-    var text: String { String(decoding: bytes, as: UTF8.self) }
-
-    mutating func open(_ bracket: UInt8) {
+    mutating func open(_ bracket: Unicode.Scalar) {
         separator()
-        bytes.append(bracket)
+        bytes.append(UInt8(ascii: bracket))
         needsComma = false
     }
 
-    mutating func close(_ bracket: UInt8) {
-        bytes.append(bracket)
+    mutating func close(_ bracket: Unicode.Scalar) {
+        bytes.append(UInt8(ascii: bracket))
         needsComma = true
     }
 
