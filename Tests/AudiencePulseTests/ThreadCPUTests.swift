@@ -23,7 +23,8 @@ struct ThreadCPUTests {
         let result = Mutex(UInt64(0))
         let thread = Thread {
             ThreadName.setCurrent("pulse-stage-2")
-            #expect(ThreadName.current == "pulse-stage-2")
+            let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8))?.trimmingCharacters(in: .newlines)
+            #expect(name == "pulse-stage-2")
             var state: UInt64 = 1
             for step in 0..<60_000_000 { state = state &* 6_364_136_223_846_793_005 &+ UInt64(step) }
             result.withLock { $0 = state }

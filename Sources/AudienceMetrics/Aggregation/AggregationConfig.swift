@@ -3,6 +3,8 @@
 public struct AggregationConfig: Sendable, Hashable {
     /// Windows computed, all at once. Default: 1-minute tumbling.
     public var windows: [WindowSpec]
+    /// The smallest advance of any window: a watermark that moved less closes nothing new.
+    public var smallestAdvance: Int64 { windows.map(\.advance).min() ?? 60_000 }
     /// Watermark = newest event time − this. Default 5 s.
     public var maxOutOfOrderness: Int64
     /// A window stays open this long after the watermark passed its end. Default 0.

@@ -15,10 +15,13 @@ public struct HashMap64<Value>: @unchecked Sendable {
     /// - Parameter vacant: the value stored in empty slots (never returned).
     public init(vacant: Value, capacity: Int = 16) {
         self.vacant = vacant
-        let size = max(16, (capacity * 5 / 4 + 1).nextPowerOfTwo)
+        let size = HashMap64.slots(for: capacity)
         keys = Array(repeating: 0, count: size)
         values = Array(repeating: vacant, count: size)
     }
+
+    /// Slots for `capacity` entries: a power of two, at most 80 % full.
+    private static func slots(for capacity: Int) -> Int { max(16, (capacity * 5 / 4 + 1).nextPowerOfTwo) }
 
     /// 0 marks an empty slot; the key 0 is stored as this instead.
     @inline(__always) private static func stored(_ key: UInt64) -> UInt64 { key == 0 ? 0x9E37_79B9_7F4A_7C15 : key }
@@ -138,8 +141,7 @@ public struct HashMap64<Value>: @unchecked Sendable {
             index = (index + 1) & mask
             remaining -= 1
         }
-        let fitting = max(16, (count * 5 / 4 + 1).nextPowerOfTwo)
-        if keys.count > 16 && count * 8 < keys.count { rehash(size: fitting) }
+        if keys.count > 16 && count * 8 < keys.count { rehash(size: HashMap64.slots(for: count)) }
     }
 
     /// All entries, in no particular order (keys as stored: 0 appears as its stand-in).

@@ -202,7 +202,7 @@ public enum CoreThroughputBenchmark {
             }
         }
         let clock = ContinuousClock()
-        let smallestAdvance = config.windows.map(\.advance).min() ?? 60_000
+        let smallestAdvance = config.smallestAdvance
         var lastMarkers = Array(repeating: Int64.min, count: inputPartitions)
         func close() throws {
             let started = clock.now

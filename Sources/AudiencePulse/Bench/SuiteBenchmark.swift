@@ -400,7 +400,12 @@ public struct SuiteBenchmark {
 
     /// User + system CPU time of process `pid` (from /proc), seconds; nil if it cannot be read.
     static func cpuSeconds(pid: Int32) -> Double? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        cpuSeconds(statFile: "/proc/\(pid)/stat")
+    }
+
+    /// User + system CPU time from a `/proc` `stat` file (a process's or a thread's), seconds.
+    static func cpuSeconds(statFile path: String) -> Double? {
+        guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
               let afterName = stat.lastIndex(of: ")") else { return nil }
         // Fields after the name: state (3rd field of the line) first, utime is the 14th, stime the 15th.
         let fields = stat[stat.index(after: afterName)...].split(separator: " ")

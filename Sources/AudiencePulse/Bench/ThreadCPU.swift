@@ -23,17 +23,12 @@ struct ThreadCPU: Sendable {
 
     /// The process's threads now (empty where `/proc` does not exist).
     static func now() -> ThreadCPU {
-        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         var threads: [Int: (name: String, seconds: Double)] = [:]
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? [] {
             guard let id = Int(entry),
                   let name = try? String(contentsOfFile: "/proc/self/task/\(entry)/comm", encoding: .utf8),
-                  let stat = try? String(contentsOfFile: "/proc/self/task/\(entry)/stat", encoding: .utf8),
-                  let afterName = stat.lastIndex(of: ")") else { continue }
-            // After the name: the state is the 3rd field of the line, utime the 14th, stime the 15th.
-            let fields = stat[stat.index(after: afterName)...].split(separator: " ")
-            guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
-            threads[id] = (name.trimmingCharacters(in: .newlines), (user + system) / ticks)
+                  let seconds = SuiteBenchmark.cpuSeconds(statFile: "/proc/self/task/\(entry)/stat") else { continue }
+            threads[id] = (name.trimmingCharacters(in: .newlines), seconds)
         }
         return ThreadCPU(threads: threads)
     }

@@ -110,7 +110,7 @@ final class StageOne: @unchecked Sendable {
         lastCommit = clock.now
         lastProgress = clock.now
         lastCycle = clock.now
-        smallestAdvance = configuration.aggregation.windows.map(\.advance).min() ?? 60_000
+        smallestAdvance = configuration.aggregation.smallestAdvance
     }
 
     /// The producer's transactional id: one per worker, the same after a restart (with

@@ -10,9 +10,4 @@ enum ThreadName {
     static func setCurrent(_ name: String) {
         try? String(decoding: name.utf8.prefix(15), as: UTF8.self).write(toFile: path, atomically: false, encoding: .utf8)
     }
-
-    /// The calling thread's name as the operating system shows it ("" if unknown).
-    static var current: String {
-        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").trimmingCharacters(in: .newlines)
-    }
 }
