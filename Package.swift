@@ -29,6 +29,8 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
         ),
+        // A CPU cache hint for the metrics core (header only, nothing to link).
+        .systemLibrary(name: "CPrefetch"),
         .target(
             name: "Kafka",
             dependencies: [
@@ -39,6 +41,7 @@ let package = Package(
         ),
         .target(
             name: "AudienceMetrics",
+            dependencies: ["CPrefetch"],
             // The core's hot path mutates class-held state per byte; static exclusivity
             // checking stays, the per-access runtime check (a TLS lookup) goes.
             swiftSettings: strictSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"])]

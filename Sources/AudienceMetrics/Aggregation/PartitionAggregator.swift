@@ -246,6 +246,16 @@ public final class PartitionAggregator {
         }
     }
 
+    /// Starts loading the state that processing `event` will touch first (its id in the
+    /// de-duplicator, its user), so a caller that decodes the next event before processing
+    /// the current one overlaps those memory loads with that work. A hint only: results
+    /// do not depend on it.
+    @inline(__always)
+    public func prefetch(_ event: DecodedEvent) {
+        dedup.prefetch(event.eventIDHash)
+        users.prefetch(event.userIDHash)
+    }
+
     /// Processes the decoder's current event.
     public func process(_ decoder: EventDecoder) -> Outcome {
         let event = decoder.event

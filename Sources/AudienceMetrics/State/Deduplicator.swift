@@ -20,6 +20,10 @@ public struct Deduplicator: Sendable {
 
     public var count: Int { seen.count }
 
+    /// Starts loading what ``isDuplicate(_:at:)`` will look at for `id` (a cache hint).
+    @inline(__always)
+    public func prefetch(_ id: UInt64) { seen.prefetch(id) }
+
     /// Returns true if `id` was seen within the horizon; otherwise remembers it.
     @inline(__always)
     public mutating func isDuplicate(_ id: UInt64, at time: Int64) -> Bool {

@@ -105,6 +105,11 @@ public struct UserStates: Sendable {
     /// Heap bytes of the user table, and per tracked user.
     public var memoryBytes: Int { users.memoryBytes }
 
+    /// Starts loading what ``update(user:time:typeCode:)`` will look at for `user` (a
+    /// cache hint).
+    @inline(__always)
+    public func prefetch(_ user: UInt64) { users.prefetch(user) }
+
     /// Applies one event of `user` at `time` of type `typeCode` (``KnownEventType``).
     @inline(__always)
     public mutating func update(user: UInt64, time: Int64, typeCode: Int) -> UserUpdate {

@@ -40,33 +40,39 @@ public enum CoreThroughputBenchmark {
                                         windows: [WindowSpec(size: 60_000), WindowSpec(size: 600_000, advance: 60_000)])
     }
 
+    /// Writes sequence number `sequence` into its message and decodes that with `decoder`.
+    @inline(__always)
+    private static func decode(_ sequence: Int, _ decoder: EventDecoder, corpus: inout ReferenceCorpus) -> RejectReason? {
+        let index = corpus.prepare(sequence)
+        return corpus.messages[index].withUnsafeBytes { decoder.decode($0) }
+    }
+
     /// The whole stage-1 path for `job`, after one warm-up pass (steady state: users,
     /// segments and windows exist), closing windows as the watermark passes them. Every
     /// event is new and on time.
     public static func stageOne(corpus: inout ReferenceCorpus, events: Int, job: Job = .small) -> (result: Result, windowsClosed: Int, accepted: Int64) {
         let spec = SegmentSpec(dimensions: job.dimensions)
         let config = AggregationConfig(windows: job.windows, segments: spec)
-        let decoder = EventDecoder(attributeNames: spec.attributeNames)
         let assigner = SegmentAssigner(spec: spec, attributeNames: spec.attributeNames)
         let aggregator = PartitionAggregator(config: config, assigner: assigner)
-        let warmUp = corpus.messages.count
+        let decoders = DecodeAhead(attributeNames: spec.attributeNames)
         var closed = 0
-        for sequence in 0..<warmUp {
-            let index = corpus.prepare(sequence)
-            _ = corpus.messages[index].withUnsafeBytes { decoder.decode($0) }
-            _ = aggregator.process(decoder)
-            if sequence % 1_000 == 0 { closed += aggregator.closeReadyWindows().count }
+        func run(_ sequences: Range<Int>) {
+            // Stage 1 checks for closable windows once per polled batch.
+            for batch in stride(from: sequences.lowerBound, to: sequences.upperBound, by: 1_000) {
+                decoders.forEach(batch..<min(batch + 1_000, sequences.upperBound),
+                                 decode: { sequence, decoder in decode(sequence, decoder, corpus: &corpus) },
+                                 prefetch: { _, event in aggregator.prefetch(event) }) { _, decoder, rejected in
+                    if rejected == nil { _ = aggregator.process(decoder) }
+                }
+                closed += aggregator.closeReadyWindows().count
+            }
         }
+        let warmUp = corpus.messages.count
+        run(0..<warmUp)
         let clock = ContinuousClock()
         let start = clock.now
-        for sequence in warmUp..<(warmUp + events) {
-            let index = corpus.prepare(sequence)
-            if corpus.messages[index].withUnsafeBytes({ decoder.decode($0) }) == nil {
-                _ = aggregator.process(decoder)
-            }
-            // Stage 1 checks for closable windows once per polled batch.
-            if sequence % 1_000 == 0 { closed += aggregator.closeReadyWindows().count }
-        }
+        run(warmUp..<(warmUp + events))
         let result = Result(name: job.name, events: events, seconds: (clock.now - start).secondsDouble)
         return (result, closed, aggregator.acceptedCount)
     }
@@ -167,7 +173,7 @@ public enum CoreThroughputBenchmark {
         let names = config.segments.attributeNames
         let inputPartitions = 4
         let partialsPartitions = 8
-        let decoder = EventDecoder(mapping: configuration.mapping, limits: configuration.limits, attributeNames: names)
+        let decoders = DecodeAhead(mapping: configuration.mapping, limits: configuration.limits, attributeNames: names)
         let aggregators = (0..<inputPartitions).map { _ in
             PartitionAggregator(config: config, assigner: SegmentAssigner(spec: config.segments, attributeNames: names))
         }
@@ -234,22 +240,29 @@ public enum CoreThroughputBenchmark {
                 out.checkpointBytes += bytes.count
             }
         }
+        let corpusSize = corpus.messages.count
+        func partition(of sequence: Int) -> Int { ReferenceCorpus.user(ofMessage: sequence % corpusSize) % inputPartitions }
         let start = clock.now
         var batchStart = start
-        for sequence in 0..<events {
-            let index = corpus.prepare(sequence)
-            let partition = ReferenceCorpus.user(ofMessage: index) % inputPartitions
-            offsets[partition] += 1
-            if corpus.messages[index].withUnsafeBytes({ decoder.decode($0) }) == nil {
-                _ = aggregators[partition].process(decoder)
+        var sequence = 0
+        while sequence < events {
+            // Up to the next close (every 5,000 events) or update, whichever comes first.
+            let end = min(events, (sequence / 5_000 + 1) * 5_000, (sequence / updateEvery + 1) * updateEvery)
+            decoders.forEach(sequence..<end,
+                             decode: { sequence, decoder in decode(sequence, decoder, corpus: &corpus) },
+                             prefetch: { sequence, event in aggregators[partition(of: sequence)].prefetch(event) }) { sequence, decoder, rejected in
+                let partition = partition(of: sequence)
+                offsets[partition] += 1
+                if rejected == nil { _ = aggregators[partition].process(decoder) }
             }
-            if (sequence + 1) % 5_000 == 0 {
+            sequence = end
+            if sequence % 5_000 == 0 {
                 out.processing += clock.now - batchStart
                 try close()
                 batchStart = clock.now
             }
-            if (sequence + 1) % updateEvery == 0 {
-                try update(checkpoint: (sequence + 1) % (updateEvery * 5) == 0)
+            if sequence % updateEvery == 0 {
+                try update(checkpoint: sequence % (updateEvery * 5) == 0)
                 batchStart = clock.now
             }
         }

@@ -71,7 +71,7 @@ final class StageOne: @unchecked Sendable {
     private var inputPartitionCount: Int32 = 0
     private var partialsPartitionCount = 0
     private var committer: StageCommitter?
-    private let decoder: EventDecoder
+    private let decoders: DecodeAhead
     private let assigner: SegmentAssigner
     private let checkpoints: CheckpointStore
     private let clock = ContinuousClock()
@@ -102,7 +102,7 @@ final class StageOne: @unchecked Sendable {
         if configuration.stageOneWorkers > 1 { logger[metadataKey: "worker"] = "\(worker)" }
         self.logger = logger
         let names = configuration.aggregation.segments.attributeNames
-        decoder = EventDecoder(mapping: configuration.mapping, limits: configuration.limits, attributeNames: names)
+        decoders = DecodeAhead(mapping: configuration.mapping, limits: configuration.limits, attributeNames: names)
         assigner = SegmentAssigner(spec: configuration.aggregation.segments, attributeNames: names)
         checkpoints = CheckpointStore(topic: configuration.stageOneChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
         lastUpdate = clock.now
@@ -200,7 +200,10 @@ final class StageOne: @unchecked Sendable {
                     metrics.valid.add(counts.valid, ordering: .relaxed)
                     metrics.duplicates.add(counts.duplicates, ordering: .relaxed)
                 }
-                for index in run { try handle(batch[index], state: &state, counts: &counts, producer: producer) }
+                try decoders.forEach(run, decode: { index, decoder in decoder.decode(batch[index].value) },
+                                     prefetch: { _, event in state.aggregator.prefetch(event) }) { index, decoder, rejected in
+                    try handle(batch[index], decoder: decoder, rejected: rejected, state: &state, counts: &counts, producer: producer)
+                }
                 state.end = .reading  // an end-of-partition event follows the new records
                 touched.insert(partition)
             }
@@ -385,11 +388,13 @@ final class StageOne: @unchecked Sendable {
         var duplicates = 0
     }
 
-    private func handle(_ message: KafkaMessageView, state: inout PartitionState, counts: inout RunCounts, producer: KafkaProducer) throws {
+    /// Handles one message, which `decoder` has decoded (or rejected for `rejected`).
+    private func handle(_ message: KafkaMessageView, decoder: EventDecoder, rejected: RejectReason?, state: inout PartitionState,
+                        counts: inout RunCounts, producer: KafkaProducer) throws {
         state.lastOffset = message.offset
         if state.pendingSince == nil { state.pendingSince = message.timestamp }
         state.changedSinceCheckpoint = true
-        if let reason = decoder.decode(message.value) {
+        if let reason = rejected {
             state.aggregator.recordInvalid()
             metrics.invalid.add(1, ordering: .relaxed)
             try deadLetter(message, reason: reason, producer: producer)
