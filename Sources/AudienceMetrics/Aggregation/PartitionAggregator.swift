@@ -47,6 +47,8 @@ public final class PartitionAggregator {
     private let allKey = Hash64.hash("all")
     private let overflowKey = Hash64.hash(SegmentSpec.overflowSegment)
     private let tracksAll: Bool
+    /// Scratch: the slots of the current event's segments in one window.
+    private let slots: UnsafeMutableBufferPointer<Int>
 
     final class WindowState {
         let windowIndex: Int
@@ -137,7 +139,11 @@ public final class PartitionAggregator {
         users = UserStates(rules: config.sessions, ttl: config.userTTL, maxUsers: config.maxUsersPerPartition)
         dedup = Deduplicator(horizon: config.deduplicationHorizon, maxEntries: config.deduplicationMaxEntries)
         tracksAll = config.segments.dimensions.contains([])
+        // The assigner gives at most one key per combination and rule.
+        slots = .allocate(capacity: max(1, assigner.spec.dimensions.count + assigner.spec.rules.count))
     }
+
+    deinit { slots.deallocate() }
 
     /// Tracked users and remembered event ids (for sizing and metrics).
     public var trackedUsers: Int { users.count }
@@ -297,10 +303,14 @@ public final class PartitionAggregator {
                 let isNew = update.firstSeen >= state.start && update.firstSeen < state.end
                 // A slice leaves retained users to its windows (below).
                 let isRetained = !isSlice && update.previousLastSeen < state.start && update.previousLastSeen >= state.start - spec.size
-                for key in keys {
-                    let slot = slot(key, in: state)
-                    state.aggregates.withUnsafeMutableBufferPointer { aggregates in
-                        contribution.add(to: &aggregates[slot], isNew: isNew, isRetained: isRetained, otherTypeName: typeName)
+                // The slots first, each segment's user table asked for the event's user;
+                // then the additions, whose lookups in those tables (many segments and
+                // windows: more than the caches hold) no longer wait one after another.
+                for (position, key) in keys.enumerated() { slots[position] = slot(key, in: state) }
+                state.aggregates.withUnsafeMutableBufferPointer { aggregates in
+                    for position in keys.indices { aggregates[slots[position]].users.prefetch(event.userIDHash) }
+                    for position in keys.indices {
+                        contribution.add(to: &aggregates[slots[position]], isNew: isNew, isRetained: isRetained, otherTypeName: typeName)
                     }
                 }
             }

@@ -1,3 +1,4 @@
+import CPrefetch
 import Foundation
 
 /// Counts distinct 64-bit hashes: exactly up to ``exactLimit`` distinct values, then as a
@@ -45,12 +46,35 @@ public struct UniqueCounter: Sendable, Equatable {
         }
     }
 
+    /// Starts loading what ``insert(_:)`` of `hash` will look at first (a cache hint:
+    /// nothing changes). Mutating only so that reaching the storage costs a uniqueness
+    /// check, not a retain and a release.
+    @inline(__always)
+    public mutating func prefetch(_ hash: UInt64) {
+        if registers.isEmpty {
+            table.withUnsafeMutableBufferPointer { table in
+                guard let base = table.baseAddress else { return }
+                pulse_prefetch_for_write(base + UniqueCounter.home(of: hash == 0 ? 1 : hash, slots: table.count))
+            }
+        } else {
+            registers.withUnsafeMutableBufferPointer { registers in
+                guard let base = registers.baseAddress else { return }
+                pulse_prefetch_for_write(base + Int(hash >> UInt64(64 - precision)))
+            }
+        }
+    }
+
+    /// Home slot from the top bits: the table then holds the hashes nearly in order,
+    /// which makes the sorted form cheap (``sortedHashes``).
+    @inline(__always)
+    private static func home(of hash: UInt64, slots: Int) -> Int {
+        Int(truncatingIfNeeded: hash >> UInt64(64 - slots.trailingZeroBitCount))
+    }
+
     private mutating func insertExact(_ hash: UInt64) {
         if table.isEmpty { table = Array(repeating: 0, count: 16) }
         let mask = table.count - 1
-        // Home slot from the top bits: the table then holds the hashes nearly in order,
-        // which makes the sorted form cheap (``sortedHashes``).
-        var index = Int(truncatingIfNeeded: hash >> UInt64(64 - table.count.trailingZeroBitCount))
+        var index = UniqueCounter.home(of: hash, slots: table.count)
         while true {
             let slot = table[index]
             if slot == hash { return }
