@@ -52,6 +52,7 @@ public struct UniqueCounter: Sendable, Equatable {
     @inline(__always)
     public mutating func prefetch(_ hash: UInt64) {
         if registers.isEmpty {
+            guard !table.isEmpty else { return }  // nothing counted yet: no table
             table.withUnsafeMutableBufferPointer { table in
                 guard let base = table.baseAddress else { return }
                 pulse_prefetch_for_write(base + UniqueCounter.home(of: hash == 0 ? 1 : hash, slots: table.count))
