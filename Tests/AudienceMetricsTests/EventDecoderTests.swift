@@ -103,6 +103,37 @@ struct EventDecoderTests {
         #expect(decoder.decode(base + #","unknown":{"nested":[1,2,{"a":null}]},"n":-0.5e-3,"b":true}"#) == nil)
     }
 
+    @Test("the string scanner finds the end, escapes, control bytes and non-ASCII bytes at every position of a word")
+    func stringScanAtEveryPosition() throws {
+        let decoder = EventDecoder(attributeNames: ["k"])
+        let base = #"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"attributes":{"k":""#
+        func decode(_ value: [UInt8]) -> (reason: String?, value: [UInt8]) {
+            let message = Array(base.utf8) + value + Array("\"}}".utf8)
+            let reason = message.withUnsafeBytes { decoder.decode($0) }?.code
+            return (reason, reason == nil ? Array(decoder.bytes(decoder.attributeValue(0))) : [])
+        }
+        // Lengths around one and two 8-byte words, with the odd byte at each position.
+        for length in 1...19 {
+            for position in 0..<length {
+                var plain = Array(repeating: UInt8(ascii: "x"), count: length)
+                #expect(decode(plain).value == plain)
+                plain[position] = 0xFF  // never valid in UTF-8
+                #expect(decode(plain).reason == "invalid_utf8", "0xFF at \(position) of \(length)")
+                var accented = Array(repeating: UInt8(ascii: "x"), count: length)
+                accented.replaceSubrange(position..<position + 1, with: [0xC3, 0xA9])  // é
+                #expect(decode(accented).value == accented, "é at \(position) of \(length)")
+                var escaped = Array(repeating: UInt8(ascii: "x"), count: length)
+                escaped.replaceSubrange(position..<position + 1, with: Array(#"\""#.utf8))
+                var unescaped = Array(repeating: UInt8(ascii: "x"), count: length)
+                unescaped[position] = UInt8(ascii: "\"")
+                #expect(decode(escaped).value == unescaped, "escaped quote at \(position) of \(length)")
+                var control = Array(repeating: UInt8(ascii: "x"), count: length)
+                control[position] = 0x1F
+                #expect(decode(control).reason == "malformed_json", "control byte at \(position) of \(length)")
+            }
+        }
+    }
+
     @Test("Segment-spec events map through the preset")
     func segmentPreset() {
         let decoder = EventDecoder(mapping: .segment, attributeNames: ["plan", "device.type", "locale"])

@@ -597,10 +597,17 @@ public final class EventDecoder {
         c.i += 1
         let begin = c.i
         var highBits: UInt64 = 0
-        // Fast path: scan eight bytes at a time to the closing quote.
+        // Fast path: scan eight bytes at a time; the word holding the closing quote (or
+        // an escape, or a control byte) also says where it is.
         while c.count - c.i >= 8 {
             let word = UInt64(littleEndian: UnsafeRawPointer(c.base + c.i).loadUnaligned(as: UInt64.self))
-            if EventDecoder.hasSpecialByte(word) { break }
+            let special = EventDecoder.specialBytes(word)
+            if special != 0 {
+                let ordinary = special.trailingZeroBitCount & ~7  // bits of the bytes before it
+                highBits |= word & ((1 << UInt64(ordinary)) &- 1)
+                c.i += ordinary >> 3
+                break
+            }
             highBits |= word
             c.i += 8
         }
@@ -675,10 +682,12 @@ public final class EventDecoder {
         return ref
     }
 
-    /// Whether any byte of `word` is `"`, `\\` or below 0x20 (SWAR: a byte is zero
-    /// after XOR with the pattern, or less than 0x20).
+    /// The bytes of `word` (little-endian) that are `"`, `\\` or below 0x20, as their
+    /// high bit set (SWAR: a byte is zero after XOR with the pattern, or less than 0x20).
+    /// Bytes above the first such byte may be marked wrongly (a borrow runs upwards);
+    /// the lowest mark is always right, and it is the only one used.
     @inline(__always)
-    private static func hasSpecialByte(_ word: UInt64) -> Bool {
+    static func specialBytes(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highs: UInt64 = 0x8080_8080_8080_8080
         let quote = word ^ (ones &* 0x22)
@@ -686,7 +695,7 @@ public final class EventDecoder {
         let hasQuote = (quote &- ones) & ~quote & highs
         let hasBackslash = (backslash &- ones) & ~backslash & highs
         let hasControl = (word &- ones &* 0x20) & ~word & highs
-        return (hasQuote | hasBackslash | hasControl) != 0
+        return hasQuote | hasBackslash | hasControl
     }
 
     @inline(__always) private func append(_ byte: UInt8, _ state: inout ParseState) {
