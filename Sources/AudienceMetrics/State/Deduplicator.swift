@@ -22,7 +22,7 @@ public struct Deduplicator: Sendable {
 
     /// Starts loading what ``isDuplicate(_:at:)`` will look at for `id` (a cache hint).
     @inline(__always)
-    public func prefetch(_ id: UInt64) { seen.prefetch(id) }
+    public mutating func prefetch(_ id: UInt64) { seen.prefetch(id) }
 
     /// Returns true if `id` was seen within the horizon; otherwise remembers it.
     @inline(__always)

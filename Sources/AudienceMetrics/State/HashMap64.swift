@@ -84,10 +84,11 @@ public struct HashMap64<Value>: @unchecked Sendable {
 
     /// Starts loading `key`'s home slot into the cache, for a lookup of it soon (a hint:
     /// nothing changes). Worth it where the table is larger than the caches and other
-    /// work can run meanwhile.
+    /// work can run meanwhile. Mutating only so that reaching the storage costs a
+    /// uniqueness check, not a retain and a release (callers update the key next anyway).
     @inline(__always)
-    public func prefetch(_ key: UInt64) {
-        table.withUnsafeBufferPointer { table in
+    public mutating func prefetch(_ key: UInt64) {
+        table.withUnsafeMutableBufferPointer { table in
             guard let base = table.baseAddress else { return }
             pulse_prefetch_for_write(base + HashMap64.home(of: HashMap64.stored(key), mask: table.count - 1))
         }

@@ -108,7 +108,7 @@ public struct UserStates: Sendable {
     /// Starts loading what ``update(user:time:typeCode:)`` will look at for `user` (a
     /// cache hint).
     @inline(__always)
-    public func prefetch(_ user: UInt64) { users.prefetch(user) }
+    public mutating func prefetch(_ user: UInt64) { users.prefetch(user) }
 
     /// Applies one event of `user` at `time` of type `typeCode` (``KnownEventType``).
     @inline(__always)
