@@ -49,6 +49,11 @@ public final class PartitionAggregator {
     private let tracksAll: Bool
     /// Scratch: the slots of the current event's segments in one window.
     private let slots: UnsafeMutableBufferPointer<Int>
+    /// Scratch: the windows of a sliced size that count the current event's user as new
+    /// or retained, and their segments' slots (the segments of each window in turn).
+    /// (Unretained: `open` holds them meanwhile.)
+    private let windowTargets: UnsafeMutableBufferPointer<(state: Unmanaged<WindowState>, isNew: Bool, isRetained: Bool)>
+    private let windowSlots: UnsafeMutableBufferPointer<Int>
 
     final class WindowState {
         let windowIndex: Int
@@ -140,10 +145,19 @@ public final class PartitionAggregator {
         dedup = Deduplicator(horizon: config.deduplicationHorizon, maxEntries: config.deduplicationMaxEntries)
         tracksAll = config.segments.dimensions.contains([])
         // The assigner gives at most one key per combination and rule.
-        slots = .allocate(capacity: max(1, assigner.spec.dimensions.count + assigner.spec.rules.count))
+        let keys = max(1, assigner.spec.dimensions.count + assigner.spec.rules.count)
+        slots = .allocate(capacity: keys)
+        // A sliced size's event lies in size / advance windows.
+        let windowsPerEvent = zip(config.windows, slicing).map { $1 == nil ? 0 : Int($0.size / $0.advance) }.max() ?? 0
+        windowSlots = .allocate(capacity: max(1, windowsPerEvent * keys))
+        windowTargets = .allocate(capacity: max(1, windowsPerEvent))
     }
 
-    deinit { slots.deallocate() }
+    deinit {
+        slots.deallocate()
+        windowSlots.deallocate()
+        windowTargets.deallocate()
+    }
 
     /// Tracked users and remembered event ids (for sizing and metrics).
     public var trackedUsers: Int { users.count }
@@ -321,16 +335,39 @@ public final class PartitionAggregator {
             let newSinceEarlierSlice = update.firstSeen < start && update.firstSeen > time - spec.size
             let maybeRetained = update.previousLastSeen != .min && update.previousLastSeen < start
             guard newSinceEarlierSlice || maybeRetained else { continue }
+            // As for the slices: every window's slots first, each counter asked for the
+            // user, then the insertions (up to size/advance windows times the segments:
+            // counters spread over more memory than the caches hold).
+            var targets = 0
             spec.forEachStart(containing: time) { start in
                 guard isOpen(start, spec) else { return }
                 let isNew = newSinceEarlierSlice && update.firstSeen >= start
                 let isRetained = maybeRetained && update.previousLastSeen < start && update.previousLastSeen >= start - spec.size
                 guard isNew || isRetained else { return }
                 let state = window(index, start: start)
-                for key in keys {
-                    let slot = slot(key, in: state)
-                    if isNew { state.aggregates[slot].newUsers.insert(event.userIDHash) }
-                    if isRetained { state.aggregates[slot].retainedUsers.insert(event.userIDHash) }
+                let first = targets * keys.count
+                for (position, key) in keys.enumerated() { windowSlots[first + position] = slot(key, in: state) }
+                state.aggregates.withUnsafeMutableBufferPointer { aggregates in
+                    for position in keys.indices {
+                        let slot = windowSlots[first + position]
+                        if isNew { aggregates[slot].newUsers.prefetch(event.userIDHash) }
+                        if isRetained { aggregates[slot].retainedUsers.prefetch(event.userIDHash) }
+                    }
+                }
+                windowTargets[targets] = (.passUnretained(state), isNew, isRetained)
+                targets += 1
+            }
+            for number in 0..<targets {
+                let (state, isNew, isRetained) = windowTargets[number]
+                let first = number * keys.count
+                state._withUnsafeGuaranteedRef { state in
+                    state.aggregates.withUnsafeMutableBufferPointer { aggregates in
+                        for position in keys.indices {
+                            let slot = windowSlots[first + position]
+                            if isNew { aggregates[slot].newUsers.insert(event.userIDHash) }
+                            if isRetained { aggregates[slot].retainedUsers.insert(event.userIDHash) }
+                        }
+                    }
                 }
             }
         }
