@@ -4,7 +4,8 @@ import Testing
 /// Hopping windows built from slices give the partials of keeping every window whole.
 @Suite("Sliced hopping windows")
 struct SlicedWindowTests {
-    /// Sliced: 5m/1m, 3m/1m, 90s/30s. Kept whole either way: 1m (tumbling), 100s/40s.
+    /// Sliced: 5m/1m, 3m/1m, 90s/30s; the tumbling 1m shares the 5m/1m slices. Kept whole
+    /// either way: 100s/40s.
     static func config(slicing: Bool) -> AggregationConfig {
         AggregationConfig(
             windows: [WindowSpec(size: 60_000), WindowSpec(size: 300_000, advance: 60_000), WindowSpec(size: 180_000, advance: 60_000),

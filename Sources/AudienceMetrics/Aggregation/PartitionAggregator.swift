@@ -8,7 +8,10 @@
 /// earlier slice, and the late and invalid counts credited to the newest window — is kept
 /// per window and merged in too. An event whose slice is shared by an older window that
 /// is closed but not yet emitted goes to its open windows one by one instead, as
-/// tumbling windows' events always do. So the partials are those of counting every event
+/// tumbling windows' events always do. A tumbling size as long as a sliced size's advance
+/// (1m beside 10m/1m) shares those slices: its open window holds only what its slice does
+/// not (retained users, and events that went to windows one by one), and takes the slice
+/// in when the watermark closes it. So the partials are those of counting every event
 /// into every open window that contains it (top content up to the merge of Space-Saving
 /// summaries).
 ///
@@ -30,6 +33,8 @@ public final class PartitionAggregator {
     private var open: [[WindowState]]
     /// Per window size, its slices, or nil where every window is kept whole.
     private let slicing: [Slicing?]
+    /// Per tumbling size, the sliced size whose slices are its windows, if any.
+    private let sharedSlices: [Int?]
     private var users: UserStates
     private var dedup: Deduplicator
     /// Event time up to which windows are complete (ms); `Int64.min` before any event.
@@ -65,6 +70,8 @@ public final class PartitionAggregator {
         var changed: [Bool] = []
         var changedSlots: [Int] = []
         var overflowedEvents: Int64 = 0
+        /// A tumbling window whose slice (of another size) holds the rest of it.
+        var sharesSlice = false
 
         init(windowIndex: Int, start: Int64, end: Int64) {
             self.windowIndex = windowIndex
@@ -108,6 +115,21 @@ public final class PartitionAggregator {
             for slot in changedSlots { changed[slot] = false }
             changedSlots.removeAll(keepingCapacity: true)
         }
+
+        /// Adds what `slice` holds.
+        func absorb(_ slice: WindowState) {
+            for (slot, key) in slice.keys.enumerated() {
+                if let own = slots[key] {
+                    aggregates[own].merge(slice.aggregates[slot])
+                } else {
+                    slots[key] = keys.count
+                    keys.append(key)
+                    aggregates.append(slice.aggregates[slot])
+                    changed.append(false)
+                }
+            }
+            overflowedEvents += slice.overflowedEvents
+        }
     }
 
     /// The slices of one hopping window size.
@@ -138,8 +160,13 @@ public final class PartitionAggregator {
         self.config = config
         self.assigner = assigner
         open = Array(repeating: [], count: config.windows.count)
-        slicing = config.windows.map { spec in
+        let slicing = config.windows.map { spec in
             config.slicesHoppingWindows && !spec.isTumbling && spec.size % spec.advance == 0 ? Slicing() : nil
+        }
+        self.slicing = slicing
+        sharedSlices = config.windows.map { spec in
+            guard spec.isTumbling else { return nil }
+            return config.windows.indices.first { slicing[$0] != nil && config.windows[$0].advance == spec.size }
         }
         users = UserStates(rules: config.sessions, ttl: config.userTTL, maxUsers: config.maxUsersPerPartition)
         dedup = Deduplicator(horizon: config.deduplicationHorizon, maxEntries: config.deduplicationMaxEntries)
@@ -179,8 +206,36 @@ public final class PartitionAggregator {
         for state in open[index] where state.start == start { return state }
         let spec = config.windows[index]
         let state = WindowState(windowIndex: index, start: start, end: start + spec.size)
+        state.sharesSlice = sharedSlices[index] != nil
         open[index].append(state)
         return state
+    }
+
+    /// The open window of tumbling size `index` at `time` if the slice it shares counts
+    /// the event for it (the event goes to that slice, and the window still shares it).
+    @inline(__always)
+    private func sharingWindow(_ index: Int, _ spec: WindowSpec, time: Int64) -> WindowState? {
+        guard let sliced = sharedSlices[index], let slicing = slicing[sliced] else { return nil }
+        let start = spec.lastStart(containing: time)
+        guard isOpen(start, spec), sliceStart(for: time, config.windows[sliced], slicing) != nil else { return nil }
+        let state = window(index, start: start)
+        return state.sharesSlice ? state : nil
+    }
+
+    /// Windows sharing a slice that the watermark has closed take the slice in, before
+    /// closing removes slices. Until then the slice holds only their events: an event goes
+    /// to a slice only while the oldest unemitted window containing it is open, and the
+    /// oldest window of the sliced size that contains a slice ends with that slice's
+    /// tumbling window (their lateness is the same), so both are emitted by one closing.
+    private func detachClosedWindows() {
+        for (index, sliced) in sharedSlices.enumerated() {
+            guard let sliced, let slicing = slicing[sliced] else { continue }
+            let spec = config.windows[index]
+            for state in open[index] where state.sharesSlice && !isOpen(state.start, spec) {
+                state.sharesSlice = false
+                if let slice = slicing.slices.first(where: { $0.start == state.start }) { state.absorb(slice) }
+            }
+        }
     }
 
     /// The slot of segment `key` in `state` (the overflow segment past the cap), created
@@ -285,7 +340,7 @@ public final class PartitionAggregator {
 
         if dedup.isDuplicate(event.eventIDHash, at: time) {
             duplicateCount += 1
-            for (index, spec) in config.windows.enumerated() {
+            for (index, spec) in config.windows.enumerated() where sharingWindow(index, spec, time: time) == nil {
                 forEachTarget(index, spec, time: time) { state, _ in
                     for key in keys { state.aggregates[slot(key, in: state)].duplicates += 1 }
                 }
@@ -313,6 +368,13 @@ public final class PartitionAggregator {
             dwellBucket: event.dwellMs >= 0 ? dwellBucketer.bucket(of: event.dwellMs) : 0)
         let typeName = event.typeCode >= 0 ? nil : decoder.string(event.type)
         for (index, spec) in config.windows.enumerated() {
+            if let state = sharingWindow(index, spec, time: time) {
+                // The shared slice counts the event; a retained user is this window's own.
+                if update.previousLastSeen < state.start && update.previousLastSeen >= state.start - spec.size {
+                    for key in keys { state.aggregates[slot(key, in: state)].retainedUsers.insert(event.userIDHash) }
+                }
+                continue
+            }
             let slicedAt = forEachTarget(index, spec, time: time) { state, isSlice in
                 let isNew = update.firstSeen >= state.start && update.firstSeen < state.end
                 // A slice leaves retained users to its windows (below).
@@ -411,6 +473,7 @@ public final class PartitionAggregator {
     /// Removes and returns every window the watermark has passed (its end + allowed
     /// lateness), as final partials, oldest first; forgets expired users and event ids.
     public func closeReadyWindows() -> [WindowPartial] {
+        detachClosedWindows()
         var closed: [WindowPartial] = []
         for index in open.indices {
             let spec = config.windows[index]
@@ -460,6 +523,16 @@ public final class PartitionAggregator {
     /// Partials of the segments that changed since the last call, for open windows.
     public func takeUpdates() -> [WindowPartial] {
         var updates: [WindowPartial] = []
+        // The segments that changed in slices shared with tumbling windows, read before
+        // the slices' own updates below clear them: window size → window start → keys.
+        var sliceChanges: [Int: [Int64: [UInt64]]] = [:]
+        for (index, sliced) in sharedSlices.enumerated() {
+            guard let sliced, let slicing = slicing[sliced] else { continue }
+            for state in open[index] where state.sharesSlice {
+                guard let slice = slicing.slices.first(where: { $0.start == state.start }), !slice.changedSlots.isEmpty else { continue }
+                sliceChanges[index, default: [:]][state.start] = slice.changedSlots.map { slice.keys[$0] }
+            }
+        }
         for (index, states) in open.enumerated() {
             if let slicing = slicing[index] {
                 let spec = config.windows[index]
@@ -483,7 +556,16 @@ public final class PartitionAggregator {
                 for state in states { state.clearChanged() }
                 continue
             }
-            for state in states.sorted(by: { $0.start < $1.start }) where !state.changedSlots.isEmpty {
+            for state in states.sorted(by: { $0.start < $1.start }) {
+                if state.sharesSlice, let sliced = sharedSlices[index] {
+                    let keys = Set(state.changedSlots.lazy.map { state.keys[$0] }).union(sliceChanges[index]?[state.start] ?? [])
+                    guard !keys.isEmpty else { continue }
+                    var suffixes = SuffixMerges()
+                    updates.append(slicedPartial(index, slicesOf: sliced, start: state.start, keys: Array(keys), isFinal: false, suffixes: &suffixes))
+                    state.clearChanged()
+                    continue
+                }
+                guard !state.changedSlots.isEmpty else { continue }
                 updates.append(partial(of: state, slots: state.changedSlots, isFinal: false))
                 state.clearChanged()
             }
@@ -525,11 +607,12 @@ public final class PartitionAggregator {
     }
 
     /// A sliced window's partial: for each segment (`keys`, or all it holds), the merge of
-    /// what its slices hold and what it holds of its own. `suffixes` carries the slices'
-    /// merges from one call to the next (it starts over when the window ends elsewhere).
-    private func slicedPartial(_ index: Int, start: Int64, keys: [UInt64]?, isFinal: Bool, suffixes: inout SuffixMerges) -> WindowPartial {
+    /// what its slices (those of size `sliced`: its own, or those a tumbling window shares)
+    /// hold and what it holds of its own. `suffixes` carries the slices' merges from one
+    /// call to the next (it starts over when the window ends elsewhere).
+    private func slicedPartial(_ index: Int, slicesOf sliced: Int? = nil, start: Int64, keys: [UInt64]?, isFinal: Bool, suffixes: inout SuffixMerges) -> WindowPartial {
         let end = start + config.windows[index].size
-        let slices = slicing[index]?.slices ?? []
+        let slices = slicing[sliced ?? index]?.slices ?? []
         let own = open[index].first { $0.start == start }
         let upper = slices.firstIndex { $0.start >= end } ?? slices.count
         if suffixes.upper != upper { suffixes = SuffixMerges(upper: upper) }
@@ -567,8 +650,9 @@ public final class PartitionAggregator {
 
     // MARK: Checkpoints
 
-    /// 2: sliced window sizes' slices follow the windows.
-    static let formatVersion: UInt8 = 2
+    /// 2: sliced window sizes' slices follow the windows. 3: each window says whether it
+    /// shares a slice.
+    static let formatVersion: UInt8 = 3
 
     /// The complete state, deterministic bytes.
     public func checkpoint() -> [UInt8] {
@@ -597,6 +681,7 @@ public final class PartitionAggregator {
             writer.writeVarint(state.windowIndex)
             writer.writeSigned(state.start)
             writer.writeSigned(state.overflowedEvents)
+            writer.write(state.sharesSlice ? 1 : 0)
             let order = state.keys.indices.sorted { assigner.name(of: state.keys[$0]) < assigner.name(of: state.keys[$1]) }
             writer.writeVarint(order.count)
             for slot in order {
@@ -606,8 +691,9 @@ public final class PartitionAggregator {
         }
     }
 
-    /// Reads states written by ``encode(_:into:)``; a slice is `advance` long.
-    private func decodeStates(from reader: inout BinaryReader, slices: Bool) throws(BinaryReader.Error) -> [WindowState] {
+    /// Reads states written by ``encode(_:into:)`` (of checkpoint `version`); a slice is
+    /// `advance` long.
+    private func decodeStates(from reader: inout BinaryReader, version: UInt8, slices: Bool) throws(BinaryReader.Error) -> [WindowState] {
         var states: [WindowState] = []
         let count = try reader.readCount(limit: 1 << 20)
         for _ in 0..<count {
@@ -616,6 +702,14 @@ public final class PartitionAggregator {
             let spec = config.windows[index]
             let state = WindowState(windowIndex: index, start: start, end: start + (slices ? spec.advance : spec.size))
             state.overflowedEvents = try reader.readSigned()
+            if version >= 3 {
+                switch try reader.read() {
+                case 0: break
+                case 1 where !slices && sharedSlices[index] != nil: state.sharesSlice = true
+                case 1: throw BinaryReader.Error(message: "partition checkpoint: window size \(index) shares slices, which this configuration does not")
+                case let flag: throw BinaryReader.Error(message: "partition checkpoint: window flag \(flag)")
+                }
+            }
             let segmentCount = try reader.readCount(limit: 1 << 24)
             for _ in 0..<segmentCount {
                 let name = try reader.readString(limit: 1 << 16)
@@ -644,7 +738,7 @@ public final class PartitionAggregator {
         lateCount = try reader.readSigned()
         invalidCount = try reader.readSigned()
         open = Array(repeating: [], count: config.windows.count)
-        for state in try decodeStates(from: &reader, slices: false) { open[state.windowIndex].append(state) }
+        for state in try decodeStates(from: &reader, version: version, slices: false) { open[state.windowIndex].append(state) }
         for (index, slicing) in slicing.enumerated() {
             guard let slicing else { continue }
             slicing.slices = []
@@ -657,7 +751,7 @@ public final class PartitionAggregator {
             for _ in 0..<slicedCount {
                 let index = try reader.readCount(limit: config.windows.count - 1)
                 let emittedThrough = try reader.readSigned()
-                let slices = try decodeStates(from: &reader, slices: true)
+                let slices = try decodeStates(from: &reader, version: version, slices: true)
                 guard slices.allSatisfy({ $0.windowIndex == index }) else { throw BinaryReader.Error(message: "partition checkpoint: a slice out of place") }
                 guard let slicing = slicing[index] else {
                     if slices.isEmpty { continue }
