@@ -73,18 +73,31 @@ struct KnownAudience {
     func expected() -> [String: Expected] { Self.expected(valid) }
 
     static func expected(_ events: [Event]) -> [String: Expected] {
+        expected(events, windows: [(name: nil, size: 60_000, advance: 60_000)])
+    }
+
+    /// Exact metrics per (segment, window, start) for `all` and `country=…`: every window of
+    /// each size (ms) that contains an event counts it. Keys are `segment|start`, or
+    /// `segment|name|start` for a named window (the records' keys with several sizes).
+    static func expected(_ events: [Event], windows: [(name: String?, size: Int64, advance: Int64)]) -> [String: Expected] {
         var result: [String: Expected] = [:]
         for event in events {
-            let start = event.time - ((event.time % 60_000) + 60_000) % 60_000
-            for segment in ["all", "country=\(event.country)"] {
-                var entry = result["\(segment)|\(start)"] ?? Expected()
-                entry.events += 1
-                entry.users.insert(event.user)
-                entry.byType[event.type, default: 0] += 1
-                if ["like", "share", "comment"].contains(event.type) { entry.engagement += 1 }
-                entry.revenueCents += event.valueCents ?? 0
-                if event.dwell != nil { entry.dwellCount += 1 }
-                result["\(segment)|\(start)"] = entry
+            for window in windows {
+                var start = event.time - ((event.time % window.advance) + window.advance) % window.advance
+                while start > event.time - window.size {
+                    for segment in ["all", "country=\(event.country)"] {
+                        let key = window.name.map { "\(segment)|\($0)|\(start)" } ?? "\(segment)|\(start)"
+                        var entry = result[key] ?? Expected()
+                        entry.events += 1
+                        entry.users.insert(event.user)
+                        entry.byType[event.type, default: 0] += 1
+                        if ["like", "share", "comment"].contains(event.type) { entry.engagement += 1 }
+                        entry.revenueCents += event.valueCents ?? 0
+                        if event.dwell != nil { entry.dwellCount += 1 }
+                        result[key] = entry
+                    }
+                    start -= window.advance
+                }
             }
         }
         return result
@@ -99,7 +112,7 @@ struct ServiceExactResultsTests {
 
     /// A small, fast configuration (1-minute windows, `all` and `country`), listening for
     /// HTTP on `httpPort` (0: any free port).
-    static func yaml(app: String, input: String, guarantee: String, httpPort: Int = 0) throws -> String {
+    static func yaml(app: String, input: String, guarantee: String, httpPort: Int = 0, windows: String = "[1m]") throws -> String {
         """
             app: \(app)
             kafka:
@@ -114,7 +127,7 @@ struct ServiceExactResultsTests {
               partials_partitions: 4
             segments:
               dimensions: [[], [country]]
-            windows: [1m]
+            windows: \(windows)
             time:
               idle_timeout: 2s
             processing:
@@ -215,6 +228,35 @@ struct ServiceExactResultsTests {
         #expect(deadLetters.count == audience.malformed)
         #expect(Set(deadLetters.compactMap { $0.header("pulse.reason") }) == ["malformed_json"])
         #expect(deadLetters.allSatisfy { $0.header("pulse.source.topic") == input && $0.header("pulse.source.offset") != nil })
+    }
+
+    @Test("1-minute windows sharing the slices of 3m/1m hopping windows: the final records of both sizes equal an exact computation")
+    func sharedSlices() async throws {
+        let app = TestBroker.uniqueName("slices")
+        let input = "\(app).events"
+        try await TestBroker.createTopic(input, partitions: 4)
+        let origin = (Int64(Date().timeIntervalSince1970 * 1000) / 60_000 - 30) * 60_000
+        let audience = KnownAudience(count: 3_000, users: 150, origin: origin, seed: 43)
+        let producer = try TestBroker.producer()
+        for message in audience.messages {
+            try producer.produce(KafkaProducerMessage(topic: input, key: message.key, value: message.value), blockIfQueueFull: true)
+        }
+        try await producer.flush()
+
+        let configuration = try PulseConfiguration.load(yaml: Self.yaml(app: app, input: input, guarantee: "exactly_once", windows: "[1m, 3m/1m]"))
+        var logger = Logger(label: "test.\(app)")
+        logger.logLevel = .warning
+        let service = PulseService(configuration: configuration, instanceID: "i1", logger: logger)
+        try service.start()
+        let expected = KnownAudience.expected(audience.valid, windows: [(name: "1m", size: 60_000, advance: 60_000), (name: "3m/1m", size: 180_000, advance: 60_000)])
+        let finals = try await Self.read(configuration.metricsTopic) { messages in
+            Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count >= expected.count
+        }
+        #expect(service.stop(timeout: .seconds(20)))
+        #expect(service.failureMessages.isEmpty)
+        #expect(expected.keys.contains { $0.contains("|3m/1m|") } && expected.keys.contains { $0.contains("|1m|") })
+        Self.expectFinals(finals, equal: expected)
+        #expect(service.counters["late"] == 0)
     }
 
     @Test("Watermark alignment: a partition far ahead in event time pauses until the slowest catches up; final records stay exact")
