@@ -190,73 +190,69 @@ struct ServiceExactResultsTests {
         return messages
     }
 
-    @Test("final records equal an exact computation; invalid events reach the dead-letter topic", arguments: ["exactly_once", "at_least_once"])
-    func exactResults(guarantee: String) async throws {
-        let app = TestBroker.uniqueName("pulse")
+    /// What one run of the service on a pre-loaded audience gave.
+    struct Run {
+        let input: String
+        let configuration: PulseConfiguration
+        let counters: [String: Int]
+        let finals: [KafkaConsumerMessage]
+    }
+
+    /// Pre-loads `audience` into a new 4-partition topic and runs the service (`windows`)
+    /// on it until `expected` final records arrived; stops it.
+    static func run(_ audience: KnownAudience, app: String, guarantee: String, windows: String = "[1m]", expected: Int) async throws -> Run {
         let input = "\(app).events"
         try await TestBroker.createTopic(input, partitions: 4)
-        let origin = (Int64(Date().timeIntervalSince1970 * 1000) / 60_000 - 30) * 60_000
-        let audience = KnownAudience(count: 3_000, users: 150, origin: origin, seed: 42)
         let producer = try TestBroker.producer()
         for message in audience.messages {
             try producer.produce(KafkaProducerMessage(topic: input, key: message.key, value: message.value), blockIfQueueFull: true)
         }
         try await producer.flush()
 
-        let configuration = try Self.configuration(app: app, input: input, guarantee: guarantee)
+        let configuration = try PulseConfiguration.load(yaml: yaml(app: app, input: input, guarantee: guarantee, windows: windows))
         var logger = Logger(label: "test.\(app)")
         logger.logLevel = .warning
         let service = PulseService(configuration: configuration, instanceID: "i1", logger: logger)
         try service.start()
-        let expected = audience.expected()
-        let finals = try await Self.read(configuration.metricsTopic) { messages in
-            Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count >= expected.count
+        let finals = try await read(configuration.metricsTopic) { messages in
+            Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count >= expected
         }
         #expect(service.stop(timeout: .seconds(20)))
         #expect(service.failureMessages.isEmpty)
+        return Run(input: input, configuration: configuration, counters: service.counters, finals: finals)
+    }
 
-        Self.expectFinals(finals, equal: expected)
+    /// The start of the minute 30 minutes ago (events from there on are not late).
+    static var origin: Int64 { (Int64(Date().timeIntervalSince1970 * 1000) / 60_000 - 30) * 60_000 }
 
-        let counters = service.counters
+    @Test("final records equal an exact computation; invalid events reach the dead-letter topic", arguments: ["exactly_once", "at_least_once"])
+    func exactResults(guarantee: String) async throws {
+        let audience = KnownAudience(count: 3_000, users: 150, origin: Self.origin, seed: 42)
+        let expected = audience.expected()
+        let run = try await Self.run(audience, app: TestBroker.uniqueName("pulse"), guarantee: guarantee, expected: expected.count)
+        Self.expectFinals(run.finals, equal: expected)
+
+        let counters = run.counters
         #expect(counters["valid"] == audience.valid.count)
         #expect(counters["invalid"] == audience.malformed)
         #expect(counters["duplicates"] == audience.duplicates)
         #expect(counters["late"] == 0)
         #expect((counters["valid"] ?? 0) + (counters["invalid"] ?? 0) + (counters["duplicates"] ?? 0) == audience.messages.count)
 
-        let deadLetters = try await Self.read(configuration.deadLetterTopic, patience: .seconds(10)) { $0.count >= audience.malformed }
+        let deadLetters = try await Self.read(run.configuration.deadLetterTopic, patience: .seconds(10)) { $0.count >= audience.malformed }
         #expect(deadLetters.count == audience.malformed)
         #expect(Set(deadLetters.compactMap { $0.header("pulse.reason") }) == ["malformed_json"])
-        #expect(deadLetters.allSatisfy { $0.header("pulse.source.topic") == input && $0.header("pulse.source.offset") != nil })
+        #expect(deadLetters.allSatisfy { $0.header("pulse.source.topic") == run.input && $0.header("pulse.source.offset") != nil })
     }
 
     @Test("1-minute windows sharing the slices of 3m/1m hopping windows: the final records of both sizes equal an exact computation")
     func sharedSlices() async throws {
-        let app = TestBroker.uniqueName("slices")
-        let input = "\(app).events"
-        try await TestBroker.createTopic(input, partitions: 4)
-        let origin = (Int64(Date().timeIntervalSince1970 * 1000) / 60_000 - 30) * 60_000
-        let audience = KnownAudience(count: 3_000, users: 150, origin: origin, seed: 43)
-        let producer = try TestBroker.producer()
-        for message in audience.messages {
-            try producer.produce(KafkaProducerMessage(topic: input, key: message.key, value: message.value), blockIfQueueFull: true)
-        }
-        try await producer.flush()
-
-        let configuration = try PulseConfiguration.load(yaml: Self.yaml(app: app, input: input, guarantee: "exactly_once", windows: "[1m, 3m/1m]"))
-        var logger = Logger(label: "test.\(app)")
-        logger.logLevel = .warning
-        let service = PulseService(configuration: configuration, instanceID: "i1", logger: logger)
-        try service.start()
+        let audience = KnownAudience(count: 3_000, users: 150, origin: Self.origin, seed: 43)
         let expected = KnownAudience.expected(audience.valid, windows: [(name: "1m", size: 60_000, advance: 60_000), (name: "3m/1m", size: 180_000, advance: 60_000)])
-        let finals = try await Self.read(configuration.metricsTopic) { messages in
-            Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count >= expected.count
-        }
-        #expect(service.stop(timeout: .seconds(20)))
-        #expect(service.failureMessages.isEmpty)
         #expect(expected.keys.contains { $0.contains("|3m/1m|") } && expected.keys.contains { $0.contains("|1m|") })
-        Self.expectFinals(finals, equal: expected)
-        #expect(service.counters["late"] == 0)
+        let run = try await Self.run(audience, app: TestBroker.uniqueName("slices"), guarantee: "exactly_once", windows: "[1m, 3m/1m]", expected: expected.count)
+        Self.expectFinals(run.finals, equal: expected)
+        #expect(run.counters["late"] == 0)
     }
 
     @Test("Watermark alignment: a partition far ahead in event time pauses until the slowest catches up; final records stay exact")
