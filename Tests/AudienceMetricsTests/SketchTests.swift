@@ -453,4 +453,45 @@ struct SketchTests {
         var twiceReader = BinaryReader(twice.bytes)
         #expect(throws: BinaryReader.Error.self) { try TopK.decode(from: &twiceReader) }
     }
+
+    /// A summary's counters in their positions, read from its binary form.
+    static func positions(of sketch: TopK) throws -> [(hash: UInt64, count: Int64, error: Int64)] {
+        var writer = BinaryWriter()
+        sketch.encode(into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        _ = try reader.read()
+        _ = try reader.readVarint()
+        return try (0..<reader.readVarint()).map { _ in
+            let hash = try reader.readFixed64()
+            _ = try reader.readString()
+            return (hash, try reader.readSigned(), try reader.readSigned())
+        }
+    }
+
+    @Test("a merge past the capacity keeps the largest counts, ties by hash, in that order (as sorting every counter would)")
+    func topContentMergeCut() throws {
+        for (seed, parts, capacity) in [(UInt64(1), 5, 16), (2, 12, 64), (3, 6, 1), (4, 3, 7)] {
+            var generator = SplitMix64(seed: seed)
+            var summaries: [TopK] = []
+            for _ in 0..<parts {
+                var summary = TopK(capacity: capacity)
+                // Few draws per item: many counters tie.
+                for _ in 0..<(capacity * 6) { summary.add(hash: Hash64.hash("item-\(generator.next() % UInt64(capacity * 8))")) }
+                summaries.append(summary)
+            }
+            var union: [UInt64: (count: Int64, error: Int64)] = [:]
+            for summary in summaries {
+                for counter in try Self.positions(of: summary) {
+                    union[counter.hash, default: (0, 0)].count += counter.count
+                    union[counter.hash, default: (0, 0)].error += counter.error
+                }
+            }
+            #expect(union.count > capacity, "seed \(seed): the merge must cut")
+            let expected = union.sorted { $0.value.count != $1.value.count ? $0.value.count > $1.value.count : $0.key < $1.key }
+                .prefix(capacity).map { "\($0.key) \($0.value.count) \($0.value.error)" }
+            var merged = TopK(capacity: capacity)
+            merged.merge(summaries)
+            #expect(try Self.positions(of: merged).map { "\($0.hash) \($0.count) \($0.error)" } == Array(expected), "seed \(seed)")
+        }
+    }
 }
