@@ -11,7 +11,7 @@
 /// tumbling windows' events always do. A tumbling size as long as a sliced size's advance
 /// (1m beside 10m/1m) shares those slices: its open window holds only what its slice does
 /// not (retained users, and events that went to windows one by one), and takes the slice
-/// in when the watermark closes it. So the partials are those of counting every event
+/// in when closing emits it. So the partials are those of counting every event
 /// into every open window that contains it (top content up to the merge of Space-Saving
 /// summaries).
 ///
