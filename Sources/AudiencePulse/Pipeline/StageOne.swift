@@ -133,7 +133,8 @@ final class StageOne: @unchecked Sendable {
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 common: kafka,
-                transactionalID: configuration.guarantee == .exactlyOnce ? transactionalID : nil),
+                transactionalID: configuration.guarantee == .exactlyOnce ? transactionalID : nil,
+                linger: StageCommitter.producerLinger),
             logger: logger)
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }

@@ -68,7 +68,8 @@ final class StageTwo: @unchecked Sendable {
             configuration: KafkaProducerConfiguration(
                 common: kafka,
                 transactionalID: configuration.guarantee == .exactlyOnce
-                    ? configuration.assignment.stageTwoTransactionalID(app: configuration.app) ?? "\(configuration.app)-stage2-\(instanceID)" : nil),
+                    ? configuration.assignment.stageTwoTransactionalID(app: configuration.app) ?? "\(configuration.app)-stage2-\(instanceID)" : nil,
+                linger: StageCommitter.producerLinger),
             logger: logger)
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
