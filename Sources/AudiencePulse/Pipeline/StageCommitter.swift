@@ -12,9 +12,9 @@ struct StageCommitter {
     /// How long the stages' producers wait to fill a batch (`linger.ms`). Every commit sends
     /// what waits at once (a transaction's commit, or the flush without transactions), so
     /// records are not held past the commit interval; fewer, larger produce requests cost
-    /// the broker and the client library less (lean job: the broker's CPU per million
-    /// events about 40 % lower than with 5 ms, docs/benchmarks.md). `kafka.linger.ms`
-    /// overrides it.
+    /// the broker and the client library less (the broker's CPU per million events a
+    /// quarter lower for the lean job and a sixth for the full one than with 5 ms,
+    /// alternating builds; docs/operations.md). `kafka.linger.ms` overrides it.
     static let producerLinger = Duration.milliseconds(50)
 
     /// Whether a stage should commit now: the commit interval passed, or finals are
