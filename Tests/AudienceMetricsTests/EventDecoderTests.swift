@@ -134,6 +134,99 @@ struct EventDecoderTests {
         }
     }
 
+    @Test("numbers read eight digits at a time give the value read one digit at a time")
+    func numbersOfEveryLength() {
+        let decoder = EventDecoder()
+        let head = #"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250"#
+        func decoded(_ field: String, _ number: String) -> DecodedEvent? {
+            decoder.decode(head + ",\"\(field)\":\(number)}") == nil ? decoder.event : nil
+        }
+        for length in 1...26 {
+            // Digits 1…9 repeating: no zero, so every length is a valid integer.
+            let digits = String((0..<length).map { Character(String($0 % 9 + 1)) })
+            let exact = Int64(digits)
+            #expect(decoded("dwell_ms", digits)?.dwellMs == exact.flatMap { $0 <= 86_400_000 ? $0 : nil }, "\(digits)")
+            #expect(decoded("dwell_ms", "-" + digits) == nil, "-\(digits)")
+            // Values are kept within ±10⁹ (10¹⁵ millionths).
+            let micros = exact.flatMap { $0 <= 1_000_000_000 ? $0 * 1_000_000 : nil }
+            #expect(decoded("value", digits)?.valueMicros == micros, "\(digits)")
+            #expect(decoded("value", "-" + digits)?.valueMicros == micros.map { -$0 }, "-\(digits)")
+            // A fraction or an exponent after the fast digits.
+            #expect(decoded("value", digits + ".5")?.valueMicros == micros.map { $0 + 500_000 }, "\(digits).5")
+            #expect(decoded("value", digits + "e-3")?.valueMicros == exact.flatMap { $0 <= 1_000_000_000_000 ? $0 * 1_000 : nil },
+                    "\(digits)e-3")
+            // Scaled below 1, whatever its length (past 18 digits, the rest only scale it).
+            let fraction = length >= 6 ? Int64(digits.prefix(6)) : exact.map { $0 * [1, 100_000, 10_000, 1_000, 100, 10][length] }
+            #expect(decoded("value", digits + "e-\(length)")?.valueMicros == fraction, "\(digits)e-\(length)")
+            #expect(decoded("dwell_ms", digits + ".0") == nil, "\(digits).0 is not an integer")
+            // A leading zero before more digits is malformed, however many follow.
+            #expect(decoder.decode(head + ",\"dwell_ms\":0\(digits)}")?.code == "malformed_json", "0\(digits)")
+            // A non-digit among the digits ends the number there: what follows is malformed.
+            if length > 1 && length <= 16 {
+                let broken = String(digits.prefix(length / 2)) + "x" + String(digits.dropFirst(length / 2))
+                #expect(decoder.decode(head + ",\"dwell_ms\":\(broken)}")?.code == "malformed_json", "\(broken)")
+            }
+        }
+        for stamp in ["1795860930250", "1000000000000", "4102444800000", "1712345678901"] {
+            #expect(decoder.decode(#"{"event_id":"a","type":"click","user_id":"u","timestamp":\#(stamp)}"#) == nil, "\(stamp)")
+            #expect(decoder.event.timestamp == Int64(stamp), "\(stamp)")
+        }
+    }
+
+    @Test("the key order a decoder learned never changes what it decodes")
+    func learnedKeyOrder() {
+        // One decoder decodes every message in turn, learning key orders; each message is
+        // also decoded by a new decoder, which has none. Both must agree on everything.
+        var generator = SplitMix64(seed: 7)
+        func random(_ bound: Int) -> Int { Int(generator.next() % UInt64(bound)) }
+        for (mapping, names) in [(InputMapping.contract, ["country", "device", "plan"]), (.segment, ["plan", "device.type", "locale"])] {
+            let learning = EventDecoder(mapping: mapping, attributeNames: names)
+            let contract = mapping == .contract
+            var members = contract
+                ? [#""event_id":"e-1""#, #""type":"like""#, #""user_id":"u-9""#, #""timestamp":1795860930250"#, #""content_id":"a-1""#,
+                   #""dwell_ms":12345678"#, #""value":19.99"#, #""session_id":"s""#,
+                   #""attributes":{"country":"DE","device":"mobile","plan":"pro"}"#]
+                : [#""messageId":"m-1""#, #""event":"Order Completed""#, #""type":"track""#, #""userId":"u-1""#, #""anonymousId":"an""#,
+                   #""timestamp":"2026-11-28T10:15:30Z""#, #""properties":{"revenue":4.5,"plan":"pro","path":"/p"}"#,
+                   #""context":{"locale":"de","device":{"type":"ios"},"session_id":"s"}"#]
+            // Keys that differ from mapped ones only in length, last byte or escaping.
+            let lookalikes = [#""typ":1"#, #""types":"x""#, #""event_idx":"y""#, #""t\u0079pe":"click""#, #""attributes2":{}"#,
+                              #""timestampZ":5"#, #""user_i":"v""#, #""messageIdentifier":"z""#, #""propertie":{}"#, #""":0"#]
+            for round in 0..<4_000 {
+                // Mostly one fixed order (as producers write it), now and then changed.
+                if round % 50 == 49 { members.swapAt(random(members.count), random(members.count)) }
+                var message = members
+                if random(4) == 0 { message.insert(lookalikes[random(lookalikes.count)], at: random(message.count + 1)) }
+                if random(8) == 0 { message.remove(at: random(message.count)) }
+                if random(8) == 0 { message.insert(message[random(message.count)], at: random(message.count + 1)) }
+                let text = "{" + message.joined(separator: random(2) == 0 ? "," : " ,\n ") + "}"
+                let fresh = EventDecoder(mapping: mapping, attributeNames: names)
+                let expected = fresh.decode(text)
+                #expect(learning.decode(text)?.code == expected?.code, "\(text)")
+                guard expected == nil else { continue }
+                let (a, b) = (learning.event, fresh.event)
+                #expect([a.eventIDHash, a.typeHash, a.userIDHash, a.contentIDHash, a.sessionIDHash] == [b.eventIDHash, b.typeHash, b.userIDHash, b.contentIDHash, b.sessionIDHash],
+                        "\(text)")
+                #expect(a.timestamp == b.timestamp && a.dwellMs == b.dwellMs && a.valueMicros == b.valueMicros && a.typeCode == b.typeCode, "\(text)")
+                #expect(learning.attributeHashes == fresh.attributeHashes, "\(text)")
+            }
+        }
+    }
+
+    @Test("a key in the last bytes of a message is read within the message")
+    func keyAtTheEnd() {
+        let decoder = EventDecoder(attributeNames: ["k"])
+        let base = #"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250"#
+        // Learn the order, then end messages right after a short predicted key.
+        #expect(decoder.decode(base + #","attributes":{"k":"v"}}"#) == nil)
+        #expect(decoder.decode(base + #","attributes":{"k":1}}"#) == nil)
+        #expect(decoder.attributeValues.map { decoder.string($0) } == ["1"])
+        #expect(decoder.decode(base + #","type""#)?.code == "malformed_json")
+        #expect(decoder.decode(base + #","attributes""#)?.code == "malformed_json")
+        #expect(decoder.decode(#"{"event_id""#)?.code == "malformed_json")
+        #expect(decoder.decode(#"{"e""#)?.code == "malformed_json")
+    }
+
     @Test("Segment-spec events map through the preset")
     func segmentPreset() {
         let decoder = EventDecoder(mapping: .segment, attributeNames: ["plan", "device.type", "locale"])

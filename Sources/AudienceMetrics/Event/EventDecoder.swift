@@ -49,12 +49,20 @@ public final class EventDecoder {
 
     /// The compiled mapping: a trie over key paths, laid out flat in memory the decoder
     /// owns (no reference counting on the per-key lookup path).
+    ///
+    /// It also remembers the order keys came in: which child was an object's first key
+    /// and which followed each child. Producers write their keys in a fixed order, so the
+    /// next key is usually the one predicted, and it is recognised by comparing its bytes
+    /// in place, without scanning it as a string and searching the children.
     private struct Trie {
         struct Child {
             var length: Int
             var prefix: UInt64  // first ≤ 8 key bytes, little-endian, zero-padded
             var tail: Int  // offset of bytes 8… in `tails`
             var node: Int
+            /// The key has no `"`, `\` or control byte: in JSON it is written as it is,
+            /// so finding its bytes between quotes is finding the key.
+            var isPlain: Bool
         }
         struct Node {
             var childStart = 0
@@ -67,11 +75,17 @@ public final class EventDecoder {
         let nodes: UnsafeMutableBufferPointer<Node>
         let children: UnsafeMutableBufferPointer<Child>
         let tails: UnsafeMutableBufferPointer<UInt8>
+        /// Per node: the child that was the first key of its object last time (-1: none).
+        let firstKey: UnsafeMutableBufferPointer<Int>
+        /// Per child: the child whose key followed it last time (-1: none).
+        let nextKey: UnsafeMutableBufferPointer<Int>
 
         func deallocate() {
             nodes.deallocate()
             children.deallocate()
             tails.deallocate()
+            firstKey.deallocate()
+            nextKey.deallocate()
         }
     }
 
@@ -93,8 +107,12 @@ public final class EventDecoder {
         self.limits = limits
         self.attributeNames = attributeNames
         scratchCapacity = limits.maxMessageBytes * 2 + 4096
-        scratch = .allocate(capacity: scratchCapacity)
-        path = .allocate(capacity: pathCapacity)
+        // Both with eight bytes to spare: a key's first eight bytes are read at once
+        // (``prefix64(_:_:)``), wherever it ends.
+        scratch = .allocate(capacity: scratchCapacity + 8)
+        scratch.initialize(repeating: 0, count: scratchCapacity + 8)
+        path = .allocate(capacity: pathCapacity + 8)
+        path.initialize(repeating: 0, count: pathCapacity + 8)
         slotCount = attributeNames.count
         slotValues = .allocate(capacity: max(1, slotCount))
         slotValues.initialize(repeating: .absent, count: max(1, slotCount))
@@ -161,7 +179,9 @@ public final class EventDecoder {
             let childIndices = builder.children.map { layOut($0.node) }
             let first = children.count
             for (offset, child) in builder.children.enumerated() {
-                children.append(Trie.Child(length: child.key.count, prefix: prefix64(child.key), tail: tails.count, node: childIndices[offset]))
+                let isPlain = !child.key.contains { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }
+                children.append(Trie.Child(length: child.key.count, prefix: prefix64(child.key), tail: tails.count, node: childIndices[offset],
+                                           isPlain: isPlain))
                 tails.append(contentsOf: child.key.dropFirst(8))
             }
             nodes[index].childStart = first
@@ -174,7 +194,8 @@ public final class EventDecoder {
             _ = buffer.initialize(from: array)
             return buffer
         }
-        return Trie(nodes: copy(nodes), children: copy(children), tails: copy(tails))
+        return Trie(nodes: copy(nodes), children: copy(children), tails: copy(tails),
+                    firstKey: copy(Array(repeating: -1, count: nodes.count)), nextKey: copy(Array(repeating: -1, count: children.count)))
     }
 
     /// The first ≤ 8 bytes, little-endian, zero-padded.
@@ -184,12 +205,12 @@ public final class EventDecoder {
         return value
     }
 
+    /// The first `count` (≤ 8) bytes at `base`, little-endian, zero-padded. Reads eight
+    /// bytes: `base` points into the scratch memory or the path, which have them to spare.
     @inline(__always)
     private static func prefix64(_ base: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
-        if count >= 8 { return UInt64(littleEndian: UnsafeRawPointer(base).loadUnaligned(as: UInt64.self)) }
-        var value: UInt64 = 0
-        for index in 0..<count { value |= UInt64(base[index]) << (8 * UInt64(index)) }
-        return value
+        let word = UInt64(littleEndian: UnsafeRawPointer(base).loadUnaligned(as: UInt64.self))
+        return count >= 8 ? word : word & ((1 << UInt64(8 * count)) &- 1)
     }
 
     // MARK: Decoding
@@ -333,12 +354,35 @@ public final class EventDecoder {
             c.i += 1
             return
         }
+        // The child of the previous key (-1 before the first key; -2 after a key that is
+        // not a child: no prediction then).
+        var previous = -1
         while true {
             c.skipWhitespace()
-            let key = try parseString(&c, &state)
+            let key: ByteRef
+            var child: Int?
+            if let node {
+                let predicted = previous == -1 ? trie.firstKey[node] : previous >= 0 ? trie.nextKey[previous] : -1
+                if predicted >= 0, startsWithKey(c, trie.children[predicted]) {
+                    key = ByteRef(start: Int32(c.i + 1), count: Int32(trie.children[predicted].length))
+                    c.i += trie.children[predicted].length + 2
+                    child = trie.children[predicted].node
+                    previous = predicted
+                } else {
+                    key = try parseString(&c, &state)
+                    if let found = childIndex(of: node, key: key) {
+                        if previous == -1 { trie.firstKey[node] = found } else if previous >= 0 { trie.nextKey[previous] = found }
+                        child = trie.children[found].node
+                        previous = found
+                    } else {
+                        previous = -2
+                    }
+                }
+            } else {
+                key = try parseString(&c, &state)
+            }
             try c.expect(UInt8(ascii: ":"))
             c.skipWhitespace()
-            let child = node.flatMap { childNode(of: $0, key: key) }
             if let child {
                 let childNode = trie.nodes[child]
                 if let field = childNode.field {
@@ -366,8 +410,24 @@ public final class EventDecoder {
         }
     }
 
+    /// Whether the cursor is at `child`'s key: a quote, its bytes, a quote.
     @inline(__always)
-    private func childNode(of node: Int, key: ByteRef) -> Int? {
+    private func startsWithKey(_ c: Cursor, _ child: Trie.Child) -> Bool {
+        let length = child.length
+        // Eight bytes are read after the opening quote.
+        guard child.isPlain, c.count - c.i >= max(length + 2, 9) else { return false }
+        let at = c.base + c.i
+        guard at[0] == UInt8(ascii: "\""), at[length + 1] == UInt8(ascii: "\"") else { return false }
+        let word = UInt64(littleEndian: UnsafeRawPointer(at + 1).loadUnaligned(as: UInt64.self))
+        guard (length >= 8 ? word : word & ((1 << UInt64(8 * length)) &- 1)) == child.prefix else { return false }
+        guard length > 8 else { return true }
+        for offset in 8..<length where trie.tails[child.tail + offset - 8] != at[1 + offset] { return false }
+        return true
+    }
+
+    /// The position in `trie.children` of `node`'s child with `key`, if any.
+    @inline(__always)
+    private func childIndex(of node: Int, key: ByteRef) -> Int? {
         let entry = trie.nodes[node]
         guard entry.hasChildren else { return nil }
         let length = Int(key.count)
@@ -376,23 +436,30 @@ public final class EventDecoder {
         for index in entry.childStart..<entry.childEnd {
             let child = trie.children[index]
             guard child.length == length, child.prefix == prefix else { continue }
-            if length <= 8 { return child.node }
+            if length <= 8 { return index }
             var same = true
             for offset in 8..<length where trie.tails[child.tail + offset - 8] != keyBase[offset] {
                 same = false
                 break
             }
-            if same { return child.node }
+            if same { return index }
         }
         return nil
     }
 
     private func parseAttribute(_ c: inout Cursor, _ state: inout ParseState, key: ByteRef, pathLength: Int, depth: Int) throws(RejectReason) {
-        // The attribute's name is the path inside its source plus this key.
+        // The attribute's name is the path inside its source plus this key: built in
+        // `path` when nested, else the key itself, where it is.
         let keyLength = Int(key.count)
         guard pathLength + keyLength + 1 < pathCapacity else { throw .badAttribute }
-        (path + pathLength).update(from: scratch + Int(key.start), count: keyLength)
         let nameLength = pathLength + keyLength
+        let name: UnsafePointer<UInt8>
+        if pathLength == 0 && c.peek() != UInt8(ascii: "{") {
+            name = UnsafePointer(scratch + Int(key.start))
+        } else {
+            (path + pathLength).update(from: scratch + Int(key.start), count: keyLength)
+            name = UnsafePointer(path)
+        }
         switch c.peek() {
         case UInt8(ascii: "{"):
             path[nameLength] = UInt8(ascii: ".")
@@ -420,8 +487,8 @@ public final class EventDecoder {
         guard value.count <= Int32(limits.maxStringBytes) else { throw .badAttribute }
         guard slotCount > 0 else { return }
         // Few attributes are referenced: compare lengths and first bytes, then the rest.
-        let prefix = EventDecoder.prefix64(path, min(nameLength, 8))
-        for slot in 0..<slotCount where slotNamePrefixes[slot] == prefix && EventDecoder.equal(slotNameBytes[slot], path, nameLength) {
+        let prefix = EventDecoder.prefix64(name, min(nameLength, 8))
+        for slot in 0..<slotCount where slotNamePrefixes[slot] == prefix && EventDecoder.equal(slotNameBytes[slot], name, nameLength) {
             slotValues[slot] = value
             slotHashes[slot] = hash(value)
             return
@@ -478,7 +545,7 @@ public final class EventDecoder {
                 millis = parsed
             } else {
                 let number = try parseNumber(&c)
-                guard number.isInteger, let integer = number.integer else { throw .badTimestamp }
+                guard let integer = number.integer else { throw .badTimestamp }
                 millis = integer
             }
             guard Timestamp.validRange.contains(millis) else { throw .badTimestamp }
@@ -489,7 +556,7 @@ public final class EventDecoder {
         case .dwellMs:
             guard EventDecoder.isDigitOrMinus(c.peek()) else { throw .badField(field) }
             let number = try parseNumber(&c)
-            guard number.isInteger, let integer = number.integer, integer >= 0, integer <= 86_400_000 else { throw .badField(field) }
+            guard let integer = number.integer, integer >= 0, integer <= 86_400_000 else { throw .badField(field) }
             if wins {
                 state.setPriority(priority, of: field)
                 state.event.dwellMs = integer
@@ -505,11 +572,37 @@ public final class EventDecoder {
         }
     }
 
-    /// A JSON number's value as an integer and/or in millionths.
+    /// A JSON number as scanned: up to 18 significant digits and a decimal exponent. Its
+    /// value as an integer or in millionths is worked out only where a field asks for it.
     private struct Number {
+        var mantissa: Int64
+        var exponent: Int
+        var negative: Bool
+        /// Written without fraction or exponent, and within 18 significant digits.
         var isInteger: Bool
-        var integer: Int64?
-        var micros: Int64?
+
+        /// The value, if an integer that fits.
+        var integer: Int64? { isInteger ? scaled(0) : nil }
+
+        /// The value in millionths (extra fraction truncated), if within ±10¹⁸.
+        var micros: Int64? { scaled(6).flatMap { abs($0) <= 1_000_000_000_000_000 ? $0 : nil } }
+
+        /// mantissa × 10^(exponent + shift), exactly, if it fits (truncating extra fraction).
+        private func scaled(_ shift: Int) -> Int64? {
+            var value = mantissa
+            var e = exponent + shift
+            while e > 0 {
+                let (product, o) = value.multipliedReportingOverflow(by: 10)
+                if o { return nil }
+                value = product
+                e -= 1
+            }
+            while e < 0, value != 0 {
+                value /= 10
+                e += 1
+            }
+            return negative ? -value : value
+        }
     }
 
     private func parseNumber(_ c: inout Cursor) throws(RejectReason) -> Number {
@@ -524,6 +617,17 @@ public final class EventDecoder {
         var digits = 0
         var overflow = false
         let intStart = c.i
+        // Eight digits at a time while they stay within 18 significant ones (after a
+        // leading zero, more digits are malformed: below, one at a time).
+        if c.i < c.count, c.base[c.i] != 0x30 {
+            while c.count - c.i >= 8, digits <= 10 {
+                let word = UInt64(littleEndian: UnsafeRawPointer(c.base + c.i).loadUnaligned(as: UInt64.self))
+                guard EventDecoder.isEightDigits(word) else { break }
+                mantissa = mantissa &* 100_000_000 &+ Int64(EventDecoder.valueOfEightDigits(word))
+                digits += 8
+                c.i += 8
+            }
+        }
         while c.i < c.count, c.base[c.i] >= 0x30, c.base[c.i] <= 0x39 {
             if digits < 18 {
                 mantissa = mantissa * 10 + Int64(c.base[c.i] - 0x30)
@@ -568,25 +672,7 @@ public final class EventDecoder {
             guard c.i > expStart else { throw .malformedJSON }
             exponent += expNegative ? -value : value
         }
-        @inline(__always) func scaled(_ shift: Int) -> Int64? {
-            // mantissa × 10^(exponent + shift), exactly, if it fits (truncating extra fraction).
-            var value = mantissa
-            var e = exponent + shift
-            while e > 0 {
-                let (product, o) = value.multipliedReportingOverflow(by: 10)
-                if o { return nil }
-                value = product
-                e -= 1
-            }
-            while e < 0, value != 0 {
-                value /= 10
-                e += 1
-            }
-            return negative ? -value : value
-        }
-        let integer = isInteger && !overflow ? scaled(0) : nil
-        let micros = scaled(6).flatMap { abs($0) <= 1_000_000_000_000_000 ? $0 : nil }
-        return Number(isInteger: isInteger && !overflow, integer: integer, micros: micros)
+        return Number(mantissa: mantissa, exponent: exponent, negative: negative, isInteger: isInteger && !overflow)
     }
 
     /// Parses a JSON string: in place when it has no escapes, else unescaped into the
@@ -680,6 +766,24 @@ public final class EventDecoder {
         let ref = ByteRef(start: Int32(start), count: Int32(state.scratchUsed - start))
         if sawHighBit, !EventDecoder.isValidUTF8(bytes(ref)) { throw .invalidUTF8 }
         return ref
+    }
+
+    /// Whether the eight bytes of `word` are all ASCII digits (SWAR: each byte's high
+    /// nibble is 3, and adding 6 leaves it 3).
+    @inline(__always)
+    static func isEightDigits(_ word: UInt64) -> Bool {
+        let high: UInt64 = 0xF0F0_F0F0_F0F0_F0F0
+        return (word & high) | (((word &+ 0x0606_0606_0606_0606) & high) >> 4) == 0x3333_3333_3333_3333
+    }
+
+    /// The number eight ASCII digits spell, the first in the lowest byte of `word`
+    /// (pairs, then fours, then all eight combined by multiply-and-shift).
+    @inline(__always)
+    static func valueOfEightDigits(_ word: UInt64) -> UInt64 {
+        var value = word &- 0x3030_3030_3030_3030
+        value = (value &* 10 &+ (value >> 8)) & 0x00FF_00FF_00FF_00FF
+        value = (value &* 100 &+ (value >> 16)) & 0x0000_FFFF_0000_FFFF
+        return (value &* 10_000 &+ (value >> 32)) & 0xFFFF_FFFF
     }
 
     /// The bytes of `word` (little-endian) that are `"`, `\\` or below 0x20, as their
