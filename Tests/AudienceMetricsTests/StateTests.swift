@@ -96,4 +96,23 @@ struct StateTests {
             #expect(map[7] == 7 && map.count == reference.count + 1)
         }
     }
+
+    @Test("entries come in key order whatever the keys: spread, alike in their top bits, or 0", arguments: [0, 1, 2, 17, 1_000, 100_000])
+    func keyOrder(count: Int) {
+        var random = SplitMix64(seed: UInt64(count))
+        // Well-mixed keys; small integers (all in the first bucket: the standard sort);
+        // keys equal but for their low bits in runs of 20 (buckets of 20: more than
+        // insertion sorts); and 0, stored as its stand-in.
+        let shapes: [(Int) -> UInt64] = [{ _ in random.next() }, { UInt64($0) }, { UInt64($0 / 20) << 40 | UInt64($0 % 20) }, { $0 == 0 ? 0 : random.next() }]
+        for make in shapes {
+            var map = HashMap64<Int>(vacant: -1)
+            for index in 0..<count { map[make(index)] = index }
+            var visited: [(key: UInt64, value: Int)] = []
+            map.forEachInKeyOrder { visited.append(($0, $1)) }
+            let expected = map.entries.sorted { $0.key < $1.key }
+            #expect(visited.map(\.key) == expected.map(\.key))
+            #expect(visited.map(\.value) == expected.map(\.value))
+            #expect(visited.count == map.count)
+        }
+    }
 }

@@ -67,9 +67,8 @@ public struct Deduplicator: Sendable {
         writer.writeSigned(newest)
         writer.writeVarint(evictedEarly)
         writer.writeVarint(countAfterPrune)
-        let entries = seen.entries.sorted { $0.key < $1.key }
-        writer.writeVarint(entries.count)
-        for (key, time) in entries {
+        writer.writeVarint(seen.count)
+        seen.forEachInKeyOrder { key, time in
             writer.writeFixed64(key)
             writer.writeSigned(time)
         }

@@ -167,6 +167,48 @@ public struct HashMap64<Value>: @unchecked Sendable {
         table.compactMap { $0.key != 0 ? ($0.key, $0.value) : nil }
     }
 
+    /// Calls `body` with every entry in ascending key order (keys as stored), for
+    /// encodings that must not depend on the table's layout. Keys are well mixed, so
+    /// their top bits spread the entries over buckets of a few each (one counting pass,
+    /// one scattering pass), and each bucket is then sorted on its own: insertion-sorted,
+    /// or, if it holds many (keys alike in their top bits), with the standard sort, so no
+    /// input costs more than a comparison sort. Holds 16 bytes per entry meanwhile.
+    public func forEachInKeyOrder(_ body: (UInt64, Value) throws -> Void) rethrows {
+        let bits = min(18, max(1, Int.bitWidth - count.leadingZeroBitCount))
+        let shift = UInt64(64 - bits)
+        var starts = [Int](repeating: 0, count: (1 << bits) + 1)
+        for slot in table where slot.key != 0 { starts[Int(truncatingIfNeeded: slot.key >> shift) + 1] += 1 }
+        for bucket in 1..<starts.count { starts[bucket] += starts[bucket - 1] }
+        // Keys with the position of their slot, bucket by bucket.
+        var ordered = [(key: UInt64, slot: Int)](repeating: (0, 0), count: count)
+        var next = starts
+        for (position, slot) in table.enumerated() where slot.key != 0 {
+            let bucket = Int(truncatingIfNeeded: slot.key >> shift)
+            ordered[next[bucket]] = (slot.key, position)
+            next[bucket] += 1
+        }
+        ordered.withUnsafeMutableBufferPointer { ordered in
+            for bucket in 0..<(starts.count - 1) {
+                let range = starts[bucket]..<starts[bucket + 1]
+                guard range.count > 1 else { continue }
+                if range.count > 16 {
+                    ordered[range].sort { $0.key < $1.key }
+                    continue
+                }
+                for index in range.dropFirst() {
+                    let entry = ordered[index]
+                    var hole = index
+                    while hole > range.lowerBound && ordered[hole - 1].key > entry.key {
+                        ordered[hole] = ordered[hole - 1]
+                        hole -= 1
+                    }
+                    ordered[hole] = entry
+                }
+            }
+        }
+        for (key, slot) in ordered { try body(key, table[slot].value) }
+    }
+
     /// Heap bytes held.
     public var memoryBytes: Int { table.capacity * MemoryLayout<Slot>.stride }
 }

@@ -196,7 +196,7 @@ public struct UserStates: Sendable {
         writer.write(UserStates.formatVersion)
         writer.writeSigned(lastExpiry)
         writer.writeVarint(users.count)
-        for (key, packed) in users.entries.sorted(by: { $0.key < $1.key }) {
+        users.forEachInKeyOrder { key, packed in
             let state = packed.state
             writer.writeFixed64(key)
             writer.writeSigned(state.firstSeen)
