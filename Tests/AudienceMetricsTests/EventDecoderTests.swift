@@ -103,17 +103,21 @@ struct EventDecoderTests {
         #expect(decoder.decode(base + #","unknown":{"nested":[1,2,{"a":null}]},"n":-0.5e-3,"b":true}"#) == nil)
     }
 
-    @Test("the string scanner finds the end, escapes, control bytes and non-ASCII bytes at every position of a word")
+    @Test("the string scanner finds the end, escapes, control bytes and non-ASCII bytes at every position of a word; hashes match")
     func stringScanAtEveryPosition() throws {
         let decoder = EventDecoder(attributeNames: ["k"])
         let base = #"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"attributes":{"k":""#
         func decode(_ value: [UInt8]) -> (reason: String?, value: [UInt8]) {
             let message = Array(base.utf8) + value + Array("\"}}".utf8)
             let reason = message.withUnsafeBytes { decoder.decode($0) }?.code
-            return (reason, reason == nil ? Array(decoder.bytes(decoder.attributeValue(0))) : [])
+            guard reason == nil else { return (reason, []) }
+            let value = Array(decoder.bytes(decoder.attributeValue(0)))
+            // Hashed in place (a tail read at once) as hashing the bytes alone would.
+            #expect(decoder.attributeHash(0) == value.withUnsafeBytes { Hash64.hash($0) }, "hash of \(value)")
+            return (reason, value)
         }
         // Lengths around one and two 8-byte words, with the odd byte at each position.
-        for length in 1...19 {
+        for length in 1...26 {
             for position in 0..<length {
                 var plain = Array(repeating: UInt8(ascii: "x"), count: length)
                 #expect(decode(plain).value == plain)

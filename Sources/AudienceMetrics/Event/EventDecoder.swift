@@ -295,9 +295,12 @@ public final class EventDecoder {
         String(decoding: bytes(ref), as: UTF8.self)
     }
 
-    /// The hash of a decoded string (``Hash64``).
+    /// The hash of a decoded string (``Hash64``). Decoded strings lie in the scratch
+    /// memory, which has bytes to spare after any of them.
     @inline(__always)
-    public func hash(_ ref: ByteRef) -> UInt64 { Hash64.hash(bytes(ref)) }
+    public func hash(_ ref: ByteRef) -> UInt64 {
+        ref.count > 0 ? Hash64.hash(paddedBytes: scratch + Int(ref.start), count: Int(ref.count)) : Hash64.hash(bytes(ref))
+    }
 
     /// Whether a decoded string equals `other`.
     public func equals(_ ref: ByteRef, _ other: [UInt8]) -> Bool {

@@ -26,6 +26,19 @@ public enum Hash64 {
     }
 
     static func hash(_ base: UnsafeRawPointer, _ count: Int) -> UInt64 {
+        hash(base, count, padded: false)
+    }
+
+    /// The hash of `count` (> 0) bytes at `base` that are followed by at least seven more
+    /// readable bytes (a decoder's scratch memory): a tail of up to seven bytes is read
+    /// with one load and masked, not byte by byte. Equal to ``hash(_:)`` of the same bytes.
+    @inline(__always)
+    static func hash(paddedBytes base: UnsafeRawPointer, count: Int) -> UInt64 {
+        hash(base, count, padded: true)
+    }
+
+    @inline(__always)
+    private static func hash(_ base: UnsafeRawPointer, _ count: Int, padded: Bool) -> UInt64 {
         var h = seed ^ mix(seed ^ secret0, UInt64(truncatingIfNeeded: count) ^ secret1)
         var offset = 0
         while count - offset >= 16 {
@@ -38,6 +51,8 @@ public enum Hash64 {
         if rest >= 8 {
             a = load64(base, offset)
             b = load64(base, count - 8)
+        } else if rest > 0 && padded {
+            a = load64(base, offset) & ((1 << UInt64(8 * rest)) &- 1)
         } else if rest > 0 {
             // Up to 7 bytes: pack them little-endian.
             for index in 0..<rest { a |= UInt64(base.load(fromByteOffset: offset + index, as: UInt8.self)) << (8 * UInt64(index)) }
