@@ -107,12 +107,13 @@ public final class EventDecoder {
         self.limits = limits
         self.attributeNames = attributeNames
         scratchCapacity = limits.maxMessageBytes * 2 + 4096
-        // Both with eight bytes to spare: a key's first eight bytes are read at once
-        // (``prefix64(_:_:)``), wherever it ends.
+        // Scratch memory with eight bytes to spare: a string's first eight bytes
+        // (``prefix64(_:_:)``) and its hash's tail are read at once, wherever it ends.
+        // Both buffers zeroed: bytes read past a string's end are masked off, but defined.
         scratch = .allocate(capacity: scratchCapacity + 8)
         scratch.initialize(repeating: 0, count: scratchCapacity + 8)
-        path = .allocate(capacity: pathCapacity + 8)
-        path.initialize(repeating: 0, count: pathCapacity + 8)
+        path = .allocate(capacity: pathCapacity)
+        path.initialize(repeating: 0, count: pathCapacity)
         slotCount = attributeNames.count
         slotValues = .allocate(capacity: max(1, slotCount))
         slotValues.initialize(repeating: .absent, count: max(1, slotCount))
@@ -206,7 +207,8 @@ public final class EventDecoder {
     }
 
     /// The first `count` (≤ 8) bytes at `base`, little-endian, zero-padded. Reads eight
-    /// bytes: `base` points into the scratch memory or the path, which have them to spare.
+    /// bytes: `base` points into the scratch memory, which has them to spare, or to the
+    /// start of the path.
     @inline(__always)
     private static func prefix64(_ base: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
         let word = UInt64(littleEndian: UnsafeRawPointer(base).loadUnaligned(as: UInt64.self))
@@ -587,7 +589,7 @@ public final class EventDecoder {
         /// The value, if an integer that fits.
         var integer: Int64? { isInteger ? scaled(0) : nil }
 
-        /// The value in millionths (extra fraction truncated), if within ±10¹⁸.
+        /// The value in millionths (extra fraction truncated), if within ±10¹⁵ (±10⁹ units).
         var micros: Int64? { scaled(6).flatMap { abs($0) <= 1_000_000_000_000_000 ? $0 : nil } }
 
         /// mantissa × 10^(exponent + shift), exactly, if it fits (truncating extra fraction).
