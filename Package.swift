@@ -96,6 +96,7 @@ let package = Package(
         .testTarget(
             name: "AudienceMetricsTests",
             dependencies: ["AudienceMetrics"],
+            exclude: ["Fixtures"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import AudienceMetrics
+import Foundation
 import Testing
 
 /// Hopping windows built from slices give the partials of keeping every window whole.
@@ -123,5 +124,43 @@ struct SlicedWindowTests {
         // Whole windows cannot take a checkpoint that holds slices (so there are some); the
         // other way round works (the restarts in `sameAsWhole`).
         #expect(throws: BinaryReader.Error.self) { try Pipeline(Self.config(slicing: false)).aggregator.restore(bytes) }
+    }
+
+    /// The events of the stored checkpoint's run.
+    static func fixtureEvent(_ index: Int) -> String {
+        Events.json("e\(index)", index % 3 == 0 ? "page_view" : "like", user: "u\(index % 17)", at: Int64(index) * 700,
+                    country: index % 4 == 0 ? "US" : "DE", device: index % 5 == 0 ? "desktop" : "mobile",
+                    content: index % 3 == 0 ? "article-\(index % 5)" : nil)
+    }
+
+    /// `Fixtures/stage1-checkpoint-format2.bin` was written by the aggregator of 5ec0f2b
+    /// (format 2: before a tumbling window could share slices), with this suite's sliced
+    /// configuration, after `fixtureEvent(0..<250)` and closings at every 50th event.
+    @Test("a stored checkpoint of format 2 restores, and its windows end as whole windows would")
+    func formatTwoCheckpoint() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/stage1-checkpoint-format2.bin")
+        let bytes = try [UInt8](Data(contentsOf: url))
+        #expect(bytes.first == 2)
+        let restored = Pipeline(Self.config(slicing: true))
+        try restored.aggregator.restore(bytes)
+        let whole = Pipeline(Self.config(slicing: false))
+        var fromRestored: [WindowPartial] = []
+        var fromWhole: [WindowPartial] = []
+        for index in 0..<500 {
+            let event = Self.fixtureEvent(index)
+            whole.feed(event)
+            if index >= 250 { restored.feed(event) }
+            guard index % 50 == 0 else { continue }
+            let closed = whole.aggregator.closeReadyWindows()
+            if index >= 250 {
+                fromWhole += closed
+                fromRestored += restored.aggregator.closeReadyWindows()
+            }
+        }
+        fromWhole += whole.finish()
+        fromRestored += restored.finish()
+        #expect(fromWhole.count > 20)
+        Self.expectSame(fromRestored, fromWhole, "finals after restoring format 2")
+        #expect(restored.aggregator.checkpoint().first == 3, "written again in the current format")
     }
 }
