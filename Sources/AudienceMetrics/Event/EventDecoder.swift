@@ -425,8 +425,15 @@ public final class EventDecoder {
         guard at[0] == UInt8(ascii: "\""), at[length + 1] == UInt8(ascii: "\"") else { return false }
         let word = UInt64(littleEndian: UnsafeRawPointer(at + 1).loadUnaligned(as: UInt64.self))
         guard (length >= 8 ? word : word & ((1 << UInt64(8 * length)) &- 1)) == child.prefix else { return false }
-        guard length > 8 else { return true }
-        for offset in 8..<length where trie.tails[child.tail + offset - 8] != at[1 + offset] { return false }
+        return tailMatches(child, UnsafePointer(at + 1))
+    }
+
+    /// Whether `child`'s key bytes from the ninth on equal those at `key` (whose first
+    /// eight matched its prefix).
+    @inline(__always)
+    private func tailMatches(_ child: Trie.Child, _ key: UnsafePointer<UInt8>) -> Bool {
+        guard child.length > 8 else { return true }
+        for offset in 8..<child.length where trie.tails[child.tail + offset - 8] != key[offset] { return false }
         return true
     }
 
@@ -440,14 +447,7 @@ public final class EventDecoder {
         let prefix = EventDecoder.prefix64(keyBase, min(length, 8))
         for index in entry.childStart..<entry.childEnd {
             let child = trie.children[index]
-            guard child.length == length, child.prefix == prefix else { continue }
-            if length <= 8 { return index }
-            var same = true
-            for offset in 8..<length where trie.tails[child.tail + offset - 8] != keyBase[offset] {
-                same = false
-                break
-            }
-            if same { return index }
+            if child.length == length, child.prefix == prefix, tailMatches(child, keyBase) { return index }
         }
         return nil
     }
