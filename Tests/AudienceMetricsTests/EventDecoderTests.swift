@@ -183,26 +183,47 @@ struct EventDecoderTests {
         // also decoded by a new decoder, which has none. Both must agree on everything.
         var generator = SplitMix64(seed: 7)
         func random(_ bound: Int) -> Int { Int(generator.next() % UInt64(bound)) }
-        for (mapping, names) in [(InputMapping.contract, ["country", "device", "plan"]), (.segment, ["plan", "device.type", "locale"])] {
+        /// Mostly `members` as they are (as a producer writes them), sometimes with a
+        /// look-alike added, a member dropped or one repeated.
+        func perturbed(_ members: [String], _ lookalikes: [String]) -> [String] {
+            var result = members
+            if random(4) == 0 { result.insert(lookalikes[random(lookalikes.count)], at: random(result.count + 1)) }
+            if random(8) == 0, !result.isEmpty { result.remove(at: random(result.count)) }
+            if random(8) == 0, !result.isEmpty { result.insert(result[random(result.count)], at: random(result.count + 1)) }
+            return result
+        }
+        for (mapping, names) in [(InputMapping.contract, ["country", "device", "plan", "a.b"]), (.segment, ["plan", "device.type", "locale"])] {
             let learning = EventDecoder(mapping: mapping, attributeNames: names)
-            let contract = mapping == .contract
-            var members = contract
+            var members = mapping == .contract
                 ? [#""event_id":"e-1""#, #""type":"like""#, #""user_id":"u-9""#, #""timestamp":1795860930250"#, #""content_id":"a-1""#,
-                   #""dwell_ms":12345678"#, #""value":19.99"#, #""session_id":"s""#,
-                   #""attributes":{"country":"DE","device":"mobile","plan":"pro"}"#]
+                   #""dwell_ms":12345678"#, #""value":19.99"#, #""session_id":"s""#, "ATTRIBUTES"]
                 : [#""messageId":"m-1""#, #""event":"Order Completed""#, #""type":"track""#, #""userId":"u-1""#, #""anonymousId":"an""#,
                    #""timestamp":"2026-11-28T10:15:30Z""#, #""properties":{"revenue":4.5,"plan":"pro","path":"/p"}"#,
                    #""context":{"locale":"de","device":{"type":"ios"},"session_id":"s"}"#]
             // Keys that differ from mapped ones only in length, last byte or escaping.
             let lookalikes = [#""typ":1"#, #""types":"x""#, #""event_idx":"y""#, #""t\u0079pe":"click""#, #""attributes2":{}"#,
                               #""timestampZ":5"#, #""user_i":"v""#, #""messageIdentifier":"z""#, #""propertie":{}"#, #""":0"#]
-            for round in 0..<4_000 {
-                // Mostly one fixed order (as producers write it), now and then changed.
+            // Attributes (names matched where they are, or built for nested ones), their
+            // look-alikes and other values for the same names: a number, null, an object.
+            var attributes = [#""country":"DE""#, #""device":"mobile""#, #""plan":"pro""#, #""a":{"b":"x"}"#, #""browser":"firefox""#]
+            // What each member sets (name, value), in the attributes' own terms: an escaped
+            // name is its unescaped text, a nested one is dotted, null sets nothing, numbers
+            // and booleans are their literal text.
+            let sets: [String: (String, String)] = [
+                #""country":"DE""#: ("country", "DE"), #""device":"mobile""#: ("device", "mobile"), #""plan":"pro""#: ("plan", "pro"),
+                #""a":{"b":"x"}"#: ("a.b", "x"), #""c\u006funtry":"CH""#: ("country", "CH"), #""device":7"#: ("device", "7"),
+                #""a.b":"dotted""#: ("a.b", "dotted"), #""plan":true"#: ("plan", "true"),
+            ]
+            let attributeLookalikes = [#""countr":"AT""#, #""countryX":"FR""#, #""c\u006funtry":"CH""#, #""device":7"#, #""plan":null"#,
+                                       #""country":{"x":"y"}"#, #""a":"flat""#, #""a.b":"dotted""#, #""an_attribute_name_past_16":"v""#,
+                                       #""devic\"e":"q""#, #""":"empty""#, #""plan":true"#]
+            for round in 0..<6_000 {
+                // Mostly one fixed order, now and then changed.
                 if round % 50 == 49 { members.swapAt(random(members.count), random(members.count)) }
-                var message = members
-                if random(4) == 0 { message.insert(lookalikes[random(lookalikes.count)], at: random(message.count + 1)) }
-                if random(8) == 0 { message.remove(at: random(message.count)) }
-                if random(8) == 0 { message.insert(message[random(message.count)], at: random(message.count + 1)) }
+                if round % 40 == 39 { attributes.swapAt(random(attributes.count), random(attributes.count)) }
+                let attributeMembers = perturbed(attributes, attributeLookalikes)
+                let attributesMember = #""attributes":{"# + attributeMembers.joined(separator: ",") + "}"
+                let message = perturbed(members, lookalikes).map { $0 == "ATTRIBUTES" ? attributesMember : $0 }
                 let text = "{" + message.joined(separator: random(2) == 0 ? "," : " ,\n ") + "}"
                 let fresh = EventDecoder(mapping: mapping, attributeNames: names)
                 let expected = fresh.decode(text)
@@ -213,6 +234,16 @@ struct EventDecoderTests {
                         "\(text)")
                 #expect(a.timestamp == b.timestamp && a.dwellMs == b.dwellMs && a.valueMicros == b.valueMicros && a.typeCode == b.typeCode, "\(text)")
                 #expect(learning.attributeHashes == fresh.attributeHashes, "\(text)")
+                #expect(learning.attributeValues.map(\.isPresent) == fresh.attributeValues.map(\.isPresent), "\(text)")
+                if mapping == .contract {
+                    // The last member that sets a referenced name wins.
+                    var expectedValues: [String: String] = [:]
+                    if message.contains(attributesMember) {
+                        for member in attributeMembers { if let (name, value) = sets[member] { expectedValues[name] = value } }
+                    }
+                    let decoded = learning.attributeValues.map { $0.isPresent ? learning.string($0) : nil }
+                    #expect(decoded == names.map { expectedValues[$0] }, "\(text)")
+                }
             }
         }
     }
