@@ -248,7 +248,7 @@ struct EventDecoderTests {
         }
     }
 
-    @Test("a key in the last bytes of a message is read within the message")
+    @Test("a message that ends at or inside a predicted key is malformed, as without a prediction")
     func keyAtTheEnd() {
         let decoder = EventDecoder(attributeNames: ["k"])
         let base = #"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250"#

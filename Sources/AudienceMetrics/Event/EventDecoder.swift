@@ -423,9 +423,8 @@ public final class EventDecoder {
         guard child.isPlain, c.count - c.i >= max(length + 2, 9) else { return false }
         let at = c.base + c.i
         guard at[0] == UInt8(ascii: "\""), at[length + 1] == UInt8(ascii: "\"") else { return false }
-        let word = UInt64(littleEndian: UnsafeRawPointer(at + 1).loadUnaligned(as: UInt64.self))
-        guard (length >= 8 ? word : word & ((1 << UInt64(8 * length)) &- 1)) == child.prefix else { return false }
-        return tailMatches(child, UnsafePointer(at + 1))
+        guard EventDecoder.prefix64(at + 1, min(length, 8)) == child.prefix else { return false }
+        return tailMatches(child, at + 1)
     }
 
     /// Whether `child`'s key bytes from the ninth on equal those at `key` (whose first
