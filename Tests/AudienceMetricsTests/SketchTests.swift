@@ -100,11 +100,19 @@ struct SketchTests {
         #expect(smallDecoded.memoryBytes <= 16 * 8 + 16)
     }
 
-    @Test("binary form: sparse registers as zero runs (the bytes of a plain reference encoder), a bitmap and values up to half set, mostly set ones raw; all round-trip",
-          arguments: [(1_500, UInt8(1)), (2_100, UInt8(1)), (2_300, UInt8(3)), (5_000, UInt8(3)), (10_000, UInt8(3)), (12_000, UInt8(2)), (30_000, UInt8(2))])
-    func registerEncodings(cardinality: Int, mode: UInt8) throws {
+    @Test("binary form: sparse registers as zero runs, a bitmap and four-bit values up to three quarters set, four-bit registers beyond, large ones as exceptions (the bytes of plain reference encoders); all round-trip",
+          arguments: [(1_100, UInt8(1), 0), (1_300, UInt8(1), 3), (2_300, UInt8(5), 0), (5_000, UInt8(5), 2), (12_000, UInt8(5), 5),
+                      (30_000, UInt8(4), 0), (60_000, UInt8(4), 7)])
+    func registerEncodings(cardinality: Int, mode: UInt8, large: Int) throws {
+        // `large` registers made to rank 16 or more (16, 17, … 50) with crafted hashes:
+        // bucket in the top 14 bits, then that many zeros.
+        var hashes = (0..<cardinality).map { Hash64.hash("e\($0)") }
+        for index in 0..<large {
+            let rank = index == large - 1 ? 50 : 16 + index
+            hashes.append(UInt64(3_001 + 1_000 * index) << 50 | (rank == 50 ? 0 : UInt64(1) << (50 - rank)))
+        }
         var counter = UniqueCounter()
-        for value in 0..<cardinality { counter.insert(Hash64.hash("e\(value)")) }
+        for hash in hashes { counter.insert(hash) }
         var writer = BinaryWriter()
         counter.encode(into: &writer)
         let bytes = writer.bytes
@@ -117,64 +125,120 @@ struct SketchTests {
         // Registers computed here from the hashes (HyperLogLog: bucket = top 14 bits,
         // rank = leading zeros + 1).
         var registers = [UInt8](repeating: 0, count: 1 << 14)
-        for value in 0..<cardinality {
-            let hash = Hash64.hash("e\(value)")
+        for hash in hashes {
             let rank = UInt8(min((hash << 14).leadingZeroBitCount, 50) + 1)
             registers[Int(hash >> 50)] = max(registers[Int(hash >> 50)], rank)
         }
+        #expect(registers.filter { $0 > 15 }.count >= large)
         let set = registers.filter { $0 != 0 }.count
         var reference = BinaryWriter()
         reference.write(1)
         reference.write(14)
         reference.write(mode)
         switch mode {
-        case 2:
-            #expect(set * 2 >= registers.count)
-            // A raw register above the largest possible rank is refused.
-            var corrupt = bytes
-            corrupt[3 + 100] = 60
-            var corruptReader = BinaryReader(corrupt)
-            #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &corruptReader) }
-            return
-        case 3:
-            #expect(set * 2 < registers.count && set * 8 > registers.count)
-            // The same bytes as a bitmap built bit by bit (register 8 i + j is bit j of
-            // byte i), then the non-zero registers in order.
-            for byte in 0..<(registers.count / 8) {
-                var bits: UInt8 = 0
-                for bit in 0..<8 where registers[byte * 8 + bit] != 0 { bits |= 1 << bit }
-                reference.write(bits)
+        case 4, 5:
+            // Four-bit values, 15 for a large register, in blocks of 16: byte j holds value
+            // j and value 8 + j (high half), a last block of m values min(m, 8) bytes;
+            // mode 5 writes the bitmap (register 8 i + j is bit j of byte i) and only the
+            // non-zero ones.
+            #expect(mode == 4 ? set * 4 >= registers.count * 3 : set * 4 < registers.count * 3 && set * 12 > registers.count)
+            if mode == 5 {
+                for byte in 0..<(registers.count / 8) {
+                    var bits: UInt8 = 0
+                    for bit in 0..<8 where registers[byte * 8 + bit] != 0 { bits |= 1 << bit }
+                    reference.write(bits)
+                }
             }
-            for register in registers where register != 0 { reference.write(register) }
+            let values = (mode == 4 ? registers : registers.filter { $0 != 0 }).map { min($0, 15) }
+            for block in stride(from: 0, to: values.count, by: 16) {
+                for byte in 0..<min(values.count - block, 8) {
+                    reference.write(values[block + byte] | (block + 8 + byte < values.count ? values[block + 8 + byte] << 4 : 0))
+                }
+            }
+            let exceptions = registers.indices.filter { registers[$0] > 15 }
+            reference.writeVarint(exceptions.count)
+            var previous = -1
+            for index in exceptions {
+                reference.writeVarint(index - previous - 1)
+                reference.write(registers[index])
+                previous = index
+            }
             #expect(reference.bytes == bytes)
-            // A value of zero or above the largest possible rank is refused, and so is a
-            // bitmap announcing more values than there are.
-            for (offset, value) in [(3 + 2048, UInt8(0)), (3 + 2048 + 7, UInt8(60))] {
+            // Refused: a register exception above the largest possible rank, or of 15 or
+            // less, or whose four-bit value is not 15; in mode 5 a value of zero.
+            var corruptions: [[UInt8]] = []
+            if !exceptions.isEmpty {
+                for value in [UInt8(52), 15, 14] {
+                    var corrupt = bytes
+                    corrupt[corrupt.count - 1] = value
+                    corruptions.append(corrupt)
+                }
                 var corrupt = bytes
-                corrupt[offset] = value
+                corrupt[corrupt.count - 2] = 0  // the last exception moved to a register after the one before
+                corruptions.append(corrupt)
+            }
+            if mode == 5 {
+                // A value of zero; a value after the last (in the high half of a last
+                // block's byte that has none).
+                var corrupt = bytes
+                corrupt[3 + 2048] &= 0xF0
+                corruptions.append(corrupt)
+                let count = values.count
+                if count % 16 != 0 && count % 16 <= 8 {
+                    var padded = bytes
+                    padded[3 + 2048 + count / 16 * 8] |= 0x10
+                    corruptions.append(padded)
+                }
+            }
+            for corrupt in corruptions {
                 var corruptReader = BinaryReader(corrupt)
                 #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &corruptReader) }
             }
             var truncated = BinaryReader(Array(bytes.dropLast()))
             #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &truncated) }
-            return
         default:
-            #expect(set * 8 <= registers.count)
-        }
-        // The same bytes as a register-by-register encoder of zero runs.
-        var zeros = 0
-        for register in registers {
-            if register == 0 {
-                zeros += 1
-            } else {
-                reference.writeVarint(zeros)
-                reference.write(register)
-                zeros = 0
+            #expect(set * 12 <= registers.count)
+            // The same bytes as a register-by-register encoder of zero runs.
+            var zeros = 0
+            for register in registers {
+                if register == 0 {
+                    zeros += 1
+                } else {
+                    reference.writeVarint(zeros)
+                    reference.write(register)
+                    zeros = 0
+                }
             }
+            reference.writeVarint(zeros)
+            reference.write(0)
+            #expect(reference.bytes == bytes)
         }
-        reference.writeVarint(zeros)
-        reference.write(0)
-        #expect(reference.bytes == bytes)
+        // The forms written before modes 4 and 5 still read: every register a byte (2),
+        // a bitmap then a byte per non-zero register (3).
+        var raw = BinaryWriter()
+        for byte: UInt8 in [1, 14, 2] { raw.write(byte) }
+        for register in registers { raw.write(register) }
+        var bitmapped = BinaryWriter()
+        for byte: UInt8 in [1, 14, 3] { bitmapped.write(byte) }
+        for byte in 0..<(registers.count / 8) {
+            var bits: UInt8 = 0
+            for bit in 0..<8 where registers[byte * 8 + bit] != 0 { bits |= 1 << bit }
+            bitmapped.write(bits)
+        }
+        for register in registers where register != 0 { bitmapped.write(register) }
+        for legacy in [raw.bytes, bitmapped.bytes] {
+            var legacyReader = BinaryReader(legacy)
+            #expect(try UniqueCounter.decode(from: &legacyReader) == counter)
+            #expect(legacyReader.isAtEnd)
+        }
+        // A raw register above the largest possible rank is refused, and so is a bitmap
+        // value of zero.
+        for (legacy, offset) in [(raw.bytes, 3 + 100), (bitmapped.bytes, 3 + 2048)] {
+            var corrupt = legacy
+            corrupt[offset] = offset == 3 + 100 ? 60 : 0
+            var corruptReader = BinaryReader(corrupt)
+            #expect(throws: BinaryReader.Error.self) { try UniqueCounter.decode(from: &corruptReader) }
+        }
     }
 
     @Test("every binary form round-trips at every precision, however many registers are set", arguments: [4, 5, 6, 9, 14])
@@ -193,8 +257,8 @@ struct SketchTests {
             #expect(decoded.count == counter.count)
         }
         // Exact, and past the limit the registers' forms (all three where the register
-        // count leaves room for run lengths below an eighth).
-        #expect(modes.isSuperset(of: precision >= 14 ? [0, 1, 2, 3] : [0, 2]), "forms used: \(modes.sorted())")
+        // count leaves room for run lengths below a twelfth).
+        #expect(modes.isSuperset(of: precision >= 14 ? [0, 1, 4, 5] : [0, 4]), "forms used: \(modes.sorted())")
     }
 
     @Test("quantiles are within 1 % of the exact ones, and merged sketches equal one sketch")
