@@ -445,6 +445,24 @@ struct SketchTests {
         #expect(restoredBytes.bytes == originalBytes.bytes)
     }
 
+    @Test("the top k items are the first k of all items by count, ties by name, however many counts tie")
+    func topItemsWithTies() {
+        var random = SplitMix64(seed: 7)
+        for round in 0..<200 {
+            // Few distinct counts, so many counters tie at the cut; some items named.
+            var summary = TopK(capacity: 16)
+            let pool = 4 + Int(random.next() % 40)
+            for _ in 0..<(Int(random.next() % 120)) { summary.add(hash: 1 + random.next() % UInt64(pool)) }
+            summary.attachNames { $0 % 3 == 0 ? nil : "item-\($0 % 7)-\($0)" }
+            let all = summary.top(summary.capacity)
+            for k in 0...(summary.capacity + 2) {
+                #expect(summary.top(k) == Array(all.prefix(k)), "round \(round), k \(k)")
+            }
+            // The reference itself: counts descending, ties by name.
+            #expect(zip(all, all.dropFirst()).allSatisfy { $0.count > $1.count || ($0.count == $1.count && $0.name < $1.name) })
+        }
+    }
+
     @Test("heavy hitters of a Zipf stream are found with exact counts for the top items")
     func topContent() throws {
         var generator = SplitMix64(seed: 3)

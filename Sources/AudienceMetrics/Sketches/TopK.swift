@@ -110,8 +110,24 @@ public struct TopK: Sendable, Equatable {
 
     /// The `k` most frequent items, largest count first (ties by name).
     public func top(_ k: Int) -> [Item] {
-        Array(counters.map { Item(name: TopK.label(of: $0), count: $0.count, error: $0.error) }
-            .sorted { $0.count != $1.count ? $0.count > $1.count : $0.name < $1.name }.prefix(k))
+        guard k > 0 else { return [] }
+        // Only the counters that can make the cut are named and ordered: those counting at
+        // least the k-th largest count (the rest would sort after all of them).
+        var threshold = Int64.min
+        if counters.count > k {
+            threshold = withUnsafeTemporaryAllocation(of: Int64.self, capacity: counters.count) { buffer in
+                var counts = buffer
+                for (position, counter) in counters.enumerated() { counts[position] = counter.count }
+                counts.sort(by: >)
+                return counts[k - 1]
+            }
+        }
+        var items: [Item] = []
+        for counter in counters where counter.count >= threshold {
+            items.append(Item(name: TopK.label(of: counter), count: counter.count, error: counter.error))
+        }
+        items.sort { $0.count != $1.count ? $0.count > $1.count : $0.name < $1.name }
+        return Array(items.prefix(k))
     }
 
     /// Adds `other`'s counters to these.
