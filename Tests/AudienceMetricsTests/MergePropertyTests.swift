@@ -6,7 +6,9 @@ import Testing
 struct RandomAudience {
     var events: [(user: String, json: String)] = []
 
-    init(seed: UInt64, count: Int, users: Int) {
+    /// With `lateEvery`, about one event in that many is stamped up to 150 s before the
+    /// stream's time: late for some windows containing it, not for later ones.
+    init(seed: UInt64, count: Int, users: Int, lateEvery: UInt64? = nil) {
         var random = SplitMix64(seed: seed)
         let countries = ["DE", "US", "FR", "BR"]
         let devices = ["mobile", "desktop"]
@@ -22,8 +24,10 @@ struct RandomAudience {
                 events.append(previous)
                 continue
             }
+            var stamp = time
+            if let lateEvery, random.next() % lateEvery == 0 { stamp -= Int64(random.next() % 150_000) }
             let json = Events.json(
-                "e\(index)", type, user: "u\(user)", at: time, country: countries[user % countries.count], device: devices[user % 2],
+                "e\(index)", type, user: "u\(user)", at: stamp, country: countries[user % countries.count], device: devices[user % 2],
                 content: type == "page_view" ? "article-\(Int(random.next() % 20))" : nil,
                 dwell: type == "page_view" ? Int64(random.next() % 120_000) : nil,
                 value: type == "conversion" ? "\(random.next() % 100).\(random.next() % 100)" : nil)
@@ -46,7 +50,7 @@ struct MergePropertyTests {
     }
 
     static func closing(_ closed: [WindowPartial]) -> [WindowMerger.ClosedWindow] {
-        closed.map { WindowMerger.ClosedWindow(windowIndex: $0.windowIndex, start: $0.start, finals: $0.segments.count) }
+        closed.map { WindowMerger.ClosedWindow(windowIndex: $0.windowIndex, start: $0.start, finals: $0.segments.count, isSlice: $0.part == .slice) }
     }
 
     /// Final records of one pipeline per partition (users split by hash), merged by stage 2
@@ -54,13 +58,16 @@ struct MergePropertyTests {
     /// one segment's final partial of partition 0's `withholding`-th closed window is
     /// delivered only at the very end, after every marker (a record the broker delayed);
     /// `beforeRelease` sees the records produced until then.
-    static func partitionedRecords(_ audience: RandomAudience, partitions: Int, seed: UInt64, withholding: Int? = nil,
+    static func partitionedRecords(_ audience: RandomAudience, partitions: Int, seed: UInt64, withholding: Int? = nil, config: AggregationConfig = config,
+                                   updates: Bool = false, restartMergerEvery: Int? = nil,
                                    beforeRelease: ([MetricRecord], WindowMerger) -> Void = { _, _ in }) -> [String] {
         let pipelines = (0..<partitions).map { _ in Pipeline(config) }
+        var updateRandom = SplitMix64(seed: seed ^ 0x5555)
         var outputs: [[Output]] = Array(repeating: [], count: partitions)
         for event in audience.events {
             let partition = Int(Hash64.hash(event.user) % UInt64(partitions))
             pipelines[partition].feed(event.json)
+            if updates && updateRandom.next() % 7 == 0 { outputs[partition] += pipelines[partition].aggregator.takeUpdates().map { .partial($0) } }
             let closed = pipelines[partition].aggregator.closeReadyWindows()
             outputs[partition] += closed.map { .partial($0) }
             if !closed.isEmpty { outputs[partition].append(.watermark(pipelines[partition].aggregator.watermark, closing: closing(closed))) }
@@ -81,8 +88,10 @@ struct MergePropertyTests {
             withheld = (partial, 0)
         }
         // Interleave the partitions' outputs randomly, keeping each partition's order.
-        let merger = WindowMerger(config: config, inputPartitions: partitions)
+        var merger = WindowMerger(config: config, inputPartitions: partitions)
         var random = SplitMix64(seed: seed)
+        var updated: [MetricRecord] = []
+        var applied = 0
         var positions = Array(repeating: 0, count: partitions)
         var records: [MetricRecord] = []
         var offset: Int64 = 0
@@ -92,6 +101,15 @@ struct MergePropertyTests {
             let output = outputs[partition][positions[partition]]
             positions[partition] += 1
             offset += 1
+            applied += 1
+            if let every = restartMergerEvery, applied % every == 0 {
+                // A restart: stage 2 continues from its checkpoint, which restores to the
+                // same bytes.
+                let bytes = merger.checkpoint()
+                merger = WindowMerger(config: config, inputPartitions: partitions)
+                #expect(throws: Never.self) { try merger.restore(bytes) }
+                #expect(merger.checkpoint() == bytes)
+            }
             guard case .partial(let partial) = output else {
                 if case .watermark(let time, let closing) = output {
                     records += merger.applyWatermark(time, inputPartition: Int32(partition), closing: closing)
@@ -100,10 +118,20 @@ struct MergePropertyTests {
             }
             for (name, aggregate) in partial.segments {
                 merger.apply(partial: aggregate, segment: name, windowIndex: partial.windowIndex, start: partial.start,
-                             inputPartition: Int32(partition), offset: offset, isFinal: partial.isFinal)
+                             inputPartition: Int32(partition), offset: offset, isFinal: partial.isFinal, part: partial.part)
                 // A replayed (older) partial changes nothing.
                 #expect(!merger.apply(partial: SegmentAggregate(), segment: name, windowIndex: partial.windowIndex, start: partial.start,
-                                      inputPartition: Int32(partition), offset: offset - 1))
+                                      inputPartition: Int32(partition), offset: offset - 1, part: partial.part))
+            }
+            if updates && random.next() % 4 == 0 { updated += merger.takeUpdatedRecords() }
+        }
+        // Non-final records hold no more than the final ones.
+        if updates {
+            let finals = Dictionary(records.map { ("\($0.segment)|\($0.window.name)|\($0.start)", $0) }, uniquingKeysWith: { first, _ in first })
+            #expect(!updated.isEmpty)
+            for record in updated {
+                guard let final = finals["\(record.segment)|\(record.window.name)|\(record.start)"] else { continue }
+                #expect(record.events <= final.events, "\(record.segment) \(record.window.name) \(record.start)")
             }
         }
         if let withheld {
@@ -149,6 +177,46 @@ struct MergePropertyTests {
             if split != single {
                 for line in Set(split).subtracting(single) { print("DIFF split:  \(line)") }
                 for line in Set(single).subtracting(split) { print("DIFF single: \(line)") }
+            }
+        }
+    }
+
+    @Test("stage 1 sending slices and windows' own parts, stage 2 assembling the windows: the same final records as whole windows",
+          arguments: [1, 2, 3, 5])
+    func slicesAssembledInStageTwo(partitions: Int) {
+        var slicing = Self.config
+        slicing.sendsSlices = true
+        for seed in UInt64(1)...3 {
+            let audience = RandomAudience(seed: seed, count: 3_000, users: 150)
+            let whole = Self.partitionedRecords(audience, partitions: 1, seed: seed)
+            let assembled = Self.partitionedRecords(audience, partitions: partitions, seed: seed &* 31, config: slicing, updates: true,
+                                                    restartMergerEvery: 97)
+            #expect(assembled == whole, "seed \(seed), \(partitions) partitions")
+            if assembled != whole {
+                for line in Set(assembled).subtracting(whole).prefix(3) { print("DIFF assembled: \(line)") }
+                for line in Set(whole).subtracting(assembled).prefix(3) { print("DIFF whole:     \(line)") }
+            }
+        }
+    }
+
+    @Test("with late events (late for a window's first slices, not for later windows): slices assembled in stage 2 give the records of whole windows",
+          arguments: [1, 3])
+    func lateEventsAssembledInStageTwo(partitions: Int) {
+        var whole = Self.config
+        whole.windows = [WindowSpec(size: 60_000), WindowSpec(size: 180_000, advance: 60_000)]
+        whole.slicesHoppingWindows = false
+        var slicing = whole
+        slicing.slicesHoppingWindows = true
+        slicing.sendsSlices = true
+        for seed in UInt64(1)...3 {
+            let audience = RandomAudience(seed: seed, count: 3_000, users: 150, lateEvery: 15)
+            let expected = Self.partitionedRecords(audience, partitions: partitions, seed: seed, config: whole)
+            let assembled = Self.partitionedRecords(audience, partitions: partitions, seed: seed &* 31, config: slicing, updates: true)
+            #expect(expected.count > 20)
+            #expect(assembled == expected, "seed \(seed), \(partitions) partitions")
+            if assembled != expected {
+                for line in Set(assembled).subtracting(expected).prefix(2) { print("DIFF assembled: \(line)") }
+                for line in Set(expected).subtracting(assembled).prefix(2) { print("DIFF whole:     \(line)") }
             }
         }
     }

@@ -32,6 +32,23 @@ public struct AggregationConfig: Sendable, Hashable {
     /// containing it (``PartitionAggregator``). Default true; false keeps every window
     /// whole (the same results, up to top content's merges; for comparisons).
     public var slicesHoppingWindows: Bool
+    /// Stage 1 sends a sliced size's slices once each, and of its windows (and of the
+    /// tumbling windows sharing its slices) only what each holds of its own; stage 2
+    /// assembles every window from them. False: stage 1 assembles the windows and sends
+    /// each whole. The service sends slices; both give the same final records.
+    public var sendsSlices: Bool
+
+    /// Per window size, the sliced size whose slices make up its windows: itself for a
+    /// sliced hopping size, the sliced size whose advance is its size for a tumbling size
+    /// sharing those slices; nil where windows are whole.
+    public var sliceSources: [Int?] {
+        let sliced = windows.map { spec in slicesHoppingWindows && !spec.isTumbling && spec.size % spec.advance == 0 }
+        return windows.indices.map { index in
+            if sliced[index] { return index }
+            guard windows[index].isTumbling else { return nil }
+            return windows.indices.first { sliced[$0] && windows[$0].advance == windows[index].size }
+        }
+    }
 
     public init(
         windows: [WindowSpec] = [WindowSpec(size: 60_000)],
@@ -47,7 +64,8 @@ public struct AggregationConfig: Sendable, Hashable {
         deduplicationMaxEntries: Int = 2_000_000,
         userTTL: Int64 = 30 * 86_400_000,
         maxUsersPerPartition: Int = 5_000_000,
-        slicesHoppingWindows: Bool = true
+        slicesHoppingWindows: Bool = true,
+        sendsSlices: Bool = false
     ) {
         self.windows = windows
         self.maxOutOfOrderness = maxOutOfOrderness
@@ -63,6 +81,7 @@ public struct AggregationConfig: Sendable, Hashable {
         self.userTTL = userTTL
         self.maxUsersPerPartition = maxUsersPerPartition
         self.slicesHoppingWindows = slicesHoppingWindows
+        self.sendsSlices = sendsSlices
     }
 }
 
@@ -78,9 +97,30 @@ public struct WindowPartial: Sendable, Equatable {
     public var overflowedEvents: Int64
     /// The window is closed: these are its final values.
     public var isFinal: Bool
+    /// What of the window this is (``AggregationConfig/sendsSlices``).
+    public var part: Part = .window
+
+    public init(windowIndex: Int, start: Int64, end: Int64, segments: [(name: String, aggregate: SegmentAggregate)], overflowedEvents: Int64,
+                isFinal: Bool, part: Part = .window) {
+        self.windowIndex = windowIndex
+        self.start = start
+        self.end = end
+        self.segments = segments
+        self.overflowedEvents = overflowedEvents
+        self.isFinal = isFinal
+        self.part = part
+    }
+
+    /// A whole window; a window's own part, to which stage 2 adds its slices; a slice of
+    /// a sliced size (`windowIndex`), `start` to `end` = start + advance.
+    public enum Part: UInt8, Sendable, Hashable {
+        case window = 0
+        case own = 1
+        case slice = 2
+    }
 
     public static func == (lhs: WindowPartial, rhs: WindowPartial) -> Bool {
-        lhs.windowIndex == rhs.windowIndex && lhs.start == rhs.start && lhs.end == rhs.end && lhs.isFinal == rhs.isFinal
+        lhs.windowIndex == rhs.windowIndex && lhs.start == rhs.start && lhs.end == rhs.end && lhs.isFinal == rhs.isFinal && lhs.part == rhs.part
             && lhs.overflowedEvents == rhs.overflowedEvents && lhs.segments.map(\.name) == rhs.segments.map(\.name)
             && lhs.segments.map(\.aggregate) == rhs.segments.map(\.aggregate)
     }

@@ -56,7 +56,7 @@ public final class LocalPipeline {
         for window in aggregator.closeReadyWindows() {
             for (segment, aggregate) in window.segments {
                 merger.apply(partial: aggregate, segment: segment, windowIndex: window.windowIndex, start: window.start,
-                             inputPartition: 0, offset: offset, overflowedEvents: window.overflowedEvents)
+                             inputPartition: 0, offset: offset, overflowedEvents: window.overflowedEvents, isFinal: window.isFinal, part: window.part)
             }
         }
         let watermark = aggregator.watermark

@@ -160,14 +160,9 @@ public final class PartitionAggregator {
         self.config = config
         self.assigner = assigner
         open = Array(repeating: [], count: config.windows.count)
-        let slicing = config.windows.map { spec in
-            config.slicesHoppingWindows && !spec.isTumbling && spec.size % spec.advance == 0 ? Slicing() : nil
-        }
-        self.slicing = slicing
-        sharedSlices = config.windows.map { spec in
-            guard spec.isTumbling else { return nil }
-            return config.windows.indices.first { slicing[$0] != nil && config.windows[$0].advance == spec.size }
-        }
+        let sources = config.sliceSources
+        slicing = sources.enumerated().map { index, source in source == index ? Slicing() : nil }
+        sharedSlices = sources.enumerated().map { index, source in source == index ? nil : source }
         users = UserStates(rules: config.sessions, ttl: config.userTTL, maxUsers: config.maxUsersPerPartition)
         dedup = Deduplicator(horizon: config.deduplicationHorizon, maxEntries: config.deduplicationMaxEntries)
         tracksAll = config.segments.dimensions.contains([])
@@ -279,9 +274,14 @@ public final class PartitionAggregator {
     /// The slice that an event at `time` may update instead of each of its windows: when
     /// every window containing it that has not been emitted is open. Nil when some such
     /// window is closed (the event goes to the open ones one by one), or none is left.
+    ///
+    /// Sending slices (``AggregationConfig/sendsSlices``), a slice is sent final when its
+    /// oldest window closes, and never changes after: an event goes to it only while that
+    /// window is open, else to the open windows one by one.
     @inline(__always)
     private func sliceStart(for time: Int64, _ spec: WindowSpec, _ slicing: Slicing) -> Int64? {
         let last = spec.lastStart(containing: time)
+        if config.sendsSlices { return isOpen(last - spec.size + spec.advance, spec) ? last : nil }
         let oldest = slicing.oldestPendingStart(containing: last, spec)
         return oldest <= last && isOpen(oldest, spec) ? last : nil
     }
@@ -473,7 +473,7 @@ public final class PartitionAggregator {
     /// Removes and returns every window the watermark has passed (its end + allowed
     /// lateness), as final partials, oldest first; forgets expired users and event ids.
     public func closeReadyWindows() -> [WindowPartial] {
-        detachClosedWindows()
+        if !config.sendsSlices { detachClosedWindows() }
         var closed: [WindowPartial] = []
         for index in open.indices {
             let spec = config.windows[index]
@@ -482,6 +482,23 @@ public final class PartitionAggregator {
                 guard watermark != .min else { continue }
                 // The newest window start the watermark has passed.
                 let limit = spec.lastStart(containing: watermark - spec.size - config.allowedLateness)
+                if config.sendsSlices {
+                    // The closed windows' own parts, then every slice whose oldest window
+                    // closed now (it ends no later than the newest closed window).
+                    for state in ready.sorted(by: { $0.start < $1.start }) where !state.keys.isEmpty {
+                        closed.append(partial(of: state, slots: Array(state.keys.indices), isFinal: true, part: .own))
+                    }
+                    open[index].removeAll { !isOpen($0.start, spec) }
+                    let sentBefore = slicing.emittedThrough == .min ? Int64.min : slicing.emittedThrough + spec.size - spec.advance
+                    let finalThrough = limit + spec.size - spec.advance
+                    for slice in slicing.slices where slice.start > sentBefore && slice.start <= finalThrough {
+                        closed.append(partial(of: slice, slots: Array(slice.keys.indices), isFinal: true, part: .slice))
+                        slice.clearChanged()
+                    }
+                    slicing.emittedThrough = max(slicing.emittedThrough, limit)
+                    slicing.slices.removeAll { $0.start <= slicing.emittedThrough }
+                    continue
+                }
                 var starts = slicedWindowStarts(index, through: limit)
                 for state in ready { starts.insert(state.start) }
                 var suffixes = SuffixMerges()
@@ -494,7 +511,11 @@ public final class PartitionAggregator {
             guard !ready.isEmpty else { continue }
             open[index].removeAll { !isOpen($0.start, spec) }
             for state in ready.sorted(by: { $0.start < $1.start }) {
-                closed.append(partial(of: state, slots: Array(state.keys.indices), isFinal: true))
+                // Sending slices, a window sharing a slice sends only its own part (the
+                // slice is sent by its size).
+                let part: WindowPartial.Part = config.sendsSlices && state.sharesSlice ? .own : .window
+                guard part == .window || !state.keys.isEmpty else { continue }
+                closed.append(partial(of: state, slots: Array(state.keys.indices), isFinal: true, part: part))
             }
         }
         if !closed.isEmpty {
@@ -522,6 +543,7 @@ public final class PartitionAggregator {
 
     /// Partials of the segments that changed since the last call, for open windows.
     public func takeUpdates() -> [WindowPartial] {
+        if config.sendsSlices { return takeUpdatedParts() }
         var updates: [WindowPartial] = []
         // The segments that changed in slices shared with tumbling windows, read before
         // the slices' own updates below clear them: window size → window start → keys.
@@ -573,6 +595,24 @@ public final class PartitionAggregator {
         return updates
     }
 
+    /// ``takeUpdates()`` sending slices: the changed segments of each slice, and of each
+    /// window what it holds of its own.
+    private func takeUpdatedParts() -> [WindowPartial] {
+        var updates: [WindowPartial] = []
+        for (index, states) in open.enumerated() {
+            for slice in slicing[index]?.slices ?? [] where !slice.changedSlots.isEmpty {
+                updates.append(partial(of: slice, slots: slice.changedSlots, isFinal: false, part: .slice))
+                slice.clearChanged()
+            }
+            let ownPart: WindowPartial.Part = slicing[index] != nil ? .own : .window
+            for state in states.sorted(by: { $0.start < $1.start }) where !state.changedSlots.isEmpty {
+                updates.append(partial(of: state, slots: state.changedSlots, isFinal: false, part: state.sharesSlice ? .own : ownPart))
+                state.clearChanged()
+            }
+        }
+        return updates
+    }
+
     /// An aggregate as it leaves the partition: with the names of its top content.
     private func named(_ aggregate: SegmentAggregate) -> SegmentAggregate {
         var copy = aggregate
@@ -580,10 +620,10 @@ public final class PartitionAggregator {
         return copy
     }
 
-    private func partial(of state: WindowState, slots: [Int], isFinal: Bool) -> WindowPartial {
+    private func partial(of state: WindowState, slots: [Int], isFinal: Bool, part: WindowPartial.Part = .window) -> WindowPartial {
         let segments = slots.map { (name: assigner.name(of: state.keys[$0]), aggregate: named(state.aggregates[$0])) }.sorted { $0.name < $1.name }
         return WindowPartial(windowIndex: state.windowIndex, start: state.start, end: state.end, segments: segments,
-                             overflowedEvents: state.overflowedEvents, isFinal: isFinal)
+                             overflowedEvents: state.overflowedEvents, isFinal: isFinal, part: part)
     }
 
     /// Starts of the windows of a sliced size that have not been emitted, start at or

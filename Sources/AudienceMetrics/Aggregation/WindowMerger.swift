@@ -33,6 +33,9 @@ public final class WindowMerger {
         var aggregate: SegmentAggregate
         var overflowedEvents: Int64
         var isFinal: Bool
+        /// For a window of a sliced size: whether this is the whole window or its own
+        /// part (its slices then add the rest).
+        var part: WindowPartial.Part = .window
     }
 
     /// One segment's contributions, at most one per input partition, ascending by
@@ -71,28 +74,42 @@ public final class WindowMerger {
         public var windowIndex: Int
         public var start: Int64
         public var finals: Int
-        public init(windowIndex: Int, start: Int64, finals: Int) {
+        /// A slice of the sliced size `windowIndex` starting at `start`, not a window.
+        public var isSlice: Bool
+        public init(windowIndex: Int, start: Int64, finals: Int, isSlice: Bool = false) {
             self.windowIndex = windowIndex
             self.start = start
             self.finals = finals
+            self.isSlice = isSlice
         }
 
-        /// A list of closed windows, as close markers and merge checkpoints carry them.
+        /// A list of closed windows and slices, as close markers and merge checkpoints
+        /// carry them.
         public static func encode(_ windows: [ClosedWindow], into writer: inout BinaryWriter) {
             writer.writeVarint(windows.count)
             for closed in windows {
                 writer.writeVarint(closed.windowIndex)
                 writer.writeSigned(closed.start)
                 writer.writeVarint(closed.finals)
+                writer.write(closed.isSlice ? 1 : 0)
             }
         }
 
-        /// Reads ``encode(_:into:)``; window indexes above `maxWindowIndex` are an error.
-        public static func decode(from reader: inout BinaryReader, maxWindowIndex: Int) throws(BinaryReader.Error) -> [ClosedWindow] {
+        /// Reads ``encode(_:into:)`` (`withSlices` false: the form before slices, without
+        /// their flags); window indexes above `maxWindowIndex` are an error.
+        public static func decode(from reader: inout BinaryReader, maxWindowIndex: Int, withSlices: Bool = true) throws(BinaryReader.Error) -> [ClosedWindow] {
             var windows: [ClosedWindow] = []
             for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
-                windows.append(ClosedWindow(windowIndex: try reader.readCount(limit: maxWindowIndex), start: try reader.readSigned(),
-                                            finals: try reader.readCount(limit: 1 << 24)))
+                var closed = ClosedWindow(windowIndex: try reader.readCount(limit: maxWindowIndex), start: try reader.readSigned(),
+                                          finals: try reader.readCount(limit: 1 << 24))
+                if withSlices {
+                    switch try reader.read() {
+                    case 0: break
+                    case 1: closed.isSlice = true
+                    default: throw BinaryReader.Error(message: "closed window flag")
+                    }
+                }
+                windows.append(closed)
             }
             return windows
         }
@@ -110,6 +127,12 @@ public final class WindowMerger {
     }
 
     private var windows: [WindowKey: PendingWindow] = [:]
+    /// Slices of sliced sizes (key: the sliced size and the slice's start), for windows
+    /// assembled here (``AggregationConfig/sendsSlices``); a slice's segments list their
+    /// contributions as a window's do.
+    private var slices: [WindowKey: PendingWindow] = [:]
+    /// ``AggregationConfig/sliceSources``.
+    private let sliceSources: [Int?]
     private var trends: [String: TrendState] = [:]  // key: "windowIndex|segment"
     private var partitionWatermarks: [Int32: Int64] = [:]
     private var held: [Int32: HeldMarker] = [:]
@@ -123,6 +146,7 @@ public final class WindowMerger {
         self.config = config
         self.inputPartitions = inputPartitions
         self.trendConfig = trendConfig
+        sliceSources = config.sliceSources
     }
 
     public var pendingWindowCount: Int { windows.count }
@@ -145,32 +169,51 @@ public final class WindowMerger {
     }
 
     private func finalsPresent(_ closed: ClosedWindow, from partition: Int32) -> Int {
-        guard let window = windows[WindowKey(windowIndex: closed.windowIndex, start: closed.start)] else { return 0 }
+        let key = WindowKey(windowIndex: closed.windowIndex, start: closed.start)
+        guard let window = closed.isSlice ? slices[key] : windows[key] else { return 0 }
         return window.segments.values.reduce(0) { $0 + ($1[partition]?.isFinal == true ? 1 : 0) }
     }
 
     /// Applies one partial from input partition `inputPartition`, reflecting its input up to
     /// `offset`. Returns false if it was stale (ignored).
+    ///
+    /// A slice (`part` `.slice`, `windowIndex` its sliced size) is kept until every window
+    /// containing it is final; the windows assembled from it are updated with it.
     @discardableResult
     public func apply(partial aggregate: SegmentAggregate, segment: String, windowIndex: Int, start: Int64,
-                      inputPartition: Int32, offset: Int64, overflowedEvents: Int64 = 0, isFinal: Bool = false) -> Bool {
+                      inputPartition: Int32, offset: Int64, overflowedEvents: Int64 = 0, isFinal: Bool = false,
+                      part: WindowPartial.Part = .window) -> Bool {
+        // A slice is stale once the newest window containing it (starting with it) is.
         if isFinalized(windowIndex: windowIndex, start: start) {
             stalePartials += 1
             return false
         }
         let key = WindowKey(windowIndex: windowIndex, start: start)
-        let window = windows[key] ?? PendingWindow()
-        windows[key] = window
-        if let existing = window.segments[segment]?[inputPartition], existing.offset >= offset {
+        let target = (part == .slice ? slices[key] : windows[key]) ?? PendingWindow()
+        if part == .slice { slices[key] = target } else { windows[key] = target }
+        if let existing = target.segments[segment]?[inputPartition], existing.offset >= offset {
             // Not newer, but a final one still says this input partition is done with
             // the window (the state it holds is at least as recent).
-            if isFinal && !existing.isFinal { window.segments[segment]?[inputPartition]?.isFinal = true }
+            if isFinal && !existing.isFinal { target.segments[segment]?[inputPartition]?.isFinal = true }
             stalePartials += 1
             return false
         }
-        window.segments[segment, default: Contributions()][inputPartition] = Contribution(
-            partition: inputPartition, offset: offset, aggregate: aggregate, overflowedEvents: overflowedEvents, isFinal: isFinal)
-        window.touched.insert(segment)
+        target.segments[segment, default: Contributions()][inputPartition] = Contribution(
+            partition: inputPartition, offset: offset, aggregate: aggregate, overflowedEvents: overflowedEvents, isFinal: isFinal, part: part)
+        guard part == .slice else {
+            target.touched.insert(segment)
+            return true
+        }
+        for (index, source) in sliceSources.enumerated() where source == windowIndex {
+            config.windows[index].forEachStart(containing: start) { windowStart in
+                guard !isFinalized(windowIndex: index, start: windowStart) else { return }
+                let windowKey = WindowKey(windowIndex: index, start: windowStart)
+                let window = windows[windowKey] ?? PendingWindow()
+                windows[windowKey] = window
+                if window.segments[segment] == nil { window.segments[segment] = Contributions() }
+                window.touched.insert(segment)
+            }
+        }
         return true
     }
 
@@ -218,10 +261,10 @@ public final class WindowMerger {
         let ready = windows.keys.filter { isFinalized(windowIndex: $0.windowIndex, start: $0.start) }.sorted()
         var records: [MetricRecord] = []
         for key in ready {
-            guard let window = windows.removeValue(forKey: key) else { continue }
+            guard let window = windows[key] else { continue }
             let spec = config.windows[key.windowIndex]
             for segment in window.segments.keys.sorted() {
-                let (aggregate, overflow) = merged(window.segments[segment] ?? Contributions())
+                let (aggregate, overflow) = merged(key, window, segment)
                 let trendKey = "\(key.windowIndex)|\(segment)"
                 var state = trends[trendKey] ?? TrendState()
                 let previousUnique = state.uniqueUsers(ofWindowStarting: key.start - spec.size)
@@ -230,7 +273,9 @@ public final class WindowMerger {
                 records.append(MetricRecord(segment: segment, window: spec, start: key.start, aggregate: aggregate, isFinal: true,
                                             previousUniqueUsers: previousUnique, trend: values, overflowedEvents: overflow, config: config))
             }
+            windows[key] = nil
         }
+        slices = slices.filter { !isFinalized(windowIndex: $0.key.windowIndex, start: $0.key.start) }
         return records
     }
 
@@ -241,7 +286,7 @@ public final class WindowMerger {
             guard let window = windows[key], !window.touched.isEmpty else { continue }
             let spec = config.windows[key.windowIndex]
             for segment in window.touched.sorted() {
-                let (aggregate, overflow) = merged(window.segments[segment] ?? Contributions())
+                let (aggregate, overflow) = merged(key, window, segment)
                 let previousUnique = trends["\(key.windowIndex)|\(segment)"]?.uniqueUsers(ofWindowStarting: key.start - spec.size)
                 records.append(MetricRecord(segment: segment, window: spec, start: key.start, aggregate: aggregate, isFinal: false,
                                             previousUniqueUsers: previousUnique, trend: nil, overflowedEvents: overflow, config: config))
@@ -251,8 +296,27 @@ public final class WindowMerger {
         return records
     }
 
-    private func merged(_ contributions: Contributions) -> (SegmentAggregate, Int64) {
-        let entries = contributions.entries
+    /// A segment's value in a window: per input partition in order, its contribution and,
+    /// unless that is the whole window, the window's slices from it in order.
+    private func merged(_ key: WindowKey, _ window: PendingWindow, _ segment: String) -> (SegmentAggregate, Int64) {
+        var entries = window.segments[segment]?.entries ?? []
+        if let source = sliceSources[key.windowIndex] {
+            let advance = config.windows[source].advance
+            let parts = stride(from: key.start, to: key.start + config.windows[key.windowIndex].size, by: Int(advance)).compactMap {
+                slices[WindowKey(windowIndex: source, start: $0)]?.segments[segment]
+            }
+            if !parts.isEmpty {
+                let partitions = Set(entries.lazy.map(\.partition)).union(parts.lazy.flatMap { $0.entries.lazy.map(\.partition) }).sorted()
+                let own = entries
+                entries = []
+                for partition in partitions {
+                    let contribution = own.first { $0.partition == partition }
+                    if let contribution { entries.append(contribution) }
+                    guard contribution?.part != .window else { continue }
+                    for slice in parts { if let contribution = slice[partition] { entries.append(contribution) } }
+                }
+            }
+        }
         let overflow = entries.reduce(0) { $0 + $1.overflowedEvents }
         // The first contribution is taken as it is (merging it into an empty aggregate
         // gives the same value, at the cost of copying every sketch); the others are added
@@ -264,8 +328,9 @@ public final class WindowMerger {
 
     // MARK: Checkpoints
 
-    /// 2 added the final flag of contributions and held markers; 1 is still read.
-    static let formatVersion: UInt8 = 2
+    /// 2 added the final flag of contributions and held markers; 3 each contribution's
+    /// part, the slices and closed slices. 1 and 2 are still read.
+    static let formatVersion: UInt8 = 3
 
     /// The complete state as deterministic bytes.
     public func checkpoint() -> [UInt8] {
@@ -278,6 +343,24 @@ public final class WindowMerger {
             writer.writeSigned(Int64(partition))
             writer.writeSigned(time)
         }
+        Self.encode(windows, into: &writer)
+        Self.encode(slices, into: &writer)
+        writer.writeVarint(trends.count)
+        for key in trends.keys.sorted() {
+            writer.writeString(key)
+            trends[key]?.encode(into: &writer)
+        }
+        writer.writeVarint(held.count)
+        for (partition, marker) in held.sorted(by: { $0.key < $1.key }) {
+            writer.writeSigned(Int64(partition))
+            writer.writeSigned(marker.time)
+            ClosedWindow.encode(marker.closing, into: &writer)
+        }
+        return writer.bytes
+    }
+
+    /// Pending windows or slices, in key order.
+    private static func encode(_ windows: [WindowKey: PendingWindow], into writer: inout BinaryWriter) {
         writer.writeVarint(windows.count)
         for key in windows.keys.sorted() {
             guard let window = windows[key] else { continue }
@@ -293,22 +376,40 @@ public final class WindowMerger {
                     writer.writeSigned(contribution.offset)
                     writer.writeSigned(contribution.overflowedEvents)
                     writer.write(contribution.isFinal ? 1 : 0)
+                    writer.write(contribution.part.rawValue)
                     contribution.aggregate.encode(into: &writer)
                 }
             }
         }
-        writer.writeVarint(trends.count)
-        for key in trends.keys.sorted() {
-            writer.writeString(key)
-            trends[key]?.encode(into: &writer)
+    }
+
+    /// Reads ``encode(_:into:)`` of a checkpoint of `version`.
+    private func decodeWindows(from reader: inout BinaryReader, version: UInt8) throws(BinaryReader.Error) -> [WindowKey: PendingWindow] {
+        var windows: [WindowKey: PendingWindow] = [:]
+        for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
+            let key = WindowKey(windowIndex: try reader.readCount(limit: config.windows.count - 1), start: try reader.readSigned())
+            let window = PendingWindow()
+            for _ in 0..<(try reader.readCount(limit: 1 << 24)) {
+                let segment = try reader.readString(limit: 1 << 16)
+                var contributions = Contributions()
+                for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
+                    let partition = Int32(truncatingIfNeeded: try reader.readSigned())
+                    let offset = try reader.readSigned()
+                    let overflow = try reader.readSigned()
+                    let isFinal = version >= 2 ? try reader.read() == 1 : false
+                    var part = WindowPartial.Part.window
+                    if version >= 3 {
+                        guard let read = WindowPartial.Part(rawValue: try reader.read()) else { throw BinaryReader.Error(message: "merge checkpoint: part") }
+                        part = read
+                    }
+                    contributions[partition] = Contribution(partition: partition, offset: offset, aggregate: try SegmentAggregate.decode(from: &reader),
+                                                            overflowedEvents: overflow, isFinal: isFinal, part: part)
+                }
+                window.segments[segment] = contributions
+            }
+            windows[key] = window
         }
-        writer.writeVarint(held.count)
-        for (partition, marker) in held.sorted(by: { $0.key < $1.key }) {
-            writer.writeSigned(Int64(partition))
-            writer.writeSigned(marker.time)
-            ClosedWindow.encode(marker.closing, into: &writer)
-        }
-        return writer.bytes
+        return windows
     }
 
     /// Restores a ``checkpoint()``.
@@ -321,25 +422,8 @@ public final class WindowMerger {
         for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
             partitionWatermarks[Int32(truncatingIfNeeded: try reader.readSigned())] = try reader.readSigned()
         }
-        windows = [:]
-        for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
-            let key = WindowKey(windowIndex: try reader.readCount(limit: config.windows.count - 1), start: try reader.readSigned())
-            let window = PendingWindow()
-            for _ in 0..<(try reader.readCount(limit: 1 << 24)) {
-                let segment = try reader.readString(limit: 1 << 16)
-                var contributions = Contributions()
-                for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
-                    let partition = Int32(truncatingIfNeeded: try reader.readSigned())
-                    let offset = try reader.readSigned()
-                    let overflow = try reader.readSigned()
-                    let isFinal = version >= 2 ? try reader.read() == 1 : false
-                    contributions[partition] = Contribution(partition: partition, offset: offset, aggregate: try SegmentAggregate.decode(from: &reader),
-                                                            overflowedEvents: overflow, isFinal: isFinal)
-                }
-                window.segments[segment] = contributions
-            }
-            windows[key] = window
-        }
+        windows = try decodeWindows(from: &reader, version: version)
+        slices = version >= 3 ? try decodeWindows(from: &reader, version: version) : [:]
         trends = [:]
         for _ in 0..<(try reader.readCount(limit: 1 << 24)) { trends[try reader.readString(limit: 1 << 16)] = try TrendState.decode(from: &reader) }
         held = [:]
@@ -347,7 +431,8 @@ public final class WindowMerger {
             for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
                 let partition = Int32(truncatingIfNeeded: try reader.readSigned())
                 let time = try reader.readSigned()
-                held[partition] = HeldMarker(time: time, closing: try ClosedWindow.decode(from: &reader, maxWindowIndex: config.windows.count - 1))
+                held[partition] = HeldMarker(time: time, closing: try ClosedWindow.decode(from: &reader, maxWindowIndex: config.windows.count - 1,
+                                                                                       withSlices: version >= 3))
             }
         }
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in merge checkpoint") }

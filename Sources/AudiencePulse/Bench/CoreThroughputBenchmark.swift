@@ -52,7 +52,7 @@ public enum CoreThroughputBenchmark {
     /// event is new and on time.
     public static func stageOne(corpus: inout ReferenceCorpus, events: Int, job: Job = .small) -> (result: Result, windowsClosed: Int, accepted: Int64) {
         let spec = SegmentSpec(dimensions: job.dimensions)
-        let config = AggregationConfig(windows: job.windows, segments: spec)
+        let config = AggregationConfig(windows: job.windows, segments: spec, sendsSlices: true)
         let assigner = SegmentAssigner(spec: spec, attributeNames: spec.attributeNames)
         let aggregator = PartitionAggregator(config: config, assigner: assigner)
         let decoders = DecodeAhead(attributeNames: spec.attributeNames)
@@ -202,7 +202,7 @@ public enum CoreThroughputBenchmark {
                     let merger = mergers[Int(StageMessage.partition(ofSegment: partial.segment, partitions: partialsPartitions))]
                     merger.apply(partial: partial.aggregate, segment: partial.segment, windowIndex: partial.windowIndex, start: partial.start,
                                  inputPartition: partial.inputPartition, offset: partial.inputOffset,
-                                 overflowedEvents: partial.overflowedEvents, isFinal: partial.isFinal)
+                                 overflowedEvents: partial.overflowedEvents, isFinal: partial.isFinal, part: partial.part)
                     if partial.isFinal && merger.isHoldingMarkers { render(merger.releaseHeldMarker(of: partial.inputPartition)) }
                 }
             }

@@ -191,7 +191,8 @@ public struct PulseConfiguration: Sendable {
             deduplicationHorizon: try r.duration("state.deduplication_horizon", default: "10m", "Event ids are remembered this long (event time) to drop duplicates."),
             deduplicationMaxEntries: try r.integer("state.deduplication_max_entries", default: 2_000_000, range: 1_000...1_000_000_000, "Most event ids remembered per input partition."),
             userTTL: try r.duration("state.user_ttl", default: "30d", minimum: 60_000, "Users inactive this long (event time) are forgotten; they count as new when they return."),
-            maxUsersPerPartition: try r.integer("state.max_users_per_partition", default: 5_000_000, range: 1_000...1_000_000_000, "Most users tracked per input partition (least recently active are forgotten first)."))
+            maxUsersPerPartition: try r.integer("state.max_users_per_partition", default: 5_000_000, range: 1_000...1_000_000_000, "Most users tracked per input partition (least recently active are forgotten first)."),
+            sendsSlices: true)
 
         let guarantee = Guarantee(rawValue: try r.choice("processing.guarantee", default: "exactly_once", ["exactly_once", "at_least_once"], "`exactly_once`: checkpoints, outputs and offsets also go in Kafka transactions; `at_least_once`: no transactions (a final record may repeat, with identical content).")) ?? .exactlyOnce
         let updateInterval = try r.duration("processing.update_interval", default: "1s", minimum: 10, "Non-final updates of a changed segment at most this often (stage 1 emits partials at this pace; stage 2 forwards them as they arrive).")

@@ -5,10 +5,13 @@ import AudienceMetrics
 /// - a **partial**: the full state of one segment in one window as of an input offset
 ///   (key: the segment name; partition chosen from the segment name, so every partial of
 ///   a segment meets in one stage-2 partition);
+///   Kind 4 carries what of the window it is: its own part or a slice (stage 2 adds
+///   a window's slices to its own parts); kind 1 is a whole window.
 /// - a **watermark**: an input partition's watermark after it reached an input offset,
 ///   sent to every partials partition after the final partials it covers, with the
-///   windows it closes and how many final partials each sent to that partials partition
-///   (kind 3; kind 2, without them, is still read).
+///   windows and slices it closes and how many final partials each sent to that
+///   partials partition (kind 5; kind 3, without slices, and kind 2, without any, are
+///   still read).
 enum StageMessage: Sendable, Equatable {
     case partial(Partial)
     case watermark(Watermark)
@@ -24,6 +27,8 @@ enum StageMessage: Sendable, Equatable {
         var overflowedEvents: Int64
         var segment: String
         var aggregate: SegmentAggregate
+        /// A whole window, a window's own part or a slice (kind 4; kind 1 is a whole window).
+        var part: WindowPartial.Part = .window
     }
 
     /// The partial of one segment of `window`, as input partition `inputPartition` (of
@@ -31,7 +36,8 @@ enum StageMessage: Sendable, Equatable {
     static func partial(of window: WindowPartial, segment: String, aggregate: SegmentAggregate,
                         inputPartition: Int32, inputPartitions: Int32, inputOffset: Int64) -> StageMessage {
         .partial(Partial(inputPartition: inputPartition, inputPartitions: inputPartitions, inputOffset: inputOffset, windowIndex: window.windowIndex,
-                         start: window.start, isFinal: window.isFinal, overflowedEvents: window.overflowedEvents, segment: segment, aggregate: aggregate))
+                         start: window.start, isFinal: window.isFinal, overflowedEvents: window.overflowedEvents, segment: segment, aggregate: aggregate,
+                         part: window.part))
     }
 
     struct Watermark: Sendable, Equatable {
@@ -49,7 +55,7 @@ enum StageMessage: Sendable, Equatable {
         writer.write(StageMessage.formatVersion)
         switch self {
         case .partial(let partial):
-            writer.write(1)
+            writer.write(partial.part == .window ? 1 : 4)
             writer.writeSigned(Int64(partial.inputPartition))
             writer.writeSigned(Int64(partial.inputPartitions))
             writer.writeSigned(partial.inputOffset)
@@ -58,9 +64,10 @@ enum StageMessage: Sendable, Equatable {
             writer.write(partial.isFinal ? 1 : 0)
             writer.writeSigned(partial.overflowedEvents)
             writer.writeString(partial.segment)
+            if partial.part != .window { writer.write(partial.part.rawValue) }
             partial.aggregate.encode(into: &writer)
         case .watermark(let watermark):
-            writer.write(3)
+            writer.write(5)
             writer.writeSigned(Int64(watermark.inputPartition))
             writer.writeSigned(Int64(watermark.inputPartitions))
             writer.writeSigned(watermark.inputOffset)
@@ -77,7 +84,7 @@ enum StageMessage: Sendable, Equatable {
         var reader = BinaryReader(bytes)
         try reader.expectVersion(StageMessage.formatVersion, of: "stage message")
         switch try reader.read() {
-        case 1:
+        case let kind where kind == 1 || kind == 4:
             let partition = Int32(truncatingIfNeeded: try reader.readSigned())
             let partitions = Int32(truncatingIfNeeded: try reader.readSigned())
             let offset = try reader.readSigned()
@@ -86,14 +93,21 @@ enum StageMessage: Sendable, Equatable {
             let isFinal = try reader.read() == 1
             let overflow = try reader.readSigned()
             let segment = try reader.readString(limit: 1 << 16)
+            var part = WindowPartial.Part.window
+            if kind == 4 {
+                guard let read = WindowPartial.Part(rawValue: try reader.read()), read != .window else {
+                    throw BinaryReader.Error(message: "unknown partial part")
+                }
+                part = read
+            }
             let aggregate = try SegmentAggregate.decode(from: &reader)
             self = .partial(Partial(inputPartition: partition, inputPartitions: partitions, inputOffset: offset, windowIndex: windowIndex,
-                                    start: start, isFinal: isFinal, overflowedEvents: overflow, segment: segment, aggregate: aggregate))
-        case let kind where kind == 2 || kind == 3:
+                                    start: start, isFinal: isFinal, overflowedEvents: overflow, segment: segment, aggregate: aggregate, part: part))
+        case let kind where kind == 2 || kind == 3 || kind == 5:
             var watermark = Watermark(inputPartition: Int32(truncatingIfNeeded: try reader.readSigned()),
                                       inputPartitions: Int32(truncatingIfNeeded: try reader.readSigned()),
                                       inputOffset: try reader.readSigned(), time: try reader.readSigned())
-            if kind == 3 { watermark.closing = try WindowMerger.ClosedWindow.decode(from: &reader, maxWindowIndex: 1_000) }
+            if kind >= 3 { watermark.closing = try WindowMerger.ClosedWindow.decode(from: &reader, maxWindowIndex: 1_000, withSlices: kind == 5) }
             self = .watermark(watermark)
         default:
             throw BinaryReader.Error(message: "unknown stage message kind")
@@ -110,7 +124,7 @@ enum StageMessage: Sendable, Equatable {
             var counts = Array(repeating: 0, count: partitions)
             for (segment, _) in window.segments { counts[Int(partition(ofSegment: segment, partitions: partitions))] += 1 }
             for (target, count) in counts.enumerated() where count > 0 {
-                closing[target].append(.init(windowIndex: window.windowIndex, start: window.start, finals: count))
+                closing[target].append(.init(windowIndex: window.windowIndex, start: window.start, finals: count, isSlice: window.part == .slice))
             }
         }
         return closing

@@ -128,7 +128,7 @@ final class StageTwo: @unchecked Sendable {
                     }
                     state.merger.apply(partial: partial.aggregate, segment: partial.segment, windowIndex: partial.windowIndex, start: partial.start,
                                        inputPartition: partial.inputPartition, offset: partial.inputOffset, overflowedEvents: partial.overflowedEvents,
-                                       isFinal: partial.isFinal)
+                                       isFinal: partial.isFinal, part: partial.part)
                     if partial.isFinal && state.merger.isHoldingMarkers {
                         try produceFinals(state.merger.releaseHeldMarker(of: partial.inputPartition), producer: producer)
                     }
