@@ -50,7 +50,7 @@ struct MergePropertyTests {
     }
 
     static func closing(_ closed: [WindowPartial]) -> [WindowMerger.ClosedWindow] {
-        closed.map { WindowMerger.ClosedWindow(windowIndex: $0.windowIndex, start: $0.start, finals: $0.segments.count, isSlice: $0.part == .slice) }
+        closed.filter(\.isFinal).map { WindowMerger.ClosedWindow(windowIndex: $0.windowIndex, start: $0.start, finals: $0.segments.count, isSlice: $0.part == .slice) }
     }
 
     /// Final records of one pipeline per partition (users split by hash), merged by stage 2
@@ -59,12 +59,20 @@ struct MergePropertyTests {
     /// delivered only at the very end, after every marker (a record the broker delayed);
     /// `beforeRelease` sees the records produced until then.
     static func partitionedRecords(_ audience: RandomAudience, partitions: Int, seed: UInt64, withholding: Int? = nil, config: AggregationConfig = config,
-                                   updates: Bool = false, restartMergerEvery: Int? = nil,
+                                   updates: Bool = false, restartMergerEvery: Int? = nil, upgradeAt: Int? = nil, upgradeTo: AggregationConfig? = nil,
                                    beforeRelease: ([MetricRecord], WindowMerger) -> Void = { _, _ in }) -> [String] {
-        let pipelines = (0..<partitions).map { _ in Pipeline(config) }
+        var pipelines = (0..<partitions).map { _ in Pipeline(config) }
         var updateRandom = SplitMix64(seed: seed ^ 0x5555)
         var outputs: [[Output]] = Array(repeating: [], count: partitions)
-        for event in audience.events {
+        for (index, event) in audience.events.enumerated() {
+            if index == upgradeAt, let upgradeTo {
+                // Every partition's stage 1 restarts from its checkpoint with `upgradeTo`.
+                pipelines = pipelines.map { pipeline in
+                    let restarted = Pipeline(upgradeTo)
+                    #expect(throws: Never.self) { try restarted.aggregator.restore(pipeline.aggregator.checkpoint()) }
+                    return restarted
+                }
+            }
             let partition = Int(Hash64.hash(event.user) % UInt64(partitions))
             pipelines[partition].feed(event.json)
             if updates && updateRandom.next() % 7 == 0 { outputs[partition] += pipelines[partition].aggregator.takeUpdates().map { .partial($0) } }
@@ -217,6 +225,25 @@ struct MergePropertyTests {
             if assembled != expected {
                 for line in Set(assembled).subtracting(expected).prefix(2) { print("DIFF assembled: \(line)") }
                 for line in Set(expected).subtracting(assembled).prefix(2) { print("DIFF whole:     \(line)") }
+            }
+        }
+    }
+
+    @Test("stage 1 restored from a checkpoint of a stage that sent whole windows, now sending slices: it sends them and the pending windows' own parts in full first, and the final records stay those of whole windows",
+          arguments: [1, 3])
+    func upgradeToSlices(partitions: Int) {
+        var slicing = Self.config
+        slicing.sendsSlices = true
+        for seed in UInt64(1)...3 {
+            let audience = RandomAudience(seed: seed, count: 3_000, users: 150, lateEvery: 25)
+            let whole = Self.partitionedRecords(audience, partitions: partitions, seed: seed)
+            for upgradeAt in [700, 1_500] {
+                let upgraded = Self.partitionedRecords(audience, partitions: partitions, seed: seed, updates: true, upgradeAt: upgradeAt, upgradeTo: slicing)
+                #expect(upgraded == whole, "seed \(seed), \(partitions) partitions, upgraded at event \(upgradeAt)")
+                if upgraded != whole {
+                    for line in Set(upgraded).subtracting(whole).sorted().prefix(3) { print("DIFF upgraded: \(line.prefix(260))") }
+                    for line in Set(whole).subtracting(upgraded).sorted().prefix(3) { print("DIFF whole:    \(line.prefix(260))") }
+                }
             }
         }
     }

@@ -51,11 +51,13 @@ struct StageMessageTests {
             inputPartition: 1, inputPartitions: 4, inputOffset: 99, time: 125_000, closing: [closing[0]])))
     }
 
-    @Test("closing partials count each window's and each slice's final segments per partials partition")
+    @Test("closing partials count each window's and each slice's final segments per partials partition, and nothing not final")
     func closingCounts() {
         let segments = (0..<20).map { (name: "s\($0)", aggregate: SegmentAggregate()) }
         let closed = [WindowPartial(windowIndex: 1, start: 0, end: 60_000, segments: segments, overflowedEvents: 0, isFinal: true, part: .slice),
-                      WindowPartial(windowIndex: 1, start: 0, end: 120_000, segments: Array(segments.prefix(3)), overflowedEvents: 0, isFinal: true, part: .own)]
+                      WindowPartial(windowIndex: 1, start: 0, end: 120_000, segments: Array(segments.prefix(3)), overflowedEvents: 0, isFinal: true, part: .own),
+                      // Not final (a part sent again in full after a restore): not counted.
+                      WindowPartial(windowIndex: 1, start: 60_000, end: 180_000, segments: segments, overflowedEvents: 0, isFinal: false, part: .own)]
         let closing = StageMessage.closing(closed, partitions: 4)
         #expect(closing.joined().filter(\.isSlice).reduce(0) { $0 + $1.finals } == 20)
         #expect(closing.joined().filter { !$0.isSlice }.reduce(0) { $0 + $1.finals } == 3)

@@ -37,6 +37,10 @@ public final class PartitionAggregator {
     private let sharedSlices: [Int?]
     private var users: UserStates
     private var dedup: Deduplicator
+    /// Restored from a checkpoint of a stage that sent whole windows, while this one sends
+    /// slices: stage 2 holds whole windows from this partition, so every slice and every
+    /// pending window's own part go out in full first (``takeResentParts()``).
+    private var resendsParts = false
     /// Event time up to which windows are complete (ms); `Int64.min` before any event.
     public private(set) var watermark: Int64 = .min
     /// The newest event time seen (ms).
@@ -474,7 +478,7 @@ public final class PartitionAggregator {
     /// lateness), as final partials, oldest first; forgets expired users and event ids.
     public func closeReadyWindows() -> [WindowPartial] {
         if !config.sendsSlices { detachClosedWindows() }
-        var closed: [WindowPartial] = []
+        var closed = takeResentParts()
         for index in open.indices {
             let spec = config.windows[index]
             let ready = open[index].filter { !isOpen($0.start, spec) }
@@ -526,6 +530,46 @@ public final class PartitionAggregator {
         return closed.sorted { ($0.start, $0.windowIndex) < ($1.start, $1.windowIndex) }
     }
 
+    /// After a restore from a stage that sent whole windows (``resendsParts``), once:
+    /// every slice in full, and for every pending window of a size assembled from slices
+    /// its own part for each segment it or its slices hold (empty where it holds nothing
+    /// of its own), which replaces the whole window stage 2 holds. Not final: their
+    /// windows close later. Whole windows kept from before slices were shared (format 2)
+    /// stay whole.
+    private func takeResentParts() -> [WindowPartial] {
+        guard resendsParts else { return [] }
+        resendsParts = false
+        var parts: [WindowPartial] = []
+        for (index, source) in config.sliceSources.enumerated() {
+            guard let source, let slicing = slicing[source] else { continue }
+            let spec = config.windows[index]
+            if source == index {
+                for slice in slicing.slices {
+                    parts.append(partial(of: slice, slots: Array(slice.keys.indices), isFinal: false, part: .slice))
+                    slice.clearChanged()
+                }
+            }
+            var starts = Set(open[index].lazy.filter(\.sharesSlice).map(\.start))
+            if source == index { starts = slicedWindowStarts(index, through: .max) }
+            for start in starts.sorted() {
+                let own = open[index].first { $0.start == start }
+                let inWindow = slicing.slices.filter { $0.start >= start && $0.start < start + spec.size }
+                var keys = Set(own?.keys ?? [])
+                for slice in inWindow { keys.formUnion(slice.keys) }
+                let segments = keys.map { key in
+                    var aggregate = SegmentAggregate(topContentCapacity: config.topContentCapacity)
+                    if let own, let slot = own.slots[key] { aggregate = named(own.aggregates[slot]) }
+                    return (name: assigner.name(of: key), aggregate: aggregate)
+                }.sorted { $0.name < $1.name }
+                guard !segments.isEmpty else { continue }
+                parts.append(WindowPartial(windowIndex: index, start: start, end: start + spec.size, segments: segments,
+                                           overflowedEvents: own?.overflowedEvents ?? 0, isFinal: false, part: .own))
+                own?.clearChanged()
+            }
+        }
+        return parts
+    }
+
     /// Keeps the content-name table bounded: past 100,000 names, keep only those that
     /// open windows and slices still track.
     private func pruneContentNames() {
@@ -543,7 +587,7 @@ public final class PartitionAggregator {
 
     /// Partials of the segments that changed since the last call, for open windows.
     public func takeUpdates() -> [WindowPartial] {
-        if config.sendsSlices { return takeUpdatedParts() }
+        if config.sendsSlices { return takeResentParts() + takeUpdatedParts() }
         var updates: [WindowPartial] = []
         // The segments that changed in slices shared with tumbling windows, read before
         // the slices' own updates below clear them: window size → window start → keys.
@@ -691,8 +735,9 @@ public final class PartitionAggregator {
     // MARK: Checkpoints
 
     /// 2: sliced window sizes' slices follow the windows. 3: each window says whether it
-    /// shares a slice.
-    static let formatVersion: UInt8 = 3
+    /// shares a slice. 4: whether stage 2 holds this partition's slices and windows' own
+    /// parts (``AggregationConfig/sendsSlices``).
+    static let formatVersion: UInt8 = 4
 
     /// The complete state, deterministic bytes.
     public func checkpoint() -> [UInt8] {
@@ -710,6 +755,7 @@ public final class PartitionAggregator {
             writer.writeSigned(slicing[index]?.emittedThrough ?? .min)
             encode(slicing[index]?.slices ?? [], into: &writer)
         }
+        writer.write(config.sendsSlices && !resendsParts ? 1 : 0)
         users.encode(into: &writer)
         dedup.encode(into: &writer)
         return writer.bytes
@@ -801,6 +847,8 @@ public final class PartitionAggregator {
                 slicing.slices = slices.sorted { $0.start < $1.start }
             }
         }
+        let sentSlices = version >= 4 ? try reader.read() == 1 : false
+        resendsParts = config.sendsSlices && !sentSlices
         try users.decode(from: &reader)
         dedup = try Deduplicator.decode(from: &reader)
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in partition checkpoint") }

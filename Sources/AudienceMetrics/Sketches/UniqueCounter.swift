@@ -489,22 +489,7 @@ public struct UniqueCounter: Sendable, Equatable {
             let values = try reader.readFixedBytes(count: set)
             let limit = UInt8(65 - precision)
             guard !values.contains(where: { $0 == 0 || $0 > limit }) else { throw BinaryReader.Error(message: "register 0 or above \(limit)") }
-            counter.registers = Array(repeating: 0, count: 1 << precision)
-            counter.registers.withUnsafeMutableBufferPointer { registers in
-                bitmap.withUnsafeBufferPointer { bitmap in
-                    values.withUnsafeBufferPointer { values in
-                        var next = 0
-                        for byte in 0..<bitmap.count {
-                            var rest = bitmap[byte]
-                            while rest != 0 {
-                                registers[byte &* 8 &+ rest.trailingZeroBitCount] = values[next]
-                                next &+= 1
-                                rest &= rest &- 1
-                            }
-                        }
-                    }
-                }
-            }
+            counter.registers = values.withUnsafeBufferPointer { registers(placing: $0, at: bitmap, precision: precision) }
         case 4:
             let packed = try reader.readFixedBytes(count: (1 << precision) / 2)
             counter.registers = [UInt8](unsafeUninitializedCapacity: 1 << precision) { registers, count in
@@ -543,22 +528,7 @@ public struct UniqueCounter: Sendable, Equatable {
             guard !values[..<set].contains(0), !values[set...].contains(where: { $0 != 0 }) else {
                 throw BinaryReader.Error(message: "register value 0, or a value after the last")
             }
-            counter.registers = Array(repeating: 0, count: 1 << precision)
-            counter.registers.withUnsafeMutableBufferPointer { registers in
-                bitmap.withUnsafeBufferPointer { bitmap in
-                    values.withUnsafeBufferPointer { values in
-                        var next = 0
-                        for byte in 0..<bitmap.count {
-                            var rest = bitmap[byte]
-                            while rest != 0 {
-                                registers[byte &* 8 &+ rest.trailingZeroBitCount] = values[next]
-                                next &+= 1
-                                rest &= rest &- 1
-                            }
-                        }
-                    }
-                }
-            }
+            counter.registers = values.withUnsafeBufferPointer { registers(placing: $0, at: bitmap, precision: precision) }
             try counter.decodeExceptions(from: &reader)
         case 2:
             let registers = try reader.readFixedBytes(count: 1 << precision)
@@ -569,6 +539,26 @@ public struct UniqueCounter: Sendable, Equatable {
             throw BinaryReader.Error(message: "unique counter mode")
         }
         return counter
+    }
+
+    /// Registers holding `values` in order at the bits set in `bitmap` (register 8 i + j
+    /// is bit j of byte i), zero elsewhere; `values` holds one per bit set.
+    private static func registers(placing values: UnsafeBufferPointer<UInt8>, at bitmap: ArraySlice<UInt8>, precision: Int) -> [UInt8] {
+        var registers = [UInt8](repeating: 0, count: 1 << precision)
+        registers.withUnsafeMutableBufferPointer { registers in
+            bitmap.withUnsafeBufferPointer { bitmap in
+                var next = 0
+                for byte in 0..<bitmap.count {
+                    var rest = bitmap[byte]
+                    while rest != 0 {
+                        registers[byte &* 8 &+ rest.trailingZeroBitCount] = values[next]
+                        next &+= 1
+                        rest &= rest &- 1
+                    }
+                }
+            }
+        }
+        return registers
     }
 
     /// The bits set in `bitmap`, eight bytes at a time (below precision 6 there are fewer).

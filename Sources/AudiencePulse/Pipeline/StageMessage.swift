@@ -120,7 +120,7 @@ enum StageMessage: Sendable, Equatable {
     /// finalizes a window only once all of them arrived.
     static func closing(_ closed: [WindowPartial], partitions: Int) -> [[WindowMerger.ClosedWindow]] {
         var closing = Array(repeating: [WindowMerger.ClosedWindow](), count: partitions)
-        for window in closed {
+        for window in closed where window.isFinal {
             var counts = Array(repeating: 0, count: partitions)
             for (segment, _) in window.segments { counts[Int(partition(ofSegment: segment, partitions: partitions))] += 1 }
             for (target, count) in counts.enumerated() where count > 0 {
