@@ -153,6 +153,15 @@ struct MergePropertyTests {
         return records.map(\.json).sorted()
     }
 
+    /// Expects `got` to equal `expected` (sorted record lines); on a mismatch, prints a
+    /// few lines found in only one of them.
+    static func expectSameRecords(_ got: [String], _ expected: [String], _ comment: Comment, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(got == expected, comment, sourceLocation: sourceLocation)
+        guard got != expected else { return }
+        for line in Set(got).subtracting(expected).sorted().prefix(3) { print("DIFF got:      \(line.prefix(300))") }
+        for line in Set(expected).subtracting(got).sorted().prefix(3) { print("DIFF expected: \(line.prefix(300))") }
+    }
+
     @Test("a final partial that arrives after its close marker holds the window (and every later one) instead of finalizing without it", arguments: [0, 3, 7])
     func missingFinalPartialHoldsTheWindow(withholding: Int) throws {
         let audience = RandomAudience(seed: 11, count: 3_000, users: 150)
@@ -181,11 +190,7 @@ struct MergePropertyTests {
             let single = Self.partitionedRecords(audience, partitions: 1, seed: seed)
             let split = Self.partitionedRecords(audience, partitions: partitions, seed: seed &* 31)
             #expect(single.count > 20)
-            #expect(split == single, "seed \(seed), \(partitions) partitions")
-            if split != single {
-                for line in Set(split).subtracting(single) { print("DIFF split:  \(line)") }
-                for line in Set(single).subtracting(split) { print("DIFF single: \(line)") }
-            }
+            Self.expectSameRecords(split, single, "seed \(seed), \(partitions) partitions")
         }
     }
 
@@ -199,11 +204,7 @@ struct MergePropertyTests {
             let whole = Self.partitionedRecords(audience, partitions: 1, seed: seed)
             let assembled = Self.partitionedRecords(audience, partitions: partitions, seed: seed &* 31, config: slicing, updates: true,
                                                     restartMergerEvery: 97)
-            #expect(assembled == whole, "seed \(seed), \(partitions) partitions")
-            if assembled != whole {
-                for line in Set(assembled).subtracting(whole).prefix(3) { print("DIFF assembled: \(line)") }
-                for line in Set(whole).subtracting(assembled).prefix(3) { print("DIFF whole:     \(line)") }
-            }
+            Self.expectSameRecords(assembled, whole, "seed \(seed), \(partitions) partitions")
         }
     }
 
@@ -221,11 +222,7 @@ struct MergePropertyTests {
             let expected = Self.partitionedRecords(audience, partitions: partitions, seed: seed, config: whole)
             let assembled = Self.partitionedRecords(audience, partitions: partitions, seed: seed &* 31, config: slicing, updates: true)
             #expect(expected.count > 20)
-            #expect(assembled == expected, "seed \(seed), \(partitions) partitions")
-            if assembled != expected {
-                for line in Set(assembled).subtracting(expected).prefix(2) { print("DIFF assembled: \(line)") }
-                for line in Set(expected).subtracting(assembled).prefix(2) { print("DIFF whole:     \(line)") }
-            }
+            Self.expectSameRecords(assembled, expected, "seed \(seed), \(partitions) partitions")
         }
     }
 
@@ -239,11 +236,7 @@ struct MergePropertyTests {
             let whole = Self.partitionedRecords(audience, partitions: partitions, seed: seed)
             for upgradeAt in [700, 1_500] {
                 let upgraded = Self.partitionedRecords(audience, partitions: partitions, seed: seed, updates: true, upgradeAt: upgradeAt, upgradeTo: slicing)
-                #expect(upgraded == whole, "seed \(seed), \(partitions) partitions, upgraded at event \(upgradeAt)")
-                if upgraded != whole {
-                    for line in Set(upgraded).subtracting(whole).sorted().prefix(3) { print("DIFF upgraded: \(line.prefix(260))") }
-                    for line in Set(whole).subtracting(upgraded).sorted().prefix(3) { print("DIFF whole:    \(line.prefix(260))") }
-                }
+                Self.expectSameRecords(upgraded, whole, "seed \(seed), \(partitions) partitions, upgraded at event \(upgradeAt)")
             }
         }
     }

@@ -549,8 +549,7 @@ public final class PartitionAggregator {
                     slice.clearChanged()
                 }
             }
-            var starts = Set(open[index].lazy.filter(\.sharesSlice).map(\.start))
-            if source == index { starts = slicedWindowStarts(index, through: .max) }
+            let starts = source == index ? slicedWindowStarts(index, through: .max) : Set(open[index].lazy.filter(\.sharesSlice).map(\.start))
             for start in starts.sorted() {
                 let own = open[index].first { $0.start == start }
                 let inWindow = slicing.slices.filter { $0.start >= start && $0.start < start + spec.size }

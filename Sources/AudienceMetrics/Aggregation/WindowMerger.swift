@@ -261,7 +261,7 @@ public final class WindowMerger {
         let ready = windows.keys.filter { isFinalized(windowIndex: $0.windowIndex, start: $0.start) }.sorted()
         var records: [MetricRecord] = []
         for key in ready {
-            guard let window = windows[key] else { continue }
+            guard let window = windows.removeValue(forKey: key) else { continue }
             let spec = config.windows[key.windowIndex]
             for segment in window.segments.keys.sorted() {
                 let (aggregate, overflow) = merged(key, window, segment)
@@ -273,7 +273,6 @@ public final class WindowMerger {
                 records.append(MetricRecord(segment: segment, window: spec, start: key.start, aggregate: aggregate, isFinal: true,
                                             previousUniqueUsers: previousUnique, trend: values, overflowedEvents: overflow, config: config))
             }
-            windows[key] = nil
         }
         slices = slices.filter { !isFinalized(windowIndex: $0.key.windowIndex, start: $0.key.start) }
         return records
@@ -299,7 +298,8 @@ public final class WindowMerger {
     /// A segment's value in a window: per input partition in order, its contribution and,
     /// unless that is the whole window, the window's slices from it in order.
     private func merged(_ key: WindowKey, _ window: PendingWindow, _ segment: String) -> (SegmentAggregate, Int64) {
-        var entries = window.segments[segment]?.entries ?? []
+        let contributions = window.segments[segment]
+        var entries = contributions?.entries ?? []
         if let source = sliceSources[key.windowIndex] {
             let advance = config.windows[source].advance
             let parts = stride(from: key.start, to: key.start + config.windows[key.windowIndex].size, by: Int(advance)).compactMap {
@@ -307,10 +307,9 @@ public final class WindowMerger {
             }
             if !parts.isEmpty {
                 let partitions = Set(entries.lazy.map(\.partition)).union(parts.lazy.flatMap { $0.entries.lazy.map(\.partition) }).sorted()
-                let own = entries
                 entries = []
                 for partition in partitions {
-                    let contribution = own.first { $0.partition == partition }
+                    let contribution = contributions?[partition]
                     if let contribution { entries.append(contribution) }
                     guard contribution?.part != .window else { continue }
                     for slice in parts { if let contribution = slice[partition] { entries.append(contribution) } }

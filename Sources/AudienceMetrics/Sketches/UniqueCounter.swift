@@ -312,8 +312,9 @@ public struct UniqueCounter: Sendable, Equatable {
             encodeZeroRuns(set: set, into: &writer)
             return
         }
-        // Words of eight registers holding one above 15, for the exceptions.
-        var largeWords: [Int] = []
+        // Words of eight registers holding one above 15 (the first register's index, and
+        // the high bit of each byte above 15), for the exceptions.
+        var largeWords: [(word: Int, over: UInt64)] = []
         if set * 4 < registers.count * 3 {
             writer.write(5)
             registers.withUnsafeBytes { registers in
@@ -331,7 +332,7 @@ public struct UniqueCounter: Sendable, Equatable {
                             out[word / 8] = UInt8(truncatingIfNeeded: ((Self.nonZeroBytes(raw) >> 7) &* 0x0102_0408_1020_4080) >> 56)
                             guard raw != 0 else { continue }
                             let (value, over) = Self.capped(raw)
-                            if over != 0 { largeWords.append(word) }
+                            if over != 0 { largeWords.append((word, over)) }
                             var rest = value
                             for _ in 0..<8 {
                                 let register = UInt8(truncatingIfNeeded: rest)
@@ -363,8 +364,8 @@ public struct UniqueCounter: Sendable, Equatable {
                         if Self.hasLarge(low | high) {
                             let (cappedLow, overLow) = Self.capped(low)
                             let (cappedHigh, overHigh) = Self.capped(high)
-                            if overLow != 0 { largeWords.append(block) }
-                            if overHigh != 0 { largeWords.append(block + 8) }
+                            if overLow != 0 { largeWords.append((block, overLow)) }
+                            if overHigh != 0 { largeWords.append((block + 8, overHigh)) }
                             (low, high) = (cappedLow, cappedHigh)
                         }
                         packed.storeBytes(of: low | high << 4, toByteOffset: block / 2, as: UInt64.self)
@@ -373,10 +374,10 @@ public struct UniqueCounter: Sendable, Equatable {
                 }
             }
         }
-        writer.writeVarint(largeWords.reduce(0) { $0 + Self.capped(loadWord($1)).over.nonzeroBitCount })
+        writer.writeVarint(largeWords.reduce(0) { $0 + $1.over.nonzeroBitCount })
         var previous = -1
-        for word in largeWords {
-            var over = Self.capped(loadWord(word)).over
+        for (word, large) in largeWords {
+            var over = large
             while over != 0 {
                 let index = word + over.trailingZeroBitCount >> 3
                 writer.writeVarint(index - previous - 1)
@@ -385,11 +386,6 @@ public struct UniqueCounter: Sendable, Equatable {
                 over &= over - 1
             }
         }
-    }
-
-    /// Registers `word` to `word + 7` as one word.
-    private func loadWord(_ word: Int) -> UInt64 {
-        registers.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: word, as: UInt64.self) }
     }
 
     /// The bytes `count` values packed four bits each take (blocks of 16 in 8 bytes; a
@@ -492,37 +488,18 @@ public struct UniqueCounter: Sendable, Equatable {
             counter.registers = values.withUnsafeBufferPointer { registers(placing: $0, at: bitmap, precision: precision) }
         case 4:
             let packed = try reader.readFixedBytes(count: (1 << precision) / 2)
-            counter.registers = [UInt8](unsafeUninitializedCapacity: 1 << precision) { registers, count in
-                let raw = UnsafeMutableRawBufferPointer(registers)
-                packed.withUnsafeBytes { packed in
-                    for block in stride(from: 0, to: raw.count, by: 16) {
-                        let word = packed.loadUnaligned(fromByteOffset: block / 2, as: UInt64.self)
-                        raw.storeBytes(of: word & 0x0F0F_0F0F_0F0F_0F0F, toByteOffset: block, as: UInt64.self)
-                        raw.storeBytes(of: word >> 4 & 0x0F0F_0F0F_0F0F_0F0F, toByteOffset: block + 8, as: UInt64.self)
-                    }
-                }
-                count = raw.count
-            }
+            counter.registers = packed.withUnsafeBytes { unpacked($0, blocks: (1 << precision) / 16) }
             try counter.decodeExceptions(from: &reader)
         case 5:
             let bitmap = try reader.readFixedBytes(count: (1 << precision) / 8)
             let set = bitCount(bitmap)
             let packed = try reader.readFixedBytes(count: packedCount(set))
             let blocks = (set + 15) / 16
-            let values = [UInt8](unsafeUninitializedCapacity: blocks * 16) { values, count in
-                let raw = UnsafeMutableRawBufferPointer(values)
-                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: blocks * 8) { whole in
-                    // The last block's missing bytes as zeros.
-                    whole.initialize(repeating: 0)
-                    _ = whole.initialize(from: packed)
-                    let source = UnsafeRawBufferPointer(whole)
-                    for block in 0..<blocks {
-                        let word = source.loadUnaligned(fromByteOffset: block * 8, as: UInt64.self)
-                        raw.storeBytes(of: word & 0x0F0F_0F0F_0F0F_0F0F, toByteOffset: block * 16, as: UInt64.self)
-                        raw.storeBytes(of: word >> 4 & 0x0F0F_0F0F_0F0F_0F0F, toByteOffset: block * 16 + 8, as: UInt64.self)
-                    }
-                }
-                count = blocks * 16
+            let values = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: blocks * 8) { whole in
+                // The last block's missing bytes as zeros.
+                whole.initialize(repeating: 0)
+                _ = whole.initialize(from: packed)
+                return unpacked(UnsafeRawBufferPointer(whole), blocks: blocks)
             }
             // Every value 1 to 15, nothing after the last.
             guard !values[..<set].contains(0), !values[set...].contains(where: { $0 != 0 }) else {
@@ -539,6 +516,20 @@ public struct UniqueCounter: Sendable, Equatable {
             throw BinaryReader.Error(message: "unique counter mode")
         }
         return counter
+    }
+
+    /// `blocks` blocks of 16 values packed four bits each (8 bytes per block in `packed`),
+    /// a byte each.
+    private static func unpacked(_ packed: UnsafeRawBufferPointer, blocks: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: blocks * 16) { values, count in
+            let raw = UnsafeMutableRawBufferPointer(values)
+            for block in 0..<blocks {
+                let word = packed.loadUnaligned(fromByteOffset: block * 8, as: UInt64.self)
+                raw.storeBytes(of: word & 0x0F0F_0F0F_0F0F_0F0F, toByteOffset: block * 16, as: UInt64.self)
+                raw.storeBytes(of: word >> 4 & 0x0F0F_0F0F_0F0F_0F0F, toByteOffset: block * 16 + 8, as: UInt64.self)
+            }
+            count = blocks * 16
+        }
     }
 
     /// Registers holding `values` in order at the bits set in `bitmap` (register 8 i + j
