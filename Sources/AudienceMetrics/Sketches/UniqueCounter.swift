@@ -114,9 +114,55 @@ public struct UniqueCounter: Sendable, Equatable {
 
     private mutating func densify() {
         registers = Array(repeating: 0, count: 1 << precision)
-        for hash in table where hash != 0 { insertRegister(hash) }
-        table = []
+        let table = table
+        table.withUnsafeBufferPointer { insertRegisters($0) }
+        self.table = []
         exactCount = 0
+    }
+
+    /// Adds the hashes of an exact table (zeros are empty slots) to the registers, over
+    /// raw buffers: no per-hash check of the phase, bounds or uniqueness.
+    private mutating func insertRegisters(_ hashes: UnsafeBufferPointer<UInt64>) {
+        let indexShift = UInt64(64 - precision)
+        let rankShift = UInt64(precision)
+        let maxRank = 64 - precision
+        registers.withUnsafeMutableBufferPointer { registers in
+            for hash in hashes where hash != 0 {
+                let index = Int(truncatingIfNeeded: hash >> indexShift)
+                let rank = UInt8(truncatingIfNeeded: min((hash << rankShift).leadingZeroBitCount, maxRank) + 1)
+                if registers[index] < rank { registers[index] = rank }
+            }
+        }
+    }
+
+    /// Adds the hashes of another exact table while this counter is exact, with room
+    /// reserved for all of them up to the limit (``reserveExact(_:)``); past the limit it
+    /// densifies and adds the rest to the registers.
+    private mutating func insertExact(_ hashes: UnsafeBufferPointer<UInt64>) {
+        var added = exactCount
+        let limit = UniqueCounter.exactLimit
+        let rest: Int? = table.withUnsafeMutableBufferPointer { table in
+            let mask = table.count - 1
+            for position in hashes.indices {
+                let hash = hashes[position]
+                guard hash != 0 else { continue }
+                var index = UniqueCounter.home(of: hash, slots: table.count)
+                while true {
+                    let slot = table[index]
+                    if slot == hash || slot == 0 { break }
+                    index = (index + 1) & mask
+                }
+                guard table[index] == 0 else { continue }
+                table[index] = hash
+                added += 1
+                if added > limit { return position + 1 }
+            }
+            return nil
+        }
+        exactCount = added
+        guard let rest else { return }
+        densify()
+        insertRegisters(UnsafeBufferPointer(rebasing: hashes[rest...]))
     }
 
     @inline(__always)
@@ -210,8 +256,13 @@ public struct UniqueCounter: Sendable, Equatable {
             return
         }
         if other.registers.isEmpty {
-            if registers.isEmpty { reserveExact(exactCount + other.exactCount) }
-            for hash in other.table where hash != 0 { insert(hash) }
+            guard other.exactCount > 0 else { return }
+            if registers.isEmpty {
+                reserveExact(exactCount + other.exactCount)
+                other.table.withUnsafeBufferPointer { insertExact($0) }
+            } else {
+                other.table.withUnsafeBufferPointer { insertRegisters($0) }
+            }
             return
         }
         if registers.isEmpty { densify() }
