@@ -241,6 +241,36 @@ struct MergePropertyTests {
         }
     }
 
+    /// Each slice comes merged over the input partitions (once for all windows containing
+    /// it); cutting its top content there would lose counts the window's single cut keeps.
+    @Test("a window assembled from slices cuts top content once, over its own parts and every slice from every input partition")
+    func topContentCutOnce() throws {
+        var config = AggregationConfig(windows: [WindowSpec(size: 180_000, advance: 60_000)], maxOutOfOrderness: 0, topContentCapacity: 3, topContentSize: 3)
+        config.sendsSlices = true
+        for seed in UInt64(1)...20 {
+            var random = SplitMix64(seed: seed)
+            let merger = WindowMerger(config: config, inputPartitions: 2)
+            var parts: [SegmentAggregate] = []
+            for partition in Int32(0)..<2 {
+                for (start, part) in [(0, WindowPartial.Part.own), (0, .slice), (60_000, .slice), (120_000, .slice)] {
+                    var aggregate = SegmentAggregate(topContentCapacity: 3)
+                    for _ in 0..<4 { aggregate.topContent.add(hash: 1 + random.next() % 7) }
+                    parts.append(aggregate)
+                    merger.apply(partial: aggregate, segment: "all", windowIndex: 0, start: Int64(start), inputPartition: partition,
+                                 offset: 1, isFinal: true, part: part)
+                }
+                // Updates in between: the merged slices are made, then must follow new parts.
+                _ = merger.takeUpdatedRecords()
+            }
+            var reference = SegmentAggregate(topContentCapacity: 3)
+            reference.merge(parts)
+            let records = merger.applyWatermark(300_000, inputPartition: 0) + merger.applyWatermark(300_000, inputPartition: 1)
+            let record = try #require(records.first { $0.start == 0 })
+            let expected = reference.topContent.top(3).map { "\($0.name)=\($0.count)" }
+            #expect(record.topContent.map { "\($0.0)=\($0.1)" } == expected, "seed \(seed)")
+        }
+    }
+
     @Test("final records agree with an exact computation over the same events")
     func exactReference() throws {
         let audience = RandomAudience(seed: 9, count: 2_000, users: 80)

@@ -124,6 +124,10 @@ public final class WindowMerger {
     final class PendingWindow {
         var segments: [String: Contributions] = [:]
         var touched: Set<String> = []
+        /// A slice's segments merged over every input partition, as the windows
+        /// containing it take them (derived from `segments`, so never checkpointed): made
+        /// when first needed, dropped when a partition's contribution changes.
+        var merged: [String: (aggregate: SegmentAggregate, overflow: Int64)] = [:]
     }
 
     private var windows: [WindowKey: PendingWindow] = [:]
@@ -204,6 +208,7 @@ public final class WindowMerger {
             target.touched.insert(segment)
             return true
         }
+        target.merged[segment] = nil
         for (index, source) in sliceSources.enumerated() where source == windowIndex {
             config.windows[index].forEachStart(containing: start) { windowStart in
                 guard !isFinalized(windowIndex: index, start: windowStart) else { return }
@@ -295,33 +300,67 @@ public final class WindowMerger {
         return records
     }
 
-    /// A segment's value in a window: per input partition in order, its contribution and,
-    /// unless that is the whole window, the window's slices from it in order.
+    /// A segment's value in a window: its contributions and the window's slices, summed
+    /// (counts, registers, quantile bins and top-content counters add up the same in any
+    /// order), top content then cut back to its capacity once.
+    ///
+    /// Where no input partition sent the whole window, each slice comes merged over all
+    /// input partitions (``PendingWindow/merged``, made once for every window containing
+    /// it; its top content not cut). A whole window from an input partition (sent by a
+    /// stage that did not send slices yet) replaces that partition's slices, so then the
+    /// window takes, per input partition in order, its contribution and, unless that is
+    /// the whole window, its slices.
     private func merged(_ key: WindowKey, _ window: PendingWindow, _ segment: String) -> (SegmentAggregate, Int64) {
         let contributions = window.segments[segment]
-        var entries = contributions?.entries ?? []
-        if let source = sliceSources[key.windowIndex] {
-            let advance = config.windows[source].advance
-            let parts = stride(from: key.start, to: key.start + config.windows[key.windowIndex].size, by: Int(advance)).compactMap {
-                slices[WindowKey(windowIndex: source, start: $0)]?.segments[segment]
-            }
-            if !parts.isEmpty {
-                let partitions = Set(entries.lazy.map(\.partition)).union(parts.lazy.flatMap { $0.entries.lazy.map(\.partition) }).sorted()
-                entries = []
-                for partition in partitions {
-                    let contribution = contributions?[partition]
-                    if let contribution { entries.append(contribution) }
-                    guard contribution?.part != .window else { continue }
-                    for slice in parts { if let contribution = slice[partition] { entries.append(contribution) } }
-                }
-            }
+        let own = contributions?.entries ?? []
+        guard let source = sliceSources[key.windowIndex] else { return Self.sum(own.lazy.map { ($0.aggregate, $0.overflowedEvents) }, config) }
+        let advance = config.windows[source].advance
+        let slices = stride(from: key.start, to: key.start + config.windows[key.windowIndex].size, by: Int(advance)).compactMap {
+            self.slices[WindowKey(windowIndex: source, start: $0)]
         }
-        let overflow = entries.reduce(0) { $0 + $1.overflowedEvents }
-        // The first contribution is taken as it is (merging it into an empty aggregate
-        // gives the same value, at the cost of copying every sketch); the others are added
-        // at once, so top content is cut back to its capacity once.
-        guard var result = entries.first?.aggregate else { return (SegmentAggregate(topContentCapacity: config.topContentCapacity), overflow) }
-        result.merge(entries.dropFirst().lazy.map(\.aggregate))
+        guard own.contains(where: { $0.part == .window }) else {
+            let parts = slices.compactMap { slice in self.merged(slice: slice, segment) }
+            return Self.sum(own.lazy.map { ($0.aggregate, $0.overflowedEvents) } + parts, config)
+        }
+        let parts = slices.compactMap { $0.segments[segment] }
+        let partitions = Set(own.lazy.map(\.partition)).union(parts.lazy.flatMap { $0.entries.lazy.map(\.partition) }).sorted()
+        var entries: [Contribution] = []
+        for partition in partitions {
+            let contribution = contributions?[partition]
+            if let contribution { entries.append(contribution) }
+            guard contribution?.part != .window else { continue }
+            for slice in parts { if let contribution = slice[partition] { entries.append(contribution) } }
+        }
+        return Self.sum(entries.lazy.map { ($0.aggregate, $0.overflowedEvents) }, config)
+    }
+
+    /// A slice's segment merged over every input partition, top content not cut (the
+    /// window containing it cuts once); nil if the segment has nothing in the slice.
+    private func merged(slice: PendingWindow, _ segment: String) -> (SegmentAggregate, Int64)? {
+        if let merged = slice.merged[segment] { return merged }
+        guard let contributions = slice.segments[segment], !contributions.entries.isEmpty else { return nil }
+        var aggregate = SegmentAggregate(topContentCapacity: .max)
+        aggregate.merge(contributions.entries.lazy.map(\.aggregate))
+        let merged = (aggregate, contributions.entries.reduce(0) { $0 + $1.overflowedEvents })
+        slice.merged[segment] = merged
+        return merged
+    }
+
+    /// The parts' aggregates merged at once (top content cut back to the configured
+    /// capacity once), and their overflowed events.
+    private static func sum(_ parts: some Collection<(SegmentAggregate, Int64)>, _ config: AggregationConfig) -> (SegmentAggregate, Int64) {
+        let overflow = parts.reduce(0) { $0 + $1.1 }
+        // The first part is taken as it is when it has the configured capacity (merging
+        // it into an empty aggregate gives the same value, at the cost of copying every
+        // sketch); the others are added at once, so top content is cut back once.
+        let capacity = config.topContentCapacity
+        guard let first = parts.first?.0, first.topContent.capacity == capacity else {
+            var result = SegmentAggregate(topContentCapacity: capacity)
+            result.merge(parts.lazy.map(\.0))
+            return (result, overflow)
+        }
+        var result = first
+        result.merge(parts.dropFirst().lazy.map(\.0))
         return (result, overflow)
     }
 
