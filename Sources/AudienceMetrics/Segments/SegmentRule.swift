@@ -7,7 +7,8 @@
 /// single quotes with `\` escapes. A missing attribute equals no value: `==` and `in` are
 /// false, `!=` and `not in` true. Example: `plan == "pro" and device != "desktop"`.
 ///
-/// Compiled once (``compile(_:)``); evaluation walks a flat node array without allocating.
+/// Compiled once (``compile(_:)``) into flat arrays of plain values (nodes, literals,
+/// literal bytes); ``SegmentRuleSet`` evaluates a segment specification's rules together.
 public struct SegmentRule: Sendable, Hashable {
     /// The rule's source text.
     public let source: String
@@ -15,15 +16,26 @@ public struct SegmentRule: Sendable, Hashable {
     public let attributeNames: [String]
     let nodes: [Node]
     let root: Int
+    /// The rule's string literals, their bytes in ``literalBytes``.
+    let literals: [Literal]
+    let literalBytes: [UInt8]
 
     enum Operand: Sendable, Hashable {
         case type
         case attribute(Int)  // index into attributeNames
     }
 
+    struct Literal: Sendable, Hashable {
+        var hash: UInt64
+        var start: Int
+        var count: Int
+    }
+
     enum Node: Sendable, Hashable {
-        case equals(Operand, [UInt8], UInt64)
-        case member(Operand, [[UInt8]], [UInt64])
+        /// The operand equals literal `literal`.
+        case equals(Operand, literal: Int)
+        /// The operand equals one of the literals `literals`.
+        case member(Operand, literals: Range<Int>)
         case not(Int)
         case and(Int, Int)
         case or(Int, Int)
@@ -44,44 +56,8 @@ public struct SegmentRule: Sendable, Hashable {
         guard parser.position == parser.text.count else {
             throw ParseError(message: "unexpected text", position: parser.position)
         }
-        return SegmentRule(source: source, attributeNames: parser.names, nodes: parser.nodes, root: root)
-    }
-
-    /// Evaluates the rule. `value(i)` gives the bytes and hash of `attributeNames[i]` for
-    /// the event (`nil` when absent); `type` the event type's bytes and hash.
-    @inline(__always)
-    func evaluate(
-        type: (UnsafeRawBufferPointer, UInt64),
-        value: (Int) -> (UnsafeRawBufferPointer, UInt64)?
-    ) -> Bool {
-        evaluate(root, type: type, value: value)
-    }
-
-    private func evaluate(_ index: Int, type: (UnsafeRawBufferPointer, UInt64), value: (Int) -> (UnsafeRawBufferPointer, UInt64)?) -> Bool {
-        func resolve(_ operand: Operand) -> (UnsafeRawBufferPointer, UInt64)? {
-            switch operand {
-            case .type: type
-            case .attribute(let slot): value(slot)
-            }
-        }
-        func same(_ actual: (UnsafeRawBufferPointer, UInt64), _ literal: [UInt8], _ hash: UInt64) -> Bool {
-            actual.1 == hash && actual.0.count == literal.count && literal.withUnsafeBytes { actual.0.elementsEqual($0) }
-        }
-        switch nodes[index] {
-        case .equals(let operand, let literal, let hash):
-            guard let actual = resolve(operand) else { return false }
-            return same(actual, literal, hash)
-        case .member(let operand, let literals, let hashes):
-            guard let actual = resolve(operand) else { return false }
-            for k in literals.indices where same(actual, literals[k], hashes[k]) { return true }
-            return false
-        case .not(let inner):
-            return !evaluate(inner, type: type, value: value)
-        case .and(let left, let right):
-            return evaluate(left, type: type, value: value) && evaluate(right, type: type, value: value)
-        case .or(let left, let right):
-            return evaluate(left, type: type, value: value) || evaluate(right, type: type, value: value)
-        }
+        return SegmentRule(source: source, attributeNames: parser.names, nodes: parser.nodes, root: root, literals: parser.literals,
+                           literalBytes: parser.literalBytes)
     }
 
     private struct Parser {
@@ -89,6 +65,8 @@ public struct SegmentRule: Sendable, Hashable {
         var position = 0
         var nodes: [Node] = []
         var names: [String] = []
+        var literals: [Literal] = []
+        var literalBytes: [UInt8] = []
 
         mutating func skipSpaces() {
             while position < text.count, text[position] == 0x20 || text[position] == 0x09 || text[position] == 0x0a || text[position] == 0x0d {
@@ -99,6 +77,13 @@ public struct SegmentRule: Sendable, Hashable {
         mutating func add(_ node: Node) -> Int {
             nodes.append(node)
             return nodes.count - 1
+        }
+
+        /// Stores a string literal; returns its index.
+        mutating func addLiteral(_ bytes: [UInt8]) -> Int {
+            literals.append(Literal(hash: bytes.withUnsafeBytes { Hash64.hash($0) }, start: literalBytes.count, count: bytes.count))
+            literalBytes += bytes
+            return literals.count - 1
         }
 
         func isWordByte(_ byte: UInt8) -> Bool {
@@ -163,12 +148,10 @@ public struct SegmentRule: Sendable, Hashable {
                 operand = .attribute(names.count - 1)
             }
             if symbol("==") {
-                let literal = try parseString()
-                return add(.equals(operand, literal, literal.withUnsafeBytes { Hash64.hash($0) }))
+                return add(.equals(operand, literal: addLiteral(try parseString())))
             }
             if symbol("!=") {
-                let literal = try parseString()
-                let equals = add(.equals(operand, literal, literal.withUnsafeBytes { Hash64.hash($0) }))
+                let equals = add(.equals(operand, literal: addLiteral(try parseString())))
                 return add(.not(equals))
             }
             let negated = keyword("not")
@@ -176,10 +159,10 @@ public struct SegmentRule: Sendable, Hashable {
                 throw ParseError(message: negated ? "expected 'in' after 'not'" : "expected ==, != or in", position: position)
             }
             guard symbol("[") else { throw ParseError(message: "expected [", position: position) }
-            var literals: [[UInt8]] = [try parseString()]
-            while symbol(",") { literals.append(try parseString()) }
+            let first = addLiteral(try parseString())
+            while symbol(",") { _ = addLiteral(try parseString()) }
             guard symbol("]") else { throw ParseError(message: "expected ] or ,", position: position) }
-            let member = add(.member(operand, literals, literals.map { $0.withUnsafeBytes { Hash64.hash($0) } }))
+            let member = add(.member(operand, literals: first..<literals.count))
             return negated ? add(.not(member)) : member
         }
 
@@ -199,6 +182,103 @@ public struct SegmentRule: Sendable, Hashable {
             guard position < text.count else { throw ParseError(message: "unterminated string", position: position) }
             position += 1
             return result
+        }
+    }
+}
+
+/// The rules of a segment specification, compiled together for evaluation: their nodes,
+/// literals and literal bytes in one array each, attribute operands mapped to decoder
+/// slots. Evaluation walks them over raw buffers, so it neither allocates nor touches a
+/// reference count.
+struct SegmentRuleSet: Sendable {
+    private let nodes: [SegmentRule.Node]
+    private let literals: [SegmentRule.Literal]
+    private let bytes: [UInt8]
+    /// Each rule's root node.
+    private let roots: [Int]
+
+    /// - Parameter slots: per rule, the decoder slot of each of its attribute names.
+    init(_ rules: [SegmentRule], slots: [[Int]]) {
+        var nodes: [SegmentRule.Node] = []
+        var literals: [SegmentRule.Literal] = []
+        var bytes: [UInt8] = []
+        var roots: [Int] = []
+        for (rule, ruleSlots) in zip(rules, slots) {
+            let (nodeBase, literalBase, byteBase) = (nodes.count, literals.count, bytes.count)
+            func slotted(_ operand: SegmentRule.Operand) -> SegmentRule.Operand {
+                guard case .attribute(let name) = operand else { return operand }
+                return .attribute(ruleSlots[name])
+            }
+            for node in rule.nodes {
+                switch node {
+                case .equals(let operand, let literal): nodes.append(.equals(slotted(operand), literal: literalBase + literal))
+                case .member(let operand, let range): nodes.append(.member(slotted(operand), literals: (literalBase + range.lowerBound)..<(literalBase + range.upperBound)))
+                case .not(let inner): nodes.append(.not(nodeBase + inner))
+                case .and(let left, let right): nodes.append(.and(nodeBase + left, nodeBase + right))
+                case .or(let left, let right): nodes.append(.or(nodeBase + left, nodeBase + right))
+                }
+            }
+            literals += rule.literals.map { SegmentRule.Literal(hash: $0.hash, start: byteBase + $0.start, count: $0.count) }
+            bytes += rule.literalBytes
+            roots.append(nodeBase + rule.root)
+        }
+        self.nodes = nodes
+        self.literals = literals
+        self.bytes = bytes
+        self.roots = roots
+    }
+
+    var isEmpty: Bool { roots.isEmpty }
+
+    /// Calls `body` with the index of every rule the event matches, in order. `value(slot)`
+    /// gives the bytes and hash of the event's attribute in a decoder slot (`nil` when
+    /// absent); `type` the event type's bytes and hash.
+    @inline(__always)
+    func forEachMatch(type: (UnsafeRawBufferPointer, UInt64), value: (Int) -> (UnsafeRawBufferPointer, UInt64)?, _ body: (Int) -> Void) {
+        nodes.withUnsafeBufferPointer { nodes in
+            literals.withUnsafeBufferPointer { literals in
+                bytes.withUnsafeBytes { bytes in
+                    let compiled = Compiled(nodes: nodes, literals: literals, bytes: bytes)
+                    for (index, root) in roots.enumerated() where compiled.evaluate(root, type: type, value: value) { body(index) }
+                }
+            }
+        }
+    }
+
+    /// The arrays, borrowed for one round of evaluations.
+    private struct Compiled {
+        var nodes: UnsafeBufferPointer<SegmentRule.Node>
+        var literals: UnsafeBufferPointer<SegmentRule.Literal>
+        var bytes: UnsafeRawBufferPointer
+
+        /// Whether `actual` (bytes and hash) is literal `index`: hashes first, then bytes.
+        func matches(_ actual: (UnsafeRawBufferPointer, UInt64), _ index: Int) -> Bool {
+            let literal = literals[index]
+            guard actual.1 == literal.hash, actual.0.count == literal.count else { return false }
+            return actual.0.elementsEqual(UnsafeRawBufferPointer(rebasing: bytes[literal.start..<(literal.start + literal.count)]))
+        }
+
+        func evaluate(_ index: Int, type: (UnsafeRawBufferPointer, UInt64), value: (Int) -> (UnsafeRawBufferPointer, UInt64)?) -> Bool {
+            func resolve(_ operand: SegmentRule.Operand) -> (UnsafeRawBufferPointer, UInt64)? {
+                switch operand {
+                case .type: type
+                case .attribute(let slot): value(slot)
+                }
+            }
+            switch nodes[index] {
+            case .equals(let operand, let literal):
+                guard let actual = resolve(operand) else { return false }
+                return matches(actual, literal)
+            case .member(let operand, let literals):
+                guard let actual = resolve(operand) else { return false }
+                return literals.contains { matches(actual, $0) }
+            case .not(let inner):
+                return !evaluate(inner, type: type, value: value)
+            case .and(let left, let right):
+                return evaluate(left, type: type, value: value) && evaluate(right, type: type, value: value)
+            case .or(let left, let right):
+                return evaluate(left, type: type, value: value) || evaluate(right, type: type, value: value)
+            }
         }
     }
 }

@@ -47,8 +47,12 @@ public struct SegmentSpec: Sendable, Hashable {
 /// configured. Not thread-safe: one per processing thread.
 public final class SegmentAssigner {
     public let spec: SegmentSpec
-    private let slots: [[Int]]  // per combination: decoder slots of its attributes
-    private let ruleSlots: [[Int]]  // per rule: decoder slot for each of the rule's names
+    /// Per combination: the decoder slots of its attributes, `slots[combinations[c]]`
+    /// (one flat array, read without copying a combination's own array per event).
+    private let slots: [Int]
+    private let combinations: [Range<Int>]
+    private let rules: SegmentRuleSet
+    private let ruleKeys: [UInt64]  // per rule: its segment's key
     private let nameBytes: [[UInt8]]  // attribute names as bytes, by decoder slot
     private var buffer: [UInt8] = []
     private var names = HashMap64<String>(vacant: "")
@@ -62,8 +66,13 @@ public final class SegmentAssigner {
     /// - Parameter attributeNames: the decoder's slot order (``SegmentSpec/attributeNames``).
     public init(spec: SegmentSpec, attributeNames: [String]) {
         self.spec = spec
-        slots = spec.dimensions.map { combination in combination.map { name in attributeNames.firstIndex(of: name) ?? -1 } }
-        ruleSlots = spec.rules.map { rule in rule.rule.attributeNames.map { attributeNames.firstIndex(of: $0) ?? -1 } }
+        slots = spec.dimensions.flatMap { combination in combination.map { name in attributeNames.firstIndex(of: name) ?? -1 } }
+        combinations = spec.dimensions.reduce(into: []) { ranges, combination in
+            let start = ranges.last?.upperBound ?? 0
+            ranges.append(start..<(start + combination.count))
+        }
+        rules = SegmentRuleSet(spec.rules.map(\.rule), slots: spec.rules.map { rule in rule.rule.attributeNames.map { attributeNames.firstIndex(of: $0) ?? -1 } })
+        ruleKeys = spec.rules.map { Hash64.hash($0.name) }
         nameBytes = attributeNames.map { Array($0.utf8) }
         buffer.reserveCapacity(1024)
         keys.reserveCapacity(spec.dimensions.count + spec.rules.count)
@@ -82,51 +91,53 @@ public final class SegmentAssigner {
     /// Computes the segments of the decoder's current event into ``keys``.
     public func assign(_ decoder: EventDecoder) {
         keys.removeAll(keepingCapacity: true)
-        for (combinationIndex, combination) in slots.enumerated() {
-            guard !combination.isEmpty else {
-                keys.append(allKey)
-                continue
-            }
-            var tuple = UInt64(combinationIndex) &+ 0x51_7cc1_b727_220a
-            for slot in combination {
-                let value = decoder.attributeValue(slot)
-                tuple = Hash64.combine(tuple, value.isPresent ? decoder.attributeHash(slot) : 0)
-            }
-            let cached = keyCache[tuple]
-            if let cached {
-                keys.append(cached)
-                continue
-            }
-            buffer.removeAll(keepingCapacity: true)
-            for (position, slot) in combination.enumerated() {
-                if position > 0 { buffer.append(UInt8(ascii: ",")) }
-                buffer.append(contentsOf: nameBytes[slot])
-                buffer.append(UInt8(ascii: "="))
-                let value = decoder.attributeValue(slot)
-                if value.isPresent {
-                    appendEscaped(decoder.bytes(value))
-                } else {
-                    buffer.append(contentsOf: SegmentSpec.missingValue.utf8)
+        slots.withUnsafeBufferPointer { slots in
+            for (combinationIndex, range) in combinations.enumerated() {
+                let combination = UnsafeBufferPointer(rebasing: slots[range])
+                guard !combination.isEmpty else {
+                    keys.append(allKey)
+                    continue
                 }
-            }
-            let key = buffer.withUnsafeBytes { Hash64.hash($0) }
-            if !names.contains(key) { names[key] = String(decoding: buffer, as: UTF8.self) }
-            if keyCache.count < 1_000_000 { keyCache[tuple] = key }
-            keys.append(key)
-        }
-        if !spec.rules.isEmpty {
-            let event = decoder.event
-            let type = (decoder.bytes(event.type), event.typeHash)
-            for (index, rule) in spec.rules.enumerated() {
-                let slotsOfRule = ruleSlots[index]
-                let matches = rule.rule.evaluate(type: type) { position in
-                    let slot = slotsOfRule[position]
-                    let ref = decoder.attributeValue(slot)
-                    return ref.isPresent ? (decoder.bytes(ref), decoder.attributeHash(slot)) : nil
+                var tuple = UInt64(combinationIndex) &+ 0x51_7cc1_b727_220a
+                for slot in combination {
+                    let value = decoder.attributeValue(slot)
+                    tuple = Hash64.combine(tuple, value.isPresent ? decoder.attributeHash(slot) : 0)
                 }
-                if matches { keys.append(Hash64.hash(rule.name)) }
+                let cached = keyCache[tuple]
+                if let cached {
+                    keys.append(cached)
+                    continue
+                }
+                keys.append(newKey(combination, tuple: tuple, decoder))
             }
         }
+        guard !rules.isEmpty else { return }
+        let event = decoder.event
+        let type = (decoder.bytes(event.type), event.typeHash)
+        rules.forEachMatch(type: type) { slot in
+            let ref = decoder.attributeValue(slot)
+            return ref.isPresent ? (decoder.bytes(ref), decoder.attributeHash(slot)) : nil
+        } _: { keys.append(ruleKeys[$0]) }
+    }
+
+    /// The key of a value tuple not seen before: builds and hashes its segment name.
+    private func newKey(_ combination: UnsafeBufferPointer<Int>, tuple: UInt64, _ decoder: EventDecoder) -> UInt64 {
+        buffer.removeAll(keepingCapacity: true)
+        for (position, slot) in combination.enumerated() {
+            if position > 0 { buffer.append(UInt8(ascii: ",")) }
+            buffer.append(contentsOf: nameBytes[slot])
+            buffer.append(UInt8(ascii: "="))
+            let value = decoder.attributeValue(slot)
+            if value.isPresent {
+                appendEscaped(decoder.bytes(value))
+            } else {
+                buffer.append(contentsOf: SegmentSpec.missingValue.utf8)
+            }
+        }
+        let key = buffer.withUnsafeBytes { Hash64.hash($0) }
+        if !names.contains(key) { names[key] = String(decoding: buffer, as: UTF8.self) }
+        if keyCache.count < 1_000_000 { keyCache[tuple] = key }
+        return key
     }
 
     private func appendEscaped(_ bytes: UnsafeRawBufferPointer) {
