@@ -230,16 +230,15 @@ struct SegmentRuleSet: Sendable {
 
     var isEmpty: Bool { roots.isEmpty }
 
-    /// Calls `body` with the index of every rule the event matches, in order. `value(slot)`
-    /// gives the bytes and hash of the event's attribute in a decoder slot (`nil` when
-    /// absent); `type` the event type's bytes and hash.
+    /// Calls `body` with the index of every rule the decoder's current event matches, in
+    /// order.
     @inline(__always)
-    func forEachMatch(type: (UnsafeRawBufferPointer, UInt64), value: (Int) -> (UnsafeRawBufferPointer, UInt64)?, _ body: (Int) -> Void) {
+    func forEachMatch(_ decoder: EventDecoder, _ body: (Int) -> Void) {
         nodes.withUnsafeBufferPointer { nodes in
             literals.withUnsafeBufferPointer { literals in
                 bytes.withUnsafeBytes { bytes in
                     let compiled = Compiled(nodes: nodes, literals: literals, bytes: bytes)
-                    for (index, root) in roots.enumerated() where compiled.evaluate(root, type: type, value: value) { body(index) }
+                    for (index, root) in roots.enumerated() where compiled.evaluate(root, decoder) { body(index) }
                 }
             }
         }
@@ -258,11 +257,16 @@ struct SegmentRuleSet: Sendable {
             return actual.0.elementsEqual(UnsafeRawBufferPointer(rebasing: bytes[literal.start..<(literal.start + literal.count)]))
         }
 
-        func evaluate(_ index: Int, type: (UnsafeRawBufferPointer, UInt64), value: (Int) -> (UnsafeRawBufferPointer, UInt64)?) -> Bool {
+        /// Node `index` for the decoder's current event: an attribute it does not carry
+        /// equals no value.
+        func evaluate(_ index: Int, _ decoder: EventDecoder) -> Bool {
             func resolve(_ operand: SegmentRule.Operand) -> (UnsafeRawBufferPointer, UInt64)? {
                 switch operand {
-                case .type: type
-                case .attribute(let slot): value(slot)
+                case .type:
+                    return (decoder.bytes(decoder.event.type), decoder.event.typeHash)
+                case .attribute(let slot):
+                    let value = decoder.attributeValue(slot)
+                    return value.isPresent ? (decoder.bytes(value), decoder.attributeHash(slot)) : nil
                 }
             }
             switch nodes[index] {
@@ -273,11 +277,11 @@ struct SegmentRuleSet: Sendable {
                 guard let actual = resolve(operand) else { return false }
                 return literals.contains { matches(actual, $0) }
             case .not(let inner):
-                return !evaluate(inner, type: type, value: value)
+                return !evaluate(inner, decoder)
             case .and(let left, let right):
-                return evaluate(left, type: type, value: value) && evaluate(right, type: type, value: value)
+                return evaluate(left, decoder) && evaluate(right, decoder)
             case .or(let left, let right):
-                return evaluate(left, type: type, value: value) || evaluate(right, type: type, value: value)
+                return evaluate(left, decoder) || evaluate(right, decoder)
             }
         }
     }

@@ -112,12 +112,7 @@ public final class SegmentAssigner {
             }
         }
         guard !rules.isEmpty else { return }
-        let event = decoder.event
-        let type = (decoder.bytes(event.type), event.typeHash)
-        rules.forEachMatch(type: type) { slot in
-            let ref = decoder.attributeValue(slot)
-            return ref.isPresent ? (decoder.bytes(ref), decoder.attributeHash(slot)) : nil
-        } _: { keys.append(ruleKeys[$0]) }
+        rules.forEachMatch(decoder) { keys.append(ruleKeys[$0]) }
     }
 
     /// The key of a value tuple not seen before: builds and hashes its segment name.
