@@ -72,17 +72,28 @@ public struct UniqueCounter: Sendable, Equatable {
         Int(truncatingIfNeeded: hash >> UInt64(64 - slots.trailingZeroBitCount))
     }
 
-    private mutating func insertExact(_ hash: UInt64) {
-        if table.isEmpty { table = Array(repeating: 0, count: 16) }
+    /// Where `hash` is in the exact table, or the empty slot where it goes (linear
+    /// probing from its home; the table is never full).
+    @inline(__always)
+    private static func probe(_ hash: UInt64, in table: UnsafeMutableBufferPointer<UInt64>) -> Int {
         let mask = table.count - 1
-        var index = UniqueCounter.home(of: hash, slots: table.count)
+        var index = home(of: hash, slots: table.count)
         while true {
             let slot = table[index]
-            if slot == hash { return }
-            if slot == 0 { break }
+            if slot == hash || slot == 0 { return index }
             index = (index + 1) & mask
         }
-        table[index] = hash
+    }
+
+    private mutating func insertExact(_ hash: UInt64) {
+        if table.isEmpty { table = Array(repeating: 0, count: 16) }
+        let added = table.withUnsafeMutableBufferPointer { table in
+            let index = Self.probe(hash, in: table)
+            guard table[index] == 0 else { return false }
+            table[index] = hash
+            return true
+        }
+        guard added else { return }
         exactCount += 1
         if exactCount > UniqueCounter.exactLimit {
             densify()
@@ -123,16 +134,22 @@ public struct UniqueCounter: Sendable, Equatable {
     /// Adds the hashes of an exact table (zeros are empty slots) to the registers, over
     /// raw buffers: no per-hash check of the phase, bounds or uniqueness.
     private mutating func insertRegisters(_ hashes: UnsafeBufferPointer<UInt64>) {
-        let indexShift = UInt64(64 - precision)
-        let rankShift = UInt64(precision)
-        let maxRank = 64 - precision
+        let precision = precision
         registers.withUnsafeMutableBufferPointer { registers in
             for hash in hashes where hash != 0 {
-                let index = Int(truncatingIfNeeded: hash >> indexShift)
-                let rank = UInt8(truncatingIfNeeded: min((hash << rankShift).leadingZeroBitCount, maxRank) + 1)
+                let (index, rank) = Self.register(of: hash, precision: precision)
                 if registers[index] < rank { registers[index] = rank }
             }
         }
+    }
+
+    /// The register a hash goes to (its top `precision` bits) and its rank there (one
+    /// more than the leading zeros of the rest).
+    @inline(__always)
+    private static func register(of hash: UInt64, precision: Int) -> (index: Int, rank: UInt8) {
+        let index = Int(truncatingIfNeeded: hash >> UInt64(64 - precision))
+        let rank = UInt8(truncatingIfNeeded: min((hash << UInt64(precision)).leadingZeroBitCount, 64 - precision) + 1)
+        return (index, rank)
     }
 
     /// Adds the hashes of another exact table while this counter is exact, with room
@@ -142,16 +159,10 @@ public struct UniqueCounter: Sendable, Equatable {
         var added = exactCount
         let limit = UniqueCounter.exactLimit
         let rest: Int? = table.withUnsafeMutableBufferPointer { table in
-            let mask = table.count - 1
             for position in hashes.indices {
                 let hash = hashes[position]
                 guard hash != 0 else { continue }
-                var index = UniqueCounter.home(of: hash, slots: table.count)
-                while true {
-                    let slot = table[index]
-                    if slot == hash || slot == 0 { break }
-                    index = (index + 1) & mask
-                }
+                let index = Self.probe(hash, in: table)
                 guard table[index] == 0 else { continue }
                 table[index] = hash
                 added += 1
@@ -167,9 +178,7 @@ public struct UniqueCounter: Sendable, Equatable {
 
     @inline(__always)
     private mutating func insertRegister(_ hash: UInt64) {
-        let index = Int(hash >> UInt64(64 - precision))
-        let rest = hash << UInt64(precision)
-        let rank = UInt8(min(rest.leadingZeroBitCount, 64 - precision) + 1)
+        let (index, rank) = Self.register(of: hash, precision: precision)
         if registers[index] < rank { registers[index] = rank }
     }
 
