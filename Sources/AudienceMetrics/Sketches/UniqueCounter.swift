@@ -36,11 +36,14 @@ public struct UniqueCounter: Sendable, Equatable {
 
     public var isExact: Bool { registers.isEmpty }
 
-    /// Adds one hashed value.
+    /// Adds one hashed value. The hash 0 counts as 1 in both phases (the exact table
+    /// keeps 0 for an empty slot), so the registers do not depend on the phase a value
+    /// arrived in.
     @inline(__always)
     public mutating func insert(_ hash: UInt64) {
+        let hash = hash == 0 ? 1 : hash
         if registers.isEmpty {
-            insertExact(hash == 0 ? 1 : hash)
+            insertExact(hash)
         } else {
             insertRegister(hash)
         }
