@@ -36,6 +36,9 @@ public final class WindowMerger {
         /// For a window of a sliced size: whether this is the whole window or its own
         /// part (its slices then add the rest).
         var part: WindowPartial.Part = .window
+
+        /// What it adds to a merge: its aggregate and its overflowed events.
+        var summand: (SegmentAggregate, Int64) { (aggregate, overflowedEvents) }
     }
 
     /// One segment's contributions, at most one per input partition, ascending by
@@ -313,14 +316,15 @@ public final class WindowMerger {
     private func merged(_ key: WindowKey, _ window: PendingWindow, _ segment: String) -> (SegmentAggregate, Int64) {
         let contributions = window.segments[segment]
         let own = contributions?.entries ?? []
-        guard let source = sliceSources[key.windowIndex] else { return Self.sum(own.lazy.map { ($0.aggregate, $0.overflowedEvents) }, config) }
+        let capacity = config.topContentCapacity
+        guard let source = sliceSources[key.windowIndex] else { return Self.sum(own.lazy.map(\.summand), capacity: capacity) }
         let advance = config.windows[source].advance
         let slices = stride(from: key.start, to: key.start + config.windows[key.windowIndex].size, by: Int(advance)).compactMap {
             self.slices[WindowKey(windowIndex: source, start: $0)]
         }
         guard own.contains(where: { $0.part == .window }) else {
             let parts = slices.compactMap { slice in self.merged(slice: slice, segment) }
-            return Self.sum(own.lazy.map { ($0.aggregate, $0.overflowedEvents) } + parts, config)
+            return Self.sum(own.map(\.summand) + parts, capacity: capacity)
         }
         let parts = slices.compactMap { $0.segments[segment] }
         let partitions = Set(own.lazy.map(\.partition)).union(parts.lazy.flatMap { $0.entries.lazy.map(\.partition) }).sorted()
@@ -331,7 +335,7 @@ public final class WindowMerger {
             guard contribution?.part != .window else { continue }
             for slice in parts { if let contribution = slice[partition] { entries.append(contribution) } }
         }
-        return Self.sum(entries.lazy.map { ($0.aggregate, $0.overflowedEvents) }, config)
+        return Self.sum(entries.lazy.map(\.summand), capacity: capacity)
     }
 
     /// A slice's segment merged over every input partition, top content not cut (the
@@ -339,21 +343,18 @@ public final class WindowMerger {
     private func merged(slice: PendingWindow, _ segment: String) -> (SegmentAggregate, Int64)? {
         if let merged = slice.merged[segment] { return merged }
         guard let contributions = slice.segments[segment], !contributions.entries.isEmpty else { return nil }
-        var aggregate = SegmentAggregate(topContentCapacity: .max)
-        aggregate.merge(contributions.entries.lazy.map(\.aggregate))
-        let merged = (aggregate, contributions.entries.reduce(0) { $0 + $1.overflowedEvents })
+        let merged = Self.sum(contributions.entries.lazy.map(\.summand), capacity: .max)
         slice.merged[segment] = merged
         return merged
     }
 
-    /// The parts' aggregates merged at once (top content cut back to the configured
-    /// capacity once), and their overflowed events.
-    private static func sum(_ parts: some Collection<(SegmentAggregate, Int64)>, _ config: AggregationConfig) -> (SegmentAggregate, Int64) {
+    /// The parts' aggregates merged at once (top content cut back to `capacity` once), and
+    /// their overflowed events.
+    private static func sum(_ parts: some Collection<(SegmentAggregate, Int64)>, capacity: Int) -> (SegmentAggregate, Int64) {
         let overflow = parts.reduce(0) { $0 + $1.1 }
         // The first part is taken as it is when it has the configured capacity (merging
         // it into an empty aggregate gives the same value, at the cost of copying every
         // sketch); the others are added at once, so top content is cut back once.
-        let capacity = config.topContentCapacity
         guard let first = parts.first?.0, first.topContent.capacity == capacity else {
             var result = SegmentAggregate(topContentCapacity: capacity)
             result.merge(parts.lazy.map(\.0))

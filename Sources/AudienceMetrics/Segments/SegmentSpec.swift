@@ -66,12 +66,13 @@ public final class SegmentAssigner {
     /// - Parameter attributeNames: the decoder's slot order (``SegmentSpec/attributeNames``).
     public init(spec: SegmentSpec, attributeNames: [String]) {
         self.spec = spec
-        slots = spec.dimensions.flatMap { combination in combination.map { name in attributeNames.firstIndex(of: name) ?? -1 } }
+        func slot(_ name: String) -> Int { attributeNames.firstIndex(of: name) ?? -1 }
+        slots = spec.dimensions.flatMap { combination in combination.map(slot) }
         combinations = spec.dimensions.reduce(into: []) { ranges, combination in
             let start = ranges.last?.upperBound ?? 0
             ranges.append(start..<(start + combination.count))
         }
-        rules = SegmentRuleSet(spec.rules.map(\.rule), slots: spec.rules.map { rule in rule.rule.attributeNames.map { attributeNames.firstIndex(of: $0) ?? -1 } })
+        rules = SegmentRuleSet(spec.rules.map(\.rule), slots: spec.rules.map { $0.rule.attributeNames.map(slot) })
         ruleKeys = spec.rules.map { Hash64.hash($0.name) }
         nameBytes = attributeNames.map { Array($0.utf8) }
         buffer.reserveCapacity(1024)
