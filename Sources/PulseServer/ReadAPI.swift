@@ -54,7 +54,7 @@ struct ReadAPI: Sendable {
         let entries = store.segments(matching: search).map { entry in
             SegmentEntry(segment: entry.segment, windows: entry.latest.map { h in
                 Latest(size: h.window.size, start_ms: h.window.start_ms, end_ms: h.window.end_ms, final: h.final, events: h.events,
-                       unique_users: h.users.unique, engagement_rate: h.engagement.rate, conversion_rate: h.conversion.rate, anomaly: h.trend?.anomaly)
+                       unique_users: h.users.unique, engagement_rate: h.engagement.rate, conversion_rate: h.conversion?.rate, anomaly: h.trend?.anomaly)
             })
         }
         let answer = SegmentsAnswer(segments: entries, windows: store.windowSizes, caught_up: reader?.isCaughtUp ?? true)

@@ -33,6 +33,10 @@ struct ConfigurationTests {
         #expect(configuration.stageOneWorkers == 1)
         #expect(configuration.assignment == .group)
         #expect(configuration.mapping == .contract)
+        #expect(configuration.aggregation.metrics == .all)
+        let lean = try PulseConfiguration.load(yaml: Self.minimal + "metrics:\n  include: [top_content, sessions]\n")
+        #expect(lean.aggregation.metrics == [.topContent, .sessions])
+        #expect(try PulseConfiguration.load(yaml: Self.minimal + "metrics:\n  include: []\n").aggregation.metrics.isEmpty)
     }
 
     @Test("a static assignment deals every partition to exactly one worker slot and one stage 2, and names each slot's producer once")
@@ -76,6 +80,7 @@ struct ConfigurationTests {
         (minimal + "windows: [1m/2m]\n", "windows[0]", "not a window"),
         (minimal + "windows: [1m, 1m]\n", "windows", "listed twice"),
         (minimal + "metrics:\n  engagement_types: [like, poke]\n", "metrics.engagement_types", "'poke' is not a known event type"),
+        (minimal + "metrics:\n  include: [sessions, sesions]\n", "metrics.include[1]", "'sesions' is not an optional metric family (retention, conversion, dwell_quantiles, sessions, top_content, trend)"),
         (minimal + "topics:\n  partials_partitions: 0\n", "topics.partials_partitions", "not an integer in 1…10000"),
         (minimal + "processing:\n  stage1_workers: 0\n", "processing.stage1_workers", "not an integer in 1…64"),
         (minimal + "processing:\n  assignment: manual\n", "processing.assignment", "not one of group, static"),

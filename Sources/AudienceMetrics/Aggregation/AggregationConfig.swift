@@ -37,6 +37,8 @@ public struct AggregationConfig: Sendable, Hashable {
     /// assembles every window from them. False: stage 1 assembles the windows and sends
     /// each whole. The service sends slices; both give the same final records.
     public var sendsSlices: Bool
+    /// The optional metric families computed. Default all.
+    public var metrics: MetricFamilies
 
     /// Per window size, the sliced size whose slices make up its windows: itself for a
     /// sliced hopping size, the sliced size whose advance is its size for a tumbling size
@@ -65,7 +67,8 @@ public struct AggregationConfig: Sendable, Hashable {
         userTTL: Int64 = 30 * 86_400_000,
         maxUsersPerPartition: Int = 5_000_000,
         slicesHoppingWindows: Bool = true,
-        sendsSlices: Bool = false
+        sendsSlices: Bool = false,
+        metrics: MetricFamilies = .all
     ) {
         self.windows = windows
         self.maxOutOfOrderness = maxOutOfOrderness
@@ -82,6 +85,7 @@ public struct AggregationConfig: Sendable, Hashable {
         self.maxUsersPerPartition = maxUsersPerPartition
         self.slicesHoppingWindows = slicesHoppingWindows
         self.sendsSlices = sendsSlices
+        self.metrics = metrics
     }
 }
 

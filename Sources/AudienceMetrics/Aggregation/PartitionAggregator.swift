@@ -53,6 +53,8 @@ public final class PartitionAggregator {
     /// Names of content ids seen (by hash), so counting content allocates nothing.
     private var contentNames = HashMap64<String>(vacant: "")
     private let dwellBucketer = QuantileSketch()
+    /// Whether per-user state is kept (``MetricFamilies/needsUserState``).
+    private let keepsUsers: Bool
     private let allKey = Hash64.hash("all")
     private let overflowKey = Hash64.hash(SegmentSpec.overflowSegment)
     private let tracksAll: Bool
@@ -168,6 +170,7 @@ public final class PartitionAggregator {
         slicing = sources.enumerated().map { index, source in source == index ? Slicing() : nil }
         sharedSlices = sources.enumerated().map { index, source in source == index ? nil : source }
         users = UserStates(rules: config.sessions, ttl: config.userTTL, maxUsers: config.maxUsersPerPartition)
+        keepsUsers = config.metrics.needsUserState
         dedup = Deduplicator(horizon: config.deduplicationHorizon, maxEntries: config.deduplicationMaxEntries)
         tracksAll = config.segments.dimensions.contains([])
         // The assigner gives at most one key per combination and rule.
@@ -295,8 +298,11 @@ public final class PartitionAggregator {
         let event: DecodedEvent
         let update: UserUpdate
         let isConversion: Bool
-        let isPageView: Bool
-        let dwellBucket: Int
+        /// A page view of a content id, counted for top content.
+        let countsContent: Bool
+        /// The dwell time's quantile bucket, or nil when only its count and sum are kept.
+        let dwellBucket: Int?
+        let countsSessions: Bool
 
         /// Adds the event to `aggregate`; `otherTypeName` is its type's name when
         /// ``DecodedEvent/typeCode`` is negative.
@@ -315,10 +321,13 @@ public final class PartitionAggregator {
                 aggregate.convertingUsers.insert(event.userIDHash)
                 aggregate.revenueMicros &+= event.valueMicros ?? 0
             }
-            if event.dwellMs >= 0 { aggregate.dwell.add(event.dwellMs, bucket: dwellBucket) }
-            if isPageView && event.hasContent { aggregate.topContent.add(hash: event.contentIDHash) }
+            if event.dwellMs >= 0 {
+                if let dwellBucket { aggregate.dwell.add(event.dwellMs, bucket: dwellBucket) } else { aggregate.dwell.addToTotals(event.dwellMs) }
+            }
+            if countsContent { aggregate.topContent.add(hash: event.contentIDHash) }
             // Session figures are credited to the window of the event that causes them,
             // so they depend only on the user's own events.
+            guard countsSessions else { return }
             if update.sessionStarted { aggregate.sessionsStarted += 1 }
             if update.becameEngaged { aggregate.sessionsEngaged += 1 }
             aggregate.sessionDurationMs += update.durationAdded
@@ -332,7 +341,7 @@ public final class PartitionAggregator {
     @inline(__always)
     public func prefetch(_ event: DecodedEvent) {
         dedup.prefetch(event.eventIDHash)
-        users.prefetch(event.userIDHash)
+        if keepsUsers { users.prefetch(event.userIDHash) }
     }
 
     /// Processes the decoder's current event.
@@ -362,14 +371,18 @@ public final class PartitionAggregator {
             return .late
         }
 
-        let update = users.update(user: event.userIDHash, time: time, typeCode: event.typeCode)
-        if event.hasContent && !contentNames.contains(event.contentIDHash) {
+        let metrics = config.metrics
+        var update = keepsUsers ? users.update(user: event.userIDHash, time: time, typeCode: event.typeCode) : .untracked
+        if !metrics.contains(.retention) { update.forgetHistory() }
+        let countsContent = metrics.contains(.topContent) && event.typeCode == KnownEventType.pageView.rawValue && event.hasContent
+        if countsContent && !contentNames.contains(event.contentIDHash) {
             contentNames[event.contentIDHash] = decoder.string(event.contentID)
         }
         let contribution = Contribution(
-            event: event, update: update, isConversion: config.conversionTypes.contains(event.typeCode),
-            isPageView: event.typeCode == KnownEventType.pageView.rawValue,
-            dwellBucket: event.dwellMs >= 0 ? dwellBucketer.bucket(of: event.dwellMs) : 0)
+            event: event, update: update, isConversion: metrics.contains(.conversion) && config.conversionTypes.contains(event.typeCode),
+            countsContent: countsContent,
+            dwellBucket: metrics.contains(.dwellQuantiles) && event.dwellMs >= 0 ? dwellBucketer.bucket(of: event.dwellMs) : nil,
+            countsSessions: metrics.contains(.sessions))
         let typeName = event.typeCode >= 0 ? nil : decoder.string(event.type)
         for (index, spec) in config.windows.enumerated() {
             if let state = sharingWindow(index, spec, time: time) {

@@ -40,6 +40,8 @@ public struct MetricRecord: Sendable, Hashable {
     public var duplicates: Int64
     public var invalid: Int64
     public var overflowedEvents: Int64
+    /// The optional families this record carries (the others' fields are left out).
+    public var metrics: MetricFamilies
 
     /// The Kafka record key: `segment|window_start` (window start in epoch ms, and the
     /// window name when several sizes are configured: `segment|1m|start`).
@@ -80,20 +82,22 @@ public struct MetricRecord: Sendable, Hashable {
         revenueMicros = a.revenueMicros
         dwellCount = a.dwell.count
         dwellMean = a.dwell.mean
-        dwellP50 = a.dwell.quantile(0.5)
-        dwellP90 = a.dwell.quantile(0.9)
-        dwellP99 = a.dwell.quantile(0.99)
+        let quantiles = config.metrics.contains(.dwellQuantiles)
+        dwellP50 = quantiles ? a.dwell.quantile(0.5) : nil
+        dwellP90 = quantiles ? a.dwell.quantile(0.9) : nil
+        dwellP99 = quantiles ? a.dwell.quantile(0.99) : nil
         sessionsStarted = a.sessionsStarted
         sessionsEngaged = a.sessionsEngaged
         bounceRate = a.sessionsStarted > 0 ? Double(a.sessionsStarted - min(a.sessionsEngaged, a.sessionsStarted)) / Double(a.sessionsStarted) : nil
         sessionDurationMs = a.sessionDurationMs
         meanSessionDurationMs = a.sessionsStarted > 0 ? Double(a.sessionDurationMs) / Double(a.sessionsStarted) : nil
-        topContent = a.topContent.top(config.topContentSize).map { ($0.name, $0.count) }
+        topContent = config.metrics.contains(.topContent) ? a.topContent.top(config.topContentSize).map { ($0.name, $0.count) } : []
         self.trend = trend
         late = a.late
         duplicates = a.duplicates
         invalid = a.invalid
         self.overflowedEvents = overflowedEvents
+        metrics = config.metrics
     }
 
     public static func == (lhs: MetricRecord, rhs: MetricRecord) -> Bool { lhs.jsonBytes == rhs.jsonBytes }
@@ -131,10 +135,12 @@ public struct MetricRecord: Sendable, Hashable {
         out.open("{")
         out.field("unique", int: Int64(uniqueUsers))
         out.field("unique_exact", bool: uniqueIsExact)
-        out.field("new", int: Int64(newUsers))
-        out.field("returning", int: Int64(returningUsers))
-        out.field("retained", int: Int64(retainedUsers))
-        out.field("retention_rate", double: retentionRate)
+        if metrics.contains(.retention) {
+            out.field("new", int: Int64(newUsers))
+            out.field("returning", int: Int64(returningUsers))
+            out.field("retained", int: Int64(retainedUsers))
+            out.field("retention_rate", double: retentionRate)
+        }
         out.close("}")
         out.key("engagement")
         out.open("{")
@@ -142,52 +148,62 @@ public struct MetricRecord: Sendable, Hashable {
         out.field("rate", double: engagementRate)
         out.field("per_user", double: engagementPerUser)
         out.close("}")
-        out.key("conversion")
-        out.open("{")
-        out.field("count", int: conversionCount)
-        out.field("users", int: Int64(convertingUsers))
-        out.field("rate", double: conversionRate)
-        out.field("revenue", micros: revenueMicros)
-        out.close("}")
+        if metrics.contains(.conversion) {
+            out.key("conversion")
+            out.open("{")
+            out.field("count", int: conversionCount)
+            out.field("users", int: Int64(convertingUsers))
+            out.field("rate", double: conversionRate)
+            out.field("revenue", micros: revenueMicros)
+            out.close("}")
+        }
         out.key("dwell_ms")
         out.open("{")
         out.field("count", int: Int64(dwellCount))
         out.field("mean", double: dwellMean)
-        out.field("p50", double: dwellP50)
-        out.field("p90", double: dwellP90)
-        out.field("p99", double: dwellP99)
+        if metrics.contains(.dwellQuantiles) {
+            out.field("p50", double: dwellP50)
+            out.field("p90", double: dwellP90)
+            out.field("p99", double: dwellP99)
+        }
         out.close("}")
-        out.key("sessions")
-        out.open("{")
-        out.field("started", int: sessionsStarted)
-        out.field("engaged", int: sessionsEngaged)
-        out.field("bounce_rate", double: bounceRate)
-        out.field("duration_ms", int: sessionDurationMs)
-        out.field("mean_duration_ms", double: meanSessionDurationMs)
-        out.close("}")
-        out.key("top_content")
-        out.open("[")
-        for (name, views) in topContent {
+        if metrics.contains(.sessions) {
+            out.key("sessions")
             out.open("{")
-            out.field("content_id", string: name)
-            out.field("views", int: views)
+            out.field("started", int: sessionsStarted)
+            out.field("engaged", int: sessionsEngaged)
+            out.field("bounce_rate", double: bounceRate)
+            out.field("duration_ms", int: sessionDurationMs)
+            out.field("mean_duration_ms", double: meanSessionDurationMs)
             out.close("}")
         }
-        out.close("]")
-        out.key("trend")
-        if let trend {
-            out.open("{")
-            out.field("metric", string: "events")
-            out.field("previous", double: trend.previous)
-            out.field("change", double: trend.change)
-            out.field("change_rate", double: trend.changeRate)
-            out.field("level", double: trend.level)
-            out.field("forecast", double: trend.forecast)
-            out.field("anomaly_score", double: trend.anomalyScore)
-            out.field("anomaly", bool: trend.anomaly)
-            out.close("}")
-        } else {
-            out.null()
+        if metrics.contains(.topContent) {
+            out.key("top_content")
+            out.open("[")
+            for (name, views) in topContent {
+                out.open("{")
+                out.field("content_id", string: name)
+                out.field("views", int: views)
+                out.close("}")
+            }
+            out.close("]")
+        }
+        if metrics.contains(.trend) {
+            out.key("trend")
+            if let trend {
+                out.open("{")
+                out.field("metric", string: "events")
+                out.field("previous", double: trend.previous)
+                out.field("change", double: trend.change)
+                out.field("change_rate", double: trend.changeRate)
+                out.field("level", double: trend.level)
+                out.field("forecast", double: trend.forecast)
+                out.field("anomaly_score", double: trend.anomalyScore)
+                out.field("anomaly", bool: trend.anomaly)
+                out.close("}")
+            } else {
+                out.null()
+            }
         }
         out.key("quality")
         out.open("{")

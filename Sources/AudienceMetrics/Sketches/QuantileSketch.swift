@@ -53,6 +53,14 @@ public struct QuantileSketch: Sendable, Equatable {
         value >= 1 ? Int((log(Double(value)) / logGamma).rounded(.up)) : .min
     }
 
+    /// Counts a value in ``count`` and ``sum`` only, for a deployment without quantiles
+    /// (a sketch fed only this way answers no quantile).
+    @inline(__always)
+    public mutating func addToTotals(_ value: Int64) {
+        count += 1
+        sum &+= max(0, value)
+    }
+
     /// Adds a value whose bucket was computed by ``bucket(of:)``.
     @inline(__always)
     public mutating func add(_ value: Int64, bucket index: Int) {

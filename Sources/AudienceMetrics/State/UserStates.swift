@@ -82,6 +82,18 @@ public struct UserUpdate: Sendable, Hashable {
     public var becameEngaged: Bool
     /// Time this event added to its session's duration, ms.
     public var durationAdded: Int64
+
+    /// The update of a deployment that keeps no per-user state: the user is neither new
+    /// nor retained in any window, and no session changes.
+    public static let untracked = UserUpdate(firstSeen: .min, previousLastSeen: .min, sessionStart: .min, sessionStarted: false,
+                                             becameEngaged: false, durationAdded: 0)
+
+    /// Drops what makes the user new or retained in a window (for a deployment without
+    /// retention), keeping the session figures.
+    public mutating func forgetHistory() {
+        firstSeen = .min
+        previousLastSeen = .min
+    }
 }
 
 /// Per-user state for one input partition, bounded by a TTL and a maximum size.

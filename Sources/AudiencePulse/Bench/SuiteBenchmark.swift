@@ -94,8 +94,9 @@ public struct SuiteBenchmark {
         yaml(app: app, input: input, assignment: assignment, body: Self.leanJobBody)
     }
 
-    /// The segments and windows of the lean job.
-    public static let leanJobBody = "segments:\n  dimensions: [[country, device]]\nwindows: [10s]\n"
+    /// The segments, windows and metrics of the lean job: counts by type, unique users and
+    /// dwell time's count and sum (no optional families).
+    public static let leanJobBody = "segments:\n  dimensions: [[country, device]]\nwindows: [10s]\nmetrics:\n  include: []\n"
 
     /// The default configuration of pulse.example.yaml: five combinations, two rules,
     /// tumbling 1m and hopping 10m/1m windows, every metric.

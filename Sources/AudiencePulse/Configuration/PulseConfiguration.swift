@@ -183,6 +183,14 @@ public struct PulseConfiguration: Sendable {
         let trend = TrendConfig(
             historyLength: try r.integer("metrics.trend.history", default: 24, range: 5...10_000, "Final windows of history per segment for trends."),
             anomalyThreshold: try r.number("metrics.trend.anomaly_threshold", default: 3.5, range: 0.5...100, "|robust z-score| above which a window is an anomaly."))
+        var include: MetricFamilies = []
+        let familyNames = MetricFamilies.named.map(\.name)
+        for (index, name) in try r.stringList("metrics.include", default: familyNames, "Optional metric families computed and written to records: `retention` (`users.new`, `returning`, `retained`, `retention_rate`; per-user state), `conversion`, `dwell_quantiles` (`dwell_ms.p50`, `p90`, `p99`), `sessions` (per-user state), `top_content`, `trend`. Left out, a family's per-event work is skipped and its fields are absent from records; always present: `events`, `by_type`, `users.unique`, `users.unique_exact`, `engagement`, `dwell_ms.count` and `mean`, `quality`. Without `retention` and `sessions` no per-user state is kept.").enumerated() {
+            guard let family = MetricFamilies(name: name) else {
+                throw ConfigurationError(key: "metrics.include[\(index)]", message: "'\(name)' is not an optional metric family (\(familyNames.joined(separator: ", ")))")
+            }
+            include.insert(family)
+        }
 
         let aggregation = AggregationConfig(
             windows: windows, maxOutOfOrderness: maxOutOfOrderness, allowedLateness: allowedLateness,
@@ -192,7 +200,7 @@ public struct PulseConfiguration: Sendable {
             deduplicationMaxEntries: try r.integer("state.deduplication_max_entries", default: 2_000_000, range: 1_000...1_000_000_000, "Most event ids remembered per input partition."),
             userTTL: try r.duration("state.user_ttl", default: "30d", minimum: 60_000, "Users inactive this long (event time) are forgotten; they count as new when they return."),
             maxUsersPerPartition: try r.integer("state.max_users_per_partition", default: 5_000_000, range: 1_000...1_000_000_000, "Most users tracked per input partition (least recently active are forgotten first)."),
-            sendsSlices: true)
+            sendsSlices: true, metrics: include)
 
         let guarantee = Guarantee(rawValue: try r.choice("processing.guarantee", default: "exactly_once", ["exactly_once", "at_least_once"], "`exactly_once`: checkpoints, outputs and offsets also go in Kafka transactions; `at_least_once`: no transactions (a final record may repeat, with identical content).")) ?? .exactlyOnce
         let updateInterval = try r.duration("processing.update_interval", default: "1s", minimum: 10, "Non-final updates of a changed segment at most this often (stage 1 emits partials at this pace; stage 2 forwards them as they arrive).")

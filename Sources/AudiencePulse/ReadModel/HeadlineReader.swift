@@ -7,8 +7,9 @@
 /// one valid JSON object (members it does not keep are checked and skipped), the
 /// required fields must be present with their types (integers without a fraction or
 /// exponent), `engagement.rate`, `conversion.rate` and `trend.anomaly` may be null or
-/// missing, `trend` may be null or missing. A member given twice counts with its first
-/// value, as with the general decoder.
+/// missing, `trend` may be null or missing, `conversion` may be missing (a deployment may
+/// leave both out, `metrics.include`). A member given twice counts with its first value,
+/// as with the general decoder.
 struct HeadlineReader {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var i = 0
@@ -60,10 +61,10 @@ struct HeadlineReader {
         }
         skipWhitespace()
         guard i == bytes.count, let segment = segment.value, let window = window.value, let final = final.value, let events = events.value,
-              let unique = unique.value, let engagement = engagement.value, let conversion = conversion.value
+              let unique = unique.value, let engagement = engagement.value
         else { throw Malformed() }
         return MetricsStore.Headline(segment: segment, window: window, final: final, events: events, users: .init(unique: unique),
-                                     engagement: engagement, conversion: conversion, trend: trend.value ?? nil)
+                                     engagement: engagement, conversion: conversion.value, trend: trend.value ?? nil)
     }
 
     private mutating func window() throws(Malformed) -> MetricsStore.Headline.Window {

@@ -24,7 +24,8 @@ public final class MetricsStore: Sendable {
         public var events: Int64
         public var users: Users
         public var engagement: Rate
-        public var conversion: Rate
+        /// Absent when the deployment leaves conversion out (`metrics.include`).
+        public var conversion: Rate?
         public var trend: Trend?
     }
 

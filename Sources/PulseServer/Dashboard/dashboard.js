@@ -50,7 +50,7 @@ function summarize(record) {
   return {
     size: record.window.size, start_ms: record.window.start_ms, end_ms: record.window.end_ms, final: record.final,
     events: record.events, unique_users: record.users.unique, engagement_rate: record.engagement.rate,
-    conversion_rate: record.conversion.rate, anomaly: record.trend ? record.trend.anomaly : null,
+    conversion_rate: record.conversion ? record.conversion.rate : null, anomaly: record.trend ? record.trend.anomaly : null,
   };
 }
 

@@ -74,6 +74,9 @@ struct JSONSchemaValidator {
         }
         if case .object(let object) = value {
             for key in schema["required"] as? [String] ?? [] where object[key] == nil { problems.append("\(path): missing \(key)") }
+            for (present, needed) in schema["dependentRequired"] as? [String: [String]] ?? [:] where object[present] != nil {
+                for key in needed where object[key] == nil { problems.append("\(path): \(present) without \(key)") }
+            }
             let properties = schema["properties"] as? [String: Any] ?? [:]
             for (key, member) in object {
                 if let memberSchema = properties[key] as? [String: Any] {
