@@ -234,12 +234,17 @@ extension Bench {
             let command = (["pulse"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
             let report = try suite.run(command: command, includeState: stateUsers > 0)
             print(report.markdown)
-            if let json { try report.json.write(toFile: json, atomically: true, encoding: .utf8) }
             if let append {
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: append))
                 handle.seekToEndOfFile()
                 handle.write(Data(("\n" + report.markdown).utf8))
                 try handle.close()
+            }
+            if let json {
+                // A fresh clone has no .tools/bench/ yet.
+                let folder = URL(fileURLWithPath: json).deletingLastPathComponent()
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                try report.json.write(toFile: json, atomically: true, encoding: .utf8)
             }
         }
 
