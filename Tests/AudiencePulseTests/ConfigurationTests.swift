@@ -36,6 +36,8 @@ struct ConfigurationTests {
         #expect(configuration.aggregation.metrics == .all)
         let lean = try PulseConfiguration.load(yaml: Self.minimal + "metrics:\n  include: [top_content, sessions]\n")
         #expect(lean.aggregation.metrics == [.topContent, .sessions])
+        #expect(lean.summary.contains("optional metrics [sessions, top_content], "))
+        #expect(!configuration.summary.contains("optional metrics"))
         #expect(try PulseConfiguration.load(yaml: Self.minimal + "metrics:\n  include: []\n").aggregation.metrics.isEmpty)
     }
 

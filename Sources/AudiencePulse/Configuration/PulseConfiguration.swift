@@ -53,12 +53,15 @@ public struct PulseConfiguration: Sendable {
     /// Consumer group of stage 2.
     public var mergeGroup: String { "\(app)-merge" }
 
-    /// One line for banners and checks: app, topics, windows, segments, guarantee.
+    /// One line for banners and checks: app, topics, windows, segments, optional metric
+    /// families (when not all), guarantee.
     public var summary: String {
-        "app \(app), input \(inputTopic) → metrics \(metricsTopic) (dead letters \(deadLetterTopic)), windows "
+        let families = aggregation.metrics == .all
+            ? "" : "optional metrics [\(MetricFamilies.named.filter { aggregation.metrics.contains($0.family) }.map(\.name).joined(separator: ", "))], "
+        return "app \(app), input \(inputTopic) → metrics \(metricsTopic) (dead letters \(deadLetterTopic)), windows "
             + aggregation.windows.map(\.name).joined(separator: ", ")
             + ", \(aggregation.segments.dimensions.count) dimension combinations, \(aggregation.segments.rules.count) rules, "
-            + "mapping \(mappingName), \(guarantee.rawValue)"
+            + families + "mapping \(mappingName), \(guarantee.rawValue)"
     }
 
     /// The Kafka settings as a client configuration.

@@ -42,8 +42,6 @@ final class StageTwo: @unchecked Sendable {
     private var updatesPending = false
     private var missingSince: ContinuousClock.Instant?
     private var lastGapReport: ContinuousClock.Instant?
-    /// Called with every record produced (for the read model and tests).
-    var onRecord: (@Sendable (MetricRecord) -> Void)?
 
     init(configuration: PulseConfiguration, instanceID: String, metrics: PipelineMetrics, logger: Logger) {
         self.configuration = configuration
@@ -228,7 +226,6 @@ final class StageTwo: @unchecked Sendable {
                     try producer.produce(to: handle, key: key, value: value, timestamp: record.end, blockIfQueueFull: true)
                 }
             }
-            onRecord?(record)
         }
         metrics.recordsProduced.add(records.count, ordering: .relaxed)
     }
