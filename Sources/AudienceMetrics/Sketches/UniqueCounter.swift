@@ -119,11 +119,16 @@ public struct UniqueCounter: Sendable, Equatable {
         if slots > table.count { rehash(slots: slots) }
     }
 
+    /// Moves the exact hashes into a table of `slots` slots (at least twice the count), in
+    /// the old table's slot order: one probe each over raw buffers, the count unchanged.
     private mutating func rehash(slots: Int) {
-        let old = table
-        table = Array(repeating: 0, count: slots)
-        exactCount = 0
-        for hash in old where hash != 0 { insertExact(hash) }
+        var fresh = [UInt64](repeating: 0, count: slots)
+        table.withUnsafeBufferPointer { old in
+            fresh.withUnsafeMutableBufferPointer { fresh in
+                for hash in old where hash != 0 { fresh[Self.probe(hash, in: fresh)] = hash }
+            }
+        }
+        table = fresh
     }
 
     private mutating func densify() {
