@@ -99,13 +99,15 @@ extension ServiceCrashTests {
         #expect(status == 0, "SIGTERM with an open stream still exits cleanly")
     }
 
-    @Test("Dashboard in headless Chromium: live charts for the expected segment with non-zero values, updated without reloading; screenshot saved")
-    func dashboardInBrowser() async throws {
-        let scenario = try await ServiceScenario(prefix: "dashboard", partitions: 2, events: 8_000, users: 300, seed: 43)
+    @Test("Dashboard in headless Chromium: live charts for the expected segment with non-zero values, updated without reloading; screenshot saved — also for a deployment without optional metric families",
+          arguments: [false, true])
+    func dashboardInBrowser(lean: Bool) async throws {
+        let scenario = try await ServiceScenario(prefix: lean ? "dashboard-lean" : "dashboard", partitions: 2, events: 8_000, users: 300, seed: 43)
         // The audience's event time lies in the past: feed from the start, before an idle
         // (empty) input would let the watermark follow the clock past it. About 40 s of input.
         let feeding = scenario.feed(slice: 100, pause: .milliseconds(500))
-        let service = try scenario.start(instance: "d1")
+        // Records without conversion, dwell quantiles, sessions, top content or trend.
+        let service = try scenario.start(instance: "d1", environment: lean ? ["PULSE_METRICS__INCLUDE": "[]"] : [:])
         #expect(try await service.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)))
         let browser = try await Browser()
         do {
@@ -117,6 +119,8 @@ extension ServiceCrashTests {
                   segment: text("segment-name"), events: text("stat-events"), users: text("stat-users"),
                   records: Number(document.body.dataset.records || 0), received: Number(document.body.dataset.received || 0),
                   lines: document.querySelectorAll("#chart-events path.series").length,
+                  userLines: document.querySelectorAll("#chart-users path.series").length, duplicates: text("quality-duplicates"),
+                  conversion: text("chart-conversion"), top: text("top-content"),
                   segments: [...document.querySelectorAll("#segments li")].map((li) => li.dataset.segment),
                   live: document.getElementById("connection").dataset.state, same: window.pulseSameDocument === true });
                 """
@@ -133,6 +137,11 @@ extension ServiceCrashTests {
             #expect(page["segment"] as? String == "all", "the dashboard opens on the segment `all`: \(page)")
             #expect((page["records"] as? Int ?? 0) >= 2, "windows charted: \(page)")
             #expect((page["lines"] as? Int ?? 0) > 0, "the events chart is drawn")
+            #expect((page["userLines"] as? Int ?? 0) > 0, "the unique-users chart is drawn (after the conversion figures)")
+            #expect(page["duplicates"] as? String != "–", "the quality figures are filled in (after top content): \(page)")
+            // A family the deployment leaves out says so instead of waiting for data.
+            #expect(((page["conversion"] as? String)?.contains("not computed") == true) == lean, "\(page)")
+            #expect(((page["top"] as? String)?.contains("not computed") == true) == lean, "\(page)")
             #expect(!["–", "0", nil].contains(page["events"] as? String), "non-zero events: \(page)")
             #expect(!["–", "0", nil].contains(page["users"] as? String), "non-zero unique users: \(page)")
             #expect((page["segments"] as? [String])?.contains { $0.hasPrefix("country=") } == true, "segment picker lists the countries")
@@ -149,7 +158,7 @@ extension ServiceCrashTests {
             let png = try await browser.screenshot()
             let output = ServiceProcess.root.appendingPathComponent(".build/test-output")
             try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-            let file = output.appendingPathComponent("dashboard.png")
+            let file = output.appendingPathComponent(lean ? "dashboard-lean.png" : "dashboard.png")
             try png.write(to: file)
             #expect(png.count > 10_000, "a screenshot with content")
             print("dashboard screenshot: \(file.path)")

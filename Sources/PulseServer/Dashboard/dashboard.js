@@ -137,7 +137,8 @@ function renderDetail() {
   $("stat-events").textContent = number.format(latest.events);
   $("stat-users").textContent = number.format(latest.users.unique);
   $("stat-engagement").textContent = percent(latest.engagement.rate);
-  $("stat-conversion").textContent = percent(latest.conversion.rate);
+  // A deployment may leave conversion, dwell quantiles and top content out (metrics.include).
+  $("stat-conversion").textContent = percent(latest.conversion ? latest.conversion.rate : null);
   $("stat-dwell").textContent = `${seconds(latest.dwell_ms.p50)} / ${seconds(latest.dwell_ms.p90)}`;
 
   const finals = records.filter((r) => r.final && r.trend);
@@ -150,12 +151,15 @@ function renderDetail() {
   chart($("chart-events"), [records.map((r) => point(r, r.events))], { forecast, step, format: number.format });
   chart($("chart-users"), [records.map((r) => point(r, r.users.unique))], { step, format: number.format });
   chart($("chart-engagement"), [records.filter((r) => r.engagement.rate != null).map((r) => point(r, r.engagement.rate))], { step, format: percent });
-  chart($("chart-conversion"), [records.filter((r) => r.conversion.rate != null).map((r) => point(r, r.conversion.rate))], { step, format: percent });
+  chart($("chart-conversion"), [records.filter((r) => r.conversion && r.conversion.rate != null).map((r) => point(r, r.conversion.rate))],
+    { step, format: percent, absent: !latest.conversion });
   const dwell = records.filter((r) => r.dwell_ms.p50 != null);
   chart($("chart-dwell"), [dwell.map((r) => point(r, r.dwell_ms.p50 / 1000)), dwell.map((r) => point(r, r.dwell_ms.p90 / 1000))],
-    { step, format: decimal.format });
+    { step, format: decimal.format, absent: !("p50" in latest.dwell_ms) });
 
-  $("top-content").replaceChildren(...latest.top_content.map((item) => {
+  const absent = document.createElement("li");
+  absent.textContent = "not computed here (metrics.include)";
+  $("top-content").replaceChildren(...(latest.top_content ? latest.top_content.map((item) => {
     const li = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = item.content_id;
@@ -163,7 +167,7 @@ function renderDetail() {
     views.textContent = number.format(item.views);
     li.append(name, views);
     return li;
-  }));
+  }) : [absent]));
   $("quality-invalid").textContent = number.format(latest.quality.invalid);
   $("quality-late").textContent = number.format(latest.quality.late);
   $("quality-duplicates").textContent = number.format(latest.quality.duplicates);
@@ -179,14 +183,15 @@ function element(name, attributes, text) {
   return node;
 }
 
-// series: arrays of {x, y, open, anomaly}; options: {forecast: {x, y, from}, step, format}
+// series: arrays of {x, y, open, anomaly}; options: {forecast: {x, y, from}, step, format,
+// absent: the deployment does not compute this metric}
 function chart(svg, series, options) {
   const width = svg.clientWidth || 340, height = svg.clientHeight || 150;
   const left = 44, right = 10, top = 8, bottom = 18;
   const all = series.flat();
   const nodes = [];
   if (all.length === 0) {
-    svg.replaceChildren(element("text", { x: left, y: height / 2 }, "waiting for data…"));
+    svg.replaceChildren(element("text", { x: left, y: height / 2 }, options.absent ? "not computed here (metrics.include)" : "waiting for data…"));
     return;
   }
   const xs = all.map((p) => p.x).concat(options.forecast ? [options.forecast.x] : []);
