@@ -77,6 +77,19 @@ struct MetricFamiliesTests {
         #expect(compared > 100)
     }
 
+    @Test("a deployment restored from a checkpoint holding per-user state keeps it only if a family needs it",
+          arguments: [MetricFamilies(), [.sessions], [.retention], [.topContent, .conversion]])
+    func restoredUsers(included: MetricFamilies) throws {
+        let before = Pipeline(MergePropertyTests.config)
+        for event in RandomAudience(seed: 5, count: 1_000, users: 300).events { before.feed(event.json) }
+        #expect(before.aggregator.trackedUsers > 0)
+        var narrowed = MergePropertyTests.config
+        narrowed.metrics = included
+        let after = Pipeline(narrowed)
+        try after.aggregator.restore(before.aggregator.checkpoint())
+        #expect(after.aggregator.trackedUsers == (included.needsUserState ? before.aggregator.trackedUsers : 0))
+    }
+
     @Test("the schema requires a family's fields together")
     func schemaGroups() throws {
         let validator = try JSONSchemaValidator(file: MetricRecordTests.schemaPath)

@@ -862,6 +862,9 @@ public final class PartitionAggregator {
         let sentSlices = version >= 4 ? try reader.read() == 1 : false
         resendsParts = config.sendsSlices && !sentSlices
         try users.decode(from: &reader)
+        // Users restored from a deployment that kept them, into one that no longer does
+        // (`metrics.include` without retention and sessions), would only take up memory.
+        if !keepsUsers { users = UserStates(rules: config.sessions, ttl: config.userTTL, maxUsers: config.maxUsersPerPartition) }
         dedup = try Deduplicator.decode(from: &reader)
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in partition checkpoint") }
     }
