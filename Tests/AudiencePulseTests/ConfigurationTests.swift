@@ -1,5 +1,5 @@
 import AudienceMetrics
-import AudiencePulse
+@testable import AudiencePulse
 import Kafka
 import Foundation
 import Testing
@@ -122,6 +122,16 @@ struct ConfigurationTests {
             try PulseConfiguration.load(yaml: Self.minimal, environment: ["PULSE_TIME__IDLE_TIMEOUT": "soon"])
         }
         #expect(error?.key == "time.idle_timeout")
+    }
+
+    @Test("a partition without a checkpoint or committed offset starts where auto.offset.reset says, given to the client directly")
+    func resetOffsets() {
+        #expect(CheckpointStore.resetOffset(nil) == KafkaTopicPartition.beginning, "the client's default: earliest")
+        #expect(CheckpointStore.resetOffset("earliest") == KafkaTopicPartition.beginning)
+        #expect(CheckpointStore.resetOffset("smallest") == KafkaTopicPartition.beginning)
+        #expect(CheckpointStore.resetOffset("latest") == KafkaTopicPartition.end)
+        #expect(CheckpointStore.resetOffset("largest") == KafkaTopicPartition.end)
+        #expect(CheckpointStore.resetOffset("error") == KafkaTopicPartition.stored, "left to the client, which reports it")
     }
 
     @Test("docs/configuration.md lists exactly the keys the code reads")

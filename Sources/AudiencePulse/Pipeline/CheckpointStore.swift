@@ -104,21 +104,46 @@ final class CheckpointStore: Sendable {
     /// the start of the partition has state that cannot be read yet (the changelog is
     /// readable only up to a transaction the broker still reports open): it gets an error,
     /// never `nil`, because starting it without state would silently drop what it holds.
-    func restore(partitions: [Int32], input: String, consumer: KafkaConsumer?) throws(KafkaError) -> [Int32: Result<Checkpoint?, KafkaError>] {
+    ///
+    /// `starts` gives, for a partition without a checkpoint, where to read from: its
+    /// committed offset, or what `auto.offset.reset` says when it has none — the client's
+    /// own lookup of a committed offset (`KafkaTopicPartition.stored`) delays the first
+    /// fetch by about 100 ms.
+    func restore(partitions: [Int32], input: String, consumer: KafkaConsumer?) throws(KafkaError)
+        -> (checkpoints: [Int32: Result<Checkpoint?, KafkaError>], starts: [Int32: Int64])
+    {
         var result = try restore(partitions: partitions)
         let empty = partitions.filter { partition in
             guard case .success(nil) = result[partition] else { return false }
             return true
         }
-        guard let consumer, !empty.isEmpty else { return result }
-        for entry in try consumer.committed(empty.map { KafkaTopicPartition(topic: input, partition: $0, offset: KafkaTopicPartition.invalid) }) where entry.offset >= 0 {
-            guard entry.offset > (try consumer.watermarks(topic: input, partition: entry.partition, timeout: .seconds(5)).low) else { continue }
+        guard let consumer, !empty.isEmpty else { return (result, [:]) }
+        var starts: [Int32: Int64] = [:]
+        for entry in try consumer.committed(empty.map { KafkaTopicPartition(topic: input, partition: $0, offset: KafkaTopicPartition.invalid) }) {
+            guard entry.offset >= 0 else {
+                starts[entry.partition] = Self.resetOffset(kafka.properties["auto.offset.reset"])
+                continue
+            }
+            guard entry.offset > (try consumer.watermarks(topic: input, partition: entry.partition, timeout: .seconds(5)).low) else {
+                starts[entry.partition] = entry.offset
+                continue
+            }
             result[entry.partition] = .failure(KafkaError(code: .state, message:
                 "partition \(entry.partition) has committed offset \(entry.offset) but no checkpoint is readable in \(topic) "
                 + "(a transaction on it is still open?); not starting it without its state. If the changelog was deleted on purpose, "
                 + "delete the consumer groups too (see Resetting state)"))
         }
-        return result
+        return (result, starts)
+    }
+
+    /// Where a partition without a committed offset starts, as `auto.offset.reset` (the
+    /// client's default: earliest) says; `error` is left to the client.
+    static func resetOffset(_ setting: String?) -> Int64 {
+        switch setting ?? "earliest" {
+        case "earliest", "smallest", "beginning": KafkaTopicPartition.beginning
+        case "latest", "largest", "end": KafkaTopicPartition.end
+        default: KafkaTopicPartition.stored
+        }
     }
 
     private func restore(partitions: [Int32]) throws(KafkaError) -> [Int32: Result<Checkpoint?, KafkaError>] {

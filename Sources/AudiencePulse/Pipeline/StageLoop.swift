@@ -55,19 +55,20 @@ enum StageLoop {
     typealias Restored = [Int32: Result<Int64, any Error>]
 
     /// Builds each partition's state from its restored checkpoint with `build` and
-    /// returns where each resumes: after its checkpoint, or the committed offset if it
-    /// has none (a partition whose checkpoint cannot be used, or whose `build` throws,
-    /// gets the error).
+    /// returns where each resumes: after its checkpoint; without one, where the restore
+    /// says (its committed offset, or `auto.offset.reset`'s end when it has none), else the
+    /// committed offset as the client looks it up (a partition whose checkpoint cannot be
+    /// used, or whose `build` throws, gets the error).
     static func restored(
-        _ ids: [Int32], from checkpoints: [Int32: Result<CheckpointStore.Checkpoint?, KafkaError>],
+        _ ids: [Int32], from restore: (checkpoints: [Int32: Result<CheckpointStore.Checkpoint?, KafkaError>], starts: [Int32: Int64]),
         _ build: (Int32, CheckpointStore.Checkpoint?) throws -> Void
     ) -> Restored {
         var restored: Restored = [:]
         for partition in ids {
             restored[partition] = Result {
-                let checkpoint = try checkpoints[partition]?.get() ?? nil
+                let checkpoint = try restore.checkpoints[partition]?.get() ?? nil
                 try build(partition, checkpoint)
-                return checkpoint?.nextOffset ?? KafkaTopicPartition.stored
+                return checkpoint?.nextOffset ?? restore.starts[partition] ?? KafkaTopicPartition.stored
             }
         }
         return restored
