@@ -864,7 +864,7 @@ public final class PartitionAggregator {
         try users.decode(from: &reader)
         // Users restored from a deployment that kept them, into one that no longer does
         // (`metrics.include` without retention and sessions), would only take up memory.
-        if !keepsUsers { users = UserStates(rules: config.sessions, ttl: config.userTTL, maxUsers: config.maxUsersPerPartition) }
+        if !keepsUsers { users.removeAll() }
         dedup = try Deduplicator.decode(from: &reader)
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in partition checkpoint") }
     }

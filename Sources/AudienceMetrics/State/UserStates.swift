@@ -114,6 +114,12 @@ public struct UserStates: Sendable {
     public var count: Int { users.count }
     public subscript(user: UInt64) -> UserState? { users[user]?.state }
 
+    /// Forgets every user (the rules and bounds stay).
+    public mutating func removeAll() {
+        users = HashMap64(vacant: .vacant)
+        lastExpiry = .min
+    }
+
     /// Heap bytes of the user table, and per tracked user.
     public var memoryBytes: Int { users.memoryBytes }
 
