@@ -558,13 +558,16 @@ struct SketchTests {
 
     @Test("a merge past the capacity keeps the largest counts, ties by hash, in that order (as sorting every counter would)")
     func topContentMergeCut() throws {
-        for (seed, parts, capacity) in [(UInt64(1), 5, 16), (2, 12, 64), (3, 6, 1), (4, 3, 7)] {
+        // (seed, summaries merged, capacity, items drawn from): few draws per item, so many
+        // counters tie; 40 summaries as a 10-minute window's slices from 4 partitions; items
+        // from a range so wide that nearly every count is 1 and the hash decides.
+        for (seed, parts, capacity, items) in [(UInt64(1), 5, 16, 128), (2, 12, 64, 512), (3, 6, 1, 8), (4, 3, 7, 56), (5, 40, 64, 512),
+                                               (6, 9, 256, 2_048), (7, 30, 32, 1 << 40)] {
             var generator = SplitMix64(seed: seed)
             var summaries: [TopK] = []
             for _ in 0..<parts {
                 var summary = TopK(capacity: capacity)
-                // Few draws per item: many counters tie.
-                for _ in 0..<(capacity * 6) { summary.add(hash: Hash64.hash("item-\(generator.next() % UInt64(capacity * 8))")) }
+                for _ in 0..<(capacity * 6) { summary.add(hash: Hash64.hash("item-\(generator.next() % UInt64(items))")) }
                 summaries.append(summary)
             }
             var union: [UInt64: (count: Int64, error: Int64)] = [:]

@@ -153,25 +153,78 @@ public struct TopK: Sendable, Equatable {
                 added = true
             }
             for counter in other.counters {
-                if let position = index[counter.hash] {
+                // One probe: the position, or the next one entered for a new item.
+                let position = index.update(counter.hash, default: counters.count) { $0 }
+                if position == counters.count {
+                    counters.append(counter)
+                } else {
                     counters[position].count += counter.count
                     counters[position].error += counter.error
                     if counters[position].name.isEmpty { counters[position].name = counter.name }
-                } else {
-                    index[counter.hash] = counters.count
-                    counters.append(counter)
                 }
             }
         }
         guard counters.count > capacity else { return }
         // Keep the `capacity` largest, ties by item hash: the same cut whether names are
         // attached yet or not, and no strings compared.
-        counters.sort { $0.count != $1.count ? $0.count > $1.count : $0.hash < $1.hash }
+        TopK.selectFirst(capacity, of: &counters)
         counters.removeLast(counters.count - capacity)
+        TopK.sort(&counters)
         // Indexed again only if counted into or merged into later: most merged
         // summaries are only read.
         index = TopK.emptyIndex
         isIndexed = false
+    }
+
+    /// The cut's order: larger count first, ties by item hash (a strict order: a summary
+    /// holds each hash once).
+    @inline(__always)
+    static func precedes(_ a: Counter, _ b: Counter) -> Bool {
+        a.count != b.count ? a.count > b.count : a.hash < b.hash
+    }
+
+    /// Sorts `counters` in ``precedes(_:_:)`` order by sorting their counts, hashes and
+    /// positions (plain values; no names moved or reference-counted while sorting), then
+    /// placing each counter once.
+    static func sort(_ counters: inout [Counter]) {
+        var keys = counters.enumerated().map { (count: $0.element.count, hash: $0.element.hash, position: $0.offset) }
+        keys.sort { $0.count != $1.count ? $0.count > $1.count : $0.hash < $1.hash }
+        counters = keys.map { [counters] in counters[$0.position] }
+    }
+
+    /// Moves the `k` counters first in ``precedes(_:_:)`` order to the front, in no
+    /// particular order: a quickselect (median-of-three pivots, expected linear time), so
+    /// a merge sorts only what it keeps, not every counter of its inputs. After 64
+    /// partitioning rounds the range left is sorted instead, which bounds the worst case.
+    static func selectFirst(_ k: Int, of counters: inout [Counter]) {
+        guard k > 0, k < counters.count else { return }
+        counters.withUnsafeMutableBufferPointer { buffer in
+            var low = 0
+            var high = buffer.count - 1
+            var rounds = 0
+            while low < high {
+                rounds += 1
+                if rounds > 64 {
+                    var rest = UnsafeMutableBufferPointer(rebasing: buffer[low...high])
+                    rest.sort(by: precedes)
+                    return
+                }
+                // Median of three to `high`, then a Lomuto partition around it.
+                let middle = low + (high - low) / 2
+                if precedes(buffer[middle], buffer[low]) { buffer.swapAt(middle, low) }
+                if precedes(buffer[high], buffer[low]) { buffer.swapAt(high, low) }
+                if precedes(buffer[middle], buffer[high]) { buffer.swapAt(middle, high) }
+                var store = low
+                for position in low..<high where precedes(buffer[position], buffer[high]) {
+                    buffer.swapAt(position, store)
+                    store += 1
+                }
+                buffer.swapAt(store, high)
+                // `store` now holds its place in the order: everything before precedes it.
+                if store == k || store == k - 1 { return }
+                if store > k { high = store - 1 } else { low = store + 1 }
+            }
+        }
     }
 
     @inline(__always)
