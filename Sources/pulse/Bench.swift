@@ -58,7 +58,8 @@ extension Bench {
             if selected.contains("sketches") {
                 for times in try CoreThroughputBenchmark.uniqueCounters() {
                     print("unique counter of \(times.distinct) values (\(times.encodedBytes) bytes encoded): count \(String(format3: times.count)) µs, "
-                          + "encode \(String(format3: times.encode)) µs, decode \(String(format3: times.decode)) µs, merge \(String(format3: times.merge)) µs")
+                          + "encode \(String(format3: times.encode)) µs, decode \(String(format3: times.decode)) µs, merge \(String(format3: times.merge)) µs, "
+                          + "merge into registers \(String(format3: times.mergeIntoRegisters)) µs")
                 }
             }
             for (job, body, interval) in [("lean", SuiteBenchmark.leanJobBody, 250_000), ("full", SuiteBenchmark.fullJobBody, 75_000)]

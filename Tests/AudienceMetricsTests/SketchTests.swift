@@ -65,6 +65,33 @@ struct SketchTests {
         }
     }
 
+    /// Registers 1 and 2 get hashes whose bits after the index are all zero (the rank's
+    /// cap, 64 − 14 + 1 = 51) and all zero but the last (rank 50); register 0 holds rank 1
+    /// from the 1,100 hashes that make the counter use registers. Read from mode 1 of the
+    /// binary form: a zero run, then a register, for each set one.
+    @Test("a register holds one more than the leading zeros after its index bits, capped at 64 − precision + 1, inserted or merged in")
+    func registerRanks() throws {
+        let precision = 14
+        var dense = UniqueCounter(precision: precision)
+        for low in 1...1_100 { dense.insert(UInt64(1) << UInt64(63 - precision) | UInt64(low)) }
+        #expect(!dense.isExact)
+        let capped = UInt64(1) << UInt64(64 - precision)
+        let nextToCapped = UInt64(2) << UInt64(64 - precision) | 1
+        var inserted = dense
+        inserted.insert(capped)
+        inserted.insert(nextToCapped)
+        var exact = UniqueCounter(precision: precision)
+        exact.insert(capped)
+        exact.insert(nextToCapped)
+        var merged = dense
+        merged.merge(exact)
+        for counter in [inserted, merged] {
+            var writer = BinaryWriter()
+            counter.encode(into: &writer)
+            #expect(Array(writer.bytes[2..<9]) == [1, 0, 1, 0, 51, 0, 50])
+        }
+    }
+
     @Test("binary form, exact phase: the same values in any order give the same bytes, hashes ascending")
     func exactEncoding() throws {
         let values = (0..<900).map { Hash64.hash("x\($0)") } + [0]

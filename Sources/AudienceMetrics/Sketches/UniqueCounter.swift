@@ -63,7 +63,7 @@ public struct UniqueCounter: Sendable, Equatable {
         } else {
             registers.withUnsafeMutableBufferPointer { registers in
                 guard let base = registers.baseAddress else { return }
-                pulse_prefetch_for_write(base + Int(hash >> UInt64(64 - precision)))
+                pulse_prefetch_for_write(base + Int(hash &>> UInt64(64 - precision)))
             }
         }
     }
@@ -134,46 +134,64 @@ public struct UniqueCounter: Sendable, Equatable {
     private mutating func densify() {
         registers = Array(repeating: 0, count: 1 << precision)
         let table = table
-        table.withUnsafeBufferPointer { insertRegisters($0) }
+        table.withUnsafeBufferPointer { table in Self.withHashes(of: table) { insertRegisters($0) } }
         self.table = []
         exactCount = 0
     }
 
-    /// Adds the hashes of an exact table (zeros are empty slots) to the registers, over
-    /// raw buffers: no per-hash check of the phase, bounds or uniqueness.
+    /// Calls `body` with the hashes of an exact table (zeros are empty slots), gathered
+    /// into scratch memory without a branch per slot (each slot stored, the next store
+    /// overwriting an empty one). A table is about half empty in random places, so
+    /// skipping its empty slots by a branch mispredicts about every other slot.
+    private static func withHashes<R>(of table: UnsafeBufferPointer<UInt64>, _ body: (UnsafeBufferPointer<UInt64>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: table.count) { gathered in
+            var count = 0
+            for hash in table {
+                gathered[count] = hash
+                // 1 for a hash, 0 for an empty slot (its top bit, or that of its negation).
+                count &+= Int(truncatingIfNeeded: (hash | (0 &- hash)) &>> 63)
+            }
+            return body(UnsafeBufferPointer(rebasing: gathered[..<count]))
+        }
+    }
+
+    /// Adds `hashes` (none zero) to the registers, over raw buffers: no per-hash check
+    /// of the phase, bounds or uniqueness, and a register raised by a conditional move.
     private mutating func insertRegisters(_ hashes: UnsafeBufferPointer<UInt64>) {
         let precision = precision
         registers.withUnsafeMutableBufferPointer { registers in
-            for hash in hashes where hash != 0 {
+            for hash in hashes {
                 let (index, rank) = Self.register(of: hash, precision: precision)
-                if registers[index] < rank { registers[index] = rank }
+                registers[index] = max(registers[index], rank)
             }
         }
     }
 
     /// The register a hash goes to (its top `precision` bits) and its rank there (one
-    /// more than the leading zeros of the rest).
+    /// more than the leading zeros of the rest, at most 64 − precision + 1). Without
+    /// branches: masking shifts (the precision, 4...18, keeps both amounts below 64), and
+    /// a bit set just below the rest caps its leading zeros at 64 − precision.
     @inline(__always)
     private static func register(of hash: UInt64, precision: Int) -> (index: Int, rank: UInt8) {
-        let index = Int(truncatingIfNeeded: hash >> UInt64(64 - precision))
-        let rank = UInt8(truncatingIfNeeded: min((hash << UInt64(precision)).leadingZeroBitCount, 64 - precision) + 1)
+        let index = Int(truncatingIfNeeded: hash &>> UInt64(64 - precision))
+        let rest = hash &<< UInt64(precision) | 1 &<< UInt64(precision - 1)
+        let rank = UInt8(truncatingIfNeeded: rest.leadingZeroBitCount + 1)
         return (index, rank)
     }
 
-    /// Adds the hashes of another exact table while this counter is exact, with room
-    /// reserved for all of them up to the limit (``reserveExact(_:)``); past the limit it
-    /// densifies and adds the rest to the registers.
+    /// Adds `hashes` (none zero) while this counter is exact, with room reserved for all
+    /// of them up to the limit (``reserveExact(_:)``); past the limit it densifies and
+    /// adds the rest to the registers. A hash already present is stored over itself
+    /// rather than skipped by a branch (merged sets overlap unpredictably).
     private mutating func insertExact(_ hashes: UnsafeBufferPointer<UInt64>) {
         var added = exactCount
         let limit = UniqueCounter.exactLimit
         let rest: Int? = table.withUnsafeMutableBufferPointer { table in
             for position in hashes.indices {
                 let hash = hashes[position]
-                guard hash != 0 else { continue }
                 let index = Self.probe(hash, in: table)
-                guard table[index] == 0 else { continue }
+                added &+= table[index] == 0 ? 1 : 0
                 table[index] = hash
-                added += 1
                 if added > limit { return position + 1 }
             }
             return nil
@@ -276,9 +294,9 @@ public struct UniqueCounter: Sendable, Equatable {
             guard other.exactCount > 0 else { return }
             if registers.isEmpty {
                 reserveExact(exactCount + other.exactCount)
-                other.table.withUnsafeBufferPointer { insertExact($0) }
+                other.table.withUnsafeBufferPointer { table in Self.withHashes(of: table) { insertExact($0) } }
             } else {
-                other.table.withUnsafeBufferPointer { insertRegisters($0) }
+                other.table.withUnsafeBufferPointer { table in Self.withHashes(of: table) { insertRegisters($0) } }
             }
             return
         }

@@ -78,7 +78,9 @@ public enum CoreThroughputBenchmark {
     }
 
     /// Time per operation of a unique-user counter holding `distinct` values (µs):
-    /// reading its count, encoding it, decoding it, and merging it into a copy of itself.
+    /// reading its count, encoding it, decoding it, merging it into a copy of itself, and
+    /// merging one of its size into a copy of a counter in registers (as stage 2 adds a
+    /// small segment's part to a window's sum; the copy included).
     public struct UniqueCounterTimes: Sendable {
         public var distinct: Int
         public var encodedBytes: Int
@@ -86,6 +88,7 @@ public enum CoreThroughputBenchmark {
         public var encode: Double
         public var decode: Double
         public var merge: Double
+        public var mergeIntoRegisters: Double
     }
 
     /// Operations on unique-user counters of several sizes (exact, registers set sparsely,
@@ -121,8 +124,25 @@ public enum CoreThroughputBenchmark {
                 copy.merge(other)
                 sink &+= copy.isExact ? 1 : 0
             }
+            var dense = UniqueCounter()
+            for _ in 0..<30_000 { dense.insert(generator.next()) }
+            // 16 different counters of this size in turn: the same one over and over would
+            // let the branch predictor learn its table.
+            let parts = (0..<16).map { _ in
+                var part = UniqueCounter()
+                for _ in 0..<distinct { part.insert(generator.next()) }
+                return part
+            }
+            var turn = 0
+            let mergeIntoRegisters = microseconds {
+                var copy = dense
+                copy.merge(parts[turn & 15])
+                turn &+= 1
+                sink &+= copy.isExact ? 1 : 0
+            }
             precondition(sink != 42, "keeps the measured work")
-            return UniqueCounterTimes(distinct: distinct, encodedBytes: bytes.count, count: count, encode: encode, decode: decode, merge: merge)
+            return UniqueCounterTimes(distinct: distinct, encodedBytes: bytes.count, count: count, encode: encode, decode: decode, merge: merge,
+                                      mergeIntoRegisters: mergeIntoRegisters)
         }
     }
 
