@@ -138,7 +138,7 @@ public struct TopK: Sendable, Equatable {
     /// Adds the counters of every summary in `others`, then keeps the `capacity` largest
     /// once: merging several summaries this way sorts once instead of once per summary
     /// (and keeps at least as much as merging them one by one).
-    public mutating func merge(_ others: some Sequence<TopK>) {
+    public mutating func merge(_ others: some Collection<TopK>) {
         var added = false
         for other in others where !other.counters.isEmpty {
             if counters.isEmpty && other.capacity == capacity {
@@ -148,7 +148,10 @@ public struct TopK: Sendable, Equatable {
                 continue
             }
             if !added {
-                ensureIndexed()
+                // Indexed for every counter the merge may hold, at most about half full:
+                // most merged items are new, and a new item's probe runs to an empty slot
+                // (at the usual 80 % it took many steps, and the index grew step by step).
+                rebuildIndex(capacity: 2 * others.reduce(counters.count) { $0 + $1.counters.count })
                 floorCount = -1
                 added = true
             }
@@ -232,8 +235,8 @@ public struct TopK: Sendable, Equatable {
         if !isIndexed { rebuildIndex() }
     }
 
-    private mutating func rebuildIndex() {
-        index = HashMap64(vacant: -1, capacity: counters.count)
+    private mutating func rebuildIndex(capacity: Int? = nil) {
+        index = HashMap64(vacant: -1, capacity: capacity ?? counters.count)
         for (position, counter) in counters.enumerated() { index[counter.hash] = position }
         isIndexed = true
     }
