@@ -276,10 +276,12 @@ public final class WindowMerger {
                 let trendKey = "\(key.windowIndex)|\(segment)"
                 var state = trends[trendKey] ?? TrendState()
                 let previousUnique = state.uniqueUsers(ofWindowStarting: key.start - spec.size)
-                let values = state.advance(start: key.start, spec: spec, value: Double(aggregate.events), unique: aggregate.users.count, config: trendConfig)
+                var record = MetricRecord(segment: segment, window: spec, start: key.start, aggregate: aggregate, isFinal: true,
+                                          previousUniqueUsers: previousUnique, trend: nil, overflowedEvents: overflow, config: config)
+                // The record's unique users, not a second estimate from the registers.
+                record.trend = state.advance(start: key.start, spec: spec, value: Double(aggregate.events), unique: record.uniqueUsers, config: trendConfig)
                 trends[trendKey] = state
-                records.append(MetricRecord(segment: segment, window: spec, start: key.start, aggregate: aggregate, isFinal: true,
-                                            previousUniqueUsers: previousUnique, trend: values, overflowedEvents: overflow, config: config))
+                records.append(record)
             }
         }
         slices = slices.filter { !isFinalized(windowIndex: $0.key.windowIndex, start: $0.key.start) }
