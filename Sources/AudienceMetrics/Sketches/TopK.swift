@@ -167,16 +167,17 @@ public struct TopK: Sendable, Equatable {
                 }
             }
         }
+        guard added else { return }
+        // Indexed again only if counted into or merged into later: most merged summaries
+        // are only read, and the merge's index was sized for all its inputs' counters.
+        index = TopK.emptyIndex
+        isIndexed = false
         guard counters.count > capacity else { return }
         // Keep the `capacity` largest, ties by item hash: the same cut whether names are
         // attached yet or not, and no strings compared.
         TopK.selectFirst(capacity, of: &counters)
         counters.removeLast(counters.count - capacity)
         TopK.sort(&counters)
-        // Indexed again only if counted into or merged into later: most merged
-        // summaries are only read.
-        index = TopK.emptyIndex
-        isIndexed = false
     }
 
     /// The cut's order: larger count first, ties by item hash (a strict order: a summary
