@@ -183,8 +183,13 @@ public struct TopK: Sendable, Equatable {
     /// The cut's order: larger count first, ties by item hash (a strict order: a summary
     /// holds each hash once).
     @inline(__always)
-    static func precedes(_ a: Counter, _ b: Counter) -> Bool {
+    static func precedes(_ a: (count: Int64, hash: UInt64), _ b: (count: Int64, hash: UInt64)) -> Bool {
         a.count != b.count ? a.count > b.count : a.hash < b.hash
+    }
+
+    @inline(__always)
+    static func precedes(_ a: Counter, _ b: Counter) -> Bool {
+        precedes((a.count, a.hash), (b.count, b.hash))
     }
 
     /// Sorts `counters` in ``precedes(_:_:)`` order by sorting their counts, hashes and
@@ -192,7 +197,7 @@ public struct TopK: Sendable, Equatable {
     /// placing each counter once.
     static func sort(_ counters: inout [Counter]) {
         var keys = counters.enumerated().map { (count: $0.element.count, hash: $0.element.hash, position: $0.offset) }
-        keys.sort { $0.count != $1.count ? $0.count > $1.count : $0.hash < $1.hash }
+        keys.sort { precedes(($0.count, $0.hash), ($1.count, $1.hash)) }
         counters = keys.map { [counters] in counters[$0.position] }
     }
 
