@@ -103,12 +103,12 @@ private func rdkafkaDeliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePoin
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)
         result = .success(
             KafkaDeliveryReport(
-                topic: String(cString: rd_kafka_topic_name(message.pointee.rkt)),
+                topic: message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "",
                 partition: message.pointee.partition,
                 offset: message.pointee.offset,
                 timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp))
     } else {
-        let topic = String(cString: rd_kafka_topic_name(message.pointee.rkt))
+        let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "(no topic)"
         result = .failure(KafkaError(message.pointee.err, context: "delivery to \(topic) failed"))
     }
     if let completion = message.pointee._private {
@@ -123,7 +123,10 @@ private func rdkafkaDeliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePoin
 private func rdkafkaRebalanceCallback(_ rk: OpaquePointer?, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let rk else { return }
     let callbacks = RDKafkaCallbacks.from(rk)
-    let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+    // NULL when the group's protocol cannot be asked for (its handle closing: a revocation
+    // on close came here and crashed the process once); then the eager calls, as for a
+    // group that never chose one (a cooperative group refuses them with an error, logged).
+    let cooperative = rd_kafka_rebalance_protocol(rk).map { String(cString: $0) } == "COOPERATIVE"
     let list = partitions.map { KafkaTopicPartition.array(from: $0) } ?? []
     let logger = callbacks?.logger
     if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
