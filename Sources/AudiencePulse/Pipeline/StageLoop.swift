@@ -56,9 +56,9 @@ enum StageLoop {
 
     /// Builds each partition's state from its restored checkpoint with `build` and
     /// returns where each resumes: after its checkpoint; without one, where the restore
-    /// says (its committed offset, or `auto.offset.reset`'s end when it has none), else the
-    /// committed offset as the client looks it up (a partition whose checkpoint cannot be
-    /// used, or whose `build` throws, gets the error).
+    /// says (its committed offset, or the beginning or end as `auto.offset.reset` says when
+    /// it has none), else the committed offset as the client looks it up (a partition whose
+    /// checkpoint cannot be used, or whose `build` throws, gets the error).
     static func restored(
         _ ids: [Int32], from restore: (checkpoints: [Int32: Result<CheckpointStore.Checkpoint?, KafkaError>], starts: [Int32: Int64]),
         _ build: (Int32, CheckpointStore.Checkpoint?) throws -> Void

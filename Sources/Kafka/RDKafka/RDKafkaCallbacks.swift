@@ -123,9 +123,9 @@ private func rdkafkaDeliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePoin
 private func rdkafkaRebalanceCallback(_ rk: OpaquePointer?, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let rk else { return }
     let callbacks = RDKafkaCallbacks.from(rk)
-    // NULL when the group's protocol cannot be asked for (its handle closing: a revocation
-    // on close came here and crashed the process once); then the eager calls, as for a
-    // group that never chose one (a cooperative group refuses them with an error, logged).
+    // NULL when the group's protocol cannot be asked for (the handle closing, as on a
+    // revocation at close); then the eager calls, as for a group that never chose one (a
+    // cooperative group refuses them with an error, which is logged).
     let cooperative = rd_kafka_rebalance_protocol(rk).map { String(cString: $0) } == "COOPERATIVE"
     let list = partitions.map { KafkaTopicPartition.array(from: $0) } ?? []
     let logger = callbacks?.logger
