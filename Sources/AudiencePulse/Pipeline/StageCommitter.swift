@@ -5,9 +5,9 @@ import Kafka
 /// with the consumed offsets; with `at_least_once`, a flush and a plain offset commit.
 /// Used only by its stage's thread.
 struct StageCommitter {
-    /// Least time between two commits made early because final partials or final records
-    /// are waiting (instead of waiting for `processing.commit_interval`).
-    static let finalsCommitSpacing = Duration.milliseconds(100)
+    /// Least time between two commits made early because updates or finals are waiting
+    /// (instead of waiting for `processing.commit_interval`).
+    static let promptCommitSpacing = Duration.milliseconds(100)
 
     /// How long the stages' producers wait to fill a batch (`linger.ms`). Every commit sends
     /// what waits at once (a transaction's commit, or the flush without transactions), so
@@ -17,13 +17,15 @@ struct StageCommitter {
     /// alternating builds; docs/operations.md). `kafka.linger.ms` overrides it.
     static let producerLinger = Duration.milliseconds(50)
 
-    /// Whether a stage should commit now: the commit interval passed, or finals are
-    /// waiting and the last commit is at least ``finalsCommitSpacing`` old — finals are
-    /// committed at once, since the next stage (or a `read_committed` subscriber) can use
-    /// them only then.
-    static func isDue(lastCommit: ContinuousClock.Instant, now: ContinuousClock.Instant, interval milliseconds: Int64, finalsWaiting: Bool) -> Bool {
+    /// Whether a stage should commit now: the commit interval passed, or updates or finals
+    /// produced since the last commit are waiting and that commit is at least
+    /// ``promptCommitSpacing`` old. They are committed without waiting for the interval,
+    /// since the next stage (or a `read_committed` subscriber) sees them only then; a
+    /// stage produces them at most once per `processing.update_interval` and when windows
+    /// close, so this adds few commits.
+    static func isDue(lastCommit: ContinuousClock.Instant, now: ContinuousClock.Instant, interval milliseconds: Int64, awaitedOutputs: Bool) -> Bool {
         let elapsed = now - lastCommit
-        return elapsed >= .milliseconds(milliseconds) || (finalsWaiting && elapsed >= finalsCommitSpacing)
+        return elapsed >= .milliseconds(milliseconds) || (awaitedOutputs && elapsed >= promptCommitSpacing)
     }
 
     let guarantee: PulseConfiguration.Guarantee

@@ -78,6 +78,9 @@ final class StageOne: @unchecked Sendable {
     private var lastUpdate: ContinuousClock.Instant
     private var lastCheckpoint: ContinuousClock.Instant
     private var lastCommit: ContinuousClock.Instant
+    /// Updates or final partials were produced since the last commit (committed without
+    /// waiting for the commit interval: ``StageCommitter/isDue(lastCommit:now:interval:awaitedOutputs:)``).
+    private var awaitedOutputs = false
     private var lastProgress: ContinuousClock.Instant
     private var lastCycle: ContinuousClock.Instant
     private var brokerConfirmedAt: ContinuousClock.Instant?
@@ -224,7 +227,6 @@ final class StageOne: @unchecked Sendable {
         // The same after the broker did not answer: records produced meanwhile may still
         // be on their way (producers buffer them too).
         let stalled = now - lastCycle > .milliseconds(max(configuration.idleTimeout / 2, 100)) || brokerWasUnreachable
-        var closedWindows = false
         brokerWasUnreachable = false
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
@@ -245,7 +247,7 @@ final class StageOne: @unchecked Sendable {
                 let wall = Self.wallMilliseconds()
                 state.aggregator.advanceWatermark(to: wall - configuration.idleTimeout - configuration.aggregation.maxOutOfOrderness)
             }
-            if try closeWindows(partition: partition, state: &state, producer: producer) { closedWindows = true }
+            if try closeWindows(partition: partition, state: &state, producer: producer) { awaitedOutputs = true }
             partitions[partition] = state
         }
         align(consumer)
@@ -256,7 +258,7 @@ final class StageOne: @unchecked Sendable {
             defer { spent.updates += clock.now - closed }
             for partition in partitions.keys.sorted() {
                 guard var state = partitions[partition] else { continue }
-                try emit(state.aggregator.takeUpdates(), partition: partition, state: &state, producer: producer)
+                if try emit(state.aggregator.takeUpdates(), partition: partition, state: &state, producer: producer) { awaitedOutputs = true }
                 partitions[partition] = state
             }
             updateLag(consumer)
@@ -265,7 +267,7 @@ final class StageOne: @unchecked Sendable {
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
             try checkpoint(force: false)
             spent.checkpoint += clock.now - committing
-        } else if StageCommitter.isDue(lastCommit: lastCommit, now: now, interval: configuration.commitInterval, finalsWaiting: closedWindows) {
+        } else if StageCommitter.isDue(lastCommit: lastCommit, now: now, interval: configuration.commitInterval, awaitedOutputs: awaitedOutputs) {
             try commitProgress()
             spent.commit += clock.now - committing
         }
@@ -454,8 +456,10 @@ final class StageOne: @unchecked Sendable {
         return !closed.isEmpty
     }
 
-    private func emit(_ partials: [WindowPartial], partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws {
-        guard !partials.isEmpty else { return }
+    /// Produces `partials` (each segment's); returns whether there were any.
+    @discardableResult
+    private func emit(_ partials: [WindowPartial], partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws -> Bool {
+        guard !partials.isEmpty else { return false }
         try committer?.prepareToProduce()
         let handle = try producer.topic(configuration.partialsTopic)
         let offset = state.lastOffset
@@ -474,11 +478,13 @@ final class StageOne: @unchecked Sendable {
             }
         }
         metrics.partialsProduced.add(partials.reduce(0) { $0 + $1.segments.count }, ordering: .relaxed)
+        return true
     }
 
     /// Commits what was produced since the last commit, without a checkpoint.
     private func commitProgress() throws {
         lastCommit = clock.now
+        awaitedOutputs = false
         if try committer?.commitProgress(partitions, topic: configuration.inputTopic) == true {
             metrics.transactionCommits.add(1, ordering: .relaxed)
         }
@@ -490,6 +496,7 @@ final class StageOne: @unchecked Sendable {
         guard let producer else { return }
         lastCheckpoint = clock.now
         lastCommit = clock.now
+        awaitedOutputs = false
         // Outputs first: the commit below would wait for them anyway.
         try committer?.deliverOutputs()
         var offsets: [KafkaTopicPartition] = []

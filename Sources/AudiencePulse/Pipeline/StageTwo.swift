@@ -36,9 +36,9 @@ final class StageTwo: @unchecked Sendable {
     private var lastUpdate: ContinuousClock.Instant
     private var lastCheckpoint: ContinuousClock.Instant
     private var lastCommit: ContinuousClock.Instant
-    /// This cycle produced final records (they are committed without waiting for the
-    /// commit interval).
-    private var producedFinals = false
+    /// Updated or final records were produced since the last commit (committed without
+    /// waiting for the commit interval: ``StageCommitter/isDue(lastCommit:now:interval:awaitedOutputs:)``).
+    private var awaitedOutputs = false
     private var updatesPending = false
     private var missingSince: ContinuousClock.Instant?
     private var lastGapReport: ContinuousClock.Instant?
@@ -103,7 +103,6 @@ final class StageTwo: @unchecked Sendable {
             metrics.stageTwoReady.store(!pending, ordering: .relaxed)
         }
         var partialsRead = 0
-        producedFinals = false
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
             for error in batch.errors { logger.warning("consume: \(error)") }
             for message in batch {
@@ -151,6 +150,7 @@ final class StageTwo: @unchecked Sendable {
                 guard var state = partitions[partition] else { continue }
                 let records = state.merger.takeUpdatedRecords()
                 try produce(records, producer: producer)
+                if !records.isEmpty { awaitedOutputs = true }
                 if !records.isEmpty, let since = state.pendingSince {
                     metrics.eventToMetric.observe(milliseconds: StageOne.wallMilliseconds() - since)
                     state.pendingSince = nil
@@ -162,14 +162,14 @@ final class StageTwo: @unchecked Sendable {
         reportMissingFinals(now)
         if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
             try checkpoint(force: false)
-        } else if StageCommitter.isDue(lastCommit: lastCommit, now: now, interval: configuration.commitInterval, finalsWaiting: producedFinals) {
+        } else if StageCommitter.isDue(lastCommit: lastCommit, now: now, interval: configuration.commitInterval, awaitedOutputs: awaitedOutputs) {
             try commitProgress()
         }
     }
 
     private func produceFinals(_ finals: [MetricRecord], producer: KafkaProducer) throws {
         try produce(finals, producer: producer)
-        if !finals.isEmpty { producedFinals = true }
+        if !finals.isEmpty { awaitedOutputs = true }
         metrics.finalRecords.add(finals.count, ordering: .relaxed)
         let now = StageOne.wallMilliseconds()
         for record in finals { metrics.windowCloseDelay.observe(milliseconds: now - record.end) }
@@ -233,6 +233,7 @@ final class StageTwo: @unchecked Sendable {
     /// Commits what was produced since the last commit, without a checkpoint.
     private func commitProgress() throws {
         lastCommit = clock.now
+        awaitedOutputs = false
         if try committer?.commitProgress(partitions, topic: configuration.partialsTopic) == true {
             metrics.transactionCommits.add(1, ordering: .relaxed)
         }
@@ -242,6 +243,7 @@ final class StageTwo: @unchecked Sendable {
         guard let producer else { return }
         lastCheckpoint = clock.now
         lastCommit = clock.now
+        awaitedOutputs = false
         // Outputs first: the commit below would wait for them anyway.
         try committer?.deliverOutputs()
         var offsets: [KafkaTopicPartition] = []
