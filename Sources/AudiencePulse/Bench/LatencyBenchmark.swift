@@ -37,7 +37,13 @@ public enum LatencyBenchmark {
         let sent = Mutex<[Int64: [Int64]]>([:])  // window start → produce times (ms), in order
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: kafka))
         let topic = try producer.topic(input)
-        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(common: kafka, groupID: "pulse-bench-latency"))
+        // The reader fetches with a short wait: the figures say when records become
+        // readable, not how long the reader's own fetches wait on the broker (on the local
+        // one, librdkafka's 500 ms default added 100–300 ms to each figure; Apache Kafka
+        // answers a fetch as soon as data arrives). -X fetch.wait.max.ms overrides it.
+        var readerKafka = kafka
+        if readerKafka.properties["fetch.wait.max.ms"] == nil { readerKafka.properties["fetch.wait.max.ms"] = "10" }
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(common: readerKafka, groupID: "pulse-bench-latency"))
         let partitions = try KafkaAdmin(configuration: kafka).partitionIDs(of: metrics)
         try consumer.assign(partitions.map { KafkaTopicPartition(topic: metrics, partition: $0, offset: KafkaTopicPartition.end) })
 
