@@ -7,4 +7,10 @@ static inline void pulse_prefetch_for_write(const void *address) {
     __builtin_prefetch(address, 1, 3);
 }
 
+/// Asks the CPU to start loading the cache line at `address` for a read soon (a hint,
+/// as above).
+static inline void pulse_prefetch_for_read(const void *address) {
+    __builtin_prefetch(address, 0, 3);
+}
+
 #endif

@@ -33,15 +33,15 @@ struct BrokerOptions: ParsableArguments {
 extension Bench {
     struct Core: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the lean and full jobs without Kafka; unique-counter operations).")
+            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the lean and full jobs without Kafka; unique-counter operations; checkpoint encodings of large state).")
 
         @Option(help: "Events per measurement.") var events = 2_000_000
         @Option(help: "Distinct pre-rendered events cycled through.") var corpus = 200_000
         @Option(help: "Both stages: events between updates (default: about a second's worth at each job's end-to-end rate, 250,000 lean and 75,000 full).")
         var updateEvery: Int?
 
-        @Option(help: "Which measurements: decode, stage1, lean, full, sketches (comma-separated).")
-        var only = "decode,stage1,lean,full,sketches"
+        @Option(help: "Which measurements: decode, stage1, lean, full, sketches, state (comma-separated).")
+        var only = "decode,stage1,lean,full,sketches,state"
 
         func run() throws {
             let selected = Set(only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
@@ -61,6 +61,11 @@ extension Bench {
                           + "encode \(String(format3: times.encode)) µs, decode \(String(format3: times.decode)) µs, merge \(String(format3: times.merge)) µs, "
                           + "merge into registers \(String(format3: times.mergeIntoRegisters)) µs")
                 }
+            }
+            if selected.contains("state") {
+                let times = CoreThroughputBenchmark.stateEncodings()
+                print("checkpoint encoding: de-duplicator of \(times.ids) ids \(String(format3: times.deduplicator)) ms (\(times.deduplicatorBytes / 1_000_000) MB), "
+                      + "user table of \(times.users) users \(String(format3: times.userStates)) ms (\(times.userStateBytes / 1_000_000) MB)")
             }
             for (job, body, interval) in [("lean", SuiteBenchmark.leanJobBody, 250_000), ("full", SuiteBenchmark.fullJobBody, 75_000)]
             where selected.contains(job) {

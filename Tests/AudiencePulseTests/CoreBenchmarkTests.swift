@@ -43,4 +43,15 @@ struct CoreBenchmarkTests {
         #expect(expected.count > 100)
         #expect(summary(run.finals) == summary(expected))
     }
+
+    /// The state measurement must encode tables holding every id and user it inserted
+    /// (none pruned or evicted), or it measures smaller state than it reports.
+    @Test("the checkpoint-encoding measurement encodes every id and user it reports")
+    func stateEncodingsHoldWhatTheyReport() {
+        let times = CoreThroughputBenchmark.stateEncodings(ids: 20_000, users: 5_000, rounds: 1)
+        // An id: 8 bytes of hash and at least 1 of time; a user: its 8-byte key and state.
+        #expect(times.deduplicatorBytes >= 20_000 * 9)
+        #expect(times.userStateBytes >= 5_000 * 9)
+        #expect(times.deduplicator > 0 && times.userStates > 0)
+    }
 }

@@ -206,7 +206,16 @@ public struct HashMap64<Value>: @unchecked Sendable {
                 }
             }
         }
-        for (key, slot) in ordered { try body(key, table[slot].value) }
+        // The values are read in key order, at random places in a table that may be far
+        // larger than the caches: each read is asked for a few entries ahead.
+        let lookahead = 16
+        try table.withUnsafeBufferPointer { table in
+            guard let base = table.baseAddress else { return }
+            for (position, entry) in ordered.enumerated() {
+                if position + lookahead < ordered.count { pulse_prefetch_for_read(base + ordered[position + lookahead].slot) }
+                try body(entry.key, table[entry.slot].value)
+            }
+        }
     }
 
     /// Heap bytes held.

@@ -146,6 +146,41 @@ public enum CoreThroughputBenchmark {
         }
     }
 
+    /// Checkpoint encodings of stage 1's per-partition state: a de-duplicator holding
+    /// `ids` event ids and a user table holding `users` users (random keys, as hashes
+    /// are), each encoded `rounds` times.
+    public struct StateEncodingTimes: Sendable {
+        public var ids: Int
+        public var users: Int
+        /// Milliseconds per encoding, and the bytes each writes.
+        public var deduplicator: Double
+        public var deduplicatorBytes: Int
+        public var userStates: Double
+        public var userStateBytes: Int
+    }
+
+    public static func stateEncodings(ids: Int = 2_000_000, users: Int = 1_000_000, rounds: Int = 5) -> StateEncodingTimes {
+        var generator = SplitMix64(seed: 7)
+        var dedup = Deduplicator(horizon: .max / 4, maxEntries: ids * 2)
+        for index in 0..<ids { _ = dedup.isDuplicate(generator.next(), at: 1_800_000_000_000 + Int64(index / 1_000)) }
+        var states = UserStates()
+        for index in 0..<users { _ = states.update(user: generator.next(), time: 1_800_000_000_000 + Int64(index / 100), typeCode: 0) }
+        let clock = ContinuousClock()
+        func milliseconds(_ encode: (inout BinaryWriter) -> Void) -> (Double, Int) {
+            var bytes = 0
+            let start = clock.now
+            for _ in 0..<rounds {
+                var writer = BinaryWriter()
+                encode(&writer)
+                bytes = writer.bytes.count
+            }
+            return ((clock.now - start).secondsDouble * 1e3 / Double(rounds), bytes)
+        }
+        let (dedupTime, dedupBytes) = milliseconds { dedup.encode(into: &$0) }
+        let (usersTime, usersBytes) = milliseconds { states.encode(into: &$0) }
+        return StateEncodingTimes(ids: ids, users: users, deduplicator: dedupTime, deduplicatorBytes: dedupBytes, userStates: usersTime, userStateBytes: usersBytes)
+    }
+
     /// What ``pipeline(corpus:events:updateEvery:body:)`` did.
     public struct PipelineResult: Sendable {
         public var result: Result
