@@ -168,23 +168,43 @@ public struct HashMap64<Value>: @unchecked Sendable {
     }
 
     /// Calls `body` with every entry in ascending key order (keys as stored), for
-    /// encodings that must not depend on the table's layout. Keys are well mixed, so
-    /// their top bits spread the entries over buckets of a few each (one counting pass,
-    /// one scattering pass), and each bucket is then sorted on its own: insertion-sorted,
-    /// or, if it holds many (keys alike in their top bits), with the standard sort, so no
-    /// input costs more than a comparison sort. Holds 16 bytes per entry meanwhile.
+    /// encodings that must not depend on the table's layout. A value no larger than a
+    /// slot position travels with its key through the sort; a larger one is read from its
+    /// slot afterwards, asked for a few entries ahead: in key order the slots lie at random
+    /// places in a table that may be far larger than the caches.
     public func forEachInKeyOrder(_ body: (UInt64, Value) throws -> Void) rethrows {
+        if MemoryLayout<Value>.stride <= MemoryLayout<Int>.stride {
+            for (key, value) in keyOrdered(empty: vacant, { slot, _ in slot.value }) { try body(key, value) }
+            return
+        }
+        let ordered = keyOrdered(empty: 0) { _, position in position }
+        let lookahead = 16
+        try table.withUnsafeBufferPointer { table in
+            guard let base = table.baseAddress else { return }
+            for (index, entry) in ordered.enumerated() {
+                if index + lookahead < ordered.count { pulse_prefetch_for_read(base + ordered[index + lookahead].payload) }
+                try body(entry.key, table[entry.payload].value)
+            }
+        }
+    }
+
+    /// Every entry's key with `payload` of its slot (and the slot's position), in
+    /// ascending key order. Keys are well mixed, so their top bits spread the entries over
+    /// buckets of a few each (one counting pass, one scattering pass), and each bucket is
+    /// then sorted on its own: insertion-sorted, or, if it holds many (keys alike in their
+    /// top bits), with the standard sort, so no input costs more than a comparison sort.
+    /// Holds the key and the payload of every entry meanwhile.
+    private func keyOrdered<Payload>(empty: Payload, _ payload: (Slot, Int) -> Payload) -> [(key: UInt64, payload: Payload)] {
         let bits = min(18, max(1, Int.bitWidth - count.leadingZeroBitCount))
         let shift = UInt64(64 - bits)
         var starts = [Int](repeating: 0, count: (1 << bits) + 1)
         for slot in table where slot.key != 0 { starts[Int(truncatingIfNeeded: slot.key >> shift) + 1] += 1 }
         for bucket in 1..<starts.count { starts[bucket] += starts[bucket - 1] }
-        // Keys with the position of their slot, bucket by bucket.
-        var ordered = [(key: UInt64, slot: Int)](repeating: (0, 0), count: count)
+        var ordered = [(key: UInt64, payload: Payload)](repeating: (0, empty), count: count)
         var next = starts
         for (position, slot) in table.enumerated() where slot.key != 0 {
             let bucket = Int(truncatingIfNeeded: slot.key >> shift)
-            ordered[next[bucket]] = (slot.key, position)
+            ordered[next[bucket]] = (slot.key, payload(slot, position))
             next[bucket] += 1
         }
         ordered.withUnsafeMutableBufferPointer { ordered in
@@ -206,16 +226,7 @@ public struct HashMap64<Value>: @unchecked Sendable {
                 }
             }
         }
-        // The values are read in key order, at random places in a table that may be far
-        // larger than the caches: each read is asked for a few entries ahead.
-        let lookahead = 16
-        try table.withUnsafeBufferPointer { table in
-            guard let base = table.baseAddress else { return }
-            for (position, entry) in ordered.enumerated() {
-                if position + lookahead < ordered.count { pulse_prefetch_for_read(base + ordered[position + lookahead].slot) }
-                try body(entry.key, table[entry.slot].value)
-            }
-        }
+        return ordered
     }
 
     /// Heap bytes held.
