@@ -20,9 +20,10 @@ struct StageCommitter {
     /// Whether a stage should commit now: the commit interval passed, or updates or finals
     /// produced since the last commit are waiting and that commit is at least
     /// ``promptCommitSpacing`` old. They are committed without waiting for the interval,
-    /// since the next stage (or a `read_committed` subscriber) sees them only then; a
-    /// stage produces them at most once per `processing.update_interval` and when windows
-    /// close, so this adds few commits.
+    /// since the next stage (or a `read_committed` subscriber) sees them only then. Each
+    /// stage-1 worker sends updates at most once per `processing.update_interval` (and
+    /// finals when windows close), and stage 2 forwards what arrives at most every 100
+    /// ms, so this adds a few commits a second at most.
     static func isDue(lastCommit: ContinuousClock.Instant, now: ContinuousClock.Instant, interval milliseconds: Int64, awaitedOutputs: Bool) -> Bool {
         let elapsed = now - lastCommit
         return elapsed >= .milliseconds(milliseconds) || (awaitedOutputs && elapsed >= promptCommitSpacing)
