@@ -98,18 +98,18 @@ private func rdkafkaStatisticsCallback(_ rk: OpaquePointer?, _ json: UnsafeMutab
 private func rdkafkaDeliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let message else { return }
     let result: Result<KafkaDeliveryReport, KafkaError>
+    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) }
     if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
         var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let timestamp = rd_kafka_message_timestamp(message, &timestampType)
         result = .success(
             KafkaDeliveryReport(
-                topic: message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "",
+                topic: topic ?? "",
                 partition: message.pointee.partition,
                 offset: message.pointee.offset,
                 timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp))
     } else {
-        let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "(no topic)"
-        result = .failure(KafkaError(message.pointee.err, context: "delivery to \(topic) failed"))
+        result = .failure(KafkaError(message.pointee.err, context: "delivery to \(topic ?? "(no topic)") failed"))
     }
     if let completion = message.pointee._private {
         Unmanaged<KafkaDeliveryCompletion>.fromOpaque(completion).takeRetainedValue().handler(result)
