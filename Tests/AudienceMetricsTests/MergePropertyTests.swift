@@ -315,6 +315,50 @@ struct MergePropertyTests {
         }
     }
 
+    @Test("whole checkpoints with increments between them restore, in order, the state byte for byte, which continues to the same results")
+    func incrementalCheckpoints() throws {
+        let audience = RandomAudience(seed: 9, count: 3_000, users: 150, lateEvery: 40)
+        var config = Self.config
+        // Small enough that the de-duplicator forgets ids early (its journal holds 100).
+        config.deduplicationMaxEntries = 400
+        let live = Pipeline(config)
+        // Fed the same events, checkpointed only to compare (a checkpoint restarts the
+        // journal an increment is written from).
+        let twin = Pipeline(config)
+        var expected: [WindowPartial] = []
+        var chain: [[UInt8]] = []
+        var increments = 0
+        var resumed: (pipeline: Pipeline, from: Int, got: [WindowPartial])?
+        for (index, event) in audience.events.enumerated() {
+            live.feed(event.json)
+            expected += live.aggregator.closeReadyWindows()
+            twin.feed(event.json)
+            _ = twin.aggregator.closeReadyWindows()
+            if var current = resumed {
+                current.pipeline.feed(event.json)
+                current.got += current.pipeline.aggregator.closeReadyWindows()
+                resumed = current
+            }
+            guard index % 60 == 59 else { continue }
+            if chain.count % 6 != 0, let increment = live.aggregator.checkpointIncrement() {
+                chain.append(increment)
+                increments += 1
+            } else {
+                chain = [live.aggregator.checkpoint()]
+            }
+            let restored = Pipeline(config)
+            try restored.aggregator.restore(chain[0])
+            for increment in chain.dropFirst() { try restored.aggregator.applyIncrement(increment) }
+            let same = restored.aggregator.checkpoint() == twin.aggregator.checkpoint()
+            #expect(same, "after event \(index), restored from a whole checkpoint and \(chain.count - 1) increments")
+            if index == 1_799 { resumed = (restored, expected.count, []) }
+        }
+        #expect(increments == 41)
+        let resumedRun = try #require(resumed)
+        #expect(resumedRun.got + resumedRun.pipeline.finish() == Array(expected[resumedRun.from...]) + live.finish())
+        #expect(throws: BinaryReader.Error.self) { try Pipeline(config).aggregator.restore(chain[chain.count - 1]) }
+    }
+
     /// With 4 top-content counters for 20 articles, nearly every page view replaces a
     /// counter, most often one of several tied at the smallest count: the restored
     /// summaries must pick the same one.

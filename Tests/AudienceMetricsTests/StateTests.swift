@@ -45,6 +45,61 @@ struct StateTests {
         #expect(dedup.evictedEarly > 0)
     }
 
+    @Test("a de-duplicator's journals, applied in order to the table they started from, give the table byte for byte, through prunings and early evictions")
+    func deduplicationJournal() throws {
+        func bytes(_ dedup: Deduplicator) -> [UInt8] {
+            var writer = BinaryWriter()
+            dedup.encode(into: &writer)
+            return writer.bytes
+        }
+        var random = SplitMix64(seed: 11)
+        // Small enough that the table fills and forgets its oldest ids early, with a horizon
+        // short enough that prunings drop expired ones.
+        var dedup = Deduplicator(horizon: 5_000, maxEntries: 2_000)
+        var time: Int64 = 0
+        var base = bytes(dedup)
+        dedup.startJournal()
+        var journals: [[UInt8]] = []
+        var checked = 0
+        for step in 1...20_000 {
+            // Time passes fast in some stretches (prunings drop what the horizon passed)
+            // and slowly in others (the table fills up: the oldest ids are forgotten).
+            time += Int64(random.next() % (step / 2_000 % 2 == 0 ? 8 : 2))
+            // Repeats (some within the horizon, some past it) and late events among new ids.
+            let id = random.next() % 4 == 0 ? random.next() % 3_000 : random.next()
+            _ = dedup.isDuplicate(id, at: time - Int64(random.next() % 2_000))
+            if step % 997 == 0 { dedup.prune() }
+            // A journal holds at most a quarter of `maxEntries` ids.
+            if step % 400 == 0 {
+                #expect(dedup.hasJournal)
+                var writer = BinaryWriter()
+                dedup.encodeJournal(into: &writer)
+                dedup.startJournal()
+                journals.append(writer.bytes)
+                var reader = BinaryReader(base)
+                var restored = try Deduplicator.decode(from: &reader, onto: nil)
+                for journal in journals {
+                    var reader = BinaryReader(journal)
+                    restored = try Deduplicator.decode(from: &reader, onto: restored)
+                    #expect(reader.isAtEnd)
+                }
+                let same = bytes(restored) == bytes(dedup)
+                #expect(same, "after step \(step): \(restored.count) ids restored, \(dedup.count) kept")
+                checked += 1
+                if journals.count == 4 {
+                    base = bytes(dedup)
+                    journals = []
+                }
+            }
+        }
+        #expect(checked == 50 && dedup.evictedEarly > 0)
+        // Past its limit the journal is dropped.
+        for id in UInt64(0)..<600 { _ = dedup.isDuplicate(id << 32, at: time) }
+        #expect(!dedup.hasJournal)
+        var reader = BinaryReader(base)
+        #expect(throws: BinaryReader.Error.self) { try Deduplicator.decode(from: &reader, onto: dedup) }
+    }
+
     @Test("the hash map keeps every entry through growth and deletions")
     func hashMap() {
         var map = HashMap64<Int>(vacant: -1)

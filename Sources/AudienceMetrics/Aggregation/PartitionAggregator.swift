@@ -751,8 +751,25 @@ public final class PartitionAggregator {
     /// parts (``AggregationConfig/sendsSlices``).
     static let formatVersion: UInt8 = 4
 
-    /// The complete state, deterministic bytes.
+    /// The complete state, deterministic bytes. Starts a journal of the de-duplicator's
+    /// changes, for ``checkpointIncrement()``.
     public func checkpoint() -> [UInt8] {
+        defer { dedup.startJournal() }
+        return encodeState(dedupJournal: false)
+    }
+
+    /// The state, with the de-duplicator (usually its largest part) written as what changed
+    /// since the last ``checkpoint()`` or increment instead of whole; ``applyIncrement(_:)``
+    /// restores it onto the state restored from those. Nil when that is not known (no
+    /// checkpoint taken since a restore, or the changes outgrew their journal): write a
+    /// whole ``checkpoint()`` then.
+    public func checkpointIncrement() -> [UInt8]? {
+        guard dedup.hasJournal else { return nil }
+        defer { dedup.startJournal() }
+        return encodeState(dedupJournal: true)
+    }
+
+    private func encodeState(dedupJournal: Bool) -> [UInt8] {
         var writer = BinaryWriter(capacity: 4096)
         writer.write(PartitionAggregator.formatVersion)
         writer.writeSigned(watermark)
@@ -769,7 +786,7 @@ public final class PartitionAggregator {
         }
         writer.write(config.sendsSlices && !resendsParts ? 1 : 0)
         users.encode(into: &writer)
-        dedup.encode(into: &writer)
+        if dedupJournal { dedup.encodeJournal(into: &writer) } else { dedup.encode(into: &writer) }
         return writer.bytes
     }
 
@@ -827,6 +844,16 @@ public final class PartitionAggregator {
     /// Restores a ``checkpoint()`` (this version's or the previous one, whose windows were
     /// all kept whole). The configuration must have the same windows.
     public func restore(_ bytes: [UInt8]) throws(BinaryReader.Error) {
+        try restore(bytes, increment: false)
+    }
+
+    /// Restores a ``checkpointIncrement()`` onto the state restored from the checkpoints
+    /// (whole, then incremental, in order) written before it.
+    public func applyIncrement(_ bytes: [UInt8]) throws(BinaryReader.Error) {
+        try restore(bytes, increment: true)
+    }
+
+    private func restore(_ bytes: [UInt8], increment: Bool) throws(BinaryReader.Error) {
         var reader = BinaryReader(bytes)
         let version = try reader.readVersion(1...PartitionAggregator.formatVersion, of: "partition checkpoint")
         watermark = try reader.readSigned()
@@ -865,7 +892,7 @@ public final class PartitionAggregator {
         // Users restored from a deployment that kept them, into one that no longer does
         // (`metrics.include` without retention and sessions), would only take up memory.
         if !keepsUsers { users.removeAll() }
-        dedup = try Deduplicator.decode(from: &reader)
+        dedup = try Deduplicator.decode(from: &reader, onto: increment ? dedup : nil)
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in partition checkpoint") }
     }
 }

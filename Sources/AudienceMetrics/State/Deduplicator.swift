@@ -12,6 +12,16 @@ public struct Deduplicator: Sendable {
     private var countAfterPrune = 0
     /// Ids forgotten before their horizon passed, because the table was full.
     public private(set) var evictedEarly = 0
+    /// What changed since the last ``startJournal()``, in order, while one is kept: every
+    /// id remembered (new, or again after its horizon passed) and every pruning, as the
+    /// bound below which entries were dropped (`before`: the journal's length then). Nil
+    /// when none is kept, or it outgrew ``journalLimit``.
+    private var journal: (ids: [Entry], cuts: [Cut])?
+    private var journalLimit = 0
+
+    private struct Entry { var key: UInt64; var time: Int64 }
+    /// Pruning dropped every entry ordered (time, key) below (`time`, `key`).
+    private struct Cut { var before: Int; var time: Int64; var key: UInt64 }
 
     public init(horizon: Int64 = 600_000, maxEntries: Int = 2_000_000) {
         self.horizon = horizon
@@ -34,6 +44,7 @@ public struct Deduplicator: Sendable {
             return false
         }
         if duplicate { return true }
+        if journal != nil { record(id, time) }
         if time > newest { newest = time }
         if seen.count > maxEntries { prune(force: true) }
         return false
@@ -48,17 +59,45 @@ public struct Deduplicator: Sendable {
         defer { countAfterPrune = seen.count }
         let cutoff = newest - horizon
         seen.removeAll { $1 < cutoff }
+        if let count = journal?.ids.count { journal?.cuts.append(Cut(before: count, time: cutoff, key: 0)) }
         guard force, seen.count > maxEntries * 9 / 10 else { return }
         // Still too many: drop the oldest tenth.
         let ordered = seen.entries.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
         let drop = seen.count - maxEntries * 9 / 10
         for (key, _) in ordered.prefix(drop) { seen.remove(key) }
         evictedEarly += drop
+        if drop > 0, let count = journal?.ids.count {
+            // Everything up to and including the last dropped entry.
+            let last = ordered[drop - 1]
+            journal?.cuts.append(last.key == .max
+                ? Cut(before: count, time: last.value + 1, key: 0) : Cut(before: count, time: last.value, key: last.key + 1))
+        }
+    }
+
+    // MARK: Journal (incremental checkpoints)
+
+    /// Starts (or restarts) keeping a journal of changes from the current state on, for
+    /// ``encodeJournal(into:)``. It holds at most a quarter of ``maxEntries`` ids (16 bytes
+    /// each) and is dropped beyond that: a journal that long is no cheaper to write than
+    /// the table.
+    public mutating func startJournal() {
+        journal = ([], [])
+        journalLimit = max(maxEntries / 4, 1)
+    }
+
+    /// Whether a journal is kept, complete since the last ``startJournal()``.
+    public var hasJournal: Bool { journal != nil }
+
+    private mutating func record(_ id: UInt64, _ time: Int64) {
+        journal?.ids.append(Entry(key: id, time: time))
+        if let count = journal?.ids.count, count > journalLimit { journal = nil }
     }
 
     // MARK: Binary form
 
     static let formatVersion: UInt8 = 1
+    /// The journal form: what changed since a state written before it.
+    static let journalVersion: UInt8 = 2
 
     public func encode(into writer: inout BinaryWriter) {
         writer.write(Deduplicator.formatVersion)
@@ -74,8 +113,62 @@ public struct Deduplicator: Sendable {
         }
     }
 
-    public static func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) -> Deduplicator {
-        try reader.expectVersion(formatVersion, of: "deduplicator")
+    /// Writes the journal kept since the last ``startJournal()`` (which must be kept:
+    /// ``hasJournal``): applied by ``decode(from:onto:)`` to the state that was current
+    /// then, it gives this one.
+    public func encodeJournal(into writer: inout BinaryWriter) {
+        let journal = journal ?? ([], [])
+        writer.write(Deduplicator.journalVersion)
+        writer.writeSigned(newest)
+        writer.writeVarint(evictedEarly)
+        writer.writeVarint(countAfterPrune)
+        writer.writeVarint(journal.cuts.count)
+        for cut in journal.cuts {
+            writer.writeVarint(cut.before)
+            writer.writeSigned(cut.time)
+            writer.writeFixed64(cut.key)
+        }
+        writer.writeVarint(journal.ids.count)
+        for entry in journal.ids {
+            writer.writeFixed64(entry.key)
+            writer.writeSigned(entry.time)
+        }
+    }
+
+    /// Reads a de-duplicator written by ``encode(into:)``, or a journal written by
+    /// ``encodeJournal(into:)`` applied to `base` (the state it was kept from), which a
+    /// journal needs and a whole table must not have.
+    public static func decode(from reader: inout BinaryReader, onto base: Deduplicator?) throws(BinaryReader.Error) -> Deduplicator {
+        let version = try reader.readVersion(formatVersion...journalVersion, of: "deduplicator")
+        guard version == journalVersion else {
+            guard base == nil else { throw BinaryReader.Error(message: "deduplicator: a whole table where changes to one were expected") }
+            return try decodeTable(from: &reader)
+        }
+        guard var result = base else { throw BinaryReader.Error(message: "deduplicator: changes without the table they apply to") }
+        result.journal = nil
+        result.newest = try reader.readSigned()
+        result.evictedEarly = try reader.readInt()
+        result.countAfterPrune = try reader.readInt()
+        let cutCount = try reader.readCount(limit: 1 << 26)
+        var cuts: [Cut] = []
+        cuts.reserveCapacity(cutCount)
+        for _ in 0..<cutCount { cuts.append(Cut(before: try reader.readInt(), time: try reader.readSigned(), key: try reader.readFixed64())) }
+        let count = try reader.readCount(limit: 1 << 26)
+        var nextCut = 0
+        for index in 0...count {
+            while nextCut < cuts.count, cuts[nextCut].before <= index {
+                let cut = cuts[nextCut]
+                result.seen.removeAll { key, time in time < cut.time || (time == cut.time && key < cut.key) }
+                nextCut += 1
+            }
+            guard index < count else { break }
+            result.seen[try reader.readFixed64()] = try reader.readSigned()
+        }
+        guard nextCut == cuts.count else { throw BinaryReader.Error(message: "deduplicator: a pruning past the end of its changes") }
+        return result
+    }
+
+    private static func decodeTable(from reader: inout BinaryReader) throws(BinaryReader.Error) -> Deduplicator {
         var result = Deduplicator(horizon: try reader.readSigned(), maxEntries: try reader.readInt())
         result.newest = try reader.readSigned()
         result.evictedEarly = try reader.readInt()

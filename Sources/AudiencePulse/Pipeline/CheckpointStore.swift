@@ -6,29 +6,55 @@ import Logging
 /// input partition.
 ///
 /// A checkpoint is the stage's state for one input partition together with the next
-/// input offset it reflects. Large states are split into chunks under keys that name the
-/// checkpoint (`c/<partition>/<sequence>.<writer>/<index>`), followed by a manifest under
-/// the partition's key (`m/<partition>`). A checkpoint counts only once its manifest is
-/// written; the previous checkpoint's chunks are deleted (tombstones) only after that,
-/// so compaction can never remove a chunk that the newest complete checkpoint needs.
+/// input offset it reflects. It is a chain of pieces: a whole state, then any number of
+/// increments (what changed since the piece before, which only the stage knows how to
+/// apply). Each piece is split into chunks under keys that name it
+/// (`c/<partition>/<sequence>.<writer>/<index>`); a manifest under the partition's key
+/// (`m/<partition>`) lists the pieces. A checkpoint counts only once its manifest is
+/// written. A whole checkpoint deletes the pieces of the chain before it (tombstones) only
+/// after its manifest, and an increment deletes nothing, so compaction can never remove a
+/// chunk that the newest complete checkpoint needs.
 ///
 /// `writer` is random per process: a process that was stopped past its session timeout
 /// and resumes (a zombie) continues the sequence of the checkpoint it last wrote, as does
 /// the member that took its partitions over, so sequence numbers alone could name two
-/// different checkpoints; with the writer in the key their chunks never mix.
+/// different pieces; with the writer in the key their chunks never mix. A process extends
+/// only a chain it wrote itself, recently (``canExtend(_:now:)``): a zombie, whose last
+/// checkpoint is older than its session timeout, and a process that restored another
+/// one's chain, write a whole checkpoint, whose pieces no other chain shares.
 final class CheckpointStore: Sendable {
-    struct Checkpoint: Sendable {
+    /// One piece of a checkpoint's chain, as its manifest lists it.
+    struct Piece: Sendable, Equatable {
         var sequence: UInt64
+        /// The process that wrote it (0: written before chunk keys named their writer).
+        var writer: UInt64
+        var chunkCount: Int
+        var size: Int
+        var hash: UInt64
+    }
+
+    struct Checkpoint: Sendable {
         /// The next input offset to read.
         var nextOffset: Int64
-        var state: [UInt8]
-        var chunkCount: Int
-        /// The process that wrote it (0: written before chunk keys named their writer).
-        var writer: UInt64 = 0
+        /// The chain: a whole state, then increments in the order they were written.
+        var pieces: [Piece]
+        /// The pieces' bytes, in the same order (restored checkpoints only).
+        var states: [[UInt8]] = []
+        /// When this process wrote it (nil: restored).
+        var writtenAt: ContinuousClock.Instant?
+
+        /// The newest piece's sequence number.
+        var sequence: UInt64 { pieces.last?.sequence ?? 0 }
+        /// The whole state the chain starts with (restored checkpoints only).
+        var state: [UInt8] { states.first ?? [] }
+        /// The increments' bytes, oldest first (restored checkpoints only).
+        var increments: ArraySlice<[UInt8]> { states.dropFirst() }
+        /// Bytes of the chain's increments.
+        var incrementBytes: Int { pieces.dropFirst().reduce(0) { $0 + $1.size } }
 
         /// The same checkpoint without its state bytes (what a stage keeps to delete its
-        /// chunks once the next checkpoint is complete).
-        var withoutState: Checkpoint { Checkpoint(sequence: sequence, nextOffset: nextOffset, state: [], chunkCount: chunkCount, writer: writer) }
+        /// chunks once the next whole checkpoint is complete).
+        var withoutState: Checkpoint { Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: writtenAt) }
     }
 
     static func chunkKey(partition: Int32, sequence: UInt64, writer: UInt64, index: Int) -> String {
@@ -36,20 +62,44 @@ final class CheckpointStore: Sendable {
     }
 
     static let chunkBytes = 512 * 1024
+    /// Most pieces in a chain (its whole state included).
+    static let maxPieces = 16
     let topic: String
     private let writer = UInt64.random(in: 1...UInt64.max)
     private let kafka: KafkaConfiguration
     private let logger: Logger
+    /// How recent a chain's newest piece must be for ``canExtend(_:now:)``: less than the
+    /// consumer's session timeout, past which the group may have moved the partition.
+    private let extendWithin: Duration
 
     init(topic: String, kafka: KafkaConfiguration, logger: Logger) {
         self.topic = topic
         self.kafka = kafka
         self.logger = logger
+        let session = kafka.properties["session.timeout.ms"].flatMap { Int64($0) } ?? 45_000
+        let poll = kafka.properties["max.poll.interval.ms"].flatMap { Int64($0) } ?? 300_000
+        extendWithin = .milliseconds(min(session, poll))
     }
 
-    /// Produces a checkpoint (chunks, manifest, then tombstones for `previous`' chunks)
-    /// through `producer`, inside its current transaction if it has one.
-    func write(partition: Int32, sequence: UInt64, nextOffset: Int64, state: [UInt8], previous: Checkpoint?, producer: KafkaProducer) throws(KafkaError) -> Checkpoint {
+    /// Whether the next checkpoint may be an increment on `checkpoint`: this process wrote
+    /// every piece of its chain, the newest less than a session timeout ago, and the chain
+    /// has room for another piece.
+    func canExtend(_ checkpoint: Checkpoint, now: ContinuousClock.Instant) -> Bool {
+        guard let written = checkpoint.writtenAt, now - written < extendWithin else { return false }
+        return checkpoint.pieces.count < Self.maxPieces && checkpoint.pieces.allSatisfy { $0.writer == writer }
+    }
+
+    /// Produces a checkpoint (the piece's chunks, the manifest, then for a whole one
+    /// tombstones for `previous`' pieces) through `producer`, inside its current
+    /// transaction if it has one. `incremental`: `state` is an increment on `previous`,
+    /// which ``canExtend(_:now:)`` allowed.
+    func write(
+        partition: Int32, sequence: UInt64, nextOffset: Int64, state: [UInt8], incremental: Bool = false, previous: Checkpoint?,
+        producer: KafkaProducer
+    ) throws(KafkaError) -> Checkpoint {
+        guard !incremental || previous != nil else {
+            throw KafkaError(code: .state, message: "an incremental checkpoint of \(topic)[\(partition)] without the checkpoint it extends")
+        }
         let handle = try producer.topic(topic)
         let chunkCount = max(1, (state.count + CheckpointStore.chunkBytes - 1) / CheckpointStore.chunkBytes)
         for index in 0..<chunkCount {
@@ -60,22 +110,29 @@ final class CheckpointStore: Sendable {
             value.append(contentsOf: state[lower..<upper])
             try produce(producer, handle, partition, key, value)
         }
+        let piece = Piece(sequence: sequence, writer: writer, chunkCount: chunkCount, size: state.count, hash: state.withUnsafeBytes { Hash64.hash($0) })
+        let pieces = (incremental ? previous?.pieces ?? [] : []) + [piece]
         var manifest = BinaryWriter(capacity: 64)
-        manifest.write(2)
-        manifest.writeVarint(sequence)
+        manifest.write(3)
         manifest.writeSigned(nextOffset)
-        manifest.writeVarint(chunkCount)
-        manifest.writeVarint(state.count)
-        state.withUnsafeBytes { manifest.writeFixed64(Hash64.hash($0)) }
-        manifest.writeFixed64(writer)
+        manifest.writeVarint(pieces.count)
+        for piece in pieces {
+            manifest.writeVarint(piece.sequence)
+            manifest.writeFixed64(piece.writer)
+            manifest.writeVarint(piece.chunkCount)
+            manifest.writeVarint(piece.size)
+            manifest.writeFixed64(piece.hash)
+        }
         try produce(producer, handle, partition, Array("m/\(partition)".utf8), manifest.bytes)
-        if let previous, previous.sequence != sequence || previous.writer != writer {
-            for index in 0..<previous.chunkCount {
-                let key = Self.chunkKey(partition: partition, sequence: previous.sequence, writer: previous.writer, index: index)
-                try produce(producer, handle, partition, Array(key.utf8), nil)
+        if !incremental, let previous {
+            for old in previous.pieces where old.sequence != sequence || old.writer != writer {
+                for index in 0..<old.chunkCount {
+                    let key = Self.chunkKey(partition: partition, sequence: old.sequence, writer: old.writer, index: index)
+                    try produce(producer, handle, partition, Array(key.utf8), nil)
+                }
             }
         }
-        return Checkpoint(sequence: sequence, nextOffset: nextOffset, state: [], chunkCount: chunkCount, writer: writer)
+        return Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: .now)
     }
 
     private func produce(_ producer: KafkaProducer, _ handle: KafkaProducerTopic, _ partition: Int32, _ key: [UInt8], _ value: [UInt8]?) throws(KafkaError) {
@@ -191,21 +248,15 @@ final class CheckpointStore: Sendable {
 
     /// What one changelog partition holds: its newest manifest and the live chunks.
     private struct PartitionLog {
-        var manifest: (sequence: UInt64, nextOffset: Int64, chunks: Int, size: Int, hash: UInt64, writer: UInt64)?
+        var manifest: (nextOffset: Int64, pieces: [Piece])?
         var chunks: [String: [UInt8]] = [:]
 
         mutating func apply(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer) {
             let key = key.map { String(decoding: $0, as: UTF8.self) } ?? ""
             if key.hasPrefix("m/") {
-                // Version 1 had no writer (chunk keys without one); 2 adds it.
                 var reader = BinaryReader(Array(value))
-                guard let version = try? reader.readVersion(1...2, of: "manifest"),
-                    let sequence = try? reader.readVarint(), let next = try? reader.readSigned(),
-                    let count = try? reader.readInt(), let size = try? reader.readInt(), let hash = try? reader.readFixed64()
-                else { return }
-                let writer = version >= 2 ? (try? reader.readFixed64()) : 0
-                guard let writer else { return }
-                manifest = (sequence, next, count, size, hash, writer)
+                guard let manifest = try? Self.manifest(&reader) else { return }
+                self.manifest = manifest
             } else if value.isEmpty {
                 chunks[key] = nil
             } else {
@@ -213,21 +264,49 @@ final class CheckpointStore: Sendable {
             }
         }
 
-        func newestCheckpoint(topic: String, partition: Int32) throws(KafkaError) -> Checkpoint? {
-            guard let manifest else { return nil }
-            var state: [UInt8] = []
-            state.reserveCapacity(manifest.size)
-            for index in 0..<manifest.chunks {
-                guard let chunk = chunks[CheckpointStore.chunkKey(partition: partition, sequence: manifest.sequence, writer: manifest.writer, index: index)] else {
-                    throw KafkaError(code: .state, message: "checkpoint \(manifest.sequence) of \(topic)[\(partition)] misses chunk \(index)")
+        /// Version 1 had no writer (chunk keys without one); 2 adds it; 3 lists a chain of
+        /// pieces (1 and 2: one whole state).
+        private static func manifest(_ reader: inout BinaryReader) throws(BinaryReader.Error) -> (nextOffset: Int64, pieces: [Piece]) {
+            let version = try reader.readVersion(1...3, of: "manifest")
+            guard version < 3 else {
+                let nextOffset = try reader.readSigned()
+                let count = try reader.readCount(limit: 1 << 16)
+                var pieces: [Piece] = []
+                for _ in 0..<count {
+                    pieces.append(Piece(
+                        sequence: try reader.readVarint(), writer: try reader.readFixed64(), chunkCount: try reader.readInt(),
+                        size: try reader.readInt(), hash: try reader.readFixed64()))
                 }
-                state.append(contentsOf: chunk)
+                return (nextOffset, pieces)
             }
-            let hash = state.withUnsafeBytes { Hash64.hash($0) }
-            guard state.count == manifest.size, hash == manifest.hash else {
-                throw KafkaError(code: .state, message: "checkpoint \(manifest.sequence) of \(topic)[\(partition)] is corrupt (size or hash mismatch)")
+            let sequence = try reader.readVarint()
+            let nextOffset = try reader.readSigned()
+            let count = try reader.readInt()
+            let size = try reader.readInt()
+            let hash = try reader.readFixed64()
+            let writer = version >= 2 ? try reader.readFixed64() : 0
+            return (nextOffset, [Piece(sequence: sequence, writer: writer, chunkCount: count, size: size, hash: hash)])
+        }
+
+        func newestCheckpoint(topic: String, partition: Int32) throws(KafkaError) -> Checkpoint? {
+            guard let manifest, !manifest.pieces.isEmpty else { return nil }
+            var states: [[UInt8]] = []
+            for piece in manifest.pieces {
+                var state: [UInt8] = []
+                state.reserveCapacity(piece.size)
+                for index in 0..<piece.chunkCount {
+                    guard let chunk = chunks[CheckpointStore.chunkKey(partition: partition, sequence: piece.sequence, writer: piece.writer, index: index)] else {
+                        throw KafkaError(code: .state, message: "checkpoint \(piece.sequence) of \(topic)[\(partition)] misses chunk \(index)")
+                    }
+                    state.append(contentsOf: chunk)
+                }
+                let hash = state.withUnsafeBytes { Hash64.hash($0) }
+                guard state.count == piece.size, hash == piece.hash else {
+                    throw KafkaError(code: .state, message: "checkpoint \(piece.sequence) of \(topic)[\(partition)] is corrupt (size or hash mismatch)")
+                }
+                states.append(state)
             }
-            return Checkpoint(sequence: manifest.sequence, nextOffset: manifest.nextOffset, state: state, chunkCount: manifest.chunks, writer: manifest.writer)
+            return Checkpoint(nextOffset: manifest.nextOffset, pieces: manifest.pieces, states: states)
         }
     }
 }

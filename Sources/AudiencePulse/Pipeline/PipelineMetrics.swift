@@ -12,6 +12,8 @@ final class PipelineMetrics: Sendable {
     let partialsProduced = Atomic<Int>(0)
     let windowsClosed = Atomic<Int>(0)
     let checkpoints = Atomic<Int>(0)
+    /// Stage 1: of ``checkpoints``, those written as increments on the one before.
+    let incrementalCheckpoints = Atomic<Int>(0)
     let transactionCommits = Atomic<Int>(0)
     let transactionAborts = Atomic<Int>(0)
     let partialsConsumed = Atomic<Int>(0)

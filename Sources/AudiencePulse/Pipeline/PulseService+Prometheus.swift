@@ -18,6 +18,7 @@ extension PulseService {
             ("pulse_records_produced_total", "Metric records produced (updates and finals).", m.recordsProduced.load(ordering: .relaxed)),
             ("pulse_final_records_total", "Final metric records produced.", m.finalRecords.load(ordering: .relaxed)),
             ("pulse_checkpoints_total", "Partition checkpoints written by stage 1.", m.checkpoints.load(ordering: .relaxed)),
+            ("pulse_incremental_checkpoints_total", "Of those, checkpoints written as increments on the one before.", m.incrementalCheckpoints.load(ordering: .relaxed)),
             ("pulse_transaction_commits_total", "Kafka transactions committed.", m.transactionCommits.load(ordering: .relaxed)),
             ("pulse_transaction_aborts_total", "Cycles aborted and rewound to the last checkpoint after a Kafka error.", m.transactionAborts.load(ordering: .relaxed)),
             ("pulse_rebalances_total", "Partition assignments handled by either stage.", m.rebalances.load(ordering: .relaxed)),

@@ -120,7 +120,8 @@ public final class PulseService: Sendable {
             "invalid": metrics.invalid.load(ordering: .relaxed), "duplicates": metrics.duplicates.load(ordering: .relaxed),
             "late": metrics.late.load(ordering: .relaxed), "dead_lettered": metrics.deadLettered.load(ordering: .relaxed),
             "partials_produced": metrics.partialsProduced.load(ordering: .relaxed), "partials_read": metrics.partialsRead.load(ordering: .relaxed), "windows_closed": metrics.windowsClosed.load(ordering: .relaxed),
-            "checkpoints": metrics.checkpoints.load(ordering: .relaxed), "transaction_commits": metrics.transactionCommits.load(ordering: .relaxed),
+            "checkpoints": metrics.checkpoints.load(ordering: .relaxed), "incremental_checkpoints": metrics.incrementalCheckpoints.load(ordering: .relaxed),
+            "transaction_commits": metrics.transactionCommits.load(ordering: .relaxed),
             "transaction_aborts": metrics.transactionAborts.load(ordering: .relaxed), "records_produced": metrics.recordsProduced.load(ordering: .relaxed),
             "final_records": metrics.finalRecords.load(ordering: .relaxed), "alignment_pauses": metrics.alignmentPauses.load(ordering: .relaxed),
         ]

@@ -505,15 +505,30 @@ final class StageOne: @unchecked Sendable {
             guard state.lastOffset >= 0 else { continue }
             let sequence = (state.checkpoint?.sequence ?? 0) + 1
             try committer?.prepareToProduce()
+            let (bytes, incremental) = checkpointState(state)
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: sequence, nextOffset: state.lastOffset + 1,
-                state: state.aggregator.checkpoint(), previous: state.checkpoint, producer: producer)
+                state: bytes, incremental: incremental, previous: state.checkpoint, producer: producer)
+            if incremental { metrics.incrementalCheckpoints.add(1, ordering: .relaxed) }
             state.changedSinceCheckpoint = false
             partitions[partition] = state
             offsets.append(KafkaTopicPartition(topic: configuration.inputTopic, partition: partition, offset: state.lastOffset + 1))
         }
         if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
         if !offsets.isEmpty { metrics.checkpoints.add(offsets.count, ordering: .relaxed) }
+    }
+
+    /// A partition's state to checkpoint: an increment on its last checkpoint while the
+    /// chain may grow and its increments stay smaller together than its whole state (so a
+    /// restore reads at most twice that), else the whole state.
+    private func checkpointState(_ state: PartitionState) -> (bytes: [UInt8], incremental: Bool) {
+        if let previous = state.checkpoint, checkpoints.canExtend(previous, now: clock.now),
+            let increment = state.aggregator.checkpointIncrement(),
+            let whole = previous.pieces.first, previous.incrementBytes + increment.count <= whole.size
+        {
+            return (increment, true)
+        }
+        return (state.aggregator.checkpoint(), false)
     }
 
     // MARK: Assignment
@@ -557,12 +572,15 @@ final class StageOne: @unchecked Sendable {
         let checkpoints = try checkpoints.restore(partitions: ids, input: configuration.inputTopic, consumer: consumer)
         return StageLoop.restored(ids, from: checkpoints) { partition, checkpoint in
             let aggregator = PartitionAggregator(config: configuration.aggregation, assigner: assigner)
-            if let checkpoint { try aggregator.restore(checkpoint.state) }
+            if let checkpoint {
+                try aggregator.restore(checkpoint.state)
+                for increment in checkpoint.increments { try aggregator.applyIncrement(increment) }
+            }
             var state = PartitionState(aggregator: aggregator, lastOffset: (checkpoint?.nextOffset ?? 0) - 1, lastEventAt: clock.now)
             state.checkpoint = checkpoint?.withoutState
             partitions[partition] = state
             logger.info("restored input partition \(partition)", metadata: [
-                "next_offset": "\(checkpoint?.nextOffset ?? -1)", "users": "\(aggregator.trackedUsers)",
+                "next_offset": "\(checkpoint?.nextOffset ?? -1)", "increments": "\(checkpoint?.increments.count ?? 0)", "users": "\(aggregator.trackedUsers)",
                 "restore_ms": "\((clock.now - started).milliseconds)",
             ])
         }

@@ -289,7 +289,13 @@ final class StageTwo: @unchecked Sendable {
         let checkpoints = try checkpoints.restore(partitions: ids, input: configuration.partialsTopic, consumer: consumer)
         return StageLoop.restored(ids, from: checkpoints) { partition, checkpoint in
             let merger = WindowMerger(config: configuration.aggregation, inputPartitions: inputPartitionCount, trendConfig: configuration.trend)
-            if let checkpoint { try merger.restore(checkpoint.state) }
+            if let checkpoint {
+                // Stage 2 writes whole checkpoints only.
+                guard checkpoint.increments.isEmpty else {
+                    throw KafkaError(code: .state, message: "checkpoint \(checkpoint.sequence) of partition \(partition) has increments, which stage 2 does not write")
+                }
+                try merger.restore(checkpoint.state)
+            }
             var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
             state.checkpoint = checkpoint?.withoutState
             partitions[partition] = state

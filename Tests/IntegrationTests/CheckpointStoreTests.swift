@@ -1,0 +1,62 @@
+@testable import AudiencePulse
+import Kafka
+import Logging
+import Testing
+
+@Suite("Checkpoint chains in a changelog on the broker")
+struct CheckpointStoreTests {
+    static func bytes(_ count: Int, seed: UInt8) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
+    }
+
+    @Test("a whole checkpoint and its increments are restored in order; the next whole one deletes them; only the process that wrote a chain extends it, and only while it is recent")
+    func chain() async throws {
+        let topic = TestBroker.uniqueName("changelog")
+        try await TestBroker.createTopic(topic, partitions: 2, configs: ["cleanup.policy": "compact"])
+        let store = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+        let producer = try TestBroker.producer()
+        #expect(throws: KafkaError.self, "an increment needs the checkpoint it extends") {
+            try store.write(partition: 1, sequence: 1, nextOffset: 1, state: [1], incremental: true, previous: nil, producer: producer)
+        }
+        // Two chunks, then one each.
+        let whole = Self.bytes(CheckpointStore.chunkBytes + 1_000, seed: 1)
+        let increments = [Self.bytes(2_000, seed: 2), Self.bytes(3_000, seed: 3)]
+        var checkpoint = try store.write(partition: 1, sequence: 1, nextOffset: 10, state: whole, previous: nil, producer: producer)
+        for (index, increment) in increments.enumerated() {
+            #expect(store.canExtend(checkpoint, now: .now))
+            checkpoint = try store.write(
+                partition: 1, sequence: UInt64(index + 2), nextOffset: Int64(index + 2) * 10, state: increment, incremental: true,
+                previous: checkpoint, producer: producer)
+        }
+        try await producer.flush()
+        #expect(checkpoint.pieces.count == 3 && checkpoint.incrementBytes == 5_000)
+
+        let restored = try store.restore(partitions: [0, 1], input: topic, consumer: nil)
+        let chain = try #require(try restored.checkpoints[1]?.get())
+        #expect(chain.nextOffset == 30 && chain.sequence == 3)
+        #expect(chain.state == whole && Array(chain.increments) == increments)
+        if case .success(let none) = restored.checkpoints[0] { #expect(none == nil, "partition 0 has no checkpoint") }
+        #expect(!store.canExtend(chain, now: .now), "a restored chain is extended by a whole checkpoint")
+        let other = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+        #expect(!other.canExtend(checkpoint, now: .now), "another process's chain")
+        #expect(!store.canExtend(checkpoint, now: .now + .seconds(46)), "past the session timeout (librdkafka's default: 45 s)")
+
+        let next = Self.bytes(4_000, seed: 4)
+        checkpoint = try store.write(partition: 1, sequence: 4, nextOffset: 40, state: next, previous: chain.withoutState, producer: producer)
+        try await producer.flush()
+        let again = try #require(try store.restore(partitions: [1], input: topic, consumer: nil).checkpoints[1]?.get())
+        #expect(again.nextOffset == 40 && again.state == next && again.increments.isEmpty)
+
+        // What compaction keeps: the newest value per key. Every chunk of the old chain is
+        // deleted (a tombstone), the new one's are not.
+        let reader = try TestBroker.consumer(group: TestBroker.uniqueName("changelog-reader"))
+        try reader.assign([KafkaTopicPartition(topic: topic, partition: 1, offset: KafkaTopicPartition.beginning)])
+        // 3 + 2 + 2 records of the chain, 2 of the whole checkpoint, 4 tombstones.
+        let messages = try await TestBroker.consume(reader, count: 13)
+        var newest: [String: [UInt8]] = [:]
+        for message in messages { newest[String(decoding: message.key ?? [], as: UTF8.self)] = message.value }
+        let live = newest.filter { !$0.value.isEmpty }.keys.sorted()
+        #expect(messages.count == 13)
+        #expect(live.count == 2 && live.contains("m/1") && live.allSatisfy { $0 == "m/1" || $0.hasPrefix("c/1/4.") }, "live keys: \(live)")
+    }
+}
