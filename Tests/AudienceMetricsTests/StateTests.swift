@@ -77,10 +77,10 @@ struct StateTests {
                 dedup.startJournal()
                 journals.append(writer.bytes)
                 var reader = BinaryReader(base)
-                var restored = try Deduplicator.decode(from: &reader, onto: nil)
+                var restored = try Deduplicator.decode(from: &reader)
                 for journal in journals {
                     var reader = BinaryReader(journal)
-                    restored = try Deduplicator.decode(from: &reader, onto: restored)
+                    try restored.applyJournal(from: &reader)
                     #expect(reader.isAtEnd)
                 }
                 let same = bytes(restored) == bytes(dedup)
@@ -97,7 +97,11 @@ struct StateTests {
         for id in UInt64(0)..<600 { _ = dedup.isDuplicate(id << 32, at: time) }
         #expect(!dedup.hasJournal)
         var reader = BinaryReader(base)
-        #expect(throws: BinaryReader.Error.self) { try Deduplicator.decode(from: &reader, onto: dedup) }
+        #expect(throws: BinaryReader.Error.self, "a whole table is not a journal") { try dedup.applyJournal(from: &reader) }
+        var writer = BinaryWriter()
+        dedup.encodeJournal(into: &writer)
+        var journal = BinaryReader(writer.bytes)
+        #expect(throws: BinaryReader.Error.self, "a journal is not a whole table") { try Deduplicator.decode(from: &journal) }
     }
 
     @Test("the hash map keeps every entry through growth and deletions")

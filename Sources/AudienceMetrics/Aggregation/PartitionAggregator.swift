@@ -892,7 +892,11 @@ public final class PartitionAggregator {
         // Users restored from a deployment that kept them, into one that no longer does
         // (`metrics.include` without retention and sessions), would only take up memory.
         if !keepsUsers { users.removeAll() }
-        dedup = try Deduplicator.decode(from: &reader, onto: increment ? dedup : nil)
+        if increment {
+            try dedup.applyJournal(from: &reader)
+        } else {
+            dedup = try Deduplicator.decode(from: &reader)
+        }
         guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in partition checkpoint") }
     }
 }

@@ -135,20 +135,16 @@ public struct Deduplicator: Sendable {
         }
     }
 
-    /// Reads a de-duplicator written by ``encode(into:)``, or a journal written by
-    /// ``encodeJournal(into:)`` applied to `base` (the state it was kept from), which a
-    /// journal needs and a whole table must not have.
-    public static func decode(from reader: inout BinaryReader, onto base: Deduplicator?) throws(BinaryReader.Error) -> Deduplicator {
-        let version = try reader.readVersion(formatVersion...journalVersion, of: "deduplicator")
-        guard version == journalVersion else {
-            guard base == nil else { throw BinaryReader.Error(message: "deduplicator: a whole table where changes to one were expected") }
-            return try decodeTable(from: &reader)
+    /// Applies a journal written by ``encodeJournal(into:)`` to this de-duplicator, which
+    /// must be the state it was kept from, in place.
+    public mutating func applyJournal(from reader: inout BinaryReader) throws(BinaryReader.Error) {
+        guard try reader.readVersion(Deduplicator.formatVersion...Deduplicator.journalVersion, of: "deduplicator") == Deduplicator.journalVersion else {
+            throw BinaryReader.Error(message: "deduplicator: a whole table where changes to one were expected")
         }
-        guard var result = base else { throw BinaryReader.Error(message: "deduplicator: changes without the table they apply to") }
-        result.journal = nil
-        result.newest = try reader.readSigned()
-        result.evictedEarly = try reader.readInt()
-        result.countAfterPrune = try reader.readInt()
+        journal = nil
+        newest = try reader.readSigned()
+        evictedEarly = try reader.readInt()
+        countAfterPrune = try reader.readInt()
         let cutCount = try reader.readCount(limit: 1 << 26)
         var cuts: [Cut] = []
         cuts.reserveCapacity(cutCount)
@@ -158,14 +154,21 @@ public struct Deduplicator: Sendable {
         for index in 0...count {
             while nextCut < cuts.count, cuts[nextCut].before <= index {
                 let cut = cuts[nextCut]
-                result.seen.removeAll { key, time in time < cut.time || (time == cut.time && key < cut.key) }
+                seen.removeAll { key, time in time < cut.time || (time == cut.time && key < cut.key) }
                 nextCut += 1
             }
             guard index < count else { break }
-            result.seen[try reader.readFixed64()] = try reader.readSigned()
+            seen[try reader.readFixed64()] = try reader.readSigned()
         }
         guard nextCut == cuts.count else { throw BinaryReader.Error(message: "deduplicator: a pruning past the end of its changes") }
-        return result
+    }
+
+    /// Reads a de-duplicator written by ``encode(into:)``.
+    public static func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) -> Deduplicator {
+        guard try reader.readVersion(formatVersion...journalVersion, of: "deduplicator") == formatVersion else {
+            throw BinaryReader.Error(message: "deduplicator: changes without the table they apply to")
+        }
+        return try decodeTable(from: &reader)
     }
 
     private static func decodeTable(from reader: inout BinaryReader) throws(BinaryReader.Error) -> Deduplicator {
