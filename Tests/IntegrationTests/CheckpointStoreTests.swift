@@ -59,4 +59,25 @@ struct CheckpointStoreTests {
         #expect(messages.count == 13)
         #expect(live.count == 2 && live.contains("m/1") && live.allSatisfy { $0 == "m/1" || $0.hasPrefix("c/1/4.") }, "live keys: \(live)")
     }
+
+    @Test("a process that goes on adding increments after another took its partition over and deleted its chain: the restore falls back to the newest complete checkpoint")
+    func brokenChainFallsBack() async throws {
+        let topic = TestBroker.uniqueName("changelog")
+        try await TestBroker.createTopic(topic, partitions: 1, configs: ["cleanup.policy": "compact"])
+        let producer = try TestBroker.producer()
+        let old = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+        let new = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+        var chain = try old.write(partition: 0, sequence: 1, nextOffset: 10, state: Self.bytes(5_000, seed: 1), previous: nil, producer: producer)
+        chain = try old.write(partition: 0, sequence: 2, nextOffset: 20, state: Self.bytes(100, seed: 2), incremental: true, previous: chain, producer: producer)
+        // The new owner restores that chain and writes a whole checkpoint, deleting it …
+        let taken = Self.bytes(6_000, seed: 3)
+        _ = try new.write(partition: 0, sequence: 3, nextOffset: 30, state: taken, previous: chain, producer: producer)
+        // … while the old one, not yet aware, adds an increment to the deleted chain.
+        #expect(old.canExtend(chain, now: .now))
+        _ = try old.write(partition: 0, sequence: 3, nextOffset: 35, state: Self.bytes(100, seed: 4), incremental: true, previous: chain, producer: producer)
+        try await producer.flush()
+
+        let restored = try #require(try new.restore(partitions: [0], input: topic, consumer: nil).checkpoints[0]?.get())
+        #expect(restored.nextOffset == 30 && restored.state == taken && restored.increments.isEmpty)
+    }
 }

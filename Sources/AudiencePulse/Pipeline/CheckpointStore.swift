@@ -241,14 +241,19 @@ final class CheckpointStore: Sendable {
         }
         var result: [Int32: Result<Checkpoint?, KafkaError>] = [:]
         for (partition, log) in logs {
-            result[partition] = Result { () throws(KafkaError) in try log.newestCheckpoint(topic: topic, partition: partition) }
+            result[partition] = Result { () throws(KafkaError) in
+                let (checkpoint, skipped) = try log.newestCheckpoint(topic: topic, partition: partition)
+                for error in skipped { logger.warning("restoring an older checkpoint of \(topic)[\(partition)]: \(error.message)") }
+                return checkpoint
+            }
         }
         return result
     }
 
-    /// What one changelog partition holds: its newest manifest and the live chunks.
+    /// What one changelog partition holds: its manifests, oldest first (those compaction
+    /// has not removed yet), and the live chunks.
     private struct PartitionLog {
-        var manifest: (nextOffset: Int64, pieces: [Piece])?
+        var manifests: [(nextOffset: Int64, pieces: [Piece])] = []
         var chunks: [String: [UInt8]] = [:]
 
         mutating func apply(key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer) {
@@ -256,7 +261,7 @@ final class CheckpointStore: Sendable {
             if key.hasPrefix("m/") {
                 var reader = BinaryReader(Array(value))
                 guard let manifest = try? Self.manifest(&reader) else { return }
-                self.manifest = manifest
+                manifests.append(manifest)
             } else if value.isEmpty {
                 chunks[key] = nil
             } else {
@@ -288,8 +293,26 @@ final class CheckpointStore: Sendable {
             return (nextOffset, [Piece(sequence: sequence, writer: writer, chunkCount: count, size: size, hash: hash)])
         }
 
-        func newestCheckpoint(topic: String, partition: Int32) throws(KafkaError) -> Checkpoint? {
-            guard let manifest, !manifest.pieces.isEmpty else { return nil }
+        /// The newest checkpoint whose pieces are all there, intact. An older one is used
+        /// only when the newest is not (a process that went on writing increments after
+        /// another took its partition over and deleted its chain's pieces): replaying from
+        /// its offset gives the same outputs again.
+        /// `skipped`: why each newer one could not be used.
+        func newestCheckpoint(topic: String, partition: Int32) throws(KafkaError) -> (checkpoint: Checkpoint?, skipped: [KafkaError]) {
+            var skipped: [KafkaError] = []
+            for manifest in manifests.reversed() {
+                do {
+                    return (try checkpoint(manifest, topic: topic, partition: partition), skipped)
+                } catch {
+                    skipped.append(error)
+                }
+            }
+            if let newest = skipped.first { throw newest }
+            return (nil, [])
+        }
+
+        private func checkpoint(_ manifest: (nextOffset: Int64, pieces: [Piece]), topic: String, partition: Int32) throws(KafkaError) -> Checkpoint? {
+            guard !manifest.pieces.isEmpty else { return nil }
             var states: [[UInt8]] = []
             for piece in manifest.pieces {
                 var state: [UInt8] = []
