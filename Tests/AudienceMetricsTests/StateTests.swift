@@ -93,8 +93,11 @@ struct StateTests {
             }
         }
         #expect(checked == 50 && dedup.evictedEarly > 0)
-        // Past its limit the journal is dropped.
-        for id in UInt64(0)..<600 { _ = dedup.isDuplicate(id << 32, at: time) }
+        // Past its limit (half the table, at least 65,536 ids) the journal is dropped.
+        dedup.startJournal()
+        for id in UInt64(0)..<65_536 { _ = dedup.isDuplicate(id << 32, at: time) }
+        #expect(dedup.hasJournal)
+        _ = dedup.isDuplicate(1 << 63, at: time)
         #expect(!dedup.hasJournal)
         var reader = BinaryReader(base)
         #expect(throws: BinaryReader.Error.self, "a whole table is not a journal") { try dedup.applyJournal(from: &reader) }
@@ -102,6 +105,90 @@ struct StateTests {
         dedup.encodeJournal(into: &writer)
         var journal = BinaryReader(writer.bytes)
         #expect(throws: BinaryReader.Error.self, "a journal is not a whole table") { try Deduplicator.decode(from: &journal) }
+    }
+
+    @Test("a user table's journals, applied in order to the table they started from, give the table byte for byte, through expiries and evictions")
+    func userStatesJournal() throws {
+        func bytes(_ users: UserStates) -> [UInt8] {
+            var writer = BinaryWriter()
+            users.encode(into: &writer)
+            return writer.bytes
+        }
+        var random = SplitMix64(seed: 12)
+        // A short TTL (expiries) and a small bound (the least recently active forgotten).
+        var users = UserStates(ttl: 40_000, maxUsers: 300)
+        var time: Int64 = 0
+        var base = bytes(users)
+        users.startJournal()
+        var journals: [[UInt8]] = []
+        var checked = 0
+        var forgotten = 0
+        for step in 1...20_000 {
+            time += Int64(random.next() % (step / 2_000 % 2 == 0 ? 12 : 2))
+            // Some users come back often, most rarely; some events are late.
+            let user = random.next() % 3 == 0 ? random.next() % 50 : random.next() % 2_000
+            _ = users.update(user: user, time: time - Int64(random.next() % 500), typeCode: Int(random.next() % 4))
+            if step % 97 == 0 { forgotten += users.expire(now: time) }
+            if step % 400 == 0 {
+                #expect(users.hasJournal)
+                var writer = BinaryWriter()
+                users.encodeJournal(into: &writer)
+                users.startJournal()
+                journals.append(writer.bytes)
+                var restored = UserStates(ttl: 40_000, maxUsers: 300)
+                var reader = BinaryReader(base)
+                try restored.decode(from: &reader)
+                for journal in journals {
+                    var reader = BinaryReader(journal)
+                    try restored.applyJournal(from: &reader)
+                    #expect(reader.isAtEnd)
+                }
+                let same = bytes(restored) == bytes(users)
+                #expect(same, "after step \(step): \(restored.count) users restored, \(users.count) kept")
+                checked += 1
+                if journals.count == 4 {
+                    base = bytes(users)
+                    journals = []
+                }
+            }
+        }
+        #expect(checked == 50 && forgotten > 1_000)
+
+        // A journal longer than its limit (65,536 here) keeps each user once,
+        base = bytes(users)
+        users.startJournal()
+        for step in 0..<100_000 { _ = users.update(user: UInt64(step % 40), time: time + Int64(step / 1_000), typeCode: 0) }
+        #expect(users.hasJournal)
+        var writer = BinaryWriter()
+        users.encodeJournal(into: &writer)
+        var restored = UserStates(ttl: 40_000, maxUsers: 300)
+        var reader = BinaryReader(base)
+        try restored.decode(from: &reader)
+        var journal = BinaryReader(writer.bytes)
+        try restored.applyJournal(from: &journal)
+        #expect(bytes(restored) == bytes(users))
+        // Expiry by the TTL alone (above, the table was nearly always over its bound too).
+        let origin: Int64 = 1_795_860_000_000
+        var aging = UserStates(ttl: 1_000, maxUsers: 1_000_000)
+        for user in UInt64(1)...500 { _ = aging.update(user: user, time: origin + Int64(user) * 10, typeCode: 0) }
+        let agingBase = bytes(aging)
+        aging.startJournal()
+        _ = aging.update(user: 7, time: origin + 4_990, typeCode: 0)
+        #expect(aging.expire(now: origin + 5_000) == 398)
+        _ = aging.update(user: 3, time: origin + 5_000, typeCode: 0)
+        writer = BinaryWriter()
+        aging.encodeJournal(into: &writer)
+        var agingRestored = UserStates(ttl: 1_000, maxUsers: 1_000_000)
+        reader = BinaryReader(agingBase)
+        try agingRestored.decode(from: &reader)
+        journal = BinaryReader(writer.bytes)
+        try agingRestored.applyJournal(from: &journal)
+        #expect(agingRestored.count == 103 && bytes(agingRestored) == bytes(aging))
+        // … and is dropped when even that is more than half of it.
+        var large = UserStates()
+        large.startJournal()
+        for user in UInt64(1)...65_537 { _ = large.update(user: user, time: 0, typeCode: 0) }
+        #expect(!large.hasJournal)
     }
 
     @Test("the hash map keeps every entry through growth and deletions")

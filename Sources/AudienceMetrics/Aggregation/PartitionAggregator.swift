@@ -751,25 +751,30 @@ public final class PartitionAggregator {
     /// parts (``AggregationConfig/sendsSlices``).
     static let formatVersion: UInt8 = 4
 
-    /// The complete state, deterministic bytes. Starts a journal of the de-duplicator's
-    /// changes, for ``checkpointIncrement()``.
+    /// The complete state, deterministic bytes. Starts journals of the de-duplicator's and
+    /// the user table's changes, for ``checkpointIncrement()``.
     public func checkpoint() -> [UInt8] {
-        defer { dedup.startJournal() }
-        return encodeState(dedupJournal: false)
+        defer { startJournals() }
+        return encodeState(journals: false)
     }
 
-    /// The state, with the de-duplicator (usually its largest part) written as what changed
-    /// since the last ``checkpoint()`` or increment instead of whole; ``applyIncrement(_:)``
-    /// restores it onto the state restored from those. Nil when that is not known (no
-    /// checkpoint taken since a restore, or the changes outgrew their journal): write a
-    /// whole ``checkpoint()`` then.
+    /// The state, with the de-duplicator and the user table (usually its largest parts)
+    /// written as what changed since the last ``checkpoint()`` or increment instead of
+    /// whole; ``applyIncrement(_:)`` restores it onto the state restored from those. Nil
+    /// when that is not known (no checkpoint taken since a restore, or the changes outgrew
+    /// their journals): write a whole ``checkpoint()`` then.
     public func checkpointIncrement() -> [UInt8]? {
-        guard dedup.hasJournal else { return nil }
-        defer { dedup.startJournal() }
-        return encodeState(dedupJournal: true)
+        guard dedup.hasJournal, users.hasJournal else { return nil }
+        defer { startJournals() }
+        return encodeState(journals: true)
     }
 
-    private func encodeState(dedupJournal: Bool) -> [UInt8] {
+    private func startJournals() {
+        dedup.startJournal()
+        users.startJournal()
+    }
+
+    private func encodeState(journals: Bool) -> [UInt8] {
         var writer = BinaryWriter(capacity: 4096)
         writer.write(PartitionAggregator.formatVersion)
         writer.writeSigned(watermark)
@@ -785,8 +790,13 @@ public final class PartitionAggregator {
             encode(slicing[index]?.slices ?? [], into: &writer)
         }
         writer.write(config.sendsSlices && !resendsParts ? 1 : 0)
-        users.encode(into: &writer)
-        if dedupJournal { dedup.encodeJournal(into: &writer) } else { dedup.encode(into: &writer) }
+        if journals {
+            users.encodeJournal(into: &writer)
+            dedup.encodeJournal(into: &writer)
+        } else {
+            users.encode(into: &writer)
+            dedup.encode(into: &writer)
+        }
         return writer.bytes
     }
 
@@ -888,7 +898,7 @@ public final class PartitionAggregator {
         }
         let sentSlices = version >= 4 ? try reader.read() == 1 : false
         resendsParts = config.sendsSlices && !sentSlices
-        try users.decode(from: &reader)
+        if increment { try users.applyJournal(from: &reader) } else { try users.decode(from: &reader) }
         // Users restored from a deployment that kept them, into one that no longer does
         // (`metrics.include` without retention and sessions), would only take up memory.
         if !keepsUsers { users.removeAll() }

@@ -20,7 +20,7 @@ public struct Deduplicator: Sendable {
     private var journalLimit = 0
 
     private struct Entry { var key: UInt64; var time: Int64 }
-    /// Pruning dropped every entry ordered (time, key) below (`time`, `key`).
+    /// Pruning dropped every entry ordered (time, key) at or below (`time`, `key`).
     private struct Cut { var before: Int; var time: Int64; var key: UInt64 }
 
     public init(horizon: Int64 = 600_000, maxEntries: Int = 2_000_000) {
@@ -59,7 +59,7 @@ public struct Deduplicator: Sendable {
         defer { countAfterPrune = seen.count }
         let cutoff = newest - horizon
         seen.removeAll { $1 < cutoff }
-        if let count = journal?.ids.count { journal?.cuts.append(Cut(before: count, time: cutoff, key: 0)) }
+        if cutoff > .min, let count = journal?.ids.count { journal?.cuts.append(Cut(before: count, time: cutoff - 1, key: .max)) }
         guard force, seen.count > maxEntries * 9 / 10 else { return }
         // Still too many: drop the oldest tenth.
         let ordered = seen.entries.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
@@ -67,22 +67,21 @@ public struct Deduplicator: Sendable {
         for (key, _) in ordered.prefix(drop) { seen.remove(key) }
         evictedEarly += drop
         if drop > 0, let count = journal?.ids.count {
-            // Everything up to and including the last dropped entry.
             let last = ordered[drop - 1]
-            journal?.cuts.append(last.key == .max
-                ? Cut(before: count, time: last.value + 1, key: 0) : Cut(before: count, time: last.value, key: last.key + 1))
+            journal?.cuts.append(Cut(before: count, time: last.value, key: last.key))
         }
     }
 
     // MARK: Journal (incremental checkpoints)
 
     /// Starts (or restarts) keeping a journal of changes from the current state on, for
-    /// ``encodeJournal(into:)``. It holds at most a quarter of ``maxEntries`` ids (16 bytes
-    /// each) and is dropped beyond that: a journal that long is no cheaper to write than
-    /// the table.
+    /// ``encodeJournal(into:)``. It holds as many ids (16 bytes each) as half the table
+    /// has now (at least 65,536) and is dropped beyond that: a journal that long is hardly
+    /// cheaper to write than the table, and while the table fills up quickly (a backlog
+    /// replayed) its memory is better left unused.
     public mutating func startJournal() {
         journal = ([], [])
-        journalLimit = max(maxEntries / 4, 1)
+        journalLimit = max(seen.count / 2, 65_536)
     }
 
     /// Whether a journal is kept, complete since the last ``startJournal()``.
@@ -114,7 +113,7 @@ public struct Deduplicator: Sendable {
     }
 
     /// Writes the journal kept since the last ``startJournal()`` (which must be kept:
-    /// ``hasJournal``): applied by ``decode(from:onto:)`` to the state that was current
+    /// ``hasJournal``): applied by ``applyJournal(from:)`` to the state that was current
     /// then, it gives this one.
     public func encodeJournal(into writer: inout BinaryWriter) {
         let journal = journal ?? ([], [])
@@ -154,7 +153,7 @@ public struct Deduplicator: Sendable {
         for index in 0...count {
             while nextCut < cuts.count, cuts[nextCut].before <= index {
                 let cut = cuts[nextCut]
-                seen.removeAll { key, time in time < cut.time || (time == cut.time && key < cut.key) }
+                seen.removeAll { key, time in time < cut.time || (time == cut.time && key <= cut.key) }
                 nextCut += 1
             }
             guard index < count else { break }

@@ -104,6 +104,13 @@ public struct UserStates: Sendable {
     /// Most users kept; beyond it the least recently active are forgotten.
     public let maxUsers: Int
     private var users = HashMap64<PackedUserState>(vacant: .vacant)
+    /// While one is kept (since the last ``startJournal()``): the users updated, repeats
+    /// included, and each expiry as the (last seen, key) bound at or below which users
+    /// were forgotten. Nil when none is kept, or it outgrew its limit.
+    private var journal: (keys: [UInt64], cuts: [(lastSeen: Int64, key: UInt64)])?
+    /// Keys the journal holds before it is reduced to each user once (and dropped if that
+    /// leaves more than half as many).
+    private var journalLimit = 0
 
     public init(rules: SessionRules = SessionRules(), ttl: Int64 = 30 * 86_400_000, maxUsers: Int = 5_000_000) {
         self.rules = rules
@@ -118,6 +125,7 @@ public struct UserStates: Sendable {
     public mutating func removeAll() {
         users = HashMap64(vacant: .vacant)
         lastExpiry = .min
+        journal = nil
     }
 
     /// Heap bytes of the user table, and per tracked user.
@@ -132,6 +140,7 @@ public struct UserStates: Sendable {
     @inline(__always)
     public mutating func update(user: UInt64, time: Int64, typeCode: Int) -> UserUpdate {
         let rules = self.rules
+        if journal != nil { record(user) }
         return users.update(user, default: .vacant) { packed in
             var state = packed.isVacant ? nil : packed.state
             let update = UserStates.apply(&state, time: time, typeCode: typeCode, rules: rules)
@@ -198,46 +207,142 @@ public struct UserStates: Sendable {
         let before = users.count
         let cutoff = now - ttl
         users.removeAll { $1.state.lastSeen < cutoff }
+        if cutoff > .min { journal?.cuts.append((cutoff - 1, .max)) }
         if users.count > maxUsers {
             let ordered = users.entries.map { (key: $0.key, lastSeen: $0.value.state.lastSeen) }
                 .sorted { $0.lastSeen != $1.lastSeen ? $0.lastSeen < $1.lastSeen : $0.key < $1.key }
-            for (key, _) in ordered.prefix(users.count - maxUsers) { users.remove(key) }
+            let drop = users.count - maxUsers
+            for (key, _) in ordered.prefix(drop) { users.remove(key) }
+            journal?.cuts.append((ordered[drop - 1].lastSeen, ordered[drop - 1].key))
         }
         return before - users.count
+    }
+
+    // MARK: Journal (incremental checkpoints)
+
+    /// Starts (or restarts) keeping a journal of changes from the current state on, for
+    /// ``encodeJournal(into:)``. It is dropped once more users than a quarter of the table
+    /// now (at least 32,768) were updated: that journal is hardly cheaper to write than the
+    /// table.
+    public mutating func startJournal() {
+        journal = ([], [])
+        journalLimit = max(users.count / 2, 65_536)
+    }
+
+    /// Whether a journal is kept, complete since the last ``startJournal()``.
+    public var hasJournal: Bool { journal != nil }
+
+    private mutating func record(_ user: UInt64) {
+        journal?.keys.append(user)
+        guard let count = journal?.keys.count, count > journalLimit, var keys = journal?.keys else { return }
+        // Keep each user once; give up when even that is too long.
+        journal?.keys = []
+        keys.sort()
+        keys = Self.unique(keys)
+        if keys.count > journalLimit / 2 { journal = nil } else { journal?.keys = keys }
+    }
+
+    private static func unique(_ sorted: [UInt64]) -> [UInt64] {
+        var result: [UInt64] = []
+        result.reserveCapacity(sorted.count)
+        for key in sorted where result.last != key { result.append(key) }
+        return result
     }
 
     // MARK: Binary form
 
     static let formatVersion: UInt8 = 1
+    /// The journal form: what changed since a state written before it.
+    static let journalVersion: UInt8 = 2
 
     public func encode(into writer: inout BinaryWriter) {
         writer.write(UserStates.formatVersion)
         writer.writeSigned(lastExpiry)
         writer.writeVarint(users.count)
         users.forEachInKeyOrder { key, packed in
-            let state = packed.state
             writer.writeFixed64(key)
-            writer.writeSigned(state.firstSeen)
-            writer.writeSigned(state.lastSeen - state.firstSeen)
-            writer.writeSigned(state.sessionStart - state.firstSeen)
-            writer.writeVarint(UInt64(state.sessionPageViews))
-            writer.write(state.sessionFlags)
+            UserStates.encode(packed.state, into: &writer)
+        }
+    }
+
+    /// Writes the journal kept since the last ``startJournal()`` (which must be kept:
+    /// ``hasJournal``): the expiries since, then each user updated since, once, with its
+    /// state now (or that it was forgotten). ``applyJournal(from:)`` applied to the state
+    /// that was current then gives this one.
+    public func encodeJournal(into writer: inout BinaryWriter) {
+        let journal = journal ?? ([], [])
+        writer.write(UserStates.journalVersion)
+        writer.writeSigned(lastExpiry)
+        writer.writeVarint(journal.cuts.count)
+        for cut in journal.cuts {
+            writer.writeSigned(cut.lastSeen)
+            writer.writeFixed64(cut.key)
+        }
+        let keys = Self.unique(journal.keys.sorted())
+        writer.writeVarint(keys.count)
+        for key in keys {
+            writer.writeFixed64(key)
+            guard let state = users[key]?.state else {
+                writer.write(0)
+                continue
+            }
+            writer.write(1)
+            Self.encode(state, into: &writer)
+        }
+    }
+
+    private static func encode(_ state: UserState, into writer: inout BinaryWriter) {
+        writer.writeSigned(state.firstSeen)
+        writer.writeSigned(state.lastSeen - state.firstSeen)
+        writer.writeSigned(state.sessionStart - state.firstSeen)
+        writer.writeVarint(UInt64(state.sessionPageViews))
+        writer.write(state.sessionFlags)
+    }
+
+    private static func decodeState(from reader: inout BinaryReader) throws(BinaryReader.Error) -> PackedUserState {
+        let first = try reader.readSigned()
+        let last = first &+ (try reader.readSigned())
+        let session = first &+ (try reader.readSigned())
+        let views = UInt16(clamping: try reader.readVarint())
+        return PackedUserState(UserState(firstSeen: first, lastSeen: last, sessionStart: session, sessionPageViews: views, sessionFlags: try reader.read()))
+    }
+
+    /// Applies a journal written by ``encodeJournal(into:)`` to these users, which must be
+    /// the state it was kept from: the expiries first (to users not updated since, they
+    /// did the same then), then each updated user's state.
+    public mutating func applyJournal(from reader: inout BinaryReader) throws(BinaryReader.Error) {
+        try reader.expectVersion(UserStates.journalVersion, of: "user state changes")
+        journal = nil
+        lastExpiry = try reader.readSigned()
+        let cutCount = try reader.readCount(limit: 1 << 20)
+        for _ in 0..<cutCount {
+            let bound = (lastSeen: try reader.readSigned(), key: try reader.readFixed64())
+            users.removeAll { key, packed in
+                let lastSeen = packed.state.lastSeen
+                return lastSeen < bound.lastSeen || (lastSeen == bound.lastSeen && key <= bound.key)
+            }
+        }
+        let count = try reader.readCount(limit: 1 << 28)
+        for _ in 0..<count {
+            let key = try reader.readFixed64()
+            if try reader.read() == 0 {
+                users.remove(key)
+            } else {
+                users[key] = try Self.decodeState(from: &reader)
+            }
         }
     }
 
     /// Restores users written by ``encode(into:)``, with these rules and limits.
     public mutating func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) {
         try reader.expectVersion(UserStates.formatVersion, of: "user states")
+        journal = nil
         lastExpiry = try reader.readSigned()
         let count = try reader.readCount(limit: 1 << 28)
         users = HashMap64(vacant: .vacant, capacity: count)
         for _ in 0..<count {
             let key = try reader.readFixed64()
-            let first = try reader.readSigned()
-            let last = first + (try reader.readSigned())
-            let session = first + (try reader.readSigned())
-            let views = UInt16(clamping: try reader.readVarint())
-            users[key] = PackedUserState(UserState(firstSeen: first, lastSeen: last, sessionStart: session, sessionPageViews: views, sessionFlags: try reader.read()))
+            users[key] = try Self.decodeState(from: &reader)
         }
     }
 }
