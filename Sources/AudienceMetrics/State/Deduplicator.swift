@@ -153,7 +153,7 @@ public struct Deduplicator: Sendable {
         for index in 0...count {
             while nextCut < cuts.count, cuts[nextCut].before <= index {
                 let cut = cuts[nextCut]
-                seen.removeAll { key, time in time < cut.time || (time == cut.time && key <= cut.key) }
+                seen.removeAll { key, time in (time, key) <= (cut.time, cut.key) }
                 nextCut += 1
             }
             guard index < count else { break }

@@ -317,10 +317,7 @@ public struct UserStates: Sendable {
         let cutCount = try reader.readCount(limit: 1 << 20)
         for _ in 0..<cutCount {
             let bound = (lastSeen: try reader.readSigned(), key: try reader.readFixed64())
-            users.removeAll { key, packed in
-                let lastSeen = packed.state.lastSeen
-                return lastSeen < bound.lastSeen || (lastSeen == bound.lastSeen && key <= bound.key)
-            }
+            users.removeAll { key, packed in (packed.state.lastSeen, key) <= bound }
         }
         let count = try reader.readCount(limit: 1 << 28)
         for _ in 0..<count {
