@@ -66,6 +66,28 @@ struct MockClusterTests {
         _ = try await producer.send(KafkaProducerMessage(topic: "strict", key: nil, value: "accepted"))
     }
 
+    @Test("a failed delivery nobody waits for is counted with its topic and code; delivered ones are not")
+    func unhandledDeliveryFailure() async throws {
+        let topic = "fire-and-forget-deliveries"  // longer than a small string
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: common, enableIdempotence: false))
+        try producer.produce(KafkaProducerMessage(topic: topic, key: nil, value: "delivered"))
+        try await producer.flush(timeout: .seconds(10))
+        #expect(producer.unhandledDeliveryFailures == 0)
+        #expect(producer.lastUnhandledDeliveryError == nil)
+
+        cluster.pushRequestErrors(apiKey: 0, [.messageSizeTooLarge])
+        try producer.produce(KafkaProducerMessage(topic: topic, key: nil, value: "rejected"))
+        try await producer.flush(timeout: .seconds(10))
+        #expect(producer.unhandledDeliveryFailures == 1)
+        #expect(producer.lastUnhandledDeliveryError?.code == .messageSizeTooLarge)
+        #expect(producer.lastUnhandledDeliveryError?.message.contains(topic) == true)
+
+        try producer.produce(KafkaProducerMessage(topic: topic, key: nil, value: "delivered again"))
+        try await producer.flush(timeout: .seconds(10))
+        #expect(producer.unhandledDeliveryFailures == 1)
+    }
+
     @Test("an abortable transaction error says so, and aborting recovers the producer")
     func abortableTransactionError() async throws {
         try cluster.createTopic("txn", partitions: 1)

@@ -97,27 +97,35 @@ private func rdkafkaStatisticsCallback(_ rk: OpaquePointer?, _ json: UnsafeMutab
 
 private func rdkafkaDeliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let message else { return }
-    let result: Result<KafkaDeliveryReport, KafkaError>
-    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) }
-    if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-        let timestamp = rd_kafka_message_timestamp(message, &timestampType)
-        result = .success(
-            KafkaDeliveryReport(
-                topic: topic ?? "",
-                partition: message.pointee.partition,
-                offset: message.pointee.offset,
-                timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp))
-    } else {
-        result = .failure(KafkaError(message.pointee.err, context: "delivery to \(topic ?? "(no topic)") failed"))
-    }
+    // The common case, a delivered record nobody waits for, builds nothing: no report,
+    // no topic name (a `String` on the heap for names over 15 bytes).
     if let completion = message.pointee._private {
-        Unmanaged<KafkaDeliveryCompletion>.fromOpaque(completion).takeRetainedValue().handler(result)
-    } else if case .failure(let error) = result, let callbacks = RDKafkaCallbacks.from(rk) {
+        Unmanaged<KafkaDeliveryCompletion>.fromOpaque(completion).takeRetainedValue().handler(deliveryResult(message))
+    } else if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR, let callbacks = RDKafkaCallbacks.from(rk) {
+        let error = KafkaError(message.pointee.err, context: "delivery to \(topicName(message) ?? "(no topic)") failed")
         callbacks.unhandledDeliveryFailures.add(1, ordering: .relaxed)
         callbacks.lastUnhandledDeliveryError.withLock { $0 = error }
         callbacks.logger.debug("\(error)")
     }
+}
+
+private func topicName(_ message: UnsafePointer<rd_kafka_message_t>) -> String? {
+    message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) }
+}
+
+private func deliveryResult(_ message: UnsafePointer<rd_kafka_message_t>) -> Result<KafkaDeliveryReport, KafkaError> {
+    let topic = topicName(message)
+    guard message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+        return .failure(KafkaError(message.pointee.err, context: "delivery to \(topic ?? "(no topic)") failed"))
+    }
+    var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+    let timestamp = rd_kafka_message_timestamp(message, &timestampType)
+    return .success(
+        KafkaDeliveryReport(
+            topic: topic ?? "",
+            partition: message.pointee.partition,
+            offset: message.pointee.offset,
+            timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp))
 }
 
 private func rdkafkaRebalanceCallback(_ rk: OpaquePointer?, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, _ opaque: UnsafeMutableRawPointer?) {
