@@ -60,7 +60,7 @@ struct CheckpointStoreTests {
         #expect(live.count == 2 && live.contains("m/1") && live.allSatisfy { $0 == "m/1" || $0.hasPrefix("c/1/4.") }, "live keys: \(live)")
     }
 
-    @Test("a process that goes on adding increments after another took its partition over and deleted its chain: the restore falls back to the newest complete checkpoint")
+    @Test("a process that goes on adding increments after another took its partition over and deleted its chain: the restore falls back to the newest complete checkpoint, and the next whole one deletes the stray increment")
     func brokenChainFallsBack() async throws {
         let topic = TestBroker.uniqueName("changelog")
         try await TestBroker.createTopic(topic, partitions: 1, configs: ["cleanup.policy": "compact"])
@@ -79,5 +79,24 @@ struct CheckpointStoreTests {
 
         let restored = try #require(try new.restore(partitions: [0], input: topic, consumer: nil).checkpoints[0]?.get())
         #expect(restored.nextOffset == 30 && restored.state == taken && restored.increments.isEmpty)
+        // The broken chain's increment is live but listed by no usable manifest: the next
+        // whole checkpoint deletes it with the chain it replaces.
+        #expect(restored.strayChunks.count == 1 && restored.strayChunks.allSatisfy { $0.hasPrefix("c/0/3.") }, "\(restored.strayChunks)")
+        let next = Self.bytes(7_000, seed: 5)
+        _ = try new.write(partition: 0, sequence: 4, nextOffset: 40, state: next, previous: restored.withoutState, producer: producer)
+        try await producer.flush()
+        let again = try #require(try new.restore(partitions: [0], input: topic, consumer: nil).checkpoints[0]?.get())
+        #expect(again.nextOffset == 40 && again.state == next && again.strayChunks.isEmpty)
+
+        let reader = try TestBroker.consumer(group: TestBroker.uniqueName("changelog-reader"))
+        try reader.assign([KafkaTopicPartition(topic: topic, partition: 0, offset: KafkaTopicPartition.beginning)])
+        // 2 + 2 records of the old chain, 2 + 2 tombstones of the takeover, 2 of the broken
+        // increment, 2 + 2 tombstones (the takeover's chunk, the stray one) now.
+        let messages = try await TestBroker.consume(reader, count: 14)
+        var newest: [String: [UInt8]] = [:]
+        for message in messages { newest[String(decoding: message.key ?? [], as: UTF8.self)] = message.value }
+        let live = newest.filter { !$0.value.isEmpty }.keys.sorted()
+        #expect(messages.count == 14)
+        #expect(live.count == 2 && live.contains("m/0") && live.allSatisfy { $0 == "m/0" || $0.hasPrefix("c/0/4.") }, "live keys: \(live)")
     }
 }

@@ -42,6 +42,11 @@ final class CheckpointStore: Sendable {
         var states: [[UInt8]] = []
         /// When this process wrote it (nil: restored).
         var writtenAt: ContinuousClock.Instant?
+        /// Keys of live chunks in the partition that no piece of this (restored) checkpoint
+        /// lists: pieces of a chain that broke (a process that went on adding increments
+        /// after another took its partition over), or chunks whose manifest was never
+        /// written. Nothing reads them; the next whole checkpoint deletes them.
+        var strayChunks: [String] = []
 
         /// The newest piece's sequence number.
         var sequence: UInt64 { pieces.last?.sequence ?? 0 }
@@ -54,7 +59,7 @@ final class CheckpointStore: Sendable {
 
         /// The same checkpoint without its state bytes (what a stage keeps to delete its
         /// chunks once the next whole checkpoint is complete).
-        var withoutState: Checkpoint { Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: writtenAt) }
+        var withoutState: Checkpoint { Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: writtenAt, strayChunks: strayChunks) }
     }
 
     static func chunkKey(partition: Int32, sequence: UInt64, writer: UInt64, index: Int) -> String {
@@ -90,7 +95,7 @@ final class CheckpointStore: Sendable {
     }
 
     /// Produces a checkpoint (the piece's chunks, the manifest, then for a whole one
-    /// tombstones for `previous`' pieces) through `producer`, inside its current
+    /// tombstones for `previous`' pieces and its stray chunks) through `producer`, inside its current
     /// transaction if it has one. `incremental`: `state` is an increment on `previous`,
     /// which ``canExtend(_:now:)`` allowed.
     func write(
@@ -131,6 +136,11 @@ final class CheckpointStore: Sendable {
                     try produce(producer, handle, partition, Array(key.utf8), nil)
                 }
             }
+            if !previous.strayChunks.isEmpty {
+                logger.info("deleting chunks no checkpoint lists", metadata: [
+                    "changelog": "\(topic)", "partition": "\(partition)", "chunks": "\(previous.strayChunks.count)"])
+            }
+            for key in previous.strayChunks { try produce(producer, handle, partition, Array(key.utf8), nil) }
         }
         return Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: .now)
     }
@@ -314,14 +324,17 @@ final class CheckpointStore: Sendable {
         private func checkpoint(_ manifest: (nextOffset: Int64, pieces: [Piece]), topic: String, partition: Int32) throws(KafkaError) -> Checkpoint? {
             guard !manifest.pieces.isEmpty else { return nil }
             var states: [[UInt8]] = []
+            var listed = Set<String>()
             for piece in manifest.pieces {
                 var state: [UInt8] = []
                 state.reserveCapacity(piece.size)
                 for index in 0..<piece.chunkCount {
-                    guard let chunk = chunks[CheckpointStore.chunkKey(partition: partition, sequence: piece.sequence, writer: piece.writer, index: index)] else {
+                    let key = CheckpointStore.chunkKey(partition: partition, sequence: piece.sequence, writer: piece.writer, index: index)
+                    guard let chunk = chunks[key] else {
                         throw KafkaError(code: .state, message: "checkpoint \(piece.sequence) of \(topic)[\(partition)] misses chunk \(index)")
                     }
                     state.append(contentsOf: chunk)
+                    listed.insert(key)
                 }
                 let hash = state.withUnsafeBytes { Hash64.hash($0) }
                 guard state.count == piece.size, hash == piece.hash else {
@@ -329,7 +342,8 @@ final class CheckpointStore: Sendable {
                 }
                 states.append(state)
             }
-            return Checkpoint(nextOffset: manifest.nextOffset, pieces: manifest.pieces, states: states)
+            let stray = chunks.keys.filter { !listed.contains($0) }.sorted()
+            return Checkpoint(nextOffset: manifest.nextOffset, pieces: manifest.pieces, states: states, strayChunks: stray)
         }
     }
 }
