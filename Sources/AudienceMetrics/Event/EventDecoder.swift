@@ -26,7 +26,7 @@ public final class EventDecoder {
     private let knownTypeBytes: [[UInt8]]
     private let knownTypePrefixes: [UInt64]
     private let aliases: [(fromBytes: [UInt8], to: [UInt8])]
-    private let trie: Trie
+    private let trie: KeyTrie
 
     /// What changes while one message is parsed; kept in a local value so the hot loop
     /// works on registers and the stack, not on the object.
@@ -44,48 +44,6 @@ public final class EventDecoder {
         @inline(__always) mutating func setPriority(_ priority: Int, of field: EventField) {
             let shift = UInt64(field.rawValue) * 8
             priorities = (priorities & ~(0xFF << shift)) | (UInt64(priority & 0xFF) << shift)
-        }
-    }
-
-    /// The compiled mapping: a trie over key paths, laid out flat in memory the decoder
-    /// owns (no reference counting on the per-key lookup path).
-    ///
-    /// It also remembers the order keys came in: which child was an object's first key
-    /// and which followed each child. Producers write their keys in a fixed order, so the
-    /// next key is usually the one predicted, and it is recognised by comparing its bytes
-    /// in place, without scanning it as a string and searching the children.
-    private struct Trie {
-        struct Child {
-            var length: Int
-            var prefix: UInt64  // first ≤ 8 key bytes, little-endian, zero-padded
-            var tail: Int  // offset of bytes 8… in `tails`
-            var node: Int
-            /// The key has no `"`, `\` or control byte: in JSON it is written as it is,
-            /// so finding its bytes between quotes is finding the key.
-            var isPlain: Bool
-        }
-        struct Node {
-            var childStart = 0
-            var childEnd = 0
-            var field: EventField?
-            var priority = 0
-            var attributeSource = false
-            var hasChildren: Bool { childEnd > childStart }
-        }
-        let nodes: UnsafeMutableBufferPointer<Node>
-        let children: UnsafeMutableBufferPointer<Child>
-        let tails: UnsafeMutableBufferPointer<UInt8>
-        /// Per node: the child that was the first key of its object last time (-1: none).
-        let firstKey: UnsafeMutableBufferPointer<Int>
-        /// Per child: the child whose key followed it last time (-1: none).
-        let nextKey: UnsafeMutableBufferPointer<Int>
-
-        func deallocate() {
-            nodes.deallocate()
-            children.deallocate()
-            tails.deallocate()
-            firstKey.deallocate()
-            nextKey.deallocate()
         }
     }
 
@@ -120,11 +78,11 @@ public final class EventDecoder {
         slotHashes = .allocate(capacity: max(1, slotCount))
         slotHashes.initialize(repeating: 0, count: max(1, slotCount))
         slotNameBytes = attributeNames.map { Array($0.utf8) }
-        slotNamePrefixes = slotNameBytes.map { EventDecoder.prefix64($0) }
+        slotNamePrefixes = slotNameBytes.map { JSONCursor.prefix64($0) }
         knownTypeBytes = KnownEventType.allCases.map { Array($0.name.utf8) }
-        knownTypePrefixes = knownTypeBytes.map { EventDecoder.prefix64($0) }
+        knownTypePrefixes = knownTypeBytes.map { JSONCursor.prefix64($0) }
         aliases = mapping.typeAliases.sorted(by: { $0.key < $1.key }).map { (Array($0.key.utf8), Array($0.value.utf8)) }
-        trie = EventDecoder.compile(mapping)
+        trie = KeyTrie.compile(mapping)
     }
 
     deinit {
@@ -133,86 +91,6 @@ public final class EventDecoder {
         slotValues.deallocate()
         slotHashes.deallocate()
         trie.deallocate()
-    }
-
-    // MARK: Compiling the mapping
-
-    private static func compile(_ mapping: InputMapping) -> Trie {
-        // Build a nested trie first, then lay it out flat.
-        final class Builder {
-            var children: [(key: [UInt8], node: Builder)] = []
-            var field: EventField?
-            var priority = 0
-            var attributeSource = false
-        }
-        let root = Builder()
-        func node(for dottedPath: String) -> Builder {
-            var current = root
-            for component in dottedPath.split(separator: ".", omittingEmptySubsequences: false) {
-                let key = Array(component.utf8)
-                if let existing = current.children.first(where: { $0.key == key }) {
-                    current = existing.node
-                } else {
-                    let next = Builder()
-                    current.children.append((key, next))
-                    current = next
-                }
-            }
-            return current
-        }
-        for field in EventField.allCases {
-            for (priority, candidate) in mapping.candidates(for: field).enumerated() {
-                let target = node(for: candidate)
-                if target.field == nil {
-                    target.field = field
-                    target.priority = min(priority, 0xFE)
-                }
-            }
-        }
-        for source in mapping.attributeSources { node(for: source).attributeSource = true }
-
-        var nodes: [Trie.Node] = []
-        var children: [Trie.Child] = []
-        var tails: [UInt8] = []
-        func layOut(_ builder: Builder) -> Int {
-            let index = nodes.count
-            nodes.append(Trie.Node(field: builder.field, priority: builder.priority, attributeSource: builder.attributeSource))
-            let childIndices = builder.children.map { layOut($0.node) }
-            let first = children.count
-            for (offset, child) in builder.children.enumerated() {
-                let isPlain = !child.key.contains { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }
-                children.append(Trie.Child(length: child.key.count, prefix: prefix64(child.key), tail: tails.count, node: childIndices[offset],
-                                           isPlain: isPlain))
-                tails.append(contentsOf: child.key.dropFirst(8))
-            }
-            nodes[index].childStart = first
-            nodes[index].childEnd = children.count
-            return index
-        }
-        _ = layOut(root)
-        func copy<T>(_ array: [T]) -> UnsafeMutableBufferPointer<T> {
-            let buffer = UnsafeMutableBufferPointer<T>.allocate(capacity: max(1, array.count))
-            _ = buffer.initialize(from: array)
-            return buffer
-        }
-        return Trie(nodes: copy(nodes), children: copy(children), tails: copy(tails),
-                    firstKey: copy(Array(repeating: -1, count: nodes.count)), nextKey: copy(Array(repeating: -1, count: children.count)))
-    }
-
-    /// The first ≤ 8 bytes, little-endian, zero-padded.
-    private static func prefix64(_ bytes: [UInt8]) -> UInt64 {
-        var value: UInt64 = 0
-        for (index, byte) in bytes.prefix(8).enumerated() { value |= UInt64(byte) << (8 * UInt64(index)) }
-        return value
-    }
-
-    /// The first `count` (≤ 8) bytes at `base`, little-endian, zero-padded. Reads eight
-    /// bytes: `base` points into the scratch memory, which has them to spare, or to the
-    /// start of the path.
-    @inline(__always)
-    private static func prefix64(_ base: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
-        let word = UInt64(littleEndian: UnsafeRawPointer(base).loadUnaligned(as: UInt64.self))
-        return count >= 8 ? word : word & ((1 << UInt64(8 * count)) &- 1)
     }
 
     // MARK: Decoding
@@ -245,7 +123,7 @@ public final class EventDecoder {
         scratch.update(from: source, count: bytes.count)
         var state = ParseState()
         state.scratchUsed = bytes.count
-        var cursor = Cursor(base: UnsafePointer(scratch), count: bytes.count)
+        var cursor = JSONCursor(base: UnsafePointer(scratch), count: bytes.count)
         cursor.skipWhitespace()
         guard cursor.peek() == UInt8(ascii: "{") else {
             if cursor.isAtEnd { throw .malformedJSON }
@@ -276,7 +154,7 @@ public final class EventDecoder {
         state.event.typeCode = -1
         let typeBase = scratch + Int(state.event.type.start)
         let typeLength = Int(state.event.type.count)
-        let typePrefix = EventDecoder.prefix64(typeBase, min(typeLength, 8))
+        let typePrefix = JSONCursor.prefix64(typeBase, min(typeLength, 8))
         for code in knownTypeBytes.indices where knownTypePrefixes[code] == typePrefix && EventDecoder.equal(knownTypeBytes[code], typeBase, typeLength) {
             state.event.typeCode = code
             break
@@ -318,40 +196,7 @@ public final class EventDecoder {
         return ByteRef(start: Int32(start), count: Int32(n))
     }
 
-    // MARK: The scanner
-
-    private struct Cursor {
-        let base: UnsafePointer<UInt8>
-        let count: Int
-        var i = 0
-
-        var isAtEnd: Bool { i >= count }
-
-        @inline(__always) func peek() -> UInt8 { i < count ? base[i] : 0 }
-
-        @inline(__always) mutating func skipWhitespace() {
-            while i < count {
-                let c = base[i]
-                guard c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09 else { return }
-                i += 1
-            }
-        }
-
-        @inline(__always) mutating func expect(_ c: UInt8) throws(RejectReason) {
-            skipWhitespace()
-            guard i < count, base[i] == c else { throw .malformedJSON }
-            i += 1
-        }
-
-        mutating func literal(_ word: StaticString) throws(RejectReason) {
-            let length = word.utf8CodeUnitCount
-            guard count - i >= length else { throw .malformedJSON }
-            for k in 0..<length where base[i + k] != word.utf8Start[k] { throw .malformedJSON }
-            i += length
-        }
-    }
-
-    private func parseObject(_ c: inout Cursor, _ state: inout ParseState, node: Int?, attributeMode: Bool, pathLength: Int, depth: Int) throws(RejectReason) {
+    private func parseObject(_ c: inout JSONCursor, _ state: inout ParseState, node: Int?, attributeMode: Bool, pathLength: Int, depth: Int) throws(RejectReason) {
         guard depth <= limits.maxDepth else { throw .tooDeep }
         try c.expect(UInt8(ascii: "{"))
         c.skipWhitespace()
@@ -417,20 +262,20 @@ public final class EventDecoder {
 
     /// Whether the cursor is at `child`'s key: a quote, its bytes, a quote.
     @inline(__always)
-    private func startsWithKey(_ c: Cursor, _ child: Trie.Child) -> Bool {
+    private func startsWithKey(_ c: JSONCursor, _ child: KeyTrie.Child) -> Bool {
         let length = child.length
         // Eight bytes are read after the opening quote.
         guard child.isPlain, c.count - c.i >= max(length + 2, 9) else { return false }
         let at = c.base + c.i
         guard at[0] == UInt8(ascii: "\""), at[length + 1] == UInt8(ascii: "\"") else { return false }
-        guard EventDecoder.prefix64(at + 1, min(length, 8)) == child.prefix else { return false }
+        guard JSONCursor.prefix64(at + 1, min(length, 8)) == child.prefix else { return false }
         return tailMatches(child, at + 1)
     }
 
     /// Whether `child`'s key bytes from the ninth on equal those at `key` (whose first
     /// eight matched its prefix).
     @inline(__always)
-    private func tailMatches(_ child: Trie.Child, _ key: UnsafePointer<UInt8>) -> Bool {
+    private func tailMatches(_ child: KeyTrie.Child, _ key: UnsafePointer<UInt8>) -> Bool {
         guard child.length > 8 else { return true }
         for offset in 8..<child.length where trie.tails[child.tail + offset - 8] != key[offset] { return false }
         return true
@@ -443,7 +288,7 @@ public final class EventDecoder {
         guard entry.hasChildren else { return nil }
         let length = Int(key.count)
         let keyBase = scratch + Int(key.start)
-        let prefix = EventDecoder.prefix64(keyBase, min(length, 8))
+        let prefix = JSONCursor.prefix64(keyBase, min(length, 8))
         for index in entry.childStart..<entry.childEnd {
             let child = trie.children[index]
             if child.length == length, child.prefix == prefix, tailMatches(child, keyBase) { return index }
@@ -451,7 +296,7 @@ public final class EventDecoder {
         return nil
     }
 
-    private func parseAttribute(_ c: inout Cursor, _ state: inout ParseState, key: ByteRef, pathLength: Int, depth: Int) throws(RejectReason) {
+    private func parseAttribute(_ c: inout JSONCursor, _ state: inout ParseState, key: ByteRef, pathLength: Int, depth: Int) throws(RejectReason) {
         // The attribute's name is the path inside its source plus this key: built in
         // `path` when nested, else the key itself, where it is.
         let keyLength = Int(key.count)
@@ -491,7 +336,7 @@ public final class EventDecoder {
         guard value.count <= Int32(limits.maxStringBytes) else { throw .badAttribute }
         guard slotCount > 0 else { return }
         // Few attributes are referenced: compare lengths and first bytes, then the rest.
-        let prefix = EventDecoder.prefix64(name, min(nameLength, 8))
+        let prefix = JSONCursor.prefix64(name, min(nameLength, 8))
         for slot in 0..<slotCount where slotNamePrefixes[slot] == prefix && EventDecoder.equal(slotNameBytes[slot], name, nameLength) {
             slotValues[slot] = value
             slotHashes[slot] = hash(value)
@@ -510,7 +355,7 @@ public final class EventDecoder {
     @inline(__always)
     private static func isDigitOrMinus(_ byte: UInt8) -> Bool { byte == UInt8(ascii: "-") || (byte >= 0x30 && byte <= 0x39) }
 
-    private func parseField(_ c: inout Cursor, _ state: inout ParseState, field: EventField, priority: Int) throws(RejectReason) {
+    private func parseField(_ c: inout JSONCursor, _ state: inout ParseState, field: EventField, priority: Int) throws(RejectReason) {
         if c.peek() == UInt8(ascii: "n") {
             try c.literal("null")
             return
@@ -526,7 +371,7 @@ public final class EventDecoder {
             } else if field == .userID || field == .eventID, EventDecoder.isDigitOrMinus(c.peek()) {
                 // Numeric ids are common; keep their text.
                 let start = c.i
-                _ = try parseNumber(&c)
+                _ = try c.number()
                 value = ByteRef(start: Int32(start), count: Int32(c.i - start))
             } else {
                 throw .badField(field)
@@ -548,7 +393,7 @@ public final class EventDecoder {
                 guard let parsed = Timestamp.parseRFC3339(bytes(text)) else { throw .badTimestamp }
                 millis = parsed
             } else {
-                let number = try parseNumber(&c)
+                let number = try c.number()
                 guard let integer = number.integer else { throw .badTimestamp }
                 millis = integer
             }
@@ -559,7 +404,7 @@ public final class EventDecoder {
             }
         case .dwellMs:
             guard EventDecoder.isDigitOrMinus(c.peek()) else { throw .badField(field) }
-            let number = try parseNumber(&c)
+            let number = try c.number()
             guard let integer = number.integer, integer >= 0, integer <= 86_400_000 else { throw .badField(field) }
             if wins {
                 state.setPriority(priority, of: field)
@@ -567,7 +412,7 @@ public final class EventDecoder {
             }
         case .value:
             guard EventDecoder.isDigitOrMinus(c.peek()) else { throw .badField(field) }
-            let number = try parseNumber(&c)
+            let number = try c.number()
             guard let micros = number.micros else { throw .badField(field) }
             if wins {
                 state.setPriority(priority, of: field)
@@ -576,113 +421,10 @@ public final class EventDecoder {
         }
     }
 
-    /// A JSON number as scanned: up to 18 significant digits and a decimal exponent. Its
-    /// value as an integer or in millionths is worked out only where a field asks for it.
-    private struct Number {
-        var mantissa: Int64
-        var exponent: Int
-        var negative: Bool
-        /// Written without fraction or exponent, and within 18 significant digits.
-        var isInteger: Bool
-
-        /// The value, if an integer that fits.
-        var integer: Int64? { isInteger ? scaled(0) : nil }
-
-        /// The value in millionths (extra fraction truncated), if within ±10¹⁵ (±10⁹ units).
-        var micros: Int64? { scaled(6).flatMap { abs($0) <= 1_000_000_000_000_000 ? $0 : nil } }
-
-        /// mantissa × 10^(exponent + shift), exactly, if it fits (truncating extra fraction).
-        private func scaled(_ shift: Int) -> Int64? {
-            var value = mantissa
-            var e = exponent + shift
-            while e > 0 {
-                let (product, o) = value.multipliedReportingOverflow(by: 10)
-                if o { return nil }
-                value = product
-                e -= 1
-            }
-            while e < 0, value != 0 {
-                value /= 10
-                e += 1
-            }
-            return negative ? -value : value
-        }
-    }
-
-    private func parseNumber(_ c: inout Cursor) throws(RejectReason) -> Number {
-        var negative = false
-        if c.peek() == UInt8(ascii: "-") {
-            negative = true
-            c.i += 1
-        }
-        // Mantissa digits (up to 18 significant), decimal exponent.
-        var mantissa: Int64 = 0
-        var exponent = 0
-        var digits = 0
-        var overflow = false
-        let intStart = c.i
-        // Eight digits at a time while they stay within 18 significant ones (after a
-        // leading zero, more digits are malformed: below, one at a time).
-        if c.i < c.count, c.base[c.i] != 0x30 {
-            while c.count - c.i >= 8, digits <= 10 {
-                let word = UInt64(littleEndian: UnsafeRawPointer(c.base + c.i).loadUnaligned(as: UInt64.self))
-                guard EventDecoder.isEightDigits(word) else { break }
-                mantissa = mantissa &* 100_000_000 &+ Int64(EventDecoder.valueOfEightDigits(word))
-                digits += 8
-                c.i += 8
-            }
-        }
-        while c.i < c.count, c.base[c.i] >= 0x30, c.base[c.i] <= 0x39 {
-            if digits < 18 {
-                mantissa = mantissa * 10 + Int64(c.base[c.i] - 0x30)
-                if mantissa > 0 { digits += 1 }
-            } else {
-                exponent += 1
-                overflow = true
-            }
-            c.i += 1
-        }
-        let intDigits = c.i - intStart
-        guard intDigits > 0, !(intDigits > 1 && c.base[intStart] == 0x30) else { throw .malformedJSON }
-        var isInteger = true
-        if c.peek() == UInt8(ascii: ".") {
-            isInteger = false
-            c.i += 1
-            let fracStart = c.i
-            while c.i < c.count, c.base[c.i] >= 0x30, c.base[c.i] <= 0x39 {
-                if digits < 18 {
-                    mantissa = mantissa * 10 + Int64(c.base[c.i] - 0x30)
-                    if mantissa > 0 { digits += 1 }
-                    exponent -= 1
-                }
-                c.i += 1
-            }
-            guard c.i > fracStart else { throw .malformedJSON }
-        }
-        if c.peek() == UInt8(ascii: "e") || c.peek() == UInt8(ascii: "E") {
-            isInteger = false
-            c.i += 1
-            var expNegative = false
-            if c.peek() == UInt8(ascii: "+") || c.peek() == UInt8(ascii: "-") {
-                expNegative = c.peek() == UInt8(ascii: "-")
-                c.i += 1
-            }
-            var value = 0
-            let expStart = c.i
-            while c.i < c.count, c.base[c.i] >= 0x30, c.base[c.i] <= 0x39 {
-                value = min(value * 10 + Int(c.base[c.i] - 0x30), 10_000)
-                c.i += 1
-            }
-            guard c.i > expStart else { throw .malformedJSON }
-            exponent += expNegative ? -value : value
-        }
-        return Number(mantissa: mantissa, exponent: exponent, negative: negative, isInteger: isInteger && !overflow)
-    }
-
     /// Parses a JSON string: in place when it has no escapes, else unescaped into the
     /// scratch area after the message. UTF-8 is validated.
     @inline(__always)
-    private func parseString(_ c: inout Cursor, _ state: inout ParseState) throws(RejectReason) -> ByteRef {
+    private func parseString(_ c: inout JSONCursor, _ state: inout ParseState) throws(RejectReason) -> ByteRef {
         guard c.i < c.count, c.base[c.i] == UInt8(ascii: "\"") else { throw .malformedJSON }
         c.i += 1
         let begin = c.i
@@ -691,7 +433,7 @@ public final class EventDecoder {
         // an escape, or a control byte) also says where it is.
         while c.count - c.i >= 8 {
             let word = UInt64(littleEndian: UnsafeRawPointer(c.base + c.i).loadUnaligned(as: UInt64.self))
-            let special = EventDecoder.specialBytes(word)
+            let special = JSONCursor.specialBytes(word)
             if special != 0 {
                 let ordinary = special.trailingZeroBitCount & ~7  // bits of the bytes before it
                 highBits |= word & ((1 << UInt64(ordinary)) &- 1)
@@ -711,7 +453,7 @@ public final class EventDecoder {
         if c.base[c.i] == UInt8(ascii: "\"") {
             let ref = ByteRef(start: Int32(begin), count: Int32(c.i - begin))
             c.i += 1
-            if highBits & 0x8080_8080_8080_8080 != 0, !EventDecoder.isValidUTF8(bytes(ref)) { throw .invalidUTF8 }
+            if highBits & 0x8080_8080_8080_8080 != 0, !JSONCursor.isValidUTF8(bytes(ref)) { throw .invalidUTF8 }
             return ref
         }
         return try parseEscapedString(&c, &state, begin: begin, highBits: highBits)
@@ -719,7 +461,7 @@ public final class EventDecoder {
 
     /// The rest of a string that has escapes: copy what was scanned, then unescape.
     @inline(never)
-    private func parseEscapedString(_ c: inout Cursor, _ state: inout ParseState, begin: Int, highBits: UInt64) throws(RejectReason) -> ByteRef {
+    private func parseEscapedString(_ c: inout JSONCursor, _ state: inout ParseState, begin: Int, highBits: UInt64) throws(RejectReason) -> ByteRef {
         let start = state.scratchUsed
         guard start + (c.i - begin) + 4 <= scratchCapacity else { throw .tooLarge }
         (scratch + start).update(from: c.base + begin, count: c.i - begin)
@@ -752,11 +494,11 @@ public final class EventDecoder {
             case UInt8(ascii: "r"): append(0x0d, &state)
             case UInt8(ascii: "t"): append(0x09, &state)
             case UInt8(ascii: "u"):
-                var scalar = try hex4(&c)
+                var scalar = try c.hex4()
                 if (0xD800...0xDBFF).contains(scalar) {
                     guard c.count - c.i >= 6, c.base[c.i] == UInt8(ascii: "\\"), c.base[c.i + 1] == UInt8(ascii: "u") else { throw .invalidUTF8 }
                     c.i += 2
-                    let low = try hex4(&c)
+                    let low = try c.hex4()
                     guard (0xDC00...0xDFFF).contains(low) else { throw .invalidUTF8 }
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 } else if (0xDC00...0xDFFF).contains(scalar) {
@@ -768,42 +510,8 @@ public final class EventDecoder {
             }
         }
         let ref = ByteRef(start: Int32(start), count: Int32(state.scratchUsed - start))
-        if sawHighBit, !EventDecoder.isValidUTF8(bytes(ref)) { throw .invalidUTF8 }
+        if sawHighBit, !JSONCursor.isValidUTF8(bytes(ref)) { throw .invalidUTF8 }
         return ref
-    }
-
-    /// Whether the eight bytes of `word` are all ASCII digits (SWAR: each byte's high
-    /// nibble is 3, and adding 6 leaves it 3).
-    @inline(__always)
-    static func isEightDigits(_ word: UInt64) -> Bool {
-        let high: UInt64 = 0xF0F0_F0F0_F0F0_F0F0
-        return (word & high) | (((word &+ 0x0606_0606_0606_0606) & high) >> 4) == 0x3333_3333_3333_3333
-    }
-
-    /// The number eight ASCII digits spell, the first in the lowest byte of `word`
-    /// (pairs, then fours, then all eight combined by multiply-and-shift).
-    @inline(__always)
-    static func valueOfEightDigits(_ word: UInt64) -> UInt64 {
-        var value = word &- 0x3030_3030_3030_3030
-        value = (value &* 10 &+ (value >> 8)) & 0x00FF_00FF_00FF_00FF
-        value = (value &* 100 &+ (value >> 16)) & 0x0000_FFFF_0000_FFFF
-        return (value &* 10_000 &+ (value >> 32)) & 0xFFFF_FFFF
-    }
-
-    /// The bytes of `word` (little-endian) that are `"`, `\\` or below 0x20, as their
-    /// high bit set (SWAR: a byte is zero after XOR with the pattern, or less than 0x20).
-    /// Bytes above the first such byte may be marked wrongly (a borrow runs upwards);
-    /// the lowest mark is always right, and it is the only one used.
-    @inline(__always)
-    static func specialBytes(_ word: UInt64) -> UInt64 {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        let quote = word ^ (ones &* 0x22)
-        let backslash = word ^ (ones &* 0x5C)
-        let hasQuote = (quote &- ones) & ~quote & highs
-        let hasBackslash = (backslash &- ones) & ~backslash & highs
-        let hasControl = (word &- ones &* 0x20) & ~word & highs
-        return hasQuote | hasBackslash | hasControl
     }
 
     @inline(__always) private func append(_ byte: UInt8, _ state: inout ParseState) {
@@ -829,57 +537,8 @@ public final class EventDecoder {
         }
     }
 
-    private func hex4(_ c: inout Cursor) throws(RejectReason) -> UInt32 {
-        guard c.count - c.i >= 4 else { throw .malformedJSON }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = c.base[c.i]
-            let digit: UInt8
-            switch byte {
-            case 0x30...0x39: digit = byte - 0x30
-            case 0x41...0x46: digit = byte - 0x41 + 10
-            case 0x61...0x66: digit = byte - 0x61 + 10
-            default: throw .malformedJSON
-            }
-            value = value << 4 | UInt32(digit)
-            c.i += 1
-        }
-        return value
-    }
-
-    /// Strict UTF-8 validation (no overlongs, no surrogates, ≤ U+10FFFF).
-    static func isValidUTF8(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        var i = 0
-        let n = bytes.count
-        while i < n {
-            let b0 = bytes[i]
-            if b0 < 0x80 {
-                i += 1
-                continue
-            }
-            let length: Int
-            let minimum: UInt32
-            var scalar: UInt32
-            switch b0 {
-            case 0xC2...0xDF: length = 2; minimum = 0x80; scalar = UInt32(b0 & 0x1F)
-            case 0xE0...0xEF: length = 3; minimum = 0x800; scalar = UInt32(b0 & 0x0F)
-            case 0xF0...0xF4: length = 4; minimum = 0x10000; scalar = UInt32(b0 & 0x07)
-            default: return false
-            }
-            guard i + length <= n else { return false }
-            for k in 1..<length {
-                let b = bytes[i + k]
-                guard b & 0xC0 == 0x80 else { return false }
-                scalar = scalar << 6 | UInt32(b & 0x3F)
-            }
-            guard scalar >= minimum, scalar <= 0x10FFFF, !(0xD800...0xDFFF).contains(scalar) else { return false }
-            i += length
-        }
-        return true
-    }
-
     /// Skips any JSON value, checking its syntax and nesting depth.
-    private func skipValue(_ c: inout Cursor, _ state: inout ParseState, depth: Int) throws(RejectReason) {
+    private func skipValue(_ c: inout JSONCursor, _ state: inout ParseState, depth: Int) throws(RejectReason) {
         c.skipWhitespace()
         guard c.i < c.count else { throw .malformedJSON }
         switch c.base[c.i] {
@@ -929,15 +588,7 @@ public final class EventDecoder {
         case UInt8(ascii: "t"): try c.literal("true")
         case UInt8(ascii: "f"): try c.literal("false")
         case UInt8(ascii: "n"): try c.literal("null")
-        default: _ = try parseNumber(&c)
+        default: _ = try c.number()
         }
-    }
-}
-
-extension Int {
-    var nextPowerOfTwo: Int {
-        var value = 1
-        while value < self { value <<= 1 }
-        return value
     }
 }

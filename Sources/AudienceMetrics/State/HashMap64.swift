@@ -232,3 +232,11 @@ public struct HashMap64<Value>: @unchecked Sendable {
     /// Heap bytes held.
     public var memoryBytes: Int { table.capacity * MemoryLayout<Slot>.stride }
 }
+
+extension Int {
+    var nextPowerOfTwo: Int {
+        var value = 1
+        while value < self { value <<= 1 }
+        return value
+    }
+}
