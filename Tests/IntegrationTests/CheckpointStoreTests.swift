@@ -9,6 +9,22 @@ struct CheckpointStoreTests {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
     }
 
+    /// Checks what compaction of `partition` of `topic` keeps (the newest value per key,
+    /// unless a tombstone), reading its `count` records: the manifest and the chunks of
+    /// checkpoint `sequence` only.
+    static func expectOnlyLive(_ topic: String, partition: Int32, count: Int, sequence: Int) async throws {
+        let reader = try TestBroker.consumer(group: TestBroker.uniqueName("changelog-reader"))
+        try reader.assign([KafkaTopicPartition(topic: topic, partition: partition, offset: KafkaTopicPartition.beginning)])
+        let messages = try await TestBroker.consume(reader, count: count)
+        #expect(messages.count == count)
+        var newest: [String: [UInt8]] = [:]
+        for message in messages { newest[String(decoding: message.key ?? [], as: UTF8.self)] = message.value }
+        let live = newest.filter { !$0.value.isEmpty }.keys.sorted()
+        let manifest = "m/\(partition)"
+        #expect(live.count == 2 && live.contains(manifest) && live.allSatisfy { $0 == manifest || $0.hasPrefix("c/\(partition)/\(sequence).") },
+                "live keys: \(live)")
+    }
+
     @Test("a whole checkpoint and its increments are restored in order; the next whole one deletes them; only the process that wrote a chain extends it, and only while it is recent")
     func chain() async throws {
         let topic = TestBroker.uniqueName("changelog")
@@ -49,15 +65,8 @@ struct CheckpointStoreTests {
 
         // What compaction keeps: the newest value per key. Every chunk of the old chain is
         // deleted (a tombstone), the new one's are not.
-        let reader = try TestBroker.consumer(group: TestBroker.uniqueName("changelog-reader"))
-        try reader.assign([KafkaTopicPartition(topic: topic, partition: 1, offset: KafkaTopicPartition.beginning)])
         // 3 + 2 + 2 records of the chain, 2 of the whole checkpoint, 4 tombstones.
-        let messages = try await TestBroker.consume(reader, count: 13)
-        var newest: [String: [UInt8]] = [:]
-        for message in messages { newest[String(decoding: message.key ?? [], as: UTF8.self)] = message.value }
-        let live = newest.filter { !$0.value.isEmpty }.keys.sorted()
-        #expect(messages.count == 13)
-        #expect(live.count == 2 && live.contains("m/1") && live.allSatisfy { $0 == "m/1" || $0.hasPrefix("c/1/4.") }, "live keys: \(live)")
+        try await Self.expectOnlyLive(topic, partition: 1, count: 13, sequence: 4)
     }
 
     @Test("a process that goes on adding increments after another took its partition over and deleted its chain: the restore falls back to the newest complete checkpoint, and the next whole one deletes the stray increment")
@@ -88,15 +97,8 @@ struct CheckpointStoreTests {
         let again = try #require(try new.restore(partitions: [0], input: topic, consumer: nil).checkpoints[0]?.get())
         #expect(again.nextOffset == 40 && again.state == next && again.strayChunks.isEmpty)
 
-        let reader = try TestBroker.consumer(group: TestBroker.uniqueName("changelog-reader"))
-        try reader.assign([KafkaTopicPartition(topic: topic, partition: 0, offset: KafkaTopicPartition.beginning)])
         // 2 + 2 records of the old chain, 2 + 2 tombstones of the takeover, 2 of the broken
         // increment, 2 + 2 tombstones (the takeover's chunk, the stray one) now.
-        let messages = try await TestBroker.consume(reader, count: 14)
-        var newest: [String: [UInt8]] = [:]
-        for message in messages { newest[String(decoding: message.key ?? [], as: UTF8.self)] = message.value }
-        let live = newest.filter { !$0.value.isEmpty }.keys.sorted()
-        #expect(messages.count == 14)
-        #expect(live.count == 2 && live.contains("m/0") && live.allSatisfy { $0 == "m/0" || $0.hasPrefix("c/0/4.") }, "live keys: \(live)")
+        try await Self.expectOnlyLive(topic, partition: 0, count: 14, sequence: 4)
     }
 }
