@@ -95,9 +95,9 @@ final class CheckpointStore: Sendable {
     }
 
     /// Produces a checkpoint (the piece's chunks, the manifest, then for a whole one
-    /// tombstones for `previous`' pieces and its stray chunks) through `producer`, inside its current
-    /// transaction if it has one. `incremental`: `state` is an increment on `previous`,
-    /// which ``canExtend(_:now:)`` allowed.
+    /// tombstones for `previous`' pieces and its stray chunks) through `producer`, inside
+    /// its current transaction if it has one. `incremental`: `state` is an increment on
+    /// `previous`, which ``canExtend(_:now:)`` allowed.
     func write(
         partition: Int32, sequence: UInt64, nextOffset: Int64, state: [UInt8], incremental: Bool = false, previous: Checkpoint?,
         producer: KafkaProducer

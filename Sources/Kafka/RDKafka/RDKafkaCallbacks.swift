@@ -102,7 +102,7 @@ private func rdkafkaDeliveryCallback(_ rk: OpaquePointer?, _ message: UnsafePoin
     if let completion = message.pointee._private {
         Unmanaged<KafkaDeliveryCompletion>.fromOpaque(completion).takeRetainedValue().handler(deliveryResult(message))
     } else if message.pointee.err != RD_KAFKA_RESP_ERR_NO_ERROR, let callbacks = RDKafkaCallbacks.from(rk) {
-        let error = KafkaError(message.pointee.err, context: "delivery to \(topicName(message) ?? "(no topic)") failed")
+        let error = deliveryError(message)
         callbacks.unhandledDeliveryFailures.add(1, ordering: .relaxed)
         callbacks.lastUnhandledDeliveryError.withLock { $0 = error }
         callbacks.logger.debug("\(error)")
@@ -113,16 +113,17 @@ private func topicName(_ message: UnsafePointer<rd_kafka_message_t>) -> String? 
     message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) }
 }
 
+private func deliveryError(_ message: UnsafePointer<rd_kafka_message_t>) -> KafkaError {
+    KafkaError(message.pointee.err, context: "delivery to \(topicName(message) ?? "(no topic)") failed")
+}
+
 private func deliveryResult(_ message: UnsafePointer<rd_kafka_message_t>) -> Result<KafkaDeliveryReport, KafkaError> {
-    let topic = topicName(message)
-    guard message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-        return .failure(KafkaError(message.pointee.err, context: "delivery to \(topic ?? "(no topic)") failed"))
-    }
+    guard message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else { return .failure(deliveryError(message)) }
     var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
     let timestamp = rd_kafka_message_timestamp(message, &timestampType)
     return .success(
         KafkaDeliveryReport(
-            topic: topic ?? "",
+            topic: topicName(message) ?? "",
             partition: message.pointee.partition,
             offset: message.pointee.offset,
             timestamp: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp))
