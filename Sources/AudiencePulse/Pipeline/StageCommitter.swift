@@ -33,6 +33,8 @@ struct StageCommitter {
     let producer: KafkaProducer
     let consumer: KafkaConsumer
     private(set) var inTransaction = false
+    /// Failed deliveries (without a handler) that ``deliverOutputs()`` has reported.
+    private var reportedFailures = 0
 
     init(guarantee: PulseConfiguration.Guarantee, producer: KafkaProducer, consumer: KafkaConsumer) {
         self.guarantee = guarantee
@@ -71,15 +73,25 @@ struct StageCommitter {
     /// transactions that checkpoint is read back on restore; with them too, on a broker
     /// that shows the records of aborted transactions (the local test broker does). A
     /// restore from it then never produces the lost outputs again.
-    func deliverOutputs() throws(KafkaError) {
+    ///
+    /// Throws the last delivery error if records failed since the last call. Each failure
+    /// fails one call: the stage then rewinds to its checkpoint and produces those outputs
+    /// again, so a failure before the rewind must not fail the checkpoints after it.
+    mutating func deliverOutputs() throws(KafkaError) {
         try producer.flush(timeout: .seconds(60))
-        if producer.unhandledDeliveryFailures > 0, let error = producer.lastUnhandledDeliveryError { throw error }
+        let failures = producer.unhandledDeliveryFailures
+        guard failures > reportedFailures else { return }
+        reportedFailures = failures
+        throw producer.lastUnhandledDeliveryError ?? KafkaError(code: .state, message: "\(failures) records were not delivered")
     }
 
-    /// Drops the open transaction (after a failure, or when partitions were lost).
+    /// Drops the open transaction (after a failure, or when partitions were lost), and
+    /// forgets the failed deliveries so far: the stage rewinds and produces what they held
+    /// again (an abort's purged records report failures of their own).
     mutating func abort() {
         if inTransaction { try? producer.abortTransaction() }
         inTransaction = false
+        reportedFailures = producer.unhandledDeliveryFailures
     }
 
     /// Forgets the transaction state without aborting (the revocation checkpoint committed it).
