@@ -62,7 +62,7 @@ public struct Deduplicator: Sendable {
         if cutoff > .min, let count = journal?.ids.count { journal?.cuts.append(Cut(before: count, time: cutoff - 1, key: .max)) }
         guard force, seen.count > maxEntries * 9 / 10 else { return }
         // Still too many: drop the oldest tenth.
-        let ordered = seen.entries.sorted { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }
+        let ordered = seen.entries.sorted { ($0.value, $0.key) < ($1.value, $1.key) }
         let drop = seen.count - maxEntries * 9 / 10
         for (key, _) in ordered.prefix(drop) { seen.remove(key) }
         evictedEarly += drop

@@ -210,7 +210,7 @@ public struct UserStates: Sendable {
         if cutoff > .min { journal?.cuts.append((cutoff - 1, .max)) }
         if users.count > maxUsers {
             let ordered = users.entries.map { (key: $0.key, lastSeen: $0.value.state.lastSeen) }
-                .sorted { $0.lastSeen != $1.lastSeen ? $0.lastSeen < $1.lastSeen : $0.key < $1.key }
+                .sorted { ($0.lastSeen, $0.key) < ($1.lastSeen, $1.key) }
             let drop = users.count - maxUsers
             for (key, _) in ordered.prefix(drop) { users.remove(key) }
             journal?.cuts.append((ordered[drop - 1].lastSeen, ordered[drop - 1].key))

@@ -24,7 +24,7 @@ import Logging
 /// one's chain, write a whole checkpoint, whose pieces no other chain shares.
 final class CheckpointStore: Sendable {
     /// One piece of a checkpoint's chain, as its manifest lists it.
-    struct Piece: Sendable, Equatable {
+    struct Piece: Sendable {
         var sequence: UInt64
         /// The process that wrote it (0: written before chunk keys named their writer).
         var writer: UInt64
