@@ -59,3 +59,70 @@ struct StageCommitterDeliveryTests {
         try committer.deliverOutputs()
     }
 }
+
+@Suite("A stage's checkpoint")
+struct StageCommitterCheckpointTests {
+    struct Partition: StagePartition {
+        var lastOffset: Int64
+        var checkpoint: CheckpointStore.Checkpoint?
+        var changedSinceCheckpoint: Bool
+    }
+
+    @Test("is due at the checkpoint interval; writes the partitions that changed (all that processed any when forced), commits after them, and writes none when outputs were lost")
+    func checkpointsChangedPartitions() throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("input", partitions: 3)
+        try cluster.createTopic("outputs", partitions: 1)
+        let common = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: common, enableIdempotence: false))
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(common: common, groupID: "stage"))
+        let start = ContinuousClock.now
+        var committer = StageCommitter(guarantee: .atLeastOnce, producer: producer, consumer: consumer, now: start)
+        func due(after elapsed: Duration) -> StageCommitter.Step? {
+            committer.due(at: start.advanced(by: elapsed), checkpointInterval: 1_000, commitInterval: 250)
+        }
+        #expect(due(after: .milliseconds(100)) == nil)
+        #expect(due(after: .milliseconds(250)) == .commit)
+        committer.awaitedOutputs = true
+        #expect(due(after: .milliseconds(100)) == .commit)
+        #expect(due(after: .milliseconds(1_000)) == .checkpoint)
+
+        var partitions: [Int32: Partition] = [
+            0: Partition(lastOffset: 41, changedSinceCheckpoint: true),
+            1: Partition(lastOffset: 9, changedSinceCheckpoint: false),
+            2: Partition(lastOffset: -1, changedSinceCheckpoint: true),
+        ]
+        func committed() throws -> [Int64] {
+            try consumer.committed((0..<3).map { KafkaTopicPartition(topic: "input", partition: $0) }).sorted { $0.partition < $1.partition }.map(\.offset)
+        }
+        var written: [Int32] = []
+        func checkpoint(force: Bool, after elapsed: Duration) throws -> (checkpointed: Int, committed: Bool) {
+            try committer.checkpoint(&partitions, topic: "input", force: force, now: start.advanced(by: elapsed)) { partition, _ in written.append(partition) }
+        }
+        let first = try checkpoint(force: false, after: .seconds(1))
+        #expect(written == [0])
+        #expect(first.checkpointed == 1 && !first.committed)  // no transaction without exactly_once
+        #expect(partitions.values.map(\.changedSinceCheckpoint).filter { $0 }.count == 1)  // partition 2 processed nothing
+        #expect(try committed()[0] == 42)
+        #expect(!committer.awaitedOutputs)
+        #expect(due(after: .milliseconds(1_100)) == nil)
+        #expect(due(after: .milliseconds(2_000)) == .checkpoint)
+
+        written = []
+        #expect(try checkpoint(force: true, after: .seconds(2)).checkpointed == 2)
+        #expect(written == [0, 1])
+        #expect(try Array(committed()[0...1]) == [42, 10])
+
+        // An output is lost: no checkpoint may follow it (a restore from it would never
+        // produce that output again), and no offset is committed.
+        cluster.pushRequestErrors(apiKey: 0, [.messageSizeTooLarge])
+        try producer.produce(KafkaProducerMessage(topic: "outputs", key: nil, value: "lost"))
+        partitions[0]?.lastOffset = 99
+        partitions[0]?.changedSinceCheckpoint = true
+        written = []
+        #expect(throws: KafkaError.self) { try checkpoint(force: true, after: .seconds(3)) }
+        #expect(written.isEmpty)
+        #expect(partitions[0]?.changedSinceCheckpoint == true)
+        #expect(try Array(committed()[0...1]) == [42, 10])
+    }
+}

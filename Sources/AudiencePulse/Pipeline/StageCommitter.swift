@@ -3,7 +3,9 @@ import Kafka
 /// The output discipline both stages follow between two checkpoints: with
 /// `exactly_once`, a transaction opened before the first record and committed together
 /// with the consumed offsets; with `at_least_once`, a flush and a plain offset commit.
-/// Used only by its stage's thread.
+/// It also keeps the stage's cadence: a checkpoint every `processing.checkpoint_interval`,
+/// commits in between (``due(at:checkpointInterval:commitInterval:)``). Used only by its
+/// stage's thread.
 struct StageCommitter {
     /// Least time between two commits made early because updates or finals are waiting
     /// (instead of waiting for `processing.commit_interval`).
@@ -35,11 +37,33 @@ struct StageCommitter {
     private(set) var inTransaction = false
     /// Failed deliveries (without a handler) that ``deliverOutputs()`` has reported.
     private var reportedFailures = 0
+    private(set) var lastCheckpoint: ContinuousClock.Instant
+    private(set) var lastCommit: ContinuousClock.Instant
+    /// Updates or finals were produced since the last commit: they are committed without
+    /// waiting for the commit interval (``isDue(lastCommit:now:interval:awaitedOutputs:)``).
+    var awaitedOutputs = false
 
-    init(guarantee: PulseConfiguration.Guarantee, producer: KafkaProducer, consumer: KafkaConsumer) {
+    init(guarantee: PulseConfiguration.Guarantee, producer: KafkaProducer, consumer: KafkaConsumer, now: ContinuousClock.Instant = .now) {
         self.guarantee = guarantee
         self.producer = producer
         self.consumer = consumer
+        lastCheckpoint = now
+        lastCommit = now
+    }
+
+    /// What the stage's cycle should do at `now`: a checkpoint once the checkpoint interval
+    /// passed since the last, else a commit when one ``isDue(lastCommit:now:interval:awaitedOutputs:)``
+    /// (intervals in milliseconds).
+    func due(at now: ContinuousClock.Instant, checkpointInterval: Int64, commitInterval: Int64) -> Step? {
+        if now - lastCheckpoint >= .milliseconds(checkpointInterval) { return .checkpoint }
+        return Self.isDue(lastCommit: lastCommit, now: now, interval: commitInterval, awaitedOutputs: awaitedOutputs) ? .commit : nil
+    }
+
+    enum Step {
+        /// Checkpoint the changed partitions and commit (``checkpoint(_:topic:force:now:write:)``).
+        case checkpoint
+        /// Commit what was produced, without checkpoints (``commitProgress(_:topic:now:)``).
+        case commit
     }
 
     /// Opens the transaction if one is needed and none is open. Call before producing.
@@ -98,11 +122,13 @@ struct StageCommitter {
     mutating func reset() { inTransaction = false }
 }
 
-/// What both stages keep per assigned partition that committing and lag need.
+/// What both stages keep per assigned partition that checkpoints, commits and lag need.
 protocol StagePartition {
     /// Offset of the last record processed (-1: none yet).
     var lastOffset: Int64 { get }
     var checkpoint: CheckpointStore.Checkpoint? { get }
+    /// Records were processed since the last checkpoint.
+    var changedSinceCheckpoint: Bool { get set }
 }
 
 extension StageCommitter {
@@ -111,13 +137,41 @@ extension StageCommitter {
     /// checkpoint: a restart resumes from the checkpoint, never from a committed offset
     /// ahead of it (a partition without one would resume from the committed offset).
     /// Returns true if a transaction was committed.
-    mutating func commitProgress(_ partitions: [Int32: some StagePartition], topic: String) throws(KafkaError) -> Bool {
+    mutating func commitProgress(_ partitions: [Int32: some StagePartition], topic: String, now: ContinuousClock.Instant) throws(KafkaError) -> Bool {
+        lastCommit = now
+        awaitedOutputs = false
         let offsets = partitions.keys.sorted().compactMap { partition -> KafkaTopicPartition? in
             guard let state = partitions[partition], state.checkpoint != nil, state.lastOffset >= 0 else { return nil }
             return KafkaTopicPartition(topic: topic, partition: partition, offset: state.lastOffset + 1)
         }
         if guarantee == .atLeastOnce && offsets.isEmpty { return false }
         return try commit(offsets)
+    }
+
+    /// Checkpoints each partition with records processed since its checkpoint (each one
+    /// that processed any, with `force`) and commits them with the offsets after them:
+    /// outputs delivered first (``deliverOutputs()``; the commit would wait for them
+    /// anyway), then `write` produces a partition's checkpoint and sets it in its state
+    /// (in the transaction, with `exactly_once`). Returns how many partitions were
+    /// checkpointed and whether a transaction was committed.
+    mutating func checkpoint<Partition: StagePartition>(
+        _ partitions: inout [Int32: Partition], topic: String, force: Bool, now: ContinuousClock.Instant,
+        write: (Int32, inout Partition) throws(KafkaError) -> Void
+    ) throws(KafkaError) -> (checkpointed: Int, committed: Bool) {
+        lastCheckpoint = now
+        lastCommit = now
+        awaitedOutputs = false
+        try deliverOutputs()
+        var offsets: [KafkaTopicPartition] = []
+        for partition in partitions.keys.sorted() {
+            guard var state = partitions[partition], state.changedSinceCheckpoint || force, state.lastOffset >= 0 else { continue }
+            try prepareToProduce()
+            try write(partition, &state)
+            state.changedSinceCheckpoint = false
+            partitions[partition] = state
+            offsets.append(KafkaTopicPartition(topic: topic, partition: partition, offset: state.lastOffset + 1))
+        }
+        return (offsets.count, try commit(offsets))
     }
 
     /// Records not read yet per assigned partition, from the high watermarks of the last

@@ -76,11 +76,6 @@ final class StageOne: @unchecked Sendable {
     private let checkpoints: CheckpointStore
     private let clock = ContinuousClock()
     private var lastUpdate: ContinuousClock.Instant
-    private var lastCheckpoint: ContinuousClock.Instant
-    private var lastCommit: ContinuousClock.Instant
-    /// Updates or final partials were produced since the last commit (committed without
-    /// waiting for the commit interval: ``StageCommitter/isDue(lastCommit:now:interval:awaitedOutputs:)``).
-    private var awaitedOutputs = false
     private var lastProgress: ContinuousClock.Instant
     private var lastCycle: ContinuousClock.Instant
     private var brokerConfirmedAt: ContinuousClock.Instant?
@@ -109,8 +104,6 @@ final class StageOne: @unchecked Sendable {
         assigner = SegmentAssigner(spec: configuration.aggregation.segments, attributeNames: names)
         checkpoints = CheckpointStore(topic: configuration.stageOneChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
         lastUpdate = clock.now
-        lastCheckpoint = clock.now
-        lastCommit = clock.now
         lastProgress = clock.now
         lastCycle = clock.now
         smallestAdvance = configuration.aggregation.smallestAdvance
@@ -247,7 +240,7 @@ final class StageOne: @unchecked Sendable {
                 let wall = Self.wallMilliseconds()
                 state.aggregator.advanceWatermark(to: wall - configuration.idleTimeout - configuration.aggregation.maxOutOfOrderness)
             }
-            if try closeWindows(partition: partition, state: &state, producer: producer) { awaitedOutputs = true }
+            if try closeWindows(partition: partition, state: &state, producer: producer) { committer?.awaitedOutputs = true }
             partitions[partition] = state
         }
         align(consumer)
@@ -258,18 +251,21 @@ final class StageOne: @unchecked Sendable {
             defer { spent.updates += clock.now - closed }
             for partition in partitions.keys.sorted() {
                 guard var state = partitions[partition] else { continue }
-                if try emit(state.aggregator.takeUpdates(), partition: partition, state: &state, producer: producer) { awaitedOutputs = true }
+                if try emit(state.aggregator.takeUpdates(), partition: partition, state: &state, producer: producer) { committer?.awaitedOutputs = true }
                 partitions[partition] = state
             }
             updateLag(consumer)
         }
         let committing = clock.now
-        if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
+        switch committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval) {
+        case .checkpoint:
             try checkpoint(force: false)
             spent.checkpoint += clock.now - committing
-        } else if StageCommitter.isDue(lastCommit: lastCommit, now: now, interval: configuration.commitInterval, awaitedOutputs: awaitedOutputs) {
+        case .commit:
             try commitProgress()
             spent.commit += clock.now - committing
+        case nil:
+            break
         }
         if now - lastProgress >= .seconds(10) { logProgress(now) }
         // Measured from here to the next cycle's idle check: the poll and the batch's
@@ -483,39 +479,25 @@ final class StageOne: @unchecked Sendable {
 
     /// Commits what was produced since the last commit, without a checkpoint.
     private func commitProgress() throws {
-        lastCommit = clock.now
-        awaitedOutputs = false
-        if try committer?.commitProgress(partitions, topic: configuration.inputTopic) == true {
+        if try committer?.commitProgress(partitions, topic: configuration.inputTopic, now: clock.now) == true {
             metrics.transactionCommits.add(1, ordering: .relaxed)
         }
     }
 
-    /// Writes checkpoints of changed partitions and commits the consumed offsets (in the
-    /// transaction with `exactly_once`).
+    /// Writes checkpoints of changed partitions (all with `force`) and commits the consumed
+    /// offsets (in the transaction with `exactly_once`).
     private func checkpoint(force: Bool) throws {
         guard let producer else { return }
-        lastCheckpoint = clock.now
-        lastCommit = clock.now
-        awaitedOutputs = false
-        // Outputs first: the commit below would wait for them anyway.
-        try committer?.deliverOutputs()
-        var offsets: [KafkaTopicPartition] = []
-        for partition in partitions.keys.sorted() {
-            guard var state = partitions[partition], state.changedSinceCheckpoint || force else { continue }
-            guard state.lastOffset >= 0 else { continue }
-            let sequence = (state.checkpoint?.sequence ?? 0) + 1
-            try committer?.prepareToProduce()
+        let result = try committer?.checkpoint(&partitions, topic: configuration.inputTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
             let (bytes, incremental) = checkpointState(state)
             state.checkpoint = try checkpoints.write(
-                partition: partition, sequence: sequence, nextOffset: state.lastOffset + 1,
+                partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
                 state: bytes, incremental: incremental, previous: state.checkpoint, producer: producer)
             if incremental { metrics.incrementalCheckpoints.add(1, ordering: .relaxed) }
-            state.changedSinceCheckpoint = false
-            partitions[partition] = state
-            offsets.append(KafkaTopicPartition(topic: configuration.inputTopic, partition: partition, offset: state.lastOffset + 1))
         }
-        if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
-        if !offsets.isEmpty { metrics.checkpoints.add(offsets.count, ordering: .relaxed) }
+        guard let result else { return }
+        if result.committed { metrics.transactionCommits.add(1, ordering: .relaxed) }
+        metrics.checkpoints.add(result.checkpointed, ordering: .relaxed)
     }
 
     /// A partition's state to checkpoint: an increment on its last checkpoint while the

@@ -34,11 +34,6 @@ final class StageTwo: @unchecked Sendable {
     private let checkpoints: CheckpointStore
     private let clock = ContinuousClock()
     private var lastUpdate: ContinuousClock.Instant
-    private var lastCheckpoint: ContinuousClock.Instant
-    private var lastCommit: ContinuousClock.Instant
-    /// Updated or final records were produced since the last commit (committed without
-    /// waiting for the commit interval: ``StageCommitter/isDue(lastCommit:now:interval:awaitedOutputs:)``).
-    private var awaitedOutputs = false
     private var updatesPending = false
     private var missingSince: ContinuousClock.Instant?
     private var lastGapReport: ContinuousClock.Instant?
@@ -52,8 +47,6 @@ final class StageTwo: @unchecked Sendable {
         self.logger = logger
         checkpoints = CheckpointStore(topic: configuration.stageTwoChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
         lastUpdate = clock.now
-        lastCheckpoint = clock.now
-        lastCommit = clock.now
     }
 
     func stop() { stopping.store(true, ordering: .releasing) }
@@ -150,7 +143,7 @@ final class StageTwo: @unchecked Sendable {
                 guard var state = partitions[partition] else { continue }
                 let records = state.merger.takeUpdatedRecords()
                 try produce(records, producer: producer)
-                if !records.isEmpty { awaitedOutputs = true }
+                if !records.isEmpty { committer?.awaitedOutputs = true }
                 if !records.isEmpty, let since = state.pendingSince {
                     metrics.eventToMetric.observe(milliseconds: StageOne.wallMilliseconds() - since)
                     state.pendingSince = nil
@@ -160,16 +153,16 @@ final class StageTwo: @unchecked Sendable {
             updateLag(consumer)
         }
         reportMissingFinals(now)
-        if now - lastCheckpoint >= .milliseconds(configuration.checkpointInterval) {
-            try checkpoint(force: false)
-        } else if StageCommitter.isDue(lastCommit: lastCommit, now: now, interval: configuration.commitInterval, awaitedOutputs: awaitedOutputs) {
-            try commitProgress()
+        switch committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval) {
+        case .checkpoint: try checkpoint(force: false)
+        case .commit: try commitProgress()
+        case nil: break
         }
     }
 
     private func produceFinals(_ finals: [MetricRecord], producer: KafkaProducer) throws {
         try produce(finals, producer: producer)
-        if !finals.isEmpty { awaitedOutputs = true }
+        if !finals.isEmpty { committer?.awaitedOutputs = true }
         metrics.finalRecords.add(finals.count, ordering: .relaxed)
         let now = StageOne.wallMilliseconds()
         for record in finals { metrics.windowCloseDelay.observe(milliseconds: now - record.end) }
@@ -232,32 +225,21 @@ final class StageTwo: @unchecked Sendable {
 
     /// Commits what was produced since the last commit, without a checkpoint.
     private func commitProgress() throws {
-        lastCommit = clock.now
-        awaitedOutputs = false
-        if try committer?.commitProgress(partitions, topic: configuration.partialsTopic) == true {
+        if try committer?.commitProgress(partitions, topic: configuration.partialsTopic, now: clock.now) == true {
             metrics.transactionCommits.add(1, ordering: .relaxed)
         }
     }
 
+    /// Writes checkpoints of changed partitions (all with `force`) and commits the consumed
+    /// offsets (in the transaction with `exactly_once`).
     private func checkpoint(force: Bool) throws {
         guard let producer else { return }
-        lastCheckpoint = clock.now
-        lastCommit = clock.now
-        awaitedOutputs = false
-        // Outputs first: the commit below would wait for them anyway.
-        try committer?.deliverOutputs()
-        var offsets: [KafkaTopicPartition] = []
-        for partition in partitions.keys.sorted() {
-            guard var state = partitions[partition], state.changedSinceCheckpoint || force, state.lastOffset >= 0 else { continue }
-            try committer?.prepareToProduce()
+        let result = try committer?.checkpoint(&partitions, topic: configuration.partialsTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
                 state: state.merger.checkpoint(), previous: state.checkpoint, producer: producer)
-            state.changedSinceCheckpoint = false
-            partitions[partition] = state
-            offsets.append(KafkaTopicPartition(topic: configuration.partialsTopic, partition: partition, offset: state.lastOffset + 1))
         }
-        if try committer?.commit(offsets) == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
+        if result?.committed == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
     }
 
     private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
