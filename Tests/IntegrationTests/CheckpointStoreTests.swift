@@ -90,15 +90,62 @@ struct CheckpointStoreTests {
         #expect(restored.nextOffset == 30 && restored.state == taken && restored.increments.isEmpty)
         // The broken chain's increment is live but listed by no usable manifest: the next
         // whole checkpoint deletes it with the chain it replaces.
-        #expect(restored.strayChunks.count == 1 && restored.strayChunks.allSatisfy { $0.hasPrefix("c/0/3.") }, "\(restored.strayChunks)")
+        let stray = new.strayChunks(of: 0)
+        #expect(stray.count == 1 && stray.allSatisfy { $0.hasPrefix("c/0/3.") }, "\(stray)")
         let next = Self.bytes(7_000, seed: 5)
         _ = try new.write(partition: 0, sequence: 4, nextOffset: 40, state: next, previous: restored.withoutState, producer: producer)
         try await producer.flush()
         let again = try #require(try new.restore(partitions: [0], input: topic, consumer: nil).checkpoints[0]?.get())
-        #expect(again.nextOffset == 40 && again.state == next && again.strayChunks.isEmpty)
+        #expect(again.nextOffset == 40 && again.state == next && new.strayChunks(of: 0).isEmpty)
 
         // 2 + 2 records of the old chain, 2 + 2 tombstones of the takeover, 2 of the broken
         // increment, 2 + 2 tombstones (the takeover's chunk, the stray one) now.
         try await Self.expectOnlyLive(topic, partition: 0, count: 14, sequence: 4)
+    }
+
+    @Test("chunks whose manifest was never written are deleted by the next whole checkpoint, also where the partition has no checkpoint at all, but not the one that reuses a key: the same process's failed attempt at that sequence")
+    func chunksWithoutManifest() async throws {
+        let topic = TestBroker.uniqueName("changelog")
+        try await TestBroker.createTopic(topic, partitions: 2, configs: ["cleanup.policy": "compact"])
+        let producer = try TestBroker.producer()
+        let store = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+        func chunk(partition: Int32, sequence: UInt64, writer: UInt64) async throws -> String {
+            let key = CheckpointStore.chunkKey(partition: partition, sequence: sequence, writer: writer, index: 0)
+            _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: partition, key: Array(key.utf8), value: [1] + Self.bytes(300, seed: 9)))
+            return key
+        }
+        _ = try store.write(partition: 0, sequence: 1, nextOffset: 10, state: Self.bytes(1_000, seed: 1), previous: nil, producer: producer)
+        // This process's attempt at checkpoint 2 stopped after its chunk (its cycle failed
+        // and rewound), and another process stopped during its first checkpoint of
+        // partition 1, before any manifest.
+        let attempt = try await chunk(partition: 0, sequence: 2, writer: store.writer)
+        let orphans = [try await chunk(partition: 0, sequence: 7, writer: 0xABC), try await chunk(partition: 1, sequence: 1, writer: 0xABC)]
+        try await producer.flush()
+
+        let restored = try store.restore(partitions: [0, 1], input: topic, consumer: nil).checkpoints
+        let zero = try #require(try restored[0]?.get())
+        #expect(zero.nextOffset == 10 && zero.pieces.map(\.sequence) == [1])
+        #expect(try #require(restored[1]).get() == nil)
+        #expect(store.strayChunks(of: 0) == [attempt, orphans[0]].sorted())
+        #expect(store.strayChunks(of: 1) == [orphans[1]])
+
+        let second = Self.bytes(2_000, seed: 2)
+        _ = try store.write(partition: 0, sequence: 2, nextOffset: 20, state: second, previous: zero.withoutState, producer: producer)
+        let one = Self.bytes(500, seed: 3)
+        _ = try store.write(partition: 1, sequence: 1, nextOffset: 5, state: one, previous: nil, producer: producer)
+        try await producer.flush()
+        #expect(store.strayChunks(of: 0).isEmpty && store.strayChunks(of: 1).isEmpty)
+        let again = try store.restore(partitions: [0, 1], input: topic, consumer: nil).checkpoints
+        let newZero = try #require(try again[0]?.get())
+        #expect(newZero.nextOffset == 20 && newZero.state == second)
+        let newOne = try #require(try again[1]?.get())
+        #expect(newOne.nextOffset == 5 && newOne.state == one)
+        #expect(store.strayChunks(of: 0).isEmpty && store.strayChunks(of: 1).isEmpty)
+
+        // Partition 0: checkpoint 1 (2), the attempt, the orphan, checkpoint 2 (2), the
+        // tombstones of checkpoint 1's chunk and the orphan. Partition 1: the orphan,
+        // checkpoint 1 (2), the orphan's tombstone.
+        try await Self.expectOnlyLive(topic, partition: 0, count: 8, sequence: 2)
+        try await Self.expectOnlyLive(topic, partition: 1, count: 4, sequence: 1)
     }
 }

@@ -1,6 +1,7 @@
 import AudienceMetrics
 import Kafka
 import Logging
+import Synchronization
 
 /// Stage checkpoints in a compacted changelog topic, one changelog partition per stage
 /// input partition.
@@ -42,11 +43,6 @@ final class CheckpointStore: Sendable {
         var states: [[UInt8]] = []
         /// When this process wrote it (nil: restored).
         var writtenAt: ContinuousClock.Instant?
-        /// Keys of live chunks in the partition that no piece of this (restored) checkpoint
-        /// lists: pieces of a chain that broke (a process that went on adding increments
-        /// after another took its partition over), or chunks whose manifest was never
-        /// written. Nothing reads them; the next whole checkpoint deletes them.
-        var strayChunks: [String] = []
 
         /// The newest piece's sequence number.
         var sequence: UInt64 { pieces.last?.sequence ?? 0 }
@@ -57,9 +53,16 @@ final class CheckpointStore: Sendable {
         /// Bytes of the chain's increments.
         var incrementBytes: Int { pieces.dropFirst().reduce(0) { $0 + $1.size } }
 
+        /// The keys of its pieces' chunks in changelog partition `partition`.
+        func chunkKeys(partition: Int32) -> Set<String> {
+            Set(pieces.lazy.flatMap { piece in
+                (0..<piece.chunkCount).lazy.map { CheckpointStore.chunkKey(partition: partition, sequence: piece.sequence, writer: piece.writer, index: $0) }
+            })
+        }
+
         /// The same checkpoint without its state bytes (what a stage keeps to delete its
         /// chunks once the next whole checkpoint is complete).
-        var withoutState: Checkpoint { Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: writtenAt, strayChunks: strayChunks) }
+        var withoutState: Checkpoint { Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: writtenAt) }
     }
 
     static func chunkKey(partition: Int32, sequence: UInt64, writer: UInt64, index: Int) -> String {
@@ -70,12 +73,20 @@ final class CheckpointStore: Sendable {
     /// Most pieces in a chain (its whole state included).
     static let maxPieces = 16
     let topic: String
-    private let writer = UInt64.random(in: 1...UInt64.max)
+    /// This process's writer id (in its chunks' keys).
+    let writer = UInt64.random(in: 1...UInt64.max)
     private let kafka: KafkaConfiguration
     private let logger: Logger
     /// How recent a chain's newest piece must be for ``canExtend(_:now:)``: less than the
     /// consumer's session timeout, past which the group may have moved the partition.
     private let extendWithin: Duration
+    /// Per partition, the keys of live chunks that no piece of the checkpoint its last
+    /// restore found lists: pieces of a chain that broke (a process that went on adding
+    /// increments after another took its partition over), or chunks whose manifest was
+    /// never written (also where no manifest was written at all: a process stopped during
+    /// the partition's first checkpoint). Nothing reads them; the partition's next whole
+    /// checkpoint deletes them (``write(partition:sequence:nextOffset:state:incremental:previous:producer:)``).
+    private let strays = Mutex<[Int32: [String]]>([:])
 
     init(topic: String, kafka: KafkaConfiguration, logger: Logger) {
         self.topic = topic
@@ -136,13 +147,28 @@ final class CheckpointStore: Sendable {
                     try produce(producer, handle, partition, Array(key.utf8), nil)
                 }
             }
-            if !previous.strayChunks.isEmpty {
-                logger.info("deleting chunks no checkpoint lists", metadata: [
-                    "changelog": "\(topic)", "partition": "\(partition)", "chunks": "\(previous.strayChunks.count)"])
-            }
-            for key in previous.strayChunks { try produce(producer, handle, partition, Array(key.utf8), nil) }
         }
-        return Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: .now)
+        let checkpoint = Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: .now)
+        if !incremental, let stray = strays.withLock({ $0[partition] }) {
+            // A stray chunk may have the key of one just written: this process's own
+            // attempt at this sequence, which failed before its manifest (the stage then
+            // rewound to the checkpoint before it). That key holds the new chunk now.
+            let written = checkpoint.chunkKeys(partition: partition)
+            let deleted = stray.filter { !written.contains($0) }
+            if !deleted.isEmpty {
+                logger.info("deleting chunks no checkpoint lists", metadata: [
+                    "changelog": "\(topic)", "partition": "\(partition)", "chunks": "\(deleted.count)"])
+            }
+            for key in deleted { try produce(producer, handle, partition, Array(key.utf8), nil) }
+            strays.withLock { $0[partition] = nil }
+        }
+        return checkpoint
+    }
+
+    /// The chunks of `partition` that its next whole checkpoint deletes: live in the
+    /// changelog at its last restore, listed by no piece of the checkpoint it found.
+    func strayChunks(of partition: Int32) -> [String] {
+        strays.withLock { $0[partition] ?? [] }
     }
 
     private func produce(_ producer: KafkaProducer, _ handle: KafkaProducerTopic, _ partition: Int32, _ key: [UInt8], _ value: [UInt8]?) throws(KafkaError) {
@@ -254,6 +280,9 @@ final class CheckpointStore: Sendable {
             result[partition] = Result { () throws(KafkaError) in
                 let (checkpoint, skipped) = try log.newestCheckpoint(topic: topic, partition: partition)
                 for error in skipped { logger.warning("restoring an older checkpoint of \(topic)[\(partition)]: \(error.message)") }
+                let listed = checkpoint?.chunkKeys(partition: partition) ?? []
+                let stray = log.chunks.keys.filter { !listed.contains($0) }.sorted()
+                strays.withLock { $0[partition] = stray }
                 return checkpoint
             }
         }
@@ -324,7 +353,6 @@ final class CheckpointStore: Sendable {
         private func checkpoint(_ manifest: (nextOffset: Int64, pieces: [Piece]), topic: String, partition: Int32) throws(KafkaError) -> Checkpoint? {
             guard !manifest.pieces.isEmpty else { return nil }
             var states: [[UInt8]] = []
-            var listed = Set<String>()
             for piece in manifest.pieces {
                 var state: [UInt8] = []
                 state.reserveCapacity(piece.size)
@@ -334,7 +362,6 @@ final class CheckpointStore: Sendable {
                         throw KafkaError(code: .state, message: "checkpoint \(piece.sequence) of \(topic)[\(partition)] misses chunk \(index)")
                     }
                     state.append(contentsOf: chunk)
-                    listed.insert(key)
                 }
                 let hash = state.withUnsafeBytes { Hash64.hash($0) }
                 guard state.count == piece.size, hash == piece.hash else {
@@ -342,8 +369,7 @@ final class CheckpointStore: Sendable {
                 }
                 states.append(state)
             }
-            let stray = chunks.keys.filter { !listed.contains($0) }.sorted()
-            return Checkpoint(nextOffset: manifest.nextOffset, pieces: manifest.pieces, states: states, strayChunks: stray)
+            return Checkpoint(nextOffset: manifest.nextOffset, pieces: manifest.pieces, states: states)
         }
     }
 }
