@@ -9,6 +9,18 @@ struct CheckpointStoreTests {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
     }
 
+    /// A new compacted changelog topic of `partitions` partitions, and a producer.
+    static func changelog(partitions: Int32) async throws -> (topic: String, producer: KafkaProducer) {
+        let topic = TestBroker.uniqueName("changelog")
+        try await TestBroker.createTopic(topic, partitions: partitions, configs: ["cleanup.policy": "compact"])
+        return (topic, try TestBroker.producer())
+    }
+
+    /// A store on `topic`, as one process has it (a writer id of its own).
+    static func store(_ topic: String) throws -> CheckpointStore {
+        CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+    }
+
     /// Checks what compaction of `partition` of `topic` keeps (the newest value per key,
     /// unless a tombstone), reading its `count` records: the manifest and the chunks of
     /// checkpoint `sequence` only.
@@ -27,10 +39,8 @@ struct CheckpointStoreTests {
 
     @Test("a whole checkpoint and its increments are restored in order; the next whole one deletes them; only the process that wrote a chain extends it, and only while it is recent")
     func chain() async throws {
-        let topic = TestBroker.uniqueName("changelog")
-        try await TestBroker.createTopic(topic, partitions: 2, configs: ["cleanup.policy": "compact"])
-        let store = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
-        let producer = try TestBroker.producer()
+        let (topic, producer) = try await Self.changelog(partitions: 2)
+        let store = try Self.store(topic)
         #expect(throws: KafkaError.self, "an increment needs the checkpoint it extends") {
             try store.write(partition: 1, sequence: 1, nextOffset: 1, state: [1], incremental: true, previous: nil, producer: producer)
         }
@@ -53,7 +63,7 @@ struct CheckpointStoreTests {
         #expect(chain.state == whole && Array(chain.increments) == increments)
         #expect(try #require(restored.checkpoints[0]).get() == nil, "partition 0 has no checkpoint")
         #expect(!store.canExtend(chain, now: .now), "a restored chain is extended by a whole checkpoint")
-        let other = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+        let other = try Self.store(topic)
         #expect(!other.canExtend(checkpoint, now: .now), "another process's chain")
         #expect(!store.canExtend(checkpoint, now: .now + .seconds(46)), "past the session timeout (librdkafka's default: 45 s)")
 
@@ -71,11 +81,8 @@ struct CheckpointStoreTests {
 
     @Test("a process that goes on adding increments after another took its partition over and deleted its chain: the restore falls back to the newest complete checkpoint, and the next whole one deletes the stray increment")
     func brokenChainFallsBack() async throws {
-        let topic = TestBroker.uniqueName("changelog")
-        try await TestBroker.createTopic(topic, partitions: 1, configs: ["cleanup.policy": "compact"])
-        let producer = try TestBroker.producer()
-        let old = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
-        let new = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+        let (topic, producer) = try await Self.changelog(partitions: 1)
+        let (old, new) = (try Self.store(topic), try Self.store(topic))
         var chain = try old.write(partition: 0, sequence: 1, nextOffset: 10, state: Self.bytes(5_000, seed: 1), previous: nil, producer: producer)
         chain = try old.write(partition: 0, sequence: 2, nextOffset: 20, state: Self.bytes(100, seed: 2), incremental: true, previous: chain, producer: producer)
         // The new owner restores that chain and writes a whole checkpoint, deleting it …
@@ -105,10 +112,8 @@ struct CheckpointStoreTests {
 
     @Test("chunks whose manifest was never written are deleted by the next whole checkpoint, also where the partition has no checkpoint at all, but not the one that reuses a key: the same process's failed attempt at that sequence")
     func chunksWithoutManifest() async throws {
-        let topic = TestBroker.uniqueName("changelog")
-        try await TestBroker.createTopic(topic, partitions: 2, configs: ["cleanup.policy": "compact"])
-        let producer = try TestBroker.producer()
-        let store = CheckpointStore(topic: topic, kafka: try TestBroker.common(), logger: Logger(label: "test"))
+        let (topic, producer) = try await Self.changelog(partitions: 2)
+        let store = try Self.store(topic)
         func chunk(partition: Int32, sequence: UInt64, writer: UInt64) async throws -> String {
             let key = CheckpointStore.chunkKey(partition: partition, sequence: sequence, writer: writer, index: 0)
             _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: partition, key: Array(key.utf8), value: [1] + Self.bytes(300, seed: 9)))
