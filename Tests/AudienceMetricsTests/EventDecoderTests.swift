@@ -80,10 +80,30 @@ struct EventDecoderTests {
         (#"{"event_id":"a","type":"cl\u0001ick","user_id":"u","timestamp":1795860930250,"x":"\q"}"#, "malformed_json"),
         (#"{"event_id":"\ud800","type":"click","user_id":"u","timestamp":1795860930250}"#, "invalid_utf8"),
         (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":tru}"#, "malformed_json"),
+        // Members and elements are separated by commas, also inside values nobody reads.
+        (#"{"event_id":"a" "type":"click","user_id":"u","timestamp":1795860930250}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250;"x":1}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":{"a":1 "b":2}}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":[1 2]}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":[1;2]}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":[1,]}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":{"a":1,}}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":{"a"}}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":[}}"#, "malformed_json"),
+        (#"{"event_id":"a","type":"click","user_id":"u","timestamp":1795860930250,"x":[1"#, "malformed_json"),
     ])
     func rejections(input: String, reason: String) {
         let decoder = EventDecoder()
         #expect(decoder.decode(input)?.code == reason)
+    }
+
+    @Test("values nobody reads are skipped whole: empty and nested objects and arrays, with or without spaces", arguments: [
+        #""x":{}"#, #""x":[]"#, #""x":[ ]"#, #""x":{ }"#, #""x" : { "a" : [1, {"b":null}, [], "c"] , "d":{"e":{}} }"#, #""x":[[[true,false]],{}]"#,
+    ])
+    func skipped(member: String) throws {
+        let decoder = EventDecoder()
+        #expect(decoder.decode(#"{"event_id":"a",\#(member),"type":"click","user_id":"u","timestamp":1795860930250}"#) == nil)
+        #expect(decoder.string(decoder.event.type) == "click")
     }
 
     @Test("invalid UTF-8 bytes, nesting, size and attribute limits are enforced")

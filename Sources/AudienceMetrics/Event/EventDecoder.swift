@@ -251,12 +251,7 @@ public final class EventDecoder {
             } else {
                 try skipValue(&c, &state, depth: depth)
             }
-            c.skipWhitespace()
-            guard c.i < c.count else { throw .malformedJSON }
-            let next = c.base[c.i]
-            c.i += 1
-            if next == UInt8(ascii: "}") { return }
-            guard next == UInt8(ascii: ",") else { throw .malformedJSON }
+            if try c.endsContainer(UInt8(ascii: "}")) { return }
         }
     }
 
@@ -544,43 +539,21 @@ public final class EventDecoder {
         switch c.base[c.i] {
         case UInt8(ascii: "{"):
             guard depth + 1 <= limits.maxDepth else { throw .tooDeep }
-            c.i += 1
-            c.skipWhitespace()
-            if c.peek() == UInt8(ascii: "}") {
-                c.i += 1
-                return
-            }
-            while true {
+            if c.opensEmpty(UInt8(ascii: "}")) { return }
+            repeat {
                 c.skipWhitespace()
                 let mark = state.scratchUsed
                 _ = try parseString(&c, &state)
                 state.scratchUsed = mark
                 try c.expect(UInt8(ascii: ":"))
                 try skipValue(&c, &state, depth: depth + 1)
-                c.skipWhitespace()
-                guard c.i < c.count else { throw .malformedJSON }
-                let next = c.base[c.i]
-                c.i += 1
-                if next == UInt8(ascii: "}") { return }
-                guard next == UInt8(ascii: ",") else { throw .malformedJSON }
-            }
+            } while try !c.endsContainer(UInt8(ascii: "}"))
         case UInt8(ascii: "["):
             guard depth + 1 <= limits.maxDepth else { throw .tooDeep }
-            c.i += 1
-            c.skipWhitespace()
-            if c.peek() == UInt8(ascii: "]") {
-                c.i += 1
-                return
-            }
-            while true {
+            if c.opensEmpty(UInt8(ascii: "]")) { return }
+            repeat {
                 try skipValue(&c, &state, depth: depth + 1)
-                c.skipWhitespace()
-                guard c.i < c.count else { throw .malformedJSON }
-                let next = c.base[c.i]
-                c.i += 1
-                if next == UInt8(ascii: "]") { return }
-                guard next == UInt8(ascii: ",") else { throw .malformedJSON }
-            }
+            } while try !c.endsContainer(UInt8(ascii: "]"))
         case UInt8(ascii: "\""):
             let mark = state.scratchUsed
             _ = try parseString(&c, &state)

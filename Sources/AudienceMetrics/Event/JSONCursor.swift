@@ -25,6 +25,28 @@ struct JSONCursor {
         i += 1
     }
 
+    /// Opens the container whose opening byte (`{` or `[`) the cursor is at; true if it
+    /// is empty (`close` follows, and is consumed too).
+    @inline(__always) mutating func opensEmpty(_ close: UInt8) -> Bool {
+        i += 1
+        skipWhitespace()
+        guard peek() == close else { return false }
+        i += 1
+        return true
+    }
+
+    /// After a container's member or element: true at its end (`close`, consumed), false
+    /// after a comma (consumed); anything else is malformed.
+    @inline(__always) mutating func endsContainer(_ close: UInt8) throws(RejectReason) -> Bool {
+        skipWhitespace()
+        guard i < count else { throw .malformedJSON }
+        let next = base[i]
+        i += 1
+        if next == close { return true }
+        guard next == UInt8(ascii: ",") else { throw .malformedJSON }
+        return false
+    }
+
     mutating func literal(_ word: StaticString) throws(RejectReason) {
         let length = word.utf8CodeUnitCount
         guard count - i >= length else { throw .malformedJSON }
