@@ -26,15 +26,21 @@ struct StageCommitterTests {
     }
 }
 
+/// A mock cluster with `topics` (name: partitions), and a stage's producer and group consumer on it.
+func mockStage(topics: [String: Int32]) throws -> (KafkaMockCluster, KafkaProducer, KafkaConsumer) {
+    let cluster = try KafkaMockCluster(brokers: 1)
+    for (topic, partitions) in topics.sorted(by: { $0.key < $1.key }) { try cluster.createTopic(topic, partitions: partitions) }
+    let common = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
+    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: common, enableIdempotence: false))
+    let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(common: common, groupID: "stage"))
+    return (cluster, producer, consumer)
+}
+
 @Suite("When an output is not delivered")
 struct StageCommitterDeliveryTests {
     @Test("the next checkpoint fails, once: after the rewind that follows, checkpoints go through again")
     func failedDeliveryFailsOneCheckpoint() throws {
-        let cluster = try KafkaMockCluster(brokers: 1)
-        try cluster.createTopic("outputs", partitions: 1)
-        let common = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: common, enableIdempotence: false))
-        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(common: common, groupID: "stage"))
+        let (cluster, producer, consumer) = try mockStage(topics: ["outputs": 1])
         var committer = StageCommitter(guarantee: .atLeastOnce, producer: producer, consumer: consumer)
         try producer.produce(KafkaProducerMessage(topic: "outputs", key: nil, value: "delivered"))
         try committer.deliverOutputs()
@@ -70,12 +76,7 @@ struct StageCommitterCheckpointTests {
 
     @Test("is due at the checkpoint interval; writes the partitions that changed (all that processed any when forced), commits after them, and writes none when outputs were lost")
     func checkpointsChangedPartitions() throws {
-        let cluster = try KafkaMockCluster(brokers: 1)
-        try cluster.createTopic("input", partitions: 3)
-        try cluster.createTopic("outputs", partitions: 1)
-        let common = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: common, enableIdempotence: false))
-        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(common: common, groupID: "stage"))
+        let (cluster, producer, consumer) = try mockStage(topics: ["input": 3, "outputs": 1])
         let start = ContinuousClock.now
         var committer = StageCommitter(guarantee: .atLeastOnce, producer: producer, consumer: consumer, now: start)
         func due(after elapsed: Duration) -> StageCommitter.Step? {

@@ -196,14 +196,10 @@ public final class EventDecoder {
         return ByteRef(start: Int32(start), count: Int32(n))
     }
 
+    /// Parses the object whose `{` the cursor is at (every caller has looked).
     private func parseObject(_ c: inout JSONCursor, _ state: inout ParseState, node: Int?, attributeMode: Bool, pathLength: Int, depth: Int) throws(RejectReason) {
         guard depth <= limits.maxDepth else { throw .tooDeep }
-        try c.expect(UInt8(ascii: "{"))
-        c.skipWhitespace()
-        if c.peek() == UInt8(ascii: "}") {
-            c.i += 1
-            return
-        }
+        if c.opensEmpty(UInt8(ascii: "}")) { return }
         // The child of the previous key (-1 before the first key; -2 after a key that is
         // not a child: no prediction then).
         var previous = -1

@@ -234,7 +234,7 @@ public struct HashMap64<Value>: @unchecked Sendable {
 }
 
 extension Int {
-    var nextPowerOfTwo: Int {
+    fileprivate var nextPowerOfTwo: Int {
         var value = 1
         while value < self { value <<= 1 }
         return value

@@ -106,9 +106,9 @@ final class CheckpointStore: Sendable {
     }
 
     /// Produces a checkpoint (the piece's chunks, the manifest, then for a whole one
-    /// tombstones for `previous`' pieces and its stray chunks) through `producer`, inside
-    /// its current transaction if it has one. `incremental`: `state` is an increment on
-    /// `previous`, which ``canExtend(_:now:)`` allowed.
+    /// tombstones for `previous`' pieces and the partition's stray chunks) through
+    /// `producer`, inside its current transaction if it has one. `incremental`: `state` is
+    /// an increment on `previous`, which ``canExtend(_:now:)`` allowed.
     func write(
         partition: Int32, sequence: UInt64, nextOffset: Int64, state: [UInt8], incremental: Bool = false, previous: Checkpoint?,
         producer: KafkaProducer
@@ -140,28 +140,21 @@ final class CheckpointStore: Sendable {
             manifest.writeFixed64(piece.hash)
         }
         try produce(producer, handle, partition, Array("m/\(partition)".utf8), manifest.bytes)
-        if !incremental, let previous {
-            for old in previous.pieces where old.sequence != sequence || old.writer != writer {
-                for index in 0..<old.chunkCount {
-                    let key = Self.chunkKey(partition: partition, sequence: old.sequence, writer: old.writer, index: index)
-                    try produce(producer, handle, partition, Array(key.utf8), nil)
-                }
-            }
-        }
         let checkpoint = Checkpoint(nextOffset: nextOffset, pieces: pieces, writtenAt: .now)
-        if !incremental, let stray = strays.withLock({ $0[partition] }) {
-            // A stray chunk may have the key of one just written: this process's own
-            // attempt at this sequence, which failed before its manifest (the stage then
-            // rewound to the checkpoint before it). That key holds the new chunk now.
-            let written = checkpoint.chunkKeys(partition: partition)
-            let deleted = stray.filter { !written.contains($0) }
-            if !deleted.isEmpty {
-                logger.info("deleting chunks no checkpoint lists", metadata: [
-                    "changelog": "\(topic)", "partition": "\(partition)", "chunks": "\(deleted.count)"])
-            }
-            for key in deleted { try produce(producer, handle, partition, Array(key.utf8), nil) }
-            strays.withLock { $0[partition] = nil }
+        guard !incremental else { return checkpoint }
+        // Complete: delete the chain before it and the chunks that no checkpoint listed at
+        // the last restore, but no key just written again (a stray can be this process's
+        // attempt at this sequence that failed before its manifest; the stage then rewound
+        // to the checkpoint before it, and that key now holds the new chunk).
+        let written = checkpoint.chunkKeys(partition: partition)
+        let replaced = (previous?.chunkKeys(partition: partition) ?? []).subtracting(written).sorted()
+        let stray = strays.withLock { $0[partition] ?? [] }.filter { !written.contains($0) }
+        if !stray.isEmpty {
+            logger.info("deleting chunks no checkpoint lists", metadata: [
+                "changelog": "\(topic)", "partition": "\(partition)", "chunks": "\(stray.count)"])
         }
+        for key in replaced + stray { try produce(producer, handle, partition, Array(key.utf8), nil) }
+        strays.withLock { $0[partition] = nil }
         return checkpoint
     }
 
