@@ -139,8 +139,13 @@ extension ServiceCrashTests {
     private static func outage(_ broker: PrivateBroker) async throws {
         try await TestBroker.$overrideServers.withValue(broker.bootstrapServers) {
             let scenario = try await ServiceScenario(prefix: "outage", partitions: 4, events: 8_000, users: 200, seed: 41)
-            let feeding = scenario.feed(slice: 250, pause: .milliseconds(500))
-            let service = try scenario.start(instance: "u1")
+            // The feeder's producer loses the broker too. Once the network is back it
+            // reconnects within its back-off (at most 1 s here; librdkafka's default of
+            // 10 s once made it deliver after the service had read everything and waited
+            // out the test's 2 s idle timeout, so the rest arrived late). The idle timeout
+            // must outlast the producers' reconnection (docs/operations.md): 5 s.
+            let feeding = scenario.feed(slice: 250, pause: .milliseconds(500), reconnectBackoff: .seconds(1))
+            let service = try scenario.start(instance: "u1", environment: ["PULSE_TIME__IDLE_TIMEOUT": "5s"])
             #expect(try await service.waitForLog("stage 1 assigned", count: 1, timeout: .seconds(60)))
             try await Task.sleep(for: .seconds(3))
             broker.proxy.cut()

@@ -46,16 +46,20 @@ struct ServiceScenario {
     /// so they stream in while the test does things to the service. `transactional`: each
     /// slice is one committed transaction (an upstream producer with exactly-once on), so
     /// every slice ends in a commit marker.
-    func feed(slice: Int = 500, pause: Duration = .seconds(1), transactional: Bool = false) -> Task<Void, any Error> {
+    /// `reconnectBackoff`: the most the producer waits between attempts to reach a broker
+    /// it lost (librdkafka's `reconnect.backoff.max.ms`, 10 s by default).
+    func feed(slice: Int = 500, pause: Duration = .seconds(1), transactional: Bool = false, reconnectBackoff: Duration? = nil) -> Task<Void, any Error> {
         let messages = audience.messages
         let input = input
         let app = app
+        let properties = reconnectBackoff.map { ["reconnect.backoff.max.ms": "\($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)"] } ?? [:]
         return Task {
-            let producer = try TestBroker.producer(transactionalID: transactional ? "\(app)-upstream" : nil)
+            let producer = try TestBroker.producer(transactionalID: transactional ? "\(app)-upstream" : nil, properties: properties)
             if transactional {
                 try await producer.initTransactions()
                 try producer.beginTransaction()
             }
+            var lastDelivered = ContinuousClock.now
             for (index, message) in messages.enumerated() {
                 try producer.produce(KafkaProducerMessage(topic: input, key: message.key, value: message.value), blockIfQueueFull: true)
                 if index % slice == slice - 1 || index == messages.count - 1 {
@@ -65,6 +69,13 @@ struct ServiceScenario {
                     } else {
                         try await producer.flush()
                     }
+                    // A gap in the input (the network cut, a slow broker) said with the
+                    // wall-clock time, to set beside the service's log.
+                    let delivered = ContinuousClock.now
+                    if delivered - lastDelivered > .seconds(2) {
+                        print("feeder \(app): messages up to \(index) delivered at \(Date()), \(delivered - lastDelivered) after the ones before")
+                    }
+                    lastDelivered = delivered
                     if index < messages.count - 1 { try await Task.sleep(for: pause) }
                 }
             }

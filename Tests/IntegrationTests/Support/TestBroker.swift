@@ -45,8 +45,10 @@ enum TestBroker {
 
     static func common() throws -> KafkaConfiguration { KafkaConfiguration(bootstrapServers: try bootstrapServers()) }
 
-    static func producer(transactionalID: String? = nil) throws -> KafkaProducer {
-        try KafkaProducer(configuration: KafkaProducerConfiguration(common: try common(), transactionalID: transactionalID))
+    static func producer(transactionalID: String? = nil, properties: [String: String] = [:]) throws -> KafkaProducer {
+        var common = try common()
+        common.properties = properties
+        return try KafkaProducer(configuration: KafkaProducerConfiguration(common: common, transactionalID: transactionalID))
     }
 
     static func consumer(
