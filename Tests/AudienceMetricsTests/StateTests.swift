@@ -47,21 +47,12 @@ struct StateTests {
 
     @Test("a de-duplicator's journals, applied in order to the table they started from, give the table byte for byte, through prunings and early evictions")
     func deduplicationJournal() throws {
-        func bytes(_ dedup: Deduplicator) -> [UInt8] {
-            var writer = BinaryWriter()
-            dedup.encode(into: &writer)
-            return writer.bytes
-        }
         var random = SplitMix64(seed: 11)
         // Small enough that the table fills and forgets its oldest ids early, with a horizon
         // short enough that prunings drop expired ones.
         var dedup = Deduplicator(horizon: 5_000, maxEntries: 2_000)
         var time: Int64 = 0
-        var base = bytes(dedup)
-        dedup.startJournal()
-        var journals: [[UInt8]] = []
-        var checked = 0
-        for step in 1...20_000 {
+        var base = try Self.checkJournals(of: &dedup, restore: { reader in try Deduplicator.decode(from: &reader) }) { dedup, step in
             // Time passes fast in some stretches (prunings drop what the horizon passed)
             // and slowly in others (the table fills up: the oldest ids are forgotten).
             time += Int64(random.next() % (step / 2_000 % 2 == 0 ? 8 : 2))
@@ -69,31 +60,10 @@ struct StateTests {
             let id = random.next() % 4 == 0 ? random.next() % 3_000 : random.next()
             _ = dedup.isDuplicate(id, at: time - Int64(random.next() % 2_000))
             if step % 997 == 0 { dedup.prune() }
-            // A journal holds at most a quarter of `maxEntries` ids.
-            if step % 400 == 0 {
-                #expect(dedup.hasJournal)
-                var writer = BinaryWriter()
-                dedup.encodeJournal(into: &writer)
-                dedup.startJournal()
-                journals.append(writer.bytes)
-                var reader = BinaryReader(base)
-                var restored = try Deduplicator.decode(from: &reader)
-                for journal in journals {
-                    var reader = BinaryReader(journal)
-                    try restored.applyJournal(from: &reader)
-                    #expect(reader.isAtEnd)
-                }
-                let same = bytes(restored) == bytes(dedup)
-                #expect(same, "after step \(step): \(restored.count) ids restored, \(dedup.count) kept")
-                checked += 1
-                if journals.count == 4 {
-                    base = bytes(dedup)
-                    journals = []
-                }
-            }
         }
-        #expect(checked == 50 && dedup.evictedEarly > 0)
+        #expect(dedup.evictedEarly > 0)
         // Past its limit (half the table, at least 65,536 ids) the journal is dropped.
+        base = Self.bytes(dedup)
         dedup.startJournal()
         for id in UInt64(0)..<65_536 { _ = dedup.isDuplicate(id << 32, at: time) }
         #expect(dedup.hasJournal)
@@ -109,53 +79,27 @@ struct StateTests {
 
     @Test("a user table's journals, applied in order to the table they started from, give the table byte for byte, through expiries and evictions")
     func userStatesJournal() throws {
-        func bytes(_ users: UserStates) -> [UInt8] {
-            var writer = BinaryWriter()
-            users.encode(into: &writer)
-            return writer.bytes
-        }
         var random = SplitMix64(seed: 12)
         // A short TTL (expiries) and a small bound (the least recently active forgotten).
         var users = UserStates(ttl: 40_000, maxUsers: 300)
+        func restore(_ reader: inout BinaryReader) throws -> UserStates {
+            var restored = UserStates(ttl: 40_000, maxUsers: 300)
+            try restored.decode(from: &reader)
+            return restored
+        }
         var time: Int64 = 0
-        var base = bytes(users)
-        users.startJournal()
-        var journals: [[UInt8]] = []
-        var checked = 0
         var forgotten = 0
-        for step in 1...20_000 {
+        var base = try Self.checkJournals(of: &users, restore: restore) { users, step in
             time += Int64(random.next() % (step / 2_000 % 2 == 0 ? 12 : 2))
             // Some users come back often, most rarely; some events are late.
             let user = random.next() % 3 == 0 ? random.next() % 50 : random.next() % 2_000
             _ = users.update(user: user, time: time - Int64(random.next() % 500), typeCode: Int(random.next() % 4))
             if step % 97 == 0 { forgotten += users.expire(now: time) }
-            if step % 400 == 0 {
-                #expect(users.hasJournal)
-                var writer = BinaryWriter()
-                users.encodeJournal(into: &writer)
-                users.startJournal()
-                journals.append(writer.bytes)
-                var restored = UserStates(ttl: 40_000, maxUsers: 300)
-                var reader = BinaryReader(base)
-                try restored.decode(from: &reader)
-                for journal in journals {
-                    var reader = BinaryReader(journal)
-                    try restored.applyJournal(from: &reader)
-                    #expect(reader.isAtEnd)
-                }
-                let same = bytes(restored) == bytes(users)
-                #expect(same, "after step \(step): \(restored.count) users restored, \(users.count) kept")
-                checked += 1
-                if journals.count == 4 {
-                    base = bytes(users)
-                    journals = []
-                }
-            }
         }
-        #expect(checked == 50 && forgotten > 1_000)
+        #expect(forgotten > 1_000)
 
         // A journal longer than its limit (65,536 here) keeps each user once,
-        base = bytes(users)
+        base = Self.bytes(users)
         users.startJournal()
         for step in 0..<100_000 { _ = users.update(user: UInt64(step % 40), time: time + Int64(step / 1_000), typeCode: 0) }
         #expect(users.hasJournal)
@@ -166,12 +110,12 @@ struct StateTests {
         try restored.decode(from: &reader)
         var journal = BinaryReader(writer.bytes)
         try restored.applyJournal(from: &journal)
-        #expect(bytes(restored) == bytes(users))
+        #expect(Self.bytes(restored) == Self.bytes(users))
         // Expiry by the TTL alone (above, the table was nearly always over its bound too).
         let origin: Int64 = 1_795_860_000_000
         var aging = UserStates(ttl: 1_000, maxUsers: 1_000_000)
         for user in UInt64(1)...500 { _ = aging.update(user: user, time: origin + Int64(user) * 10, typeCode: 0) }
-        let agingBase = bytes(aging)
+        let agingBase = Self.bytes(aging)
         aging.startJournal()
         _ = aging.update(user: 7, time: origin + 4_990, typeCode: 0)
         #expect(aging.expire(now: origin + 5_000) == 398)
@@ -183,7 +127,7 @@ struct StateTests {
         try agingRestored.decode(from: &reader)
         journal = BinaryReader(writer.bytes)
         try agingRestored.applyJournal(from: &journal)
-        #expect(agingRestored.count == 103 && bytes(agingRestored) == bytes(aging))
+        #expect(agingRestored.count == 103 && Self.bytes(agingRestored) == Self.bytes(aging))
         // … and is dropped when even that is more than half of it.
         var large = UserStates()
         large.startJournal()
@@ -261,4 +205,62 @@ struct StateTests {
             #expect(visited.count == map.count)
         }
     }
+
+    /// 20,000 steps of `step` on `table`; every 400 the journal since the last one is
+    /// taken, and `restore` of the table the journals started from, with every journal
+    /// since applied in order, must equal the table byte for byte (every fourth journal
+    /// the starting point moves on). Returns the table's last starting point.
+    static func checkJournals<Table: JournaledTable>(
+        of table: inout Table, restore: (inout BinaryReader) throws -> Table, step: (inout Table, Int) -> Void
+    ) throws -> [UInt8] {
+        var base = bytes(table)
+        table.startJournal()
+        var journals: [[UInt8]] = []
+        var checked = 0
+        for number in 1...20_000 {
+            step(&table, number)
+            // A journal holds at most a quarter of the table's bound.
+            guard number % 400 == 0 else { continue }
+            #expect(table.hasJournal)
+            var writer = BinaryWriter()
+            table.encodeJournal(into: &writer)
+            table.startJournal()
+            journals.append(writer.bytes)
+            var reader = BinaryReader(base)
+            var restored = try restore(&reader)
+            for journal in journals {
+                var reader = BinaryReader(journal)
+                try restored.applyJournal(from: &reader)
+                #expect(reader.isAtEnd)
+            }
+            let same = bytes(restored) == bytes(table)
+            #expect(same, "after step \(number): \(restored.count) restored, \(table.count) kept")
+            checked += 1
+            if journals.count == 4 {
+                base = bytes(table)
+                journals = []
+            }
+        }
+        #expect(checked == 50)
+        return base
+    }
+
+    static func bytes(_ table: some JournaledTable) -> [UInt8] {
+        var writer = BinaryWriter()
+        table.encode(into: &writer)
+        return writer.bytes
+    }
 }
+
+/// The per-partition tables whose changes a checkpoint can carry as a journal.
+protocol JournaledTable {
+    var count: Int { get }
+    var hasJournal: Bool { get }
+    func encode(into writer: inout BinaryWriter)
+    func encodeJournal(into writer: inout BinaryWriter)
+    mutating func startJournal()
+    mutating func applyJournal(from reader: inout BinaryReader) throws(BinaryReader.Error)
+}
+
+extension Deduplicator: JournaledTable {}
+extension UserStates: JournaledTable {}
