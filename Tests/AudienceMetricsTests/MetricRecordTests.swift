@@ -39,6 +39,32 @@ struct MetricRecordTests {
         #expect(try !validator.problems(in: #"{"schema":"audience-pulse.metrics/v2"}"#).isEmpty)
     }
 
+    @Test("counts by known type: one lane per type, written as a count then each type's (the form of every version), summed by merges; another count is refused")
+    func knownTypeCounts() throws {
+        #expect(KnownEventType.allCases.count == SegmentAggregate.KnownTypeCounts.scalarCount)
+        var aggregate = SegmentAggregate()
+        aggregate.events = 36
+        for type in KnownEventType.allCases { aggregate.knownTypes[type.rawValue] = Int64(type.rawValue + 1) }
+        var expected = BinaryWriter()
+        expected.write(UInt8(1))
+        expected.writeSigned(36)
+        expected.writeVarint(KnownEventType.allCases.count)
+        for type in KnownEventType.allCases { expected.writeSigned(Int64(type.rawValue + 1)) }
+        let bytes = aggregate.encoded
+        #expect(Array(bytes.prefix(expected.bytes.count)) == expected.bytes)
+        #expect(try SegmentAggregate(encoded: bytes) == aggregate)
+        var merged = aggregate
+        merged.merge([aggregate, aggregate])
+        #expect(KnownEventType.allCases.allSatisfy { merged.count($0) == 3 * Int64($0.rawValue + 1) })
+        #expect(merged.count(in: EventTypeSet([.like, .share])) == 3 * (3 + 4))
+        // Seven or nine types: not this form.
+        for count in [7, 9] {
+            var other = bytes
+            other[expected.bytes.count - KnownEventType.allCases.count - 1] = UInt8(count)
+            #expect(throws: BinaryReader.Error.self) { try SegmentAggregate(encoded: other) }
+        }
+    }
+
     @Test("the encoding is deterministic and escapes strings")
     func encoding() throws {
         var aggregate = SegmentAggregate()

@@ -3,10 +3,14 @@
 /// their events — exactly for counts, sums and small user sets, within the sketches'
 /// stated error otherwise.
 public struct SegmentAggregate: Sendable, Equatable {
+    /// Counts per known event type, one lane per ``KnownEventType`` (there are eight).
+    public typealias KnownTypeCounts = SIMD8<Int64>
+
     /// All events.
     public var events: Int64 = 0
-    /// Events per ``KnownEventType`` (by raw value).
-    public var knownTypes = [Int64](repeating: 0, count: KnownEventType.allCases.count)
+    /// Events per ``KnownEventType`` (by raw value): one lane per type, held in the
+    /// aggregate itself (no buffer of its own to allocate, copy or check for sharing).
+    public var knownTypes = KnownTypeCounts()
     /// Events of types the metrics do not know, by name.
     public var otherTypes: [String: Int64] = [:]
     /// Distinct users.
@@ -51,7 +55,7 @@ public struct SegmentAggregate: Sendable, Equatable {
     public mutating func merge(_ others: some Collection<SegmentAggregate>) {
         for other in others {
             events += other.events
-            for index in knownTypes.indices { knownTypes[index] += other.knownTypes[index] }
+            knownTypes &+= other.knownTypes
             for (name, count) in other.otherTypes { otherTypes[name, default: 0] += count }
             users.merge(other.users)
             newUsers.merge(other.newUsers)
@@ -84,8 +88,8 @@ public struct SegmentAggregate: Sendable, Equatable {
     public func encode(into writer: inout BinaryWriter) {
         writer.write(SegmentAggregate.formatVersion)
         writer.writeSigned(events)
-        writer.writeVarint(knownTypes.count)
-        for count in knownTypes { writer.writeSigned(count) }
+        writer.writeVarint(knownTypes.scalarCount)
+        for index in knownTypes.indices { writer.writeSigned(knownTypes[index]) }
         writer.writeVarint(otherTypes.count)
         for (name, count) in otherTypes.sorted(by: { $0.key < $1.key }) {
             writer.writeString(name)
@@ -107,7 +111,7 @@ public struct SegmentAggregate: Sendable, Equatable {
         var result = SegmentAggregate()
         result.events = try reader.readSigned()
         let typeCount = try reader.readCount(limit: 64)
-        guard typeCount == result.knownTypes.count else { throw BinaryReader.Error(message: "event type count \(typeCount)") }
+        guard typeCount == result.knownTypes.scalarCount else { throw BinaryReader.Error(message: "event type count \(typeCount)") }
         for type in 0..<typeCount { result.knownTypes[type] = try reader.readSigned() }
         let otherCount = try reader.readCount(limit: 1 << 16)
         for _ in 0..<otherCount { result.otherTypes[try reader.readString(limit: 4096)] = try reader.readSigned() }
