@@ -1,5 +1,5 @@
 # Audience Pulse — the two commands that matter are `make demo` and `make test`.
-.PHONY: test demo bench bootstrap broker-start broker-stop build release bench-kafka bench-core leak-check clean
+.PHONY: test demo bench soak bootstrap broker-start broker-stop build release bench-kafka bench-core leak-check clean
 
 ## Install everything missing (system packages, librdkafka >= 2.1, the local broker).
 bootstrap:
@@ -29,6 +29,10 @@ release: bootstrap
 ## Appends its table to docs/benchmarks.md and writes .tools/bench/suite.json.
 bench: bootstrap
 	scripts/bench.sh
+
+## A long live run of the full job with spikes: memory, CPU, lag and latency once a minute (DURATION=30m; docs/benchmarks.md).
+soak: bootstrap
+	scripts/soak.sh
 
 ## Bare Kafka-module consumer/producer vs kcat on the same topic (docs/benchmarks.md).
 bench-kafka: bootstrap

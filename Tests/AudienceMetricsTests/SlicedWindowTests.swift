@@ -161,6 +161,36 @@ struct SlicedWindowTests {
         fromRestored += restored.finish()
         #expect(fromWhole.count > 20)
         Self.expectSame(fromRestored, fromWhole, "finals after restoring format 2")
-        #expect(restored.aggregator.checkpoint().first == 4, "written again in the current format")
+        #expect(restored.aggregator.checkpoint().first == 5, "written again in the current format")
+    }
+
+    /// `Fixtures/stage1-chain-format4/` was written by the aggregator of 62b034b (format 4:
+    /// an increment wrote every window's aggregates), with this suite's sliced
+    /// configuration, over `fixtureEvent(0..<250)` with closings at every 50th event: `0.bin`
+    /// the whole checkpoint after event 149, `1.bin` and `2.bin` the increments after events
+    /// 199 and 249, `whole.bin` the whole checkpoint after event 249.
+    @Test("a stored chain of format 4 (a whole checkpoint, two increments) restores the state its whole checkpoint holds, and continues to the same finals")
+    func formatFourChain() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/stage1-chain-format4")
+        func piece(_ name: String) throws -> [UInt8] { try [UInt8](Data(contentsOf: directory.appendingPathComponent(name))) }
+        let chain = try ["0.bin", "1.bin", "2.bin"].map(piece)
+        #expect(chain.allSatisfy { $0.first == 4 })
+        let fromChain = Pipeline(Self.config(slicing: true))
+        try fromChain.aggregator.restore(chain[0])
+        for increment in chain.dropFirst() { try fromChain.aggregator.applyIncrement(increment) }
+        let fromWhole = Pipeline(Self.config(slicing: true))
+        try fromWhole.aggregator.restore(try piece("whole.bin"))
+        #expect(fromChain.aggregator.checkpoint() == fromWhole.aggregator.checkpoint())
+        var finals: [[WindowPartial]] = [[], []]
+        for index in 250..<500 {
+            for (number, pipeline) in [fromChain, fromWhole].enumerated() {
+                pipeline.feed(Self.fixtureEvent(index))
+                if index % 50 == 0 { finals[number] += pipeline.aggregator.closeReadyWindows() }
+            }
+        }
+        finals[0] += fromChain.finish()
+        finals[1] += fromWhole.finish()
+        #expect(finals[0].count > 10)
+        Self.expectSame(finals[0], finals[1], "finals after restoring a format 4 chain")
     }
 }

@@ -41,6 +41,12 @@ public final class PartitionAggregator {
     /// slices: stage 2 holds whole windows from this partition, so every slice and every
     /// pending window's own part go out in full first (``takeResentParts()``).
     private var resendsParts = false
+    /// Per aggregate, the hash of the bytes the last checkpoint wrote for it: an increment
+    /// writes only the aggregates whose bytes changed since. Nil until a checkpoint is
+    /// taken (and after a restore).
+    private var written: [AggregateKey: UInt64]?
+    /// Aggregates the last ``checkpointIncrement()`` marked unchanged instead of writing.
+    public private(set) var unchangedInLastIncrement = 0
     /// Event time up to which windows are complete (ms); `Int64.min` before any event.
     public private(set) var watermark: Int64 = .min
     /// The newest event time seen (ms).
@@ -748,8 +754,17 @@ public final class PartitionAggregator {
 
     /// 2: sliced window sizes' slices follow the windows. 3: each window says whether it
     /// shares a slice. 4: whether stage 2 holds this partition's slices and windows' own
-    /// parts (``AggregationConfig/sendsSlices``).
-    static let formatVersion: UInt8 = 4
+    /// parts (``AggregationConfig/sendsSlices``). 5: in an increment, each aggregate is
+    /// marked unchanged since the checkpoint before (0, not written) or written (1).
+    static let formatVersion: UInt8 = 5
+
+    /// An aggregate's place in the state: its window (or slice) and segment.
+    private struct AggregateKey: Hashable {
+        var windowIndex: Int
+        var start: Int64
+        var isSlice: Bool
+        var segment: UInt64
+    }
 
     /// The complete state, deterministic bytes. Starts journals of the de-duplicator's and
     /// the user table's changes, for ``checkpointIncrement()``.
@@ -760,11 +775,12 @@ public final class PartitionAggregator {
 
     /// The state, with the de-duplicator and the user table (usually its largest parts)
     /// written as what changed since the last ``checkpoint()`` or increment instead of
-    /// whole; ``applyIncrement(_:)`` restores it onto the state restored from those. Nil
-    /// when that is not known (no checkpoint taken since a restore, or the changes outgrew
+    /// whole, and of the windows' aggregates only those whose bytes changed since;
+    /// ``applyIncrement(_:)`` restores it onto the state restored from those. Nil when
+    /// that is not known (no checkpoint taken since a restore, or the changes outgrew
     /// their journals): write a whole ``checkpoint()`` then.
     public func checkpointIncrement() -> [UInt8]? {
-        guard dedup.hasJournal, users.hasJournal else { return nil }
+        guard dedup.hasJournal, users.hasJournal, written != nil else { return nil }
         defer { startJournals() }
         return encodeState(journals: true)
     }
@@ -780,15 +796,20 @@ public final class PartitionAggregator {
         writer.writeSigned(watermark)
         writer.writeSigned(maxEventTime)
         for counter in [acceptedCount, duplicateCount, lateCount, invalidCount] { writer.writeSigned(counter) }
+        // An increment refers to the aggregates the checkpoint before it wrote.
+        let previous = journals ? written : nil
+        var hashes: [AggregateKey: UInt64] = [:]
+        unchangedInLastIncrement = 0
         let states = open.joined().sorted { ($0.windowIndex, $0.start) < ($1.windowIndex, $1.start) }
-        encode(states, into: &writer)
+        encode(states, isSlice: false, into: &writer, previous: previous, hashes: &hashes)
         let sliced = slicing.indices.filter { slicing[$0] != nil }
         writer.writeVarint(sliced.count)
         for index in sliced {
             writer.writeVarint(index)
             writer.writeSigned(slicing[index]?.emittedThrough ?? .min)
-            encode(slicing[index]?.slices ?? [], into: &writer)
+            encode(slicing[index]?.slices ?? [], isSlice: true, into: &writer, previous: previous, hashes: &hashes)
         }
+        written = hashes
         writer.write(config.sendsSlices && !resendsParts ? 1 : 0)
         if journals {
             users.encodeJournal(into: &writer)
@@ -800,7 +821,11 @@ public final class PartitionAggregator {
         return writer.bytes
     }
 
-    private func encode(_ states: [WindowState], into writer: inout BinaryWriter) {
+    /// Writes `states` (each aggregate marked, in an increment: unchanged since `previous`
+    /// or written) and records each aggregate's hash in `hashes`.
+    private func encode(
+        _ states: [WindowState], isSlice: Bool, into writer: inout BinaryWriter, previous: [AggregateKey: UInt64]?, hashes: inout [AggregateKey: UInt64]
+    ) {
         writer.writeVarint(states.count)
         for state in states {
             writer.writeVarint(state.windowIndex)
@@ -811,14 +836,28 @@ public final class PartitionAggregator {
             writer.writeVarint(order.count)
             for slot in order {
                 writer.writeString(assigner.name(of: state.keys[slot]))
+                let key = AggregateKey(windowIndex: state.windowIndex, start: state.start, isSlice: isSlice, segment: state.keys[slot])
+                let mark = writer.count
+                if previous != nil { writer.write(1) }
+                let start = writer.count
                 named(state.aggregates[slot]).encode(into: &writer)
+                let hash = writer.hash(from: start)
+                hashes[key] = hash
+                if let previous, previous[key] == hash {
+                    writer.truncate(to: mark)
+                    writer.write(0)
+                    unchangedInLastIncrement += 1
+                }
             }
         }
     }
 
-    /// Reads states written by ``encode(_:into:)`` (of checkpoint `version`); a slice is
-    /// `advance` long.
-    private func decodeStates(from reader: inout BinaryReader, version: UInt8, slices: Bool) throws(BinaryReader.Error) -> [WindowState] {
+    /// Reads states written by ``encode(_:isSlice:into:previous:hashes:)`` (of checkpoint
+    /// `version`); a slice is `advance` long. In an increment (`previous`: the aggregates
+    /// of the state it applies to), an aggregate marked unchanged is taken from there.
+    private func decodeStates(
+        from reader: inout BinaryReader, version: UInt8, slices: Bool, previous: [AggregateKey: SegmentAggregate]?
+    ) throws(BinaryReader.Error) -> [WindowState] {
         var states: [WindowState] = []
         let count = try reader.readCount(limit: 1 << 20)
         for _ in 0..<count {
@@ -841,7 +880,23 @@ public final class PartitionAggregator {
                 let key = assigner.register(name)
                 state.slots[key] = state.keys.count
                 state.keys.append(key)
-                let aggregate = try SegmentAggregate.decode(from: &reader)
+                let aggregate: SegmentAggregate
+                if let previous, version >= 5 {
+                    switch try reader.read() {
+                    case 0:
+                        let place = AggregateKey(windowIndex: index, start: start, isSlice: slices, segment: key)
+                        guard let unchanged = previous[place] else {
+                            throw BinaryReader.Error(message: "partition checkpoint increment: \(name) of window \(index)@\(start) unchanged, but not in the state before it")
+                        }
+                        aggregate = unchanged
+                    case 1:
+                        aggregate = try SegmentAggregate.decode(from: &reader)
+                    case let mark:
+                        throw BinaryReader.Error(message: "partition checkpoint increment: aggregate mark \(mark)")
+                    }
+                } else {
+                    aggregate = try SegmentAggregate.decode(from: &reader)
+                }
                 for (hash, name) in aggregate.topContent.knownNames { contentNames[hash] = name }
                 state.aggregates.append(aggregate)
                 state.changed.append(false)
@@ -849,6 +904,19 @@ public final class PartitionAggregator {
             states.append(state)
         }
         return states
+    }
+
+    /// Every aggregate of the open windows and slices, by its place.
+    private func currentAggregates() -> [AggregateKey: SegmentAggregate] {
+        var result: [AggregateKey: SegmentAggregate] = [:]
+        for (states, isSlice) in [(Array(open.joined()), false), (slicing.compactMap { $0 }.flatMap(\.slices), true)] {
+            for state in states {
+                for (slot, segment) in state.keys.enumerated() {
+                    result[AggregateKey(windowIndex: state.windowIndex, start: state.start, isSlice: isSlice, segment: segment)] = state.aggregates[slot]
+                }
+            }
+        }
+        return result
     }
 
     /// Restores a ``checkpoint()`` (this version's or the previous one, whose windows were
@@ -872,8 +940,11 @@ public final class PartitionAggregator {
         duplicateCount = try reader.readSigned()
         lateCount = try reader.readSigned()
         invalidCount = try reader.readSigned()
+        // An increment's unchanged aggregates are those of the state restored so far.
+        let previous = increment ? currentAggregates() : nil
+        written = nil
         open = Array(repeating: [], count: config.windows.count)
-        for state in try decodeStates(from: &reader, version: version, slices: false) { open[state.windowIndex].append(state) }
+        for state in try decodeStates(from: &reader, version: version, slices: false, previous: previous) { open[state.windowIndex].append(state) }
         for (index, slicing) in slicing.enumerated() {
             guard let slicing else { continue }
             slicing.slices = []
@@ -886,7 +957,7 @@ public final class PartitionAggregator {
             for _ in 0..<slicedCount {
                 let index = try reader.readCount(limit: config.windows.count - 1)
                 let emittedThrough = try reader.readSigned()
-                let slices = try decodeStates(from: &reader, version: version, slices: true)
+                let slices = try decodeStates(from: &reader, version: version, slices: true, previous: previous)
                 guard slices.allSatisfy({ $0.windowIndex == index }) else { throw BinaryReader.Error(message: "partition checkpoint: a slice out of place") }
                 guard let slicing = slicing[index] else {
                     if slices.isEmpty { continue }

@@ -38,6 +38,19 @@ public struct BinaryWriter: Sendable {
 
     public mutating func writeString(_ value: String) { writeBytes(value.utf8) }
 
+    /// Bytes written so far.
+    public var count: Int { bytes.count }
+
+    /// The ``Hash64`` of the bytes written from `start` on.
+    public func hash(from start: Int) -> UInt64 {
+        bytes.withUnsafeBytes { Hash64.hash(UnsafeRawBufferPointer(rebasing: $0[start...])) }
+    }
+
+    /// Drops the bytes written from `count` on.
+    public mutating func truncate(to count: Int) {
+        bytes.removeSubrange(count...)
+    }
+
     /// Lets `body` write up to `maximumCount` bytes straight into the buffer (no
     /// per-byte appends) and keeps the number it returns.
     @inline(__always)
