@@ -52,7 +52,7 @@ struct ServiceScenario {
         let messages = audience.messages
         let input = input
         let app = app
-        let properties = reconnectBackoff.map { ["reconnect.backoff.max.ms": "\($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)"] } ?? [:]
+        let properties = reconnectBackoff.map { ["reconnect.backoff.max.ms": "\($0.milliseconds)"] } ?? [:]
         return Task {
             let producer = try TestBroker.producer(transactionalID: transactional ? "\(app)-upstream" : nil, properties: properties)
             if transactional {
