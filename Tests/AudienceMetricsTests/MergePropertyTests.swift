@@ -103,6 +103,18 @@ struct MergePropertyTests {
         var positions = Array(repeating: 0, count: partitions)
         var records: [MetricRecord] = []
         var offset: Int64 = 0
+        // Stage 2's checkpoints with restartMergerEvery: the current chain, how many were
+        // taken, the longest chain's increments, and contributions increments left out.
+        var chain: [[UInt8]] = []
+        var mergerCheckpoints = 0
+        var increments = 0
+        var unchangedContributions = 0
+        defer {
+            if restartMergerEvery != nil {
+                #expect(increments == 3, "chains of a whole checkpoint and three increments")
+                #expect(unchangedContributions > 0, "contributions unchanged since the checkpoint before are not written again")
+            }
+        }
         while positions.indices.contains(where: { positions[$0] < outputs[$0].count }) {
             let candidates = positions.indices.filter { positions[$0] < outputs[$0].count }
             let partition = candidates[Int(random.next() % UInt64(candidates.count))]
@@ -111,12 +123,29 @@ struct MergePropertyTests {
             offset += 1
             applied += 1
             if let every = restartMergerEvery, applied % every == 0 {
-                // A restart: stage 2 continues from its checkpoint, which restores to the
-                // same bytes.
-                let bytes = merger.checkpoint()
-                merger = WindowMerger(config: config, inputPartitions: partitions)
-                #expect(throws: Never.self) { try merger.restore(bytes) }
-                #expect(merger.checkpoint() == bytes)
+                // A checkpoint: an increment on the chain so far (a whole one every fourth),
+                // whose chain restores to the bytes of the whole state; every fourth, stage 2
+                // restarts from it and, as after a real restart, begins a new chain.
+                mergerCheckpoints += 1
+                if chain.count % 4 != 0, let increment = merger.checkpointIncrement() {
+                    chain.append(increment)
+                    unchangedContributions += merger.unchangedInLastIncrement
+                } else {
+                    chain = [merger.checkpoint()]
+                }
+                let whole = merger.checkpoint()
+                let restored = WindowMerger(config: config, inputPartitions: partitions)
+                #expect(throws: Never.self) {
+                    try restored.restore(chain[0])
+                    for increment in chain.dropFirst() { try restored.applyIncrement(increment) }
+                }
+                let same = restored.checkpoint() == whole
+                #expect(same, "restored from a whole checkpoint and \(chain.count - 1) increments")
+                increments = max(increments, chain.count - 1)
+                if mergerCheckpoints % 4 == 0 {
+                    merger = restored
+                    chain = []
+                }
             }
             guard case .partial(let partial) = output else {
                 if case .watermark(let time, let closing) = output {
@@ -203,7 +232,7 @@ struct MergePropertyTests {
             let audience = RandomAudience(seed: seed, count: 3_000, users: 150)
             let whole = Self.partitionedRecords(audience, partitions: 1, seed: seed)
             let assembled = Self.partitionedRecords(audience, partitions: partitions, seed: seed &* 31, config: slicing, updates: true,
-                                                    restartMergerEvery: 97)
+                                                    restartMergerEvery: 31)
             Self.expectSameRecords(assembled, whole, "seed \(seed), \(partitions) partitions")
         }
     }

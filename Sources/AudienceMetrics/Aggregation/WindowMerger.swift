@@ -370,11 +370,53 @@ public final class WindowMerger {
     // MARK: Checkpoints
 
     /// 2 added the final flag of contributions and held markers; 3 each contribution's
-    /// part, the slices and closed slices. 1 and 2 are still read.
-    static let formatVersion: UInt8 = 3
+    /// part, the slices and closed slices; 4: in an increment, each contribution is marked
+    /// unchanged since the checkpoint before (0, its aggregate not written) or written (1).
+    /// 1 to 3 are still read.
+    static let formatVersion: UInt8 = 4
+
+    /// A contribution's place in the state: its window or slice, segment and input partition.
+    private struct ContributionKey: Hashable {
+        var window: WindowKey
+        var isSlice: Bool
+        var segment: String
+        var partition: Int32
+    }
+
+    /// What identifies a contribution's value: a partial replaces another only with a
+    /// newer input offset, and a final flag may be set on it later.
+    private struct Version: Equatable {
+        var offset: Int64
+        var isFinal: Bool
+        var part: WindowPartial.Part
+        init(_ contribution: Contribution) {
+            offset = contribution.offset
+            isFinal = contribution.isFinal
+            part = contribution.part
+        }
+    }
+
+    /// Each contribution's version as the last checkpoint or increment wrote it; nil when
+    /// no checkpoint was taken since this merger was made or restored.
+    private var written: [ContributionKey: Version]?
+    /// Contributions the last increment marked unchanged instead of writing them.
+    public private(set) var unchangedInLastIncrement = 0
 
     /// The complete state as deterministic bytes.
     public func checkpoint() -> [UInt8] {
+        encodeState(increment: false)
+    }
+
+    /// The state with only the contributions that changed since the last ``checkpoint()``
+    /// or increment written out (the rest a one-byte mark); ``applyIncrement(_:)``
+    /// restores it onto the state restored from those. Nil when no checkpoint was taken
+    /// since this merger was made or restored: write a whole ``checkpoint()`` then.
+    public func checkpointIncrement() -> [UInt8]? {
+        guard written != nil else { return nil }
+        return encodeState(increment: true)
+    }
+
+    private func encodeState(increment: Bool) -> [UInt8] {
         var writer = BinaryWriter(capacity: 4096)
         writer.write(WindowMerger.formatVersion)
         writer.writeSigned(stalePartials)
@@ -384,8 +426,12 @@ public final class WindowMerger {
             writer.writeSigned(Int64(partition))
             writer.writeSigned(time)
         }
-        Self.encode(windows, into: &writer)
-        Self.encode(slices, into: &writer)
+        let previous = increment ? written : nil
+        var versions: [ContributionKey: Version] = [:]
+        unchangedInLastIncrement = 0
+        encode(windows, isSlice: false, into: &writer, previous: previous, versions: &versions)
+        encode(slices, isSlice: true, into: &writer, previous: previous, versions: &versions)
+        written = versions
         writer.writeVarint(trends.count)
         for key in trends.keys.sorted() {
             writer.writeString(key)
@@ -400,8 +446,13 @@ public final class WindowMerger {
         return writer.bytes
     }
 
-    /// Pending windows or slices, in key order.
-    private static func encode(_ windows: [WindowKey: PendingWindow], into writer: inout BinaryWriter) {
+    /// Pending windows or slices, in key order; in an increment (`previous`), each
+    /// contribution marked unchanged since then or written. Records every contribution's
+    /// version in `versions`.
+    private func encode(
+        _ windows: [WindowKey: PendingWindow], isSlice: Bool, into writer: inout BinaryWriter, previous: [ContributionKey: Version]?,
+        versions: inout [ContributionKey: Version]
+    ) {
         writer.writeVarint(windows.count)
         for key in windows.keys.sorted() {
             guard let window = windows[key] else { continue }
@@ -418,14 +469,29 @@ public final class WindowMerger {
                     writer.writeSigned(contribution.overflowedEvents)
                     writer.write(contribution.isFinal ? 1 : 0)
                     writer.write(contribution.part.rawValue)
+                    let place = ContributionKey(window: key, isSlice: isSlice, segment: segment, partition: contribution.partition)
+                    let version = Version(contribution)
+                    versions[place] = version
+                    if let previous {
+                        if previous[place] == version {
+                            writer.write(0)
+                            unchangedInLastIncrement += 1
+                            continue
+                        }
+                        writer.write(1)
+                    }
                     contribution.aggregate.encode(into: &writer)
                 }
             }
         }
     }
 
-    /// Reads ``encode(_:into:)`` of a checkpoint of `version`.
-    private func decodeWindows(from reader: inout BinaryReader, version: UInt8) throws(BinaryReader.Error) -> [WindowKey: PendingWindow] {
+    /// Reads ``encode(_:isSlice:into:previous:versions:)`` of a checkpoint of `version`. In
+    /// an increment (`previous`: the contributions of the state it applies to), a
+    /// contribution marked unchanged is taken from there.
+    private func decodeWindows(
+        from reader: inout BinaryReader, version: UInt8, isSlice: Bool, previous: [ContributionKey: Contribution]?
+    ) throws(BinaryReader.Error) -> [WindowKey: PendingWindow] {
         var windows: [WindowKey: PendingWindow] = [:]
         for _ in 0..<(try reader.readCount(limit: 1 << 20)) {
             let key = WindowKey(windowIndex: try reader.readCount(limit: config.windows.count - 1), start: try reader.readSigned())
@@ -443,8 +509,23 @@ public final class WindowMerger {
                         guard let read = WindowPartial.Part(rawValue: try reader.read()) else { throw BinaryReader.Error(message: "merge checkpoint: part") }
                         part = read
                     }
-                    contributions[partition] = Contribution(partition: partition, offset: offset, aggregate: try SegmentAggregate.decode(from: &reader),
-                                                            overflowedEvents: overflow, isFinal: isFinal, part: part)
+                    let aggregate: SegmentAggregate
+                    let mark: UInt8 = if previous != nil, version >= 4 { try reader.read() } else { 1 }
+                    switch mark {
+                    case 0:
+                        let place = ContributionKey(window: key, isSlice: isSlice, segment: segment, partition: partition)
+                        guard let unchanged = previous?[place], unchanged.offset == offset, unchanged.isFinal == isFinal, unchanged.part == part else {
+                            throw BinaryReader.Error(message: "merge checkpoint increment: \(segment) of \(isSlice ? "slice" : "window") \(key.windowIndex)@\(key.start) "
+                                                     + "from input partition \(partition) at offset \(offset) unchanged, but not in the state before it")
+                        }
+                        aggregate = unchanged.aggregate
+                    case 1:
+                        aggregate = try SegmentAggregate.decode(from: &reader)
+                    default:
+                        throw BinaryReader.Error(message: "merge checkpoint increment: contribution mark \(mark)")
+                    }
+                    let contribution = Contribution(partition: partition, offset: offset, aggregate: aggregate, overflowedEvents: overflow, isFinal: isFinal, part: part)
+                    contributions[partition] = contribution
                 }
                 window.segments[segment] = contributions
             }
@@ -453,18 +534,46 @@ public final class WindowMerger {
         return windows
     }
 
-    /// Restores a ``checkpoint()``.
+    /// Every contribution of the pending windows and slices, by its place.
+    private func currentContributions() -> [ContributionKey: Contribution] {
+        var result: [ContributionKey: Contribution] = [:]
+        for (windows, isSlice) in [(windows, false), (slices, true)] {
+            for (key, window) in windows {
+                for (segment, contributions) in window.segments {
+                    for contribution in contributions.entries {
+                        result[ContributionKey(window: key, isSlice: isSlice, segment: segment, partition: contribution.partition)] = contribution
+                    }
+                }
+            }
+        }
+        return result
+    }
+
+    /// Restores a ``checkpoint()`` (of this version or an earlier one).
     public func restore(_ bytes: [UInt8]) throws(BinaryReader.Error) {
+        try restore(bytes, increment: false)
+    }
+
+    /// Restores a ``checkpointIncrement()`` onto the state restored from the checkpoints
+    /// (whole, then incremental, in order) written before it.
+    public func applyIncrement(_ bytes: [UInt8]) throws(BinaryReader.Error) {
+        try restore(bytes, increment: true)
+    }
+
+    private func restore(_ bytes: [UInt8], increment: Bool) throws(BinaryReader.Error) {
         var reader = BinaryReader(bytes)
         let version = try reader.readVersion(1...WindowMerger.formatVersion, of: "merge checkpoint")
+        // An increment's unchanged contributions are those of the state restored so far.
+        let previous = increment ? currentContributions() : nil
+        written = nil
         stalePartials = try reader.readSigned()
         finalizedThrough = try reader.readSigned()
         partitionWatermarks = [:]
         for _ in 0..<(try reader.readCount(limit: 1 << 16)) {
             partitionWatermarks[Int32(truncatingIfNeeded: try reader.readSigned())] = try reader.readSigned()
         }
-        windows = try decodeWindows(from: &reader, version: version)
-        slices = version >= 3 ? try decodeWindows(from: &reader, version: version) : [:]
+        windows = try decodeWindows(from: &reader, version: version, isSlice: false, previous: previous)
+        slices = version >= 3 ? try decodeWindows(from: &reader, version: version, isSlice: true, previous: previous) : [:]
         trends = [:]
         for _ in 0..<(try reader.readCount(limit: 1 << 24)) { trends[try reader.readString(limit: 1 << 16)] = try TrendState.decode(from: &reader) }
         held = [:]

@@ -105,6 +105,19 @@ final class CheckpointStore: Sendable {
         return checkpoint.pieces.count < Self.maxPieces && checkpoint.pieces.allSatisfy { $0.writer == writer }
     }
 
+    /// What to write next for a partition whose last checkpoint is `previous`: an
+    /// increment on it while ``canExtend(_:now:)`` allows and the chain's increments stay
+    /// smaller together than its whole state (so a restore reads at most twice that),
+    /// else the whole state. `increment` returns nil when the state cannot write one.
+    func nextPiece(after previous: Checkpoint?, now: ContinuousClock.Instant, increment: () -> [UInt8]?, whole: () -> [UInt8]) -> (bytes: [UInt8], incremental: Bool) {
+        if let previous, canExtend(previous, now: now), let increment = increment(), let first = previous.pieces.first,
+            previous.incrementBytes + increment.count <= first.size
+        {
+            return (increment, true)
+        }
+        return (whole(), false)
+    }
+
     /// Produces a checkpoint (the piece's chunks, the manifest, then for a whole one
     /// tombstones for `previous`' pieces and the partition's stray chunks) through
     /// `producer`, inside its current transaction if it has one. `incremental`: `state` is

@@ -11,9 +11,8 @@ final class PipelineMetrics: Sendable {
     let deadLettered = Atomic<Int>(0)
     let partialsProduced = Atomic<Int>(0)
     let windowsClosed = Atomic<Int>(0)
-    let checkpoints = Atomic<Int>(0)
-    /// Stage 1: of ``checkpoints``, those written as increments on the one before.
-    let incrementalCheckpoints = Atomic<Int>(0)
+    /// Partition checkpoints written, by stage (1, 2).
+    let checkpoints = Mutex<[Int: CheckpointCounts]>([:])
     let transactionCommits = Atomic<Int>(0)
     let transactionAborts = Atomic<Int>(0)
     let partialsConsumed = Atomic<Int>(0)
@@ -49,6 +48,22 @@ final class PipelineMetrics: Sendable {
     /// empty or not, was handled); false again while it rewinds after an error. Each
     /// stage-1 worker has its own (``StageOne/ready``).
     let stageTwoReady = Atomic<Bool>(false)
+
+    struct CheckpointCounts {
+        var written = 0
+        /// Of those, written as increments on the one before.
+        var incremental = 0
+        var bytes = 0
+    }
+
+    /// Counts a partition checkpoint `stage` wrote.
+    func checkpointed(stage: Int, bytes: Int, incremental: Bool) {
+        checkpoints.withLock { counts in
+            counts[stage, default: CheckpointCounts()].written += 1
+            counts[stage, default: CheckpointCounts()].bytes += bytes
+            if incremental { counts[stage, default: CheckpointCounts()].incremental += 1 }
+        }
+    }
 
     /// Stage 1's lag over all its workers.
     var stageOneLag: [Int32: Int64] {

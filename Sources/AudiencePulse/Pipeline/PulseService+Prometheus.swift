@@ -17,14 +17,22 @@ extension PulseService {
             ("pulse_windows_closed_total", "Windows closed by stage 1's watermarks (per input partition).", m.windowsClosed.load(ordering: .relaxed)),
             ("pulse_records_produced_total", "Metric records produced (updates and finals).", m.recordsProduced.load(ordering: .relaxed)),
             ("pulse_final_records_total", "Final metric records produced.", m.finalRecords.load(ordering: .relaxed)),
-            ("pulse_checkpoints_total", "Partition checkpoints written by stage 1.", m.checkpoints.load(ordering: .relaxed)),
-            ("pulse_incremental_checkpoints_total", "Of those, checkpoints written as increments on the one before.", m.incrementalCheckpoints.load(ordering: .relaxed)),
             ("pulse_transaction_commits_total", "Kafka transactions committed.", m.transactionCommits.load(ordering: .relaxed)),
             ("pulse_transaction_aborts_total", "Cycles aborted and rewound to the last checkpoint after a Kafka error.", m.transactionAborts.load(ordering: .relaxed)),
             ("pulse_rebalances_total", "Partition assignments handled by either stage.", m.rebalances.load(ordering: .relaxed)),
             ("pulse_watermark_alignment_pauses_total", "Input partitions stage 1 paused for running more than time.max_watermark_drift ahead of the slowest one.", m.alignmentPauses.load(ordering: .relaxed)),
         ]
         for (name, help, value) in counters { out.counter(name, help: help, value: value) }
+        let checkpoints = m.checkpoints.withLock { $0 }
+        for (name, help, value) in [
+            ("pulse_checkpoints_total", "Partition checkpoints written to the stage's changelog.", \PipelineMetrics.CheckpointCounts.written),
+            ("pulse_incremental_checkpoints_total", "Of those, checkpoints written as increments on the one before.", \.incremental),
+            ("pulse_checkpoint_bytes_total", "Bytes of those checkpoints (before the changelog's compression).", \.bytes),
+        ] {
+            for stage in [1, 2] {
+                out.counter(name, help: help, labels: [("stage", String(stage))], value: checkpoints[stage]?[keyPath: value] ?? 0)
+            }
+        }
         let lagHelp = "Records of an assigned partition not read yet (from the last fetch's high watermark; -1 before the first fetch)."
         for (stage, lags) in [("1", m.stageOneLag), ("2", m.stageTwoLag.withLock { $0 })] {
             let topic = stage == "1" ? configuration.inputTopic : configuration.partialsTopic

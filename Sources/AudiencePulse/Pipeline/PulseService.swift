@@ -115,12 +115,15 @@ public final class PulseService: Sendable {
 
     /// Counters as name → value (consumed, valid, invalid, duplicates, late, …).
     public var counters: [String: Int] {
-        [
+        let counts = metrics.checkpoints.withLock { $0 }
+        let checkpoints = (stageOne: counts[1] ?? .init(), stageTwo: counts[2] ?? .init())
+        return [
             "consumed": metrics.consumed.load(ordering: .relaxed), "valid": metrics.valid.load(ordering: .relaxed),
             "invalid": metrics.invalid.load(ordering: .relaxed), "duplicates": metrics.duplicates.load(ordering: .relaxed),
             "late": metrics.late.load(ordering: .relaxed), "dead_lettered": metrics.deadLettered.load(ordering: .relaxed),
             "partials_produced": metrics.partialsProduced.load(ordering: .relaxed), "partials_read": metrics.partialsRead.load(ordering: .relaxed), "windows_closed": metrics.windowsClosed.load(ordering: .relaxed),
-            "checkpoints": metrics.checkpoints.load(ordering: .relaxed), "incremental_checkpoints": metrics.incrementalCheckpoints.load(ordering: .relaxed),
+            "checkpoints": checkpoints.stageOne.written, "incremental_checkpoints": checkpoints.stageOne.incremental,
+            "stage2_checkpoints": checkpoints.stageTwo.written, "stage2_incremental_checkpoints": checkpoints.stageTwo.incremental,
             "transaction_commits": metrics.transactionCommits.load(ordering: .relaxed),
             "transaction_aborts": metrics.transactionAborts.load(ordering: .relaxed), "records_produced": metrics.recordsProduced.load(ordering: .relaxed),
             "final_records": metrics.finalRecords.load(ordering: .relaxed), "alignment_pauses": metrics.alignmentPauses.load(ordering: .relaxed),

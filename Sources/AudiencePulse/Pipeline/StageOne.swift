@@ -489,28 +489,15 @@ final class StageOne: @unchecked Sendable {
     private func checkpoint(force: Bool) throws {
         guard let producer else { return }
         let result = try committer?.checkpoint(&partitions, topic: configuration.inputTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
-            let (bytes, incremental) = checkpointState(state)
+            let (bytes, incremental) = checkpoints.nextPiece(after: state.checkpoint, now: clock.now,
+                                                             increment: state.aggregator.checkpointIncrement, whole: state.aggregator.checkpoint)
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
                 state: bytes, incremental: incremental, previous: state.checkpoint, producer: producer)
-            if incremental { metrics.incrementalCheckpoints.add(1, ordering: .relaxed) }
+            metrics.checkpointed(stage: 1, bytes: bytes.count, incremental: incremental)
         }
         guard let result else { return }
         if result.committed { metrics.transactionCommits.add(1, ordering: .relaxed) }
-        metrics.checkpoints.add(result.checkpointed, ordering: .relaxed)
-    }
-
-    /// A partition's state to checkpoint: an increment on its last checkpoint while the
-    /// chain may grow and its increments stay smaller together than its whole state (so a
-    /// restore reads at most twice that), else the whole state.
-    private func checkpointState(_ state: PartitionState) -> (bytes: [UInt8], incremental: Bool) {
-        if let previous = state.checkpoint, checkpoints.canExtend(previous, now: clock.now),
-            let increment = state.aggregator.checkpointIncrement(),
-            let whole = previous.pieces.first, previous.incrementBytes + increment.count <= whole.size
-        {
-            return (increment, true)
-        }
-        return (state.aggregator.checkpoint(), false)
     }
 
     // MARK: Assignment

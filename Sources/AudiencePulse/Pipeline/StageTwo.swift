@@ -37,6 +37,18 @@ final class StageTwo: @unchecked Sendable {
     private var updatesPending = false
     private var missingSince: ContinuousClock.Instant?
     private var lastGapReport: ContinuousClock.Instant?
+    /// Where the loop's time went since the last progress log (for that log), and what
+    /// it read, produced and checkpointed meanwhile.
+    private var spent = TimeSpent()
+    private var lastProgress: ContinuousClock.Instant
+    private var progress = Progress()
+
+    struct Progress {
+        var partials = 0
+        var records = 0
+        var finals = 0
+        var checkpointBytes = 0
+    }
 
     init(configuration: PulseConfiguration, instanceID: String, metrics: PipelineMetrics, logger: Logger) {
         self.configuration = configuration
@@ -47,6 +59,7 @@ final class StageTwo: @unchecked Sendable {
         self.logger = logger
         checkpoints = CheckpointStore(topic: configuration.stageTwoChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
         lastUpdate = clock.now
+        lastProgress = clock.now
     }
 
     func stop() { stopping.store(true, ordering: .releasing) }
@@ -96,7 +109,11 @@ final class StageTwo: @unchecked Sendable {
             metrics.stageTwoReady.store(!pending, ordering: .relaxed)
         }
         var partialsRead = 0
+        let polling = clock.now
+        var processing = Duration.zero
         try consumer.poll(maxMessages: 5_000, timeout: .milliseconds(100)) { batch in
+            let started = clock.now
+            defer { processing = clock.now - started }
             for error in batch.errors { logger.warning("consume: \(error)") }
             for message in batch {
                 guard var state = partitions[message.partition] else { continue }
@@ -131,18 +148,23 @@ final class StageTwo: @unchecked Sendable {
             metrics.partialsConsumed.add(batch.count, ordering: .relaxed)
         }
         metrics.partialsRead.add(partialsRead, ordering: .relaxed)
+        progress.partials += partialsRead
+        let now = clock.now
+        spent.poll += now - polling - processing
+        spent.process += processing
         // Stage 1 already paces each segment's partials to processing.update_interval:
         // forward the merged updates as they arrive (at most every 100 ms), not on a
         // second timer that would add up to another interval of delay.
         if partialsRead > 0 { updatesPending = true }
-        let now = clock.now
         if updatesPending && now - lastUpdate >= .milliseconds(100) {
             lastUpdate = now
             updatesPending = false
+            defer { spent.updates += clock.now - now }
             for partition in partitions.keys.sorted() {
                 guard var state = partitions[partition] else { continue }
                 let records = state.merger.takeUpdatedRecords()
                 try produce(records, producer: producer)
+                progress.records += records.count
                 if !records.isEmpty { committer?.awaitedOutputs = true }
                 if !records.isEmpty, let since = state.pendingSince {
                     metrics.eventToMetric.observe(milliseconds: StageOne.wallMilliseconds() - since)
@@ -153,17 +175,41 @@ final class StageTwo: @unchecked Sendable {
             updateLag(consumer)
         }
         reportMissingFinals(now)
+        let committing = clock.now
         switch committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval) {
-        case .checkpoint: try checkpoint(force: false)
-        case .commit: try commitProgress()
-        case nil: break
+        case .checkpoint:
+            try checkpoint(force: false)
+            spent.checkpoint += clock.now - committing
+        case .commit:
+            try commitProgress()
+            spent.commit += clock.now - committing
+        case nil:
+            break
         }
+        if committing - lastProgress >= .seconds(10) { logProgress(committing) }
+    }
+
+    /// Every 10 s: what the stage read, produced and checkpointed, and where its loop's
+    /// time went (`ms_process`: merging partials, `ms_updates`: assembling and producing
+    /// updated records, `ms_close`: finals, part of processing).
+    private func logProgress(_ now: ContinuousClock.Instant) {
+        logger.info("stage 2 progress", metadata: [
+            "partials": "\(progress.partials)", "records": "\(progress.records)", "finals": "\(progress.finals)",
+            "checkpoint_bytes": "\(progress.checkpointBytes)",
+            "ms_poll": "\(spent.poll.milliseconds)", "ms_process": "\(spent.process.milliseconds)",
+            "ms_updates": "\(spent.updates.milliseconds)", "ms_commit": "\(spent.commit.milliseconds)",
+            "ms_checkpoint": "\(spent.checkpoint.milliseconds)",
+        ])
+        spent = TimeSpent()
+        progress = Progress()
+        lastProgress = now
     }
 
     private func produceFinals(_ finals: [MetricRecord], producer: KafkaProducer) throws {
         try produce(finals, producer: producer)
         if !finals.isEmpty { committer?.awaitedOutputs = true }
         metrics.finalRecords.add(finals.count, ordering: .relaxed)
+        progress.finals += finals.count
         let now = StageOne.wallMilliseconds()
         for record in finals { metrics.windowCloseDelay.observe(milliseconds: now - record.end) }
     }
@@ -235,9 +281,13 @@ final class StageTwo: @unchecked Sendable {
     private func checkpoint(force: Bool) throws {
         guard let producer else { return }
         let result = try committer?.checkpoint(&partitions, topic: configuration.partialsTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
+            let (bytes, incremental) = checkpoints.nextPiece(after: state.checkpoint, now: clock.now,
+                                                             increment: state.merger.checkpointIncrement, whole: state.merger.checkpoint)
+            progress.checkpointBytes += bytes.count
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
-                state: state.merger.checkpoint(), previous: state.checkpoint, producer: producer)
+                state: bytes, incremental: incremental, previous: state.checkpoint, producer: producer)
+            metrics.checkpointed(stage: 2, bytes: bytes.count, incremental: incremental)
         }
         if result?.committed == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
     }
@@ -268,19 +318,21 @@ final class StageTwo: @unchecked Sendable {
     /// Restores partitions' merge states from their newest checkpoints (one read of the
     /// changelog for all of them); returns where each resumes reading.
     private func restore(_ ids: [Int32]) throws -> StageLoop.Restored {
+        let started = clock.now
         let checkpoints = try checkpoints.restore(partitions: ids, input: configuration.partialsTopic, consumer: consumer)
         return StageLoop.restored(ids, from: checkpoints) { partition, checkpoint in
             let merger = WindowMerger(config: configuration.aggregation, inputPartitions: inputPartitionCount, trendConfig: configuration.trend)
             if let checkpoint {
-                // Stage 2 writes whole checkpoints only.
-                guard checkpoint.increments.isEmpty else {
-                    throw KafkaError(code: .state, message: "checkpoint \(checkpoint.sequence) of partition \(partition) has increments, which stage 2 does not write")
-                }
                 try merger.restore(checkpoint.state)
+                for increment in checkpoint.increments { try merger.applyIncrement(increment) }
             }
             var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
             state.checkpoint = checkpoint?.withoutState
             partitions[partition] = state
+            logger.info("restored partials partition \(partition)", metadata: [
+                "next_offset": "\(checkpoint?.nextOffset ?? -1)", "increments": "\(checkpoint?.increments.count ?? 0)",
+                "pending_windows": "\(merger.pendingWindowCount)", "restore_ms": "\((clock.now - started).milliseconds)",
+            ])
         }
     }
 }
