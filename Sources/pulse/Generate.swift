@@ -159,7 +159,10 @@ struct Generate: ParsableCommand {
                     file = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
                 }
             } else {
-                let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: try broker.configuration()))
+                // Batches of up to 50 ms (-X linger.ms overrides): with the client library's
+                // default 5 ms, its sending thread spun through polls once the broker was
+                // slow to acknowledge, taking up to half a core of the machine under test.
+                let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: try broker.configuration(), linger: .milliseconds(50)))
                 self.producer = producer
                 topicHandle = try producer.topic(topic)
                 file = nil

@@ -256,17 +256,8 @@ final class StageOne: @unchecked Sendable {
             }
             updateLag(consumer)
         }
-        let committing = clock.now
-        switch committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval) {
-        case .checkpoint:
-            try checkpoint(force: false)
-            spent.checkpoint += clock.now - committing
-        case .commit:
-            try commitProgress()
-            spent.commit += clock.now - committing
-        case nil:
-            break
-        }
+        try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval),
+                          clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }
         // Measured from here to the next cycle's idle check: the poll and the batch's
         // processing, not this cycle's checkpoint or broker probe.
@@ -567,4 +558,20 @@ struct TimeSpent {
     var updates = Duration.zero
     var commit = Duration.zero
     var checkpoint = Duration.zero
+
+    /// Does what the stage's cadence says is due (``StageCommitter/due(at:checkpointInterval:commitInterval:)``),
+    /// a checkpoint or a commit, and adds the time it took.
+    mutating func perform(_ step: StageCommitter.Step?, clock: ContinuousClock, checkpoint: () throws -> Void, commit: () throws -> Void) throws {
+        let started = clock.now
+        switch step {
+        case .checkpoint:
+            try checkpoint()
+            self.checkpoint += clock.now - started
+        case .commit:
+            try commit()
+            self.commit += clock.now - started
+        case nil:
+            break
+        }
+    }
 }

@@ -175,18 +175,9 @@ final class StageTwo: @unchecked Sendable {
             updateLag(consumer)
         }
         reportMissingFinals(now)
-        let committing = clock.now
-        switch committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval) {
-        case .checkpoint:
-            try checkpoint(force: false)
-            spent.checkpoint += clock.now - committing
-        case .commit:
-            try commitProgress()
-            spent.commit += clock.now - committing
-        case nil:
-            break
-        }
-        if committing - lastProgress >= .seconds(10) { logProgress(committing) }
+        try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval),
+                          clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
+        if now - lastProgress >= .seconds(10) { logProgress(now) }
     }
 
     /// Every 10 s: what the stage read, produced and checkpointed, and where its loop's
