@@ -181,8 +181,8 @@ final class StageTwo: @unchecked Sendable {
     }
 
     /// Every 10 s: what the stage read, produced and checkpointed, and where its loop's
-    /// time went (`ms_process`: merging partials, `ms_updates`: assembling and producing
-    /// updated records, `ms_close`: finals, part of processing).
+    /// time went (`ms_process`: merging partials and producing the finals their markers
+    /// complete, `ms_updates`: assembling and producing updated records).
     private func logProgress(_ now: ContinuousClock.Instant) {
         logger.info("stage 2 progress", metadata: [
             "partials": "\(progress.partials)", "records": "\(progress.records)", "finals": "\(progress.finals)",
