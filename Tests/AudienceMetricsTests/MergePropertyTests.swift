@@ -127,6 +127,9 @@ struct MergePropertyTests {
                 // whose chain restores to the bytes of the whole state; every fourth, stage 2
                 // restarts from it and, as after a real restart, begins a new chain.
                 mergerCheckpoints += 1
+                // An increment past its byte limit is abandoned and changes nothing: the
+                // next one still refers to what the chain holds.
+                if !chain.isEmpty { #expect(merger.checkpointIncrement(limit: 8) == nil) }
                 if chain.count % 4 != 0, let increment = merger.checkpointIncrement() {
                     chain.append(increment)
                     unchangedContributions += merger.unchangedInLastIncrement

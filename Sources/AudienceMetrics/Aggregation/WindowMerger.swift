@@ -404,19 +404,20 @@ public final class WindowMerger {
 
     /// The complete state as deterministic bytes.
     public func checkpoint() -> [UInt8] {
-        encodeState(increment: false)
+        encodeState(increment: false) ?? []
     }
 
     /// The state with only the contributions that changed since the last ``checkpoint()``
     /// or increment written out (the rest a one-byte mark); ``applyIncrement(_:)``
     /// restores it onto the state restored from those. Nil when no checkpoint was taken
-    /// since this merger was made or restored: write a whole ``checkpoint()`` then.
-    public func checkpointIncrement() -> [UInt8]? {
+    /// since this merger was made or restored, or when the increment grows past `limit`
+    /// bytes (it stops there): write a whole ``checkpoint()`` then.
+    public func checkpointIncrement(limit: Int = .max) -> [UInt8]? {
         guard written != nil else { return nil }
-        return encodeState(increment: true)
+        return encodeState(increment: true, limit: limit)
     }
 
-    private func encodeState(increment: Bool) -> [UInt8] {
+    private func encodeState(increment: Bool, limit: Int = .max) -> [UInt8]? {
         var writer = BinaryWriter(capacity: 4096)
         writer.write(WindowMerger.formatVersion)
         writer.writeSigned(stalePartials)
@@ -429,8 +430,12 @@ public final class WindowMerger {
         let previous = increment ? written : nil
         var versions: [ContributionKey: Version] = [:]
         unchangedInLastIncrement = 0
-        encode(windows, isSlice: false, into: &writer, previous: previous, versions: &versions)
-        encode(slices, isSlice: true, into: &writer, previous: previous, versions: &versions)
+        guard encode(windows, isSlice: false, into: &writer, previous: previous, versions: &versions, limit: limit),
+            encode(slices, isSlice: true, into: &writer, previous: previous, versions: &versions, limit: limit)
+        else {
+            // Abandoned: nothing was written, so the checkpoint before still is the last.
+            return nil
+        }
         written = versions
         writer.writeVarint(trends.count)
         for key in trends.keys.sorted() {
@@ -448,13 +453,15 @@ public final class WindowMerger {
 
     /// Pending windows or slices, in key order; in an increment (`previous`), each
     /// contribution marked unchanged since then or written. Records every contribution's
-    /// version in `versions`.
+    /// version in `versions`. Returns false, stopping, once the writer holds more than
+    /// `limit` bytes.
     private func encode(
         _ windows: [WindowKey: PendingWindow], isSlice: Bool, into writer: inout BinaryWriter, previous: [ContributionKey: Version]?,
-        versions: inout [ContributionKey: Version]
-    ) {
+        versions: inout [ContributionKey: Version], limit: Int
+    ) -> Bool {
         writer.writeVarint(windows.count)
         for key in windows.keys.sorted() {
+            guard writer.count <= limit else { return false }
             guard let window = windows[key] else { continue }
             writer.writeVarint(key.windowIndex)
             writer.writeSigned(key.start)
@@ -484,9 +491,10 @@ public final class WindowMerger {
                 }
             }
         }
+        return writer.count <= limit
     }
 
-    /// Reads ``encode(_:isSlice:into:previous:versions:)`` of a checkpoint of `version`. In
+    /// Reads ``encode(_:isSlice:into:previous:versions:limit:)`` of a checkpoint of `version`. In
     /// an increment (`previous`: the contributions of the state it applies to), a
     /// contribution marked unchanged is taken from there.
     private func decodeWindows(

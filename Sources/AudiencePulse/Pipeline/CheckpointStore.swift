@@ -108,12 +108,12 @@ final class CheckpointStore: Sendable {
     /// What to write next for a partition whose last checkpoint is `previous`: an
     /// increment on it while ``canExtend(_:now:)`` allows and the chain's increments stay
     /// smaller together than its whole state (so a restore reads at most twice that),
-    /// else the whole state. `increment` returns nil when the state cannot write one.
-    func nextPiece(after previous: Checkpoint?, now: ContinuousClock.Instant, increment: () -> [UInt8]?, whole: () -> [UInt8]) -> (bytes: [UInt8], incremental: Bool) {
-        if let previous, canExtend(previous, now: now), let increment = increment(), let first = previous.pieces.first,
-            previous.incrementBytes + increment.count <= first.size
-        {
-            return (increment, true)
+    /// else the whole state. `increment` gets the bytes the increment may take and returns
+    /// nil when the state cannot write one (or, if it can tell early, one that large).
+    func nextPiece(after previous: Checkpoint?, now: ContinuousClock.Instant, increment: (_ limit: Int) -> [UInt8]?, whole: () -> [UInt8]) -> (bytes: [UInt8], incremental: Bool) {
+        if let previous, canExtend(previous, now: now), let first = previous.pieces.first {
+            let limit = first.size - previous.incrementBytes
+            if limit > 0, let increment = increment(limit), increment.count <= limit { return (increment, true) }
         }
         return (whole(), false)
     }

@@ -481,7 +481,7 @@ final class StageOne: @unchecked Sendable {
         guard let producer else { return }
         let result = try committer?.checkpoint(&partitions, topic: configuration.inputTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
             let (bytes, incremental) = checkpoints.nextPiece(after: state.checkpoint, now: clock.now,
-                                                             increment: state.aggregator.checkpointIncrement, whole: state.aggregator.checkpoint)
+                                                             increment: { _ in state.aggregator.checkpointIncrement() }, whole: state.aggregator.checkpoint)
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
                 state: bytes, incremental: incremental, previous: state.checkpoint, producer: producer)

@@ -273,7 +273,7 @@ final class StageTwo: @unchecked Sendable {
         guard let producer else { return }
         let result = try committer?.checkpoint(&partitions, topic: configuration.partialsTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
             let (bytes, incremental) = checkpoints.nextPiece(after: state.checkpoint, now: clock.now,
-                                                             increment: state.merger.checkpointIncrement, whole: state.merger.checkpoint)
+                                                             increment: state.merger.checkpointIncrement(limit:), whole: state.merger.checkpoint)
             progress.checkpointBytes += bytes.count
             state.checkpoint = try checkpoints.write(
                 partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
