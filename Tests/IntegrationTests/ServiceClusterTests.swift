@@ -35,6 +35,17 @@ extension ServiceCrashTests {
         }
         let finals = Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count
         #expect(text.contains("\npulse_final_records_total \(finals)\n"), "final records")
+        // Both stages checkpointed (each at least once per partition, on drain if not
+        // before), and count what they wrote.
+        func sample(_ series: String) -> Int? {
+            text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
+        for (stage, partitions) in [("1", 4), ("2", scenario.configuration.partialsPartitions)] {
+            let written = sample("pulse_checkpoints_total{stage=\"\(stage)\"}") ?? -1
+            let incremental = sample("pulse_incremental_checkpoints_total{stage=\"\(stage)\"}") ?? -1
+            let bytes = sample("pulse_checkpoint_bytes_total{stage=\"\(stage)\"}") ?? -1
+            #expect(written >= partitions && (0...written).contains(incremental) && bytes > written, "stage \(stage): \(written) checkpoints, \(incremental) increments, \(bytes) bytes")
+        }
 
         let status = try await service.terminate(timeout: .seconds(30))
         #expect(status == 0, "SIGTERM drains and exits 0")
