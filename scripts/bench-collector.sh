@@ -11,10 +11,7 @@ scripts/bootstrap.sh >/dev/null
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 . scripts/lib.sh
 use_broker
-swift build -c release --product pulse >/dev/null
-pulse="$(swift build -c release --show-bin-path)/pulse"
-app="collect-$(date +%s)"
-work="$root/.tools/bench/$app"; mkdir -p "$work"
+bench_run collect
 port=18555
 cat >"$work/pulse.yaml" <<YAML
 app: $app

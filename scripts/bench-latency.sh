@@ -12,10 +12,7 @@ RATE="${RATE:-10000}"; SECONDS_="${SECONDS:-120}"; PARTITIONS="${PARTITIONS:-4}"
 scripts/bootstrap.sh >/dev/null
 . scripts/lib.sh
 use_broker
-swift build -c release --product pulse >/dev/null
-pulse="$(swift build -c release --show-bin-path)/pulse"
-app="latency-$(date +%s)"
-work="$root/.tools/bench/$app"; mkdir -p "$work"
+bench_run latency
 cat >"$work/pulse.yaml" <<YAML
 app: $app
 kafka:

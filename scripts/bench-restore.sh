@@ -11,10 +11,7 @@ USERS="${USERS:-1000000}"; EVENTS="${EVENTS:-4000000}"
 scripts/bootstrap.sh >/dev/null
 . scripts/lib.sh
 use_broker
-swift build -c release --product pulse >/dev/null
-pulse="$(swift build -c release --show-bin-path)/pulse"
-app="restore-$(date +%s)"
-work="$root/.tools/bench/$app"; mkdir -p "$work"
+bench_run restore
 cat >"$work/pulse.yaml" <<YAML
 app: $app
 kafka:

@@ -21,10 +21,7 @@ PORT="${PORT:-18480}"
 scripts/bootstrap.sh >/dev/null
 . scripts/lib.sh
 use_broker
-swift build -c release --product pulse >/dev/null
-pulse="$(swift build -c release --show-bin-path)/pulse"
-app="soak-$(date +%s)"
-work="$root/.tools/bench/$app"; mkdir -p "$work"
+bench_run soak
 # pulse.example.yaml with this run's names and port.
 sed -e "s/^app: .*/app: $app/" \
     -e "s/bootstrap.servers: .*/bootstrap.servers: $KAFKA_BOOTSTRAP_SERVERS/" \

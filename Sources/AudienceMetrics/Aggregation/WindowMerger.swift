@@ -404,6 +404,7 @@ public final class WindowMerger {
 
     /// The complete state as deterministic bytes.
     public func checkpoint() -> [UInt8] {
+        // Without a limit the encoding always completes.
         encodeState(increment: false) ?? []
     }
 

@@ -110,12 +110,25 @@ final class CheckpointStore: Sendable {
     /// smaller together than its whole state (so a restore reads at most twice that),
     /// else the whole state. `increment` gets the bytes the increment may take and returns
     /// nil when the state cannot write one (or, if it can tell early, one that large).
-    func nextPiece(after previous: Checkpoint?, now: ContinuousClock.Instant, increment: (_ limit: Int) -> [UInt8]?, whole: () -> [UInt8]) -> (bytes: [UInt8], incremental: Bool) {
+    private func nextPiece(after previous: Checkpoint?, now: ContinuousClock.Instant, increment: (_ limit: Int) -> [UInt8]?, whole: () -> [UInt8]) -> (bytes: [UInt8], incremental: Bool) {
         if let previous, canExtend(previous, now: now), let first = previous.pieces.first {
             let limit = first.size - previous.incrementBytes
             if limit > 0, let increment = increment(limit), increment.count <= limit { return (increment, true) }
         }
         return (whole(), false)
+    }
+
+    /// Writes the next piece of `partition`'s chain after `previous` (``nextPiece(after:now:increment:whole:)``
+    /// chooses it) with ``write(partition:sequence:nextOffset:state:incremental:previous:producer:)``;
+    /// returns the checkpoint it makes, the piece's bytes and whether it is an increment.
+    func writeNext(
+        partition: Int32, nextOffset: Int64, after previous: Checkpoint?, now: ContinuousClock.Instant, producer: KafkaProducer,
+        increment: (_ limit: Int) -> [UInt8]?, whole: () -> [UInt8]
+    ) throws(KafkaError) -> (checkpoint: Checkpoint, bytes: Int, incremental: Bool) {
+        let (bytes, incremental) = nextPiece(after: previous, now: now, increment: increment, whole: whole)
+        let checkpoint = try write(partition: partition, sequence: (previous?.sequence ?? 0) + 1, nextOffset: nextOffset, state: bytes,
+                                   incremental: incremental, previous: previous, producer: producer)
+        return (checkpoint, bytes.count, incremental)
     }
 
     /// Produces a checkpoint (the piece's chunks, the manifest, then for a whole one

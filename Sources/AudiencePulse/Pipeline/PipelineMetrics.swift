@@ -59,9 +59,11 @@ final class PipelineMetrics: Sendable {
     /// Counts a partition checkpoint `stage` wrote.
     func checkpointed(stage: Int, bytes: Int, incremental: Bool) {
         checkpoints.withLock { counts in
-            counts[stage, default: CheckpointCounts()].written += 1
-            counts[stage, default: CheckpointCounts()].bytes += bytes
-            if incremental { counts[stage, default: CheckpointCounts()].incremental += 1 }
+            var count = counts[stage] ?? CheckpointCounts()
+            count.written += 1
+            count.incremental += incremental ? 1 : 0
+            count.bytes += bytes
+            counts[stage] = count
         }
     }
 

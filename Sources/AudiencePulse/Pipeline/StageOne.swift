@@ -480,12 +480,11 @@ final class StageOne: @unchecked Sendable {
     private func checkpoint(force: Bool) throws {
         guard let producer else { return }
         let result = try committer?.checkpoint(&partitions, topic: configuration.inputTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
-            let (bytes, incremental) = checkpoints.nextPiece(after: state.checkpoint, now: clock.now,
-                                                             increment: { _ in state.aggregator.checkpointIncrement() }, whole: state.aggregator.checkpoint)
-            state.checkpoint = try checkpoints.write(
-                partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
-                state: bytes, incremental: incremental, previous: state.checkpoint, producer: producer)
-            metrics.checkpointed(stage: 1, bytes: bytes.count, incremental: incremental)
+            let piece = try checkpoints.writeNext(
+                partition: partition, nextOffset: state.lastOffset + 1, after: state.checkpoint, now: clock.now, producer: producer,
+                increment: { _ in state.aggregator.checkpointIncrement() }, whole: state.aggregator.checkpoint)
+            state.checkpoint = piece.checkpoint
+            metrics.checkpointed(stage: 1, bytes: piece.bytes, incremental: piece.incremental)
         }
         guard let result else { return }
         if result.committed { metrics.transactionCommits.add(1, ordering: .relaxed) }

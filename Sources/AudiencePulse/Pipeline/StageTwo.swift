@@ -272,13 +272,12 @@ final class StageTwo: @unchecked Sendable {
     private func checkpoint(force: Bool) throws {
         guard let producer else { return }
         let result = try committer?.checkpoint(&partitions, topic: configuration.partialsTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
-            let (bytes, incremental) = checkpoints.nextPiece(after: state.checkpoint, now: clock.now,
-                                                             increment: state.merger.checkpointIncrement(limit:), whole: state.merger.checkpoint)
-            progress.checkpointBytes += bytes.count
-            state.checkpoint = try checkpoints.write(
-                partition: partition, sequence: (state.checkpoint?.sequence ?? 0) + 1, nextOffset: state.lastOffset + 1,
-                state: bytes, incremental: incremental, previous: state.checkpoint, producer: producer)
-            metrics.checkpointed(stage: 2, bytes: bytes.count, incremental: incremental)
+            let piece = try checkpoints.writeNext(
+                partition: partition, nextOffset: state.lastOffset + 1, after: state.checkpoint, now: clock.now, producer: producer,
+                increment: state.merger.checkpointIncrement(limit:), whole: state.merger.checkpoint)
+            state.checkpoint = piece.checkpoint
+            progress.checkpointBytes += piece.bytes
+            metrics.checkpointed(stage: 2, bytes: piece.bytes, incremental: piece.incremental)
         }
         if result?.committed == true { metrics.transactionCommits.add(1, ordering: .relaxed) }
     }
