@@ -109,10 +109,12 @@ struct MergePropertyTests {
         var mergerCheckpoints = 0
         var increments = 0
         var unchangedContributions = 0
+        var changedContributions = 0
         defer {
             if restartMergerEvery != nil {
                 #expect(increments == 3, "chains of a whole checkpoint and three increments")
                 #expect(unchangedContributions > 0, "contributions unchanged since the checkpoint before are not written again")
+                #expect(changedContributions > 0, "contributions replaced since the checkpoint before are written as their counters' changes")
             }
         }
         while positions.indices.contains(where: { positions[$0] < outputs[$0].count }) {
@@ -133,6 +135,7 @@ struct MergePropertyTests {
                 if chain.count % 4 != 0, let increment = merger.checkpointIncrement() {
                     chain.append(increment)
                     unchangedContributions += merger.unchangedInLastIncrement
+                    changedContributions += merger.changedInLastIncrement
                 } else {
                     chain = [merger.checkpoint()]
                 }
@@ -457,5 +460,55 @@ struct MergePropertyTests {
         try copy.restore(mergerBytes)
         #expect(copy.checkpoint() == mergerBytes)
         #expect(throws: BinaryReader.Error.self) { try copy.restore(Array(mergerBytes.dropLast())) }
+    }
+
+    @Test("stage 2's increments write a replaced contribution as its counters' changes (added hashes, changed registers, over several replacements); each chain restores the whole state's bytes")
+    func incrementsWriteCounterChanges() throws {
+        let config = AggregationConfig(windows: [WindowSpec(size: 60_000)], maxOutOfOrderness: 1_000, segments: SegmentSpec(dimensions: [[]]))
+        /// Partition 0's partial of `all` after `users` users, partition 1's after half as many.
+        func aggregate(users: Int, from partition: Int) -> SegmentAggregate {
+            var aggregate = SegmentAggregate()
+            for user in 0..<users {
+                aggregate.events += 2
+                aggregate.users.insert(Hash64.hash("p\(partition)-u\(user)"))
+                if user % 3 == 0 { aggregate.newUsers.insert(Hash64.hash("p\(partition)-u\(user)")) }
+            }
+            return aggregate
+        }
+        let merger = WindowMerger(config: config, inputPartitions: 2)
+        var offset: Int64 = 0
+        func apply(users: Int, partition: Int32 = 0, isFinal: Bool = false, repeating: Bool = false) {
+            if !repeating { offset += 1 }
+            merger.apply(partial: aggregate(users: users, from: Int(partition)), segment: "all", windowIndex: 0, start: 0,
+                         inputPartition: partition, offset: offset, isFinal: isFinal)
+        }
+        apply(users: 100)
+        apply(users: 2_000, partition: 1)
+        var chain = [merger.checkpoint()]
+        var sizes: [Int] = []
+        // Steps between increments: exact → exact, twice (hashes added over two
+        // replacements); exact → registers (that counter whole); registers → registers, three times;
+        // the final flag alone (the same offset); nothing.
+        let steps: [[(users: Int, partition: Int32)]] = [[(300, 0), (700, 0)], [(1_500, 0)], [(1_600, 0), (1_700, 0), (2_500, 1)], [], []]
+        for (number, step) in steps.enumerated() {
+            for (users, partition) in step { apply(users: users, partition: partition) }
+            if number == 3 { apply(users: 1_700, isFinal: true, repeating: true) }
+            let increment = try #require(merger.checkpointIncrement())
+            chain.append(increment)
+            sizes.append(increment.count)
+            let changed = merger.changedInLastIncrement
+            #expect(changed == [1, 1, 2, 1, 0][number], "increment \(number + 1): \(changed) contributions written as changes")
+            let restored = WindowMerger(config: config, inputPartitions: 2)
+            try restored.restore(chain[0])
+            for piece in chain.dropFirst() { try restored.applyIncrement(piece) }
+            #expect(restored.checkpoint() == merger.checkpoint(), "restored from a whole checkpoint and \(chain.count - 1) increments")
+        }
+        // The registers' changes are a fraction of the counters: the increment with two
+        // dense counters changed is smaller than the one that rewrote one whole.
+        #expect(sizes[2] < sizes[1], "increment sizes \(sizes)")
+        // An increment whose base is not the state restored before it is refused.
+        let elsewhere = WindowMerger(config: config, inputPartitions: 2)
+        try elsewhere.restore(chain[0])
+        #expect(throws: BinaryReader.Error.self) { try elsewhere.applyIncrement(chain[3]) }
     }
 }

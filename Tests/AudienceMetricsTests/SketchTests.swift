@@ -294,6 +294,95 @@ struct SketchTests {
         #expect(modes.isSuperset(of: precision >= 14 ? [0, 1, 4, 5] : [0, 4]), "forms used: \(modes.sorted())")
     }
 
+    /// Encodes `counter`'s `change` and applies it to `base`.
+    static func applied(_ change: UniqueCounter.Change, of counter: UniqueCounter, to base: UniqueCounter) throws -> UniqueCounter {
+        var writer = BinaryWriter()
+        counter.encode(change, into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        let result = try base.applying(changeFrom: &reader)
+        #expect(reader.isAtEnd)
+        return result
+    }
+
+    @Test("a counter's changes over several versions, applied to the first, give the last: added hashes, changed registers, whole past a form change or an eighth of the registers")
+    func changesAcrossVersions() throws {
+        // Versions of one growing counter, from empty through exact to dense registers.
+        let steps = [0, 1, 40, 40, 700, 1_024, 1_025, 1_300, 2_000, 2_000, 6_000, 6_050, 40_000]
+        var versions: [UniqueCounter] = []
+        var counter = UniqueCounter()
+        var inserted = 0
+        for target in steps {
+            while inserted < target {
+                counter.insert(Hash64.hash("change-\(inserted)"))
+                inserted += 1
+            }
+            versions.append(counter)
+        }
+        var kinds = Set<String>()
+        for first in versions.indices {
+            var change = UniqueCounter.Change.none
+            for next in (first + 1)..<versions.count {
+                change = versions[next].change(since: versions[next - 1], following: change)
+                let restored = try Self.applied(change, of: versions[next], to: versions[first])
+                #expect(restored == versions[next], "from \(steps[first]) through \(steps[next]) values: \(change)")
+                var whole = BinaryWriter()
+                versions[next].encode(into: &whole)
+                var again = BinaryWriter()
+                restored.encode(into: &again)
+                #expect(whole.bytes == again.bytes)
+                switch change {
+                case .none: kinds.insert("none")
+                case .hashes: kinds.insert("hashes")
+                case .registers: kinds.insert("registers")
+                case .whole: kinds.insert("whole")
+                }
+                // One step's change on its own: written only from the form on both sides.
+                let step = versions[next].change(since: versions[next - 1])
+                switch (versions[next - 1].isExact, versions[next].isExact, step) {
+                case (_, _, .none): #expect(steps[next] == steps[next - 1])
+                case (true, true, .hashes(let added)): #expect(added.count == steps[next] - steps[next - 1])
+                case (false, false, .registers(let changed)): #expect(!changed.isEmpty && changed.count <= 2_048)
+                case (_, _, .whole): #expect(versions[next - 1].isExact != versions[next].isExact || steps[next] - steps[next - 1] >= 4_000)
+                default: Issue.record("step \(steps[next - 1]) → \(steps[next]): \(step)")
+                }
+            }
+        }
+        #expect(kinds == ["none", "hashes", "registers", "whole"])
+        // A base holding a hash the later version lacks: the whole counter.
+        var other = UniqueCounter()
+        other.insert(Hash64.hash("elsewhere"))
+        #expect(versions[2].change(since: other) == .whole)
+    }
+
+    @Test("a counter change that does not fit its base is refused: registers onto an exact counter, hashes onto registers or already held, past the exact limit, a register out of range")
+    func changesThatDoNotFit() throws {
+        var exact = UniqueCounter()
+        for value in 0..<10 { exact.insert(Hash64.hash("fit-\(value)")) }
+        var dense = UniqueCounter()
+        for value in 0..<3_000 { dense.insert(Hash64.hash("fit-\(value)")) }
+        var denser = dense
+        for value in 3_000..<3_100 { denser.insert(Hash64.hash("fit-\(value)")) }
+        var larger = exact
+        for value in 10..<20 { larger.insert(Hash64.hash("fit-\(value)")) }
+        let registers = denser.change(since: dense)
+        let hashes = larger.change(since: exact)
+        #expect(throws: BinaryReader.Error.self) { try Self.applied(registers, of: denser, to: exact) }
+        #expect(throws: BinaryReader.Error.self) { try Self.applied(hashes, of: larger, to: dense) }
+        // Hashes the base already holds (applied twice).
+        #expect(throws: BinaryReader.Error.self) { try Self.applied(hashes, of: larger, to: larger) }
+        // More hashes than an exact counter holds.
+        var full = UniqueCounter()
+        for value in 0..<1_020 { full.insert(Hash64.hash("full-\(value)")) }
+        #expect(throws: BinaryReader.Error.self) { try Self.applied(hashes, of: larger, to: full) }
+        // A register index past the last, and a value above the largest rank.
+        for bytes: [UInt8] in [[2, 1, 0x80, 0x80, 0x01, 3], [2, 1, 5, 60]] {
+            var reader = BinaryReader(bytes)
+            #expect(throws: BinaryReader.Error.self) { try dense.applying(changeFrom: &reader) }
+        }
+        #expect(try Self.applied(registers, of: denser, to: dense) == denser)
+        #expect(try Self.applied(hashes, of: larger, to: exact) == larger)
+    }
+
     @Test("quantiles are within 1 % of the exact ones, and merged sketches equal one sketch")
     func quantiles() throws {
         var generator = SplitMix64(seed: 7)

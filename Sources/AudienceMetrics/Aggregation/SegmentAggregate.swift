@@ -86,6 +86,46 @@ public struct SegmentAggregate: Sendable, Equatable {
     static let formatVersion: UInt8 = 1
 
     public func encode(into writer: inout BinaryWriter) {
+        encode(into: &writer) { counter, _, writer in counter.encode(into: &writer) }
+    }
+
+    /// The unique counters by position in the binary form: users, new, retained, converting.
+    static let counterCount = 4
+
+    subscript(counter index: Int) -> UniqueCounter {
+        get {
+            switch index {
+            case 0: users
+            case 1: newUsers
+            case 2: retainedUsers
+            default: convertingUsers
+            }
+        }
+        set {
+            switch index {
+            case 0: users = newValue
+            case 1: newUsers = newValue
+            case 2: retainedUsers = newValue
+            default: convertingUsers = newValue
+            }
+        }
+    }
+
+    /// Each unique counter's change since `base` (in ``counters``' order); `earlier`: the
+    /// changes between the base before it and `base`.
+    public func counterChanges(since base: SegmentAggregate, following earlier: [UniqueCounter.Change]? = nil) -> [UniqueCounter.Change] {
+        (0..<Self.counterCount).map { index in
+            self[counter: index].change(since: base[counter: index], following: earlier?[index] ?? .none)
+        }
+    }
+
+    /// The binary form with each unique counter written as its change in `changes` (from
+    /// ``counterChanges(since:following:)``); read with ``decode(from:onto:)``.
+    public func encode(changes: [UniqueCounter.Change], into writer: inout BinaryWriter) {
+        encode(into: &writer) { counter, index, writer in counter.encode(changes[index], into: &writer) }
+    }
+
+    private func encode(into writer: inout BinaryWriter, counter: (UniqueCounter, Int, inout BinaryWriter) -> Void) {
         writer.write(SegmentAggregate.formatVersion)
         writer.writeSigned(events)
         writer.writeVarint(knownTypes.scalarCount)
@@ -95,10 +135,7 @@ public struct SegmentAggregate: Sendable, Equatable {
             writer.writeString(name)
             writer.writeSigned(count)
         }
-        users.encode(into: &writer)
-        newUsers.encode(into: &writer)
-        retainedUsers.encode(into: &writer)
-        convertingUsers.encode(into: &writer)
+        for index in 0..<Self.counterCount { counter(self[counter: index], index, &writer) }
         dwell.encode(into: &writer)
         topContent.encode(into: &writer)
         for value in [revenueMicros, sessionsStarted, sessionsEngaged, sessionDurationMs, late, duplicates, invalid] {
@@ -107,6 +144,18 @@ public struct SegmentAggregate: Sendable, Equatable {
     }
 
     public static func decode(from reader: inout BinaryReader) throws(BinaryReader.Error) -> SegmentAggregate {
+        try decode(from: &reader) { _, reader throws(BinaryReader.Error) in try UniqueCounter.decode(from: &reader) }
+    }
+
+    /// Reads ``encode(changes:into:)``: `base`'s unique counters with the changes applied,
+    /// everything else as written.
+    public static func decode(from reader: inout BinaryReader, onto base: SegmentAggregate) throws(BinaryReader.Error) -> SegmentAggregate {
+        try decode(from: &reader) { index, reader throws(BinaryReader.Error) in try base[counter: index].applying(changeFrom: &reader) }
+    }
+
+    private static func decode(
+        from reader: inout BinaryReader, counter: (Int, inout BinaryReader) throws(BinaryReader.Error) -> UniqueCounter
+    ) throws(BinaryReader.Error) -> SegmentAggregate {
         try reader.expectVersion(formatVersion, of: "segment aggregate")
         var result = SegmentAggregate()
         result.events = try reader.readSigned()
@@ -115,10 +164,7 @@ public struct SegmentAggregate: Sendable, Equatable {
         for type in 0..<typeCount { result.knownTypes[type] = try reader.readSigned() }
         let otherCount = try reader.readCount(limit: 1 << 16)
         for _ in 0..<otherCount { result.otherTypes[try reader.readString(limit: 4096)] = try reader.readSigned() }
-        result.users = try UniqueCounter.decode(from: &reader)
-        result.newUsers = try UniqueCounter.decode(from: &reader)
-        result.retainedUsers = try UniqueCounter.decode(from: &reader)
-        result.convertingUsers = try UniqueCounter.decode(from: &reader)
+        for index in 0..<counterCount { result[counter: index] = try counter(index, &reader) }
         result.dwell = try QuantileSketch.decode(from: &reader)
         result.topContent = try TopK.decode(from: &reader)
         result.revenueMicros = try reader.readSigned()

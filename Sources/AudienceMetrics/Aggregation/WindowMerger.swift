@@ -198,12 +198,17 @@ public final class WindowMerger {
         let key = WindowKey(windowIndex: windowIndex, start: start)
         let target = (part == .slice ? slices[key] : windows[key]) ?? PendingWindow()
         if part == .slice { slices[key] = target } else { windows[key] = target }
-        if let existing = target.segments[segment]?[inputPartition], existing.offset >= offset {
+        let existing = target.segments[segment]?[inputPartition]
+        if let existing, existing.offset >= offset {
             // Not newer, but a final one still says this input partition is done with
             // the window (the state it holds is at least as recent).
             if isFinal && !existing.isFinal { target.segments[segment]?[inputPartition]?.isFinal = true }
             stalePartials += 1
             return false
+        }
+        if let existing, written != nil {
+            noteChange(from: existing, to: aggregate, part: part,
+                       at: ContributionKey(window: key, isSlice: part == .slice, segment: segment, partition: inputPartition))
         }
         target.segments[segment, default: Contributions()][inputPartition] = Contribution(
             partition: inputPartition, offset: offset, aggregate: aggregate, overflowedEvents: overflowedEvents, isFinal: isFinal, part: part)
@@ -371,9 +376,11 @@ public final class WindowMerger {
 
     /// 2 added the final flag of contributions and held markers; 3 each contribution's
     /// part, the slices and closed slices; 4: in an increment, each contribution is marked
-    /// unchanged since the checkpoint before (0, its aggregate not written) or written (1).
-    /// 1 to 3 are still read.
-    static let formatVersion: UInt8 = 4
+    /// unchanged since the checkpoint before (0, its aggregate not written) or written (1);
+    /// 5: or changed (2: the offset of the contribution it changes, then its aggregate
+    /// with each unique counter written as its change from that one's). 1 to 4 are still
+    /// read.
+    static let formatVersion: UInt8 = 5
 
     /// A contribution's place in the state: its window or slice, segment and input partition.
     private struct ContributionKey: Hashable {
@@ -401,6 +408,32 @@ public final class WindowMerger {
     private var written: [ContributionKey: Version]?
     /// Contributions the last increment marked unchanged instead of writing them.
     public private(set) var unchangedInLastIncrement = 0
+    /// Contributions the last increment wrote as their changes.
+    public private(set) var changedInLastIncrement = 0
+
+    /// How a contribution's unique counters changed since the version `written` holds for
+    /// its place (whose offset is `base`), kept from each partial that replaced it until
+    /// the next checkpoint or increment is written: an increment writes only what
+    /// changed in them instead of the counters whole.
+    private struct CounterChanges {
+        var base: Int64
+        var counters: [UniqueCounter.Change]
+    }
+    private var changes: [ContributionKey: CounterChanges] = [:]
+
+    /// Notes how `aggregate`, replacing `old` at `place`, changed its unique counters, when
+    /// the last written checkpoint holds `old` (or a change was noted since).
+    private func noteChange(from old: Contribution, to aggregate: SegmentAggregate, part: WindowPartial.Part, at place: ContributionKey) {
+        guard old.part == part else {
+            changes[place] = nil
+            return
+        }
+        if let earlier = changes[place] {
+            changes[place]?.counters = aggregate.counterChanges(since: old.aggregate, following: earlier.counters)
+        } else if let base = written?[place], base.offset == old.offset, base.part == part {
+            changes[place] = CounterChanges(base: old.offset, counters: aggregate.counterChanges(since: old.aggregate))
+        }
+    }
 
     /// The complete state as deterministic bytes.
     public func checkpoint() -> [UInt8] {
@@ -431,13 +464,16 @@ public final class WindowMerger {
         let previous = increment ? written : nil
         var versions: [ContributionKey: Version] = [:]
         unchangedInLastIncrement = 0
+        changedInLastIncrement = 0
         guard encode(windows, isSlice: false, into: &writer, previous: previous, versions: &versions, limit: limit),
             encode(slices, isSlice: true, into: &writer, previous: previous, versions: &versions, limit: limit)
         else {
-            // Abandoned: nothing was written, so the checkpoint before still is the last.
+            // Abandoned: nothing was written, so the checkpoint before still is the last
+            // (and the changes noted since still refer to it).
             return nil
         }
         written = versions
+        changes = [:]
         writer.writeVarint(trends.count)
         for key in trends.keys.sorted() {
             writer.writeString(key)
@@ -486,6 +522,16 @@ public final class WindowMerger {
                             unchangedInLastIncrement += 1
                             continue
                         }
+                        if let base = previous[place], base.part == version.part,
+                            let counters = base.offset == version.offset
+                                ? Array(repeating: .none, count: SegmentAggregate.counterCount) // only the final flag changed
+                                : changes[place].flatMap({ $0.base == base.offset ? $0.counters : nil }) {
+                            writer.write(2)
+                            writer.writeSigned(base.offset)
+                            contribution.aggregate.encode(changes: counters, into: &writer)
+                            changedInLastIncrement += 1
+                            continue
+                        }
                         writer.write(1)
                     }
                     contribution.aggregate.encode(into: &writer)
@@ -520,16 +566,25 @@ public final class WindowMerger {
                     }
                     let aggregate: SegmentAggregate
                     let mark: UInt8 = if previous != nil, version >= 4 { try reader.read() } else { 1 }
+                    let place = ContributionKey(window: key, isSlice: isSlice, segment: segment, partition: partition)
+                    func missing(_ what: String) -> BinaryReader.Error {
+                        BinaryReader.Error(message: "merge checkpoint increment: \(segment) of \(isSlice ? "slice" : "window") \(key.windowIndex)@\(key.start) "
+                                           + "from input partition \(partition) at offset \(offset) \(what), but not in the state before it")
+                    }
                     switch mark {
                     case 0:
-                        let place = ContributionKey(window: key, isSlice: isSlice, segment: segment, partition: partition)
                         guard let unchanged = previous?[place], unchanged.offset == offset, unchanged.isFinal == isFinal, unchanged.part == part else {
-                            throw BinaryReader.Error(message: "merge checkpoint increment: \(segment) of \(isSlice ? "slice" : "window") \(key.windowIndex)@\(key.start) "
-                                                     + "from input partition \(partition) at offset \(offset) unchanged, but not in the state before it")
+                            throw missing("unchanged")
                         }
                         aggregate = unchanged.aggregate
                     case 1:
                         aggregate = try SegmentAggregate.decode(from: &reader)
+                    case 2 where version >= 5:
+                        let baseOffset = try reader.readSigned()
+                        guard let base = previous?[place], base.offset == baseOffset, base.offset <= offset, base.part == part else {
+                            throw missing("changed from offset \(baseOffset)")
+                        }
+                        aggregate = try SegmentAggregate.decode(from: &reader, onto: base.aggregate)
                     default:
                         throw BinaryReader.Error(message: "merge checkpoint increment: contribution mark \(mark)")
                     }
@@ -575,6 +630,7 @@ public final class WindowMerger {
         // An increment's unchanged contributions are those of the state restored so far.
         let previous = increment ? currentContributions() : nil
         written = nil
+        changes = [:]
         stalePartials = try reader.readSigned()
         finalizedThrough = try reader.readSigned()
         partitionWatermarks = [:]
