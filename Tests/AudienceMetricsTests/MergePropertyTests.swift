@@ -350,10 +350,14 @@ struct MergePropertyTests {
         }
     }
 
-    @Test("whole checkpoints with increments between them (of the windows' aggregates only the changed ones) restore, in order, the state byte for byte, which continues to the same results")
-    func incrementalCheckpoints() throws {
-        let audience = RandomAudience(seed: 9, count: 3_000, users: 150, lateEvery: 40)
+    @Test("whole checkpoints with increments between them (of the windows' aggregates only the changed ones, their unique counters as what changed: added hashes; with hour windows of thousands of users, registers) restore, in order, the state byte for byte, which continues to the same results",
+          arguments: [false, true])
+    func incrementalCheckpoints(hourWindows: Bool) throws {
+        let audience = hourWindows
+            ? RandomAudience(seed: 9, count: 6_000, users: 5_000, lateEvery: 40)
+            : RandomAudience(seed: 9, count: 3_000, users: 150, lateEvery: 40)
         var config = Self.config
+        if hourWindows { config.windows = [WindowSpec(size: 3_600_000), WindowSpec(size: 60_000)] }
         // Small enough that the de-duplicator forgets ids early (its journal holds 100).
         config.deduplicationMaxEntries = 400
         let live = Pipeline(config)
@@ -363,8 +367,10 @@ struct MergePropertyTests {
         var expected: [WindowPartial] = []
         var chain: [[UInt8]] = []
         var increments = 0
-        // Aggregates an increment left out because the checkpoint before wrote the same.
+        // Aggregates an increment left out because the checkpoint before wrote the same,
+        // and those it wrote as their counters' changes.
         var unchanged = 0
+        var changed = 0
         var resumed: (pipeline: Pipeline, from: Int, got: [WindowPartial])?
         for (index, event) in audience.events.enumerated() {
             live.feed(event.json)
@@ -381,6 +387,7 @@ struct MergePropertyTests {
                 chain.append(increment)
                 increments += 1
                 unchanged += live.aggregator.unchangedInLastIncrement
+                changed += live.aggregator.changedInLastIncrement
             } else {
                 chain = [live.aggregator.checkpoint()]
             }
@@ -391,8 +398,12 @@ struct MergePropertyTests {
             #expect(same, "after event \(index), restored from a whole checkpoint and \(chain.count - 1) increments")
             if index == 1_799 { resumed = (restored, expected.count, []) }
         }
-        #expect(increments == 41)
-        #expect(unchanged > 0, "windows no event touched since the checkpoint before are not written again")
+        #expect(increments == (hourWindows ? 83 : 41))
+        // (Every 60 events touch every segment of an hour window.)
+        #expect(unchanged > 0 || hourWindows, "windows no event touched since the checkpoint before are not written again")
+        #expect(changed > 0, "windows changed since the checkpoint before are written as their counters' changes")
+        // The hour windows' users are counted in registers.
+        #expect(expected.contains { $0.segments.contains { !$0.aggregate.users.isExact } } == hourWindows)
         let resumedRun = try #require(resumed)
         #expect(resumedRun.got + resumedRun.pipeline.finish() == Array(expected[resumedRun.from...]) + live.finish())
         #expect(throws: BinaryReader.Error.self) { try Pipeline(config).aggregator.restore(chain[chain.count - 1]) }

@@ -304,16 +304,17 @@ struct SketchTests {
         return result
     }
 
-    @Test("a counter's changes over several versions, applied to the first, give the last: added hashes, changed registers, whole past a form change or an eighth of the registers")
+    @Test("a counter's changes over several versions, applied to the first, give the last: added hashes, changed registers, whole past a form change or a change's limits; recorded while values are inserted, the same")
     func changesAcrossVersions() throws {
         // Versions of one growing counter, from empty through exact to dense registers.
-        let steps = [0, 1, 40, 40, 700, 1_024, 1_025, 1_300, 2_000, 2_000, 6_000, 6_050, 40_000]
+        let steps = [0, 1, 40, 40, 200, 400, 1_024, 1_025, 1_300, 2_000, 2_000, 2_900, 6_000, 6_050, 40_000]
+        func value(_ number: Int) -> UInt64 { Hash64.hash("change-\(number)") }
         var versions: [UniqueCounter] = []
         var counter = UniqueCounter()
         var inserted = 0
         for target in steps {
             while inserted < target {
-                counter.insert(Hash64.hash("change-\(inserted)"))
+                counter.insert(value(inserted))
                 inserted += 1
             }
             versions.append(counter)
@@ -336,13 +337,24 @@ struct SketchTests {
                 case .registers: kinds.insert("registers")
                 case .whole: kinds.insert("whole")
                 }
-                // One step's change on its own: written only from the form on both sides.
+                // Recorded while the values are inserted into the first version.
+                var tracked = versions[first]
+                tracked.startTracking()
+                for number in steps[first]..<steps[next] { tracked.insert(value(number)) }
+                let recorded = tracked.trackedChange
+                #expect(try Self.applied(recorded, of: tracked, to: versions[first]) == versions[next], "recorded from \(steps[first]) to \(steps[next])")
+                if recorded != .whole && change != .whole { #expect(recorded == change) }
+                // One step's change on its own: written only from the form on both sides,
+                // within the limits (256 hashes, 1,024 registers).
                 let step = versions[next].change(since: versions[next - 1])
+                let added = steps[next] - steps[next - 1]
                 switch (versions[next - 1].isExact, versions[next].isExact, step) {
-                case (_, _, .none): #expect(steps[next] == steps[next - 1])
-                case (true, true, .hashes(let added)): #expect(added.count == steps[next] - steps[next - 1])
-                case (false, false, .registers(let changed)): #expect(!changed.isEmpty && changed.count <= 2_048)
-                case (_, _, .whole): #expect(versions[next - 1].isExact != versions[next].isExact || steps[next] - steps[next - 1] >= 4_000)
+                case (_, _, .none): #expect(added == 0)
+                case (true, true, .hashes(let hashes)): #expect(hashes.count == added && added <= 256)
+                case (false, false, .registers(let changed)): #expect(!changed.isEmpty && changed.count <= 1_024)
+                case (true, true, .whole): #expect(added > 256)
+                case (false, false, .whole): #expect(added > 1_024)
+                case (true, false, .whole): break
                 default: Issue.record("step \(steps[next - 1]) → \(steps[next]): \(step)")
                 }
             }
@@ -352,6 +364,12 @@ struct SketchTests {
         var other = UniqueCounter()
         other.insert(Hash64.hash("elsewhere"))
         #expect(versions[2].change(since: other) == .whole)
+        // A merge while recording: the whole counter; not recording: the whole counter.
+        var merged = versions[9]
+        merged.startTracking()
+        merged.merge(versions[4])
+        #expect(merged.trackedChange == .whole)
+        #expect(versions[9].trackedChange == .whole)
     }
 
     @Test("a counter change that does not fit its base is refused: registers onto an exact counter, hashes onto registers or already held, past the exact limit, a register out of range")

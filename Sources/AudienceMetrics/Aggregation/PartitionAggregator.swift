@@ -47,6 +47,8 @@ public final class PartitionAggregator {
     private var written: [AggregateKey: UInt64]?
     /// Aggregates the last ``checkpointIncrement()`` marked unchanged instead of writing.
     public private(set) var unchangedInLastIncrement = 0
+    /// Aggregates the last increment wrote as their counters' changes.
+    public private(set) var changedInLastIncrement = 0
     /// Event time up to which windows are complete (ms); `Int64.min` before any event.
     public private(set) var watermark: Int64 = .min
     /// The newest event time seen (ms).
@@ -755,8 +757,10 @@ public final class PartitionAggregator {
     /// 2: sliced window sizes' slices follow the windows. 3: each window says whether it
     /// shares a slice. 4: whether stage 2 holds this partition's slices and windows' own
     /// parts (``AggregationConfig/sendsSlices``). 5: in an increment, each aggregate is
-    /// marked unchanged since the checkpoint before (0, not written) or written (1).
-    static let formatVersion: UInt8 = 5
+    /// marked unchanged since the checkpoint before (0, not written) or written (1). 6: or
+    /// changed (2: written with each unique counter as its change since that checkpoint,
+    /// ``SegmentAggregate/encode(changes:into:)``).
+    static let formatVersion: UInt8 = 6
 
     /// An aggregate's place in the state: its window (or slice) and segment.
     private struct AggregateKey: Hashable {
@@ -800,6 +804,7 @@ public final class PartitionAggregator {
         let previous = journals ? written : nil
         var hashes: [AggregateKey: UInt64] = [:]
         unchangedInLastIncrement = 0
+        changedInLastIncrement = 0
         let states = open.joined().sorted { ($0.windowIndex, $0.start) < ($1.windowIndex, $1.start) }
         encode(states, isSlice: false, into: &writer, previous: previous, hashes: &hashes)
         let sliced = slicing.indices.filter { slicing[$0] != nil }
@@ -810,6 +815,7 @@ public final class PartitionAggregator {
             encode(slicing[index]?.slices ?? [], isSlice: true, into: &writer, previous: previous, hashes: &hashes)
         }
         written = hashes
+        startTrackingCounters()
         writer.write(config.sendsSlices && !resendsParts ? 1 : 0)
         if journals {
             users.encodeJournal(into: &writer)
@@ -843,11 +849,28 @@ public final class PartitionAggregator {
                 named(state.aggregates[slot]).encode(into: &writer)
                 let hash = writer.hash(from: start)
                 hashes[key] = hash
-                if let previous, previous[key] == hash {
+                guard let previous, let before = previous[key] else { continue }
+                if before == hash {
                     writer.truncate(to: mark)
                     writer.write(0)
                     unchangedInLastIncrement += 1
+                } else {
+                    // Its counters have recorded their changes since that checkpoint.
+                    writer.truncate(to: mark)
+                    writer.write(2)
+                    named(state.aggregates[slot]).encode(changes: state.aggregates[slot].trackedCounterChanges, into: &writer)
+                    changedInLastIncrement += 1
                 }
+            }
+        }
+    }
+
+    /// Starts every aggregate's counters recording their changes, from the checkpoint
+    /// just written (an increment's changes are relative to it).
+    private func startTrackingCounters() {
+        for state in open.joined() + slicing.compactMap({ $0 }).flatMap(\.slices) {
+            state.aggregates.withUnsafeMutableBufferPointer { aggregates in
+                for slot in aggregates.indices { aggregates[slot].startTrackingCounters() }
             }
         }
     }
@@ -891,6 +914,12 @@ public final class PartitionAggregator {
                         aggregate = unchanged
                     case 1:
                         aggregate = try SegmentAggregate.decode(from: &reader)
+                    case 2 where version >= 6:
+                        let place = AggregateKey(windowIndex: index, start: start, isSlice: slices, segment: key)
+                        guard let base = previous[place] else {
+                            throw BinaryReader.Error(message: "partition checkpoint increment: \(name) of window \(index)@\(start) changed, but not in the state before it")
+                        }
+                        aggregate = try SegmentAggregate.decode(from: &reader, onto: base)
                     case let mark:
                         throw BinaryReader.Error(message: "partition checkpoint increment: aggregate mark \(mark)")
                     }

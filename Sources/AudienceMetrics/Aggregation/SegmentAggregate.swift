@@ -119,6 +119,17 @@ public struct SegmentAggregate: Sendable, Equatable {
         }
     }
 
+    /// Starts recording each unique counter's changes (``trackedCounterChanges``).
+    public mutating func startTrackingCounters() {
+        for index in 0..<Self.counterCount { self[counter: index].startTracking() }
+    }
+
+    /// Each unique counter's change since ``startTrackingCounters()`` (in the order of
+    /// ``encode(changes:into:)``).
+    public var trackedCounterChanges: [UniqueCounter.Change] {
+        (0..<Self.counterCount).map { self[counter: $0].trackedChange }
+    }
+
     /// The binary form with each unique counter written as its change in `changes` (from
     /// ``counterChanges(since:following:)``); read with ``decode(from:onto:)``.
     public func encode(changes: [UniqueCounter.Change], into writer: inout BinaryWriter) {

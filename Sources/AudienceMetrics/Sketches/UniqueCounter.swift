@@ -25,6 +25,12 @@ public struct UniqueCounter: Sendable, Equatable {
     private var exactCount: Int
     /// Registers, empty while exact.
     private var registers: [UInt8]
+    /// Recording changes (``startTracking()``): the registers raised since (repeats
+    /// possible), the exact hashes added since, or that anything else happened.
+    private var tracks = false
+    private var trackedWhole = false
+    private var trackedRegisters: [UInt32] = []
+    private var trackedHashes: [UInt64] = []
 
     public init(precision: Int = UniqueCounter.defaultPrecision) {
         precondition((4...18).contains(precision), "precision must be 4...18")
@@ -98,6 +104,10 @@ public struct UniqueCounter: Sendable, Equatable {
         }
         guard added else { return }
         exactCount += 1
+        if tracks {
+            trackedHashes.append(hash)
+            if trackedHashes.count > Self.addedHashLimit { trackWhole() }
+        }
         if exactCount > UniqueCounter.exactLimit {
             densify()
         } else if exactCount * 2 > table.count {
@@ -132,6 +142,7 @@ public struct UniqueCounter: Sendable, Equatable {
     }
 
     private mutating func densify() {
+        if tracks { trackWhole() }
         registers = Array(repeating: 0, count: 1 << precision)
         let table = table
         table.withUnsafeBufferPointer { table in Self.withHashes(of: table) { insertRegisters($0) } }
@@ -205,7 +216,10 @@ public struct UniqueCounter: Sendable, Equatable {
     @inline(__always)
     private mutating func insertRegister(_ hash: UInt64) {
         let (index, rank) = Self.register(of: hash, precision: precision)
-        if registers[index] < rank { registers[index] = rank }
+        if registers[index] < rank {
+            registers[index] = rank
+            if tracks { trackRegister(index) }
+        }
     }
 
     /// The number of distinct values: exact while ``isExact``, else the estimate.
@@ -286,8 +300,12 @@ public struct UniqueCounter: Sendable, Equatable {
     /// Adds everything `other` counted (same precision required).
     public mutating func merge(_ other: UniqueCounter) {
         precondition(precision == other.precision, "cannot merge sketches of different precision")
+        if tracks { trackWhole() }
         if isExact && exactCount == 0 {
+            let tracked = tracks
             self = other
+            tracks = false
+            if tracked { trackWhole() }
             return
         }
         if other.registers.isEmpty {
@@ -354,7 +372,7 @@ public struct UniqueCounter: Sendable, Equatable {
     }
 
     /// Heap bytes held (for sizing).
-    public var memoryBytes: Int { table.capacity * 8 + registers.capacity }
+    public var memoryBytes: Int { table.capacity * 8 + registers.capacity + trackedRegisters.capacity * 4 + trackedHashes.capacity * 8 }
 
     // MARK: Changes
 
@@ -369,8 +387,8 @@ public struct UniqueCounter: Sendable, Equatable {
         case registers([UInt32])
         /// Both exact: the hashes this counter holds and the base does not, ascending.
         case hashes([UInt64])
-        /// Anything else (the form changed, the base held a hash this one lacks, or so
-        /// many registers differ that the whole counter is about as small): all of it.
+        /// Anything else (the form changed, the base held a hash this one lacks, or more
+        /// registers differ or hashes were added than a change keeps): all of it.
         case whole
     }
 
@@ -411,18 +429,25 @@ public struct UniqueCounter: Sendable, Equatable {
         case (.registers(let first), .registers(let second)):
             return capped(.registers(Self.union(first, second)))
         case (.hashes(let first), .hashes(let second)):
-            return .hashes(Self.union(first, second))
+            return capped(.hashes(Self.union(first, second)))
         default:
             return .whole
         }
     }
 
-    /// Register changes past an eighth of the registers written whole instead: two or
-    /// three bytes each, they would be about as large as a dense counter's four bits a
-    /// register (and kept until written, four bytes each).
+    /// The most register changes or added hashes kept for a change: a sixteenth of the
+    /// registers (two or three bytes each written, a third of a dense counter's four bits
+    /// a register), a quarter of the exact limit. Past them the counter is written whole;
+    /// they bound the memory a change holds until it is written.
+    private var changedRegisterLimit: Int { registers.count / 16 }
+    private static let addedHashLimit = exactLimit / 4
+
     private func capped(_ change: Change) -> Change {
-        if case .registers(let indices) = change, indices.count > registers.count / 8 { return .whole }
-        return change
+        switch change {
+        case .registers(let indices) where indices.count > changedRegisterLimit: .whole
+        case .hashes(let hashes) where hashes.count > Self.addedHashLimit: .whole
+        default: change
+        }
     }
 
     /// The ascending union of two ascending arrays.
@@ -456,6 +481,37 @@ public struct UniqueCounter: Sendable, Equatable {
                 index = (index + 1) & mask
             }
         }
+    }
+
+    /// Starts recording what changes from here on, for ``trackedChange``.
+    public mutating func startTracking() {
+        tracks = true
+        trackedWhole = false
+        trackedRegisters = []
+        trackedHashes = []
+    }
+
+    /// What changed since ``startTracking()``, as ``change(since:following:)`` of the
+    /// counter then would give it: whole when not tracking, after a merge or a change of
+    /// form, or past the limits of a change.
+    public var trackedChange: Change {
+        guard tracks, !trackedWhole else { return .whole }
+        if registers.isEmpty { return trackedHashes.isEmpty ? .none : .hashes(trackedHashes.sorted()) }
+        guard !trackedRegisters.isEmpty else { return .none }
+        var indices: [UInt32] = []
+        for index in trackedRegisters.sorted() where indices.last != index { indices.append(index) }
+        return .registers(indices)
+    }
+
+    private mutating func trackRegister(_ index: Int) {
+        trackedRegisters.append(UInt32(truncatingIfNeeded: index))
+        if trackedRegisters.count > changedRegisterLimit { trackWhole() }
+    }
+
+    private mutating func trackWhole() {
+        trackedWhole = true
+        trackedRegisters = []
+        trackedHashes = []
     }
 
     /// Writes `change` (from ``change(since:following:)`` of this counter): a form (0 none,
