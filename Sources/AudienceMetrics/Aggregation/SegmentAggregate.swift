@@ -111,7 +111,7 @@ public struct SegmentAggregate: Sendable, Equatable {
         }
     }
 
-    /// Each unique counter's change since `base` (in ``counters``' order); `earlier`: the
+    /// Each unique counter's change since `base` (users, new, retained, converting); `earlier`: the
     /// changes between the base before it and `base`.
     public func counterChanges(since base: SegmentAggregate, following earlier: [UniqueCounter.Change]? = nil) -> [UniqueCounter.Change] {
         (0..<Self.counterCount).map { index in

@@ -302,10 +302,11 @@ public struct UniqueCounter: Sendable, Equatable {
         precondition(precision == other.precision, "cannot merge sketches of different precision")
         if tracks { trackWhole() }
         if isExact && exactCount == 0 {
+            // Other's values, not its record of changes.
             let tracked = tracks
             self = other
-            tracks = false
-            if tracked { trackWhole() }
+            tracks = tracked
+            trackWhole()
             return
         }
         if other.registers.isEmpty {
