@@ -26,9 +26,9 @@ public struct UniqueCounter: Sendable, Equatable {
     /// Registers, empty while exact.
     private var registers: [UInt8]
     /// Recording changes (``startTracking()``): the registers raised since (repeats
-    /// possible), the exact hashes added since, or that anything else happened.
+    /// possible) or the exact hashes added since; off again once anything else happened
+    /// (the change is then the whole counter).
     private var tracks = false
-    private var trackedWhole = false
     private var trackedRegisters: [UInt32] = []
     private var trackedHashes: [UInt64] = []
 
@@ -84,7 +84,7 @@ public struct UniqueCounter: Sendable, Equatable {
     /// Where `hash` is in the exact table, or the empty slot where it goes (linear
     /// probing from its home; the table is never full).
     @inline(__always)
-    private static func probe(_ hash: UInt64, in table: UnsafeMutableBufferPointer<UInt64>) -> Int {
+    private static func probe(_ hash: UInt64, in table: UnsafeBufferPointer<UInt64>) -> Int {
         let mask = table.count - 1
         var index = home(of: hash, slots: table.count)
         while true {
@@ -97,7 +97,7 @@ public struct UniqueCounter: Sendable, Equatable {
     private mutating func insertExact(_ hash: UInt64) {
         if table.isEmpty { table = Array(repeating: 0, count: 16) }
         let added = table.withUnsafeMutableBufferPointer { table in
-            let index = Self.probe(hash, in: table)
+            let index = Self.probe(hash, in: UnsafeBufferPointer(table))
             guard table[index] == 0 else { return false }
             table[index] = hash
             return true
@@ -106,7 +106,7 @@ public struct UniqueCounter: Sendable, Equatable {
         exactCount += 1
         if tracks {
             trackedHashes.append(hash)
-            if trackedHashes.count > Self.addedHashLimit { trackWhole() }
+            if trackedHashes.count > Self.addedHashLimit { stopTracking() }
         }
         if exactCount > UniqueCounter.exactLimit {
             densify()
@@ -135,14 +135,14 @@ public struct UniqueCounter: Sendable, Equatable {
         var fresh = [UInt64](repeating: 0, count: slots)
         table.withUnsafeBufferPointer { old in
             fresh.withUnsafeMutableBufferPointer { fresh in
-                for hash in old where hash != 0 { fresh[Self.probe(hash, in: fresh)] = hash }
+                for hash in old where hash != 0 { fresh[Self.probe(hash, in: UnsafeBufferPointer(fresh))] = hash }
             }
         }
         table = fresh
     }
 
     private mutating func densify() {
-        if tracks { trackWhole() }
+        if tracks { stopTracking() }
         registers = Array(repeating: 0, count: 1 << precision)
         let table = table
         table.withUnsafeBufferPointer { table in Self.withHashes(of: table) { insertRegisters($0) } }
@@ -200,7 +200,7 @@ public struct UniqueCounter: Sendable, Equatable {
         let rest: Int? = table.withUnsafeMutableBufferPointer { table in
             for position in hashes.indices {
                 let hash = hashes[position]
-                let index = Self.probe(hash, in: table)
+                let index = Self.probe(hash, in: UnsafeBufferPointer(table))
                 added &+= table[index] == 0 ? 1 : 0
                 table[index] = hash
                 if added > limit { return position + 1 }
@@ -300,13 +300,11 @@ public struct UniqueCounter: Sendable, Equatable {
     /// Adds everything `other` counted (same precision required).
     public mutating func merge(_ other: UniqueCounter) {
         precondition(precision == other.precision, "cannot merge sketches of different precision")
-        if tracks { trackWhole() }
+        if tracks { stopTracking() }
         if isExact && exactCount == 0 {
             // Other's values, not its record of changes.
-            let tracked = tracks
             self = other
-            tracks = tracked
-            trackWhole()
+            stopTracking()
             return
         }
         if other.registers.isEmpty {
@@ -472,22 +470,12 @@ public struct UniqueCounter: Sendable, Equatable {
     /// Whether the exact table holds `hash` (not zero).
     private func containsExact(_ hash: UInt64) -> Bool {
         guard !table.isEmpty else { return false }
-        return table.withUnsafeBufferPointer { table in
-            let mask = table.count - 1
-            var index = Self.home(of: hash, slots: table.count)
-            while true {
-                let slot = table[index]
-                if slot == hash { return true }
-                if slot == 0 { return false }
-                index = (index + 1) & mask
-            }
-        }
+        return table.withUnsafeBufferPointer { table in table[Self.probe(hash, in: table)] == hash }
     }
 
     /// Starts recording what changes from here on, for ``trackedChange``.
     public mutating func startTracking() {
         tracks = true
-        trackedWhole = false
         trackedRegisters = []
         trackedHashes = []
     }
@@ -496,7 +484,7 @@ public struct UniqueCounter: Sendable, Equatable {
     /// counter then would give it: whole when not tracking, after a merge or a change of
     /// form, or past the limits of a change.
     public var trackedChange: Change {
-        guard tracks, !trackedWhole else { return .whole }
+        guard tracks else { return .whole }
         if registers.isEmpty { return trackedHashes.isEmpty ? .none : .hashes(trackedHashes.sorted()) }
         guard !trackedRegisters.isEmpty else { return .none }
         var indices: [UInt32] = []
@@ -506,11 +494,11 @@ public struct UniqueCounter: Sendable, Equatable {
 
     private mutating func trackRegister(_ index: Int) {
         trackedRegisters.append(UInt32(truncatingIfNeeded: index))
-        if trackedRegisters.count > changedRegisterLimit { trackWhole() }
+        if trackedRegisters.count > changedRegisterLimit { stopTracking() }
     }
 
-    private mutating func trackWhole() {
-        trackedWhole = true
+    private mutating func stopTracking() {
+        tracks = false
         trackedRegisters = []
         trackedHashes = []
     }
@@ -537,12 +525,17 @@ public struct UniqueCounter: Sendable, Equatable {
             }
         case .hashes(let hashes):
             writer.write(3)
-            writer.writeVarint(hashes.count)
-            writer.writeRaw(maximumCount: hashes.count * 8) { out in
-                let raw = UnsafeMutableRawBufferPointer(out)
-                for (position, hash) in hashes.enumerated() { raw.storeBytes(of: hash.littleEndian, toByteOffset: position * 8, as: UInt64.self) }
-                return hashes.count * 8
-            }
+            Self.write(hashes, into: &writer)
+        }
+    }
+
+    /// `hashes`' number, then each as a little-endian 64-bit word (stored at once).
+    private static func write(_ hashes: [UInt64], into writer: inout BinaryWriter) {
+        writer.writeVarint(hashes.count)
+        writer.writeRaw(maximumCount: hashes.count * 8) { out in
+            let raw = UnsafeMutableRawBufferPointer(out)
+            for (position, hash) in hashes.enumerated() { raw.storeBytes(of: hash.littleEndian, toByteOffset: position * 8, as: UInt64.self) }
+            return hashes.count * 8
         }
     }
 
@@ -613,14 +606,7 @@ public struct UniqueCounter: Sendable, Equatable {
         writer.write(UInt8(precision))
         if registers.isEmpty {
             writer.write(0)
-            let hashes = sortedHashes
-            writer.writeVarint(hashes.count)
-            // Little-endian 64-bit words, stored at once.
-            writer.writeRaw(maximumCount: hashes.count * 8) { out in
-                let raw = UnsafeMutableRawBufferPointer(out)
-                for (position, hash) in hashes.enumerated() { raw.storeBytes(of: hash.littleEndian, toByteOffset: position * 8, as: UInt64.self) }
-                return hashes.count * 8
-            }
+            Self.write(sortedHashes, into: &writer)
             return
         }
         let set = nonZeroRegisters
