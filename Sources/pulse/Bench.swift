@@ -74,7 +74,7 @@ extension Bench {
                 report(pipeline.result)
                 print("  \(pipeline.partials) partials (\(pipeline.partialBytes / 1_000_000) MB), \(pipeline.records) records "
                       + "(\(pipeline.finalRecords) final, \(pipeline.recordBytes / 1_000_000) MB), "
-                      + "\(pipeline.checkpoints) checkpoints (\(pipeline.checkpointBytes / 1_000_000) MB), \(pipeline.markers) watermark markers")
+                      + "\(pipeline.checkpoints) checkpoints (\(pipeline.incrementalCheckpoints) of them increments, \(pipeline.checkpointBytes / 1_000_000) MB), \(pipeline.markers) watermark markers")
                 print("  seconds: events \(String(format3: pipeline.processing.secondsDouble)), closing \(String(format3: pipeline.closing.secondsDouble)), "
                       + "updates \(String(format3: pipeline.updating.secondsDouble)), checkpoints \(String(format3: pipeline.checkpointing.secondsDouble))")
             }

@@ -11,11 +11,12 @@ struct CoreBenchmarkTests {
     func pipelineMatchesLocalPipeline() throws {
         let events = 30_000
         var corpus = ReferenceCorpus(count: 7_000)
-        let run = try CoreThroughputBenchmark.pipeline(corpus: &corpus, events: events, updateEvery: 4_000)
+        let run = try CoreThroughputBenchmark.pipeline(corpus: &corpus, events: events, updateEvery: 2_500)
         #expect(run.result.events == events)
         #expect(run.partials > run.finalRecords, "updates were sent besides the finals")
         #expect(run.records > run.finalRecords)
-        #expect(run.checkpoints == 4 + 8, "4 aggregators and 8 mergers, once (at 20,000 events)")
+        #expect(run.checkpoints == 2 * (4 + 8), "4 aggregators and 8 mergers, twice (at 12,500 and 25,000 events)")
+        #expect(run.incrementalCheckpoints > 0 && run.incrementalCheckpoints <= 4 + 8, "the second ones as increments where they fit: \(run.incrementalCheckpoints)")
         #expect(run.markers > 0 && run.markers < events / 5_000 * 4, "markers only when stage 1 would send one, not after every batch: \(run.markers)")
 
         let configuration = try PulseConfiguration.load(

@@ -193,8 +193,10 @@ public enum CoreThroughputBenchmark {
         /// The final records, in the order stage 2 produced them.
         public var finals: [MetricRecord] = []
         public var finalRecords: Int { finals.count }
-        /// Checkpoints written by both stages, and their bytes.
+        /// Checkpoints written by both stages (whole states and increments on them, as
+        /// the service chooses), those written as increments, and their bytes.
         public var checkpoints = 0
+        public var incrementalCheckpoints = 0
         public var checkpointBytes = 0
         /// Watermark markers stage 1 sent (each to every stage-2 merger).
         public var markers = 0
@@ -218,7 +220,8 @@ public enum CoreThroughputBenchmark {
     /// smallest window advance);
     /// every `updateEvery` events (the update interval's worth at the service's rate)
     /// stage 1 sends its updates and stage 2 renders the updated records; every fifth
-    /// time both stages write checkpoints (`processing.checkpoint_interval` is 5 s).
+    /// time both stages write checkpoints (`processing.checkpoint_interval` is 5 s),
+    /// increments on a whole state where the service's rule (``CheckpointChain``) allows.
     /// `body` holds the job's `segments` and `windows` (default: the full job of
     /// `pulse bench suite`).
     public static func pipeline(corpus: inout ReferenceCorpus, events: Int, updateEvery: Int = 75_000,
@@ -282,6 +285,8 @@ public enum CoreThroughputBenchmark {
                 }
             }
         }
+        var aggregatorChains = Array(repeating: CheckpointChain(), count: inputPartitions)
+        var mergerChains = Array(repeating: CheckpointChain(), count: partialsPartitions)
         func update(checkpoint: Bool) throws {
             let started = clock.now
             for (partition, aggregator) in aggregators.enumerated() { try send(aggregator.takeUpdates(), from: partition) }
@@ -290,9 +295,19 @@ public enum CoreThroughputBenchmark {
             out.updating += updated - started
             guard checkpoint else { return }
             defer { out.checkpointing += clock.now - updated }
-            for bytes in aggregators.map({ $0.checkpoint() }) + mergers.map({ $0.checkpoint() }) {
+            // As the service writes them: increments on a whole state while the chain's
+            // rule allows.
+            var pieces: [(bytes: [UInt8], incremental: Bool)] = []
+            for (partition, aggregator) in aggregators.enumerated() {
+                pieces.append(aggregatorChains[partition].next(increment: { _ in aggregator.checkpointIncrement() }, whole: aggregator.checkpoint))
+            }
+            for (partition, merger) in mergers.enumerated() {
+                pieces.append(mergerChains[partition].next(increment: merger.checkpointIncrement(limit:), whole: merger.checkpoint))
+            }
+            for piece in pieces {
                 out.checkpoints += 1
-                out.checkpointBytes += bytes.count
+                out.checkpointBytes += piece.bytes.count
+                if piece.incremental { out.incrementalCheckpoints += 1 }
             }
         }
         let corpusSize = corpus.messages.count

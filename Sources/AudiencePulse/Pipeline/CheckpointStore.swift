@@ -52,6 +52,8 @@ final class CheckpointStore: Sendable {
         var increments: ArraySlice<[UInt8]> { states.dropFirst() }
         /// Bytes of the chain's increments.
         var incrementBytes: Int { pieces.dropFirst().reduce(0) { $0 + $1.size } }
+        /// The sizes of its pieces.
+        var chain: CheckpointChain { CheckpointChain(wholeBytes: pieces.first?.size ?? 0, incrementBytes: incrementBytes, pieces: pieces.count) }
 
         /// The keys of its pieces' chunks in changelog partition `partition`.
         func chunkKeys(partition: Int32) -> Set<String> {
@@ -70,8 +72,6 @@ final class CheckpointStore: Sendable {
     }
 
     static let chunkBytes = 512 * 1024
-    /// Most pieces in a chain (its whole state included).
-    static let maxPieces = 16
     let topic: String
     /// This process's writer id (in its chunks' keys).
     let writer = UInt64.random(in: 1...UInt64.max)
@@ -102,20 +102,15 @@ final class CheckpointStore: Sendable {
     /// has room for another piece.
     func canExtend(_ checkpoint: Checkpoint, now: ContinuousClock.Instant) -> Bool {
         guard let written = checkpoint.writtenAt, now - written < extendWithin else { return false }
-        return checkpoint.pieces.count < Self.maxPieces && checkpoint.pieces.allSatisfy { $0.writer == writer }
+        return checkpoint.chain.hasRoom && checkpoint.pieces.allSatisfy { $0.writer == writer }
     }
 
-    /// What to write next for a partition whose last checkpoint is `previous`: an
-    /// increment on it while ``canExtend(_:now:)`` allows and the chain's increments stay
-    /// smaller together than its whole state (so a restore reads at most twice that),
-    /// else the whole state. `increment` gets the bytes the increment may take and returns
-    /// nil when the state cannot write one (or, if it can tell early, one that large).
+    /// What to write next for a partition whose last checkpoint is `previous`: what
+    /// ``CheckpointChain/next(increment:whole:)`` chooses for its chain while
+    /// ``canExtend(_:now:)`` allows, else the whole state.
     private func nextPiece(after previous: Checkpoint?, now: ContinuousClock.Instant, increment: (_ limit: Int) -> [UInt8]?, whole: () -> [UInt8]) -> (bytes: [UInt8], incremental: Bool) {
-        if let previous, canExtend(previous, now: now), let first = previous.pieces.first {
-            let limit = first.size - previous.incrementBytes
-            if limit > 0, let increment = increment(limit), increment.count <= limit { return (increment, true) }
-        }
-        return (whole(), false)
+        var chain = previous.flatMap { canExtend($0, now: now) ? $0.chain : nil } ?? CheckpointChain()
+        return chain.next(increment: increment, whole: whole)
     }
 
     /// Writes the next piece of `partition`'s chain after `previous` (``nextPiece(after:now:increment:whole:)``
@@ -390,5 +385,37 @@ final class CheckpointStore: Sendable {
             }
             return Checkpoint(nextOffset: manifest.nextOffset, pieces: manifest.pieces, states: states)
         }
+    }
+}
+
+/// The sizes of a partition's checkpoint chain (a whole state, then increments on it) and
+/// the rule for its next piece, which the stages' checkpoints and `pulse bench core` share.
+struct CheckpointChain: Equatable {
+    /// Most pieces in a chain (its whole state included).
+    static let maxPieces = 16
+    /// The whole state's bytes (0: no chain yet).
+    var wholeBytes = 0
+    /// The increments' bytes together.
+    var incrementBytes = 0
+    var pieces = 0
+
+    /// Whether another increment may follow: there is a whole state and room for a piece.
+    var hasRoom: Bool { pieces > 0 && pieces < Self.maxPieces }
+
+    /// The next piece, which the chain then includes: an increment while it has room and
+    /// the increments stay smaller together than the whole state (so a restore reads at
+    /// most twice that), else the whole state, which starts a new chain. `increment` gets
+    /// the bytes the increment may take and returns nil when the state cannot write one
+    /// (or, if it can tell early, one that large).
+    mutating func next(increment: (_ limit: Int) -> [UInt8]?, whole: () -> [UInt8]) -> (bytes: [UInt8], incremental: Bool) {
+        let limit = wholeBytes - incrementBytes
+        if hasRoom, limit > 0, let bytes = increment(limit), bytes.count <= limit {
+            incrementBytes += bytes.count
+            pieces += 1
+            return (bytes, true)
+        }
+        let bytes = whole()
+        self = CheckpointChain(wholeBytes: bytes.count, incrementBytes: 0, pieces: 1)
+        return (bytes, false)
     }
 }
