@@ -217,6 +217,8 @@ extension Bench {
         @Option(help: "Events of the state run.") var stateEvents = 3_000_000
         @Option(help: "Service jobs to run, comma-separated (lean, lean-static, full, full-static; the -static ones with processing.assignment: static).") var jobs = "lean,lean-static,full,full-static"
         @Option(help: "processing.stage1_workers of the lean and full jobs and the latency runs (default: one per core).") var workers = ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Rounds of the ceiling and the jobs, one after the other; each job is reported by its round with the median share of that round's ceiling, with the range over all.")
+        var rounds = 1
         @Option(help: "Write the results as JSON here.") var json: String?
         @Option(help: "Append the Markdown table to this file (e.g. docs/benchmarks.md).") var append: String?
         @Option(help: "The broker's process id, to report its CPU time next to the service's (default: the local broker's, from .tools/broker.pid, when --brokers is its address).")
@@ -232,6 +234,8 @@ extension Bench {
             suite.stateUsers = stateUsers
             suite.stateEvents = stateEvents
             suite.stageOneWorkers = workers
+            guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+            suite.rounds = rounds
             suite.jobs = jobs.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             if let unknown = suite.jobs.first(where: { !SuiteBenchmark.jobNames.contains($0) }) {
                 throw ValidationError("unknown job \"\(unknown)\" (jobs: \(SuiteBenchmark.jobNames.joined(separator: ", ")))")

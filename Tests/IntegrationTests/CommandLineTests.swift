@@ -63,11 +63,11 @@ struct CommandLineTests {
         #expect(result.error.contains(message), "pulse \(arguments.joined(separator: " ")) says \(result.error)")
     }
 
-    @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups and static assignment) and the state step (in a process of its own) all report, as Markdown and JSON")
+    @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups and static assignment, two rounds) and the state step (in a process of its own) all report, as Markdown and JSON")
     func benchSuiteSmall() async throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("bench") + ".json").path
         let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "20000", "--rates", "",
-                                         "--jobs", "lean,lean-static", "--state-users", "2000", "--state-events", "10000", "--json", json,
+                                         "--jobs", "lean,lean-static", "--rounds", "2", "--state-users", "2000", "--state-events", "10000", "--json", json,
                                          // Any live process will do for reading a "broker's" CPU time: this one.
                                          "--broker-pid", "\(getpid())"])
         #expect(result.status == 0, "\(result.error)")
@@ -84,6 +84,15 @@ struct CommandLineTests {
         #expect((jobs.first?["cpu_seconds_per_million"] as? NSNumber)?.doubleValue ?? 0 > 0, "\(jobs)")
         #expect((jobs.first?["final_records"] as? Int ?? 0) > 0, "the lean job produced final records")
         #expect((jobs.first?["consumed_seconds"] as? Double ?? 0) >= (jobs.first?["startup_seconds"] as? Double ?? 1), "consumed after it started")
+        // The second round starts afresh (groups and internal topics of its own): the same work.
+        let rounds = report["rounds"] as? [[String: Any]] ?? []
+        #expect(rounds.count == 2)
+        for round in rounds {
+            let jobs = round["jobs"] as? [[String: Any]] ?? []
+            #expect(jobs.map { $0["name"] as? String } == ["lean", "lean-static"])
+            #expect(jobs.map { $0["final_records"] as? Int } == [report["jobs"] as? [[String: Any]] ?? []].flatMap { $0 }.map { $0["final_records"] as? Int }, "\(round)")
+        }
+        #expect(result.output.contains("the median of 2 rounds"), "\(result.output)")
         let state = report["state"] as? [String: Any] ?? [:]
         let peak = state["peak_rss_mb"] as? Double ?? 0
         let baseline = state["baseline_rss_mb"] as? Double ?? 0

@@ -69,6 +69,11 @@ public struct SuiteBenchmark {
     /// `processing.assignment: static` ("lean-static", "full-static": no group to join).
     public var jobs = jobNames
     public static let jobNames = ["lean", "lean-static", "full", "full-static"]
+    /// Rounds of the ceiling and the jobs, one after the other (the ceiling, then each
+    /// job, then the next round): this machine's speed drifts from minute to minute, and
+    /// each job is compared with the ceiling of its own round. The report gives each job's
+    /// median round and the range over all of them.
+    public var rounds = 1
     /// The broker's process on this machine, to report its CPU time next to the service's
     /// (the two share the cores); nil: not reported.
     public var brokerPID: Int32?
@@ -171,10 +176,10 @@ public struct SuiteBenchmark {
     }
 
     /// A bare consumer on the Kafka module that only counts, reading the whole topic.
-    func ceiling(topic: String) throws -> KafkaThroughputBenchmark.Result {
+    func ceiling(topic: String, group: String) throws -> KafkaThroughputBenchmark.Result {
         let partitions = try KafkaAdmin(configuration: kafka, logger: logger).partitionIDs(of: topic)
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(common: kafka, groupID: "\(run)-ceiling", enablePartitionEOF: true), logger: logger)
+            configuration: KafkaConsumerConfiguration(common: kafka, groupID: group, enablePartitionEOF: true), logger: logger)
         return try KafkaThroughputBenchmark.consume(consumer: consumer, topic: topic, partitions: partitions, expected: events)
     }
 
@@ -438,20 +443,52 @@ final class RSSSampler {
 
 extension SuiteBenchmark {
     /// Everything one run measured.
+    /// One round: the ceiling, then the jobs.
+    public struct Round: Sendable {
+        public var ceiling: KafkaThroughputBenchmark.Result
+        public var ceilingCPU: CPUTime
+        public var jobs: [JobResult]
+
+        /// A job's rate as a share of this round's ceiling.
+        func ratio(_ job: JobResult) -> Double { job.eventsPerSecond / ceiling.messagesPerSecond }
+    }
+
     public struct Report: Sendable {
         public var machine: String
         public var command: String
         public var date: String
         public var preload: KafkaThroughputBenchmark.Result
-        public var ceiling: KafkaThroughputBenchmark.Result
-        public var ceilingCPU: CPUTime
+        public var rounds: [Round]
         public var stageOneWorkers: Int
-        public var jobs: [JobResult]
         public var latency: [(rate: Int, result: LatencyBenchmark.Result)]
         public var state: StateResult?
 
-        func ratio(_ job: JobResult) -> Double { job.eventsPerSecond / ceiling.messagesPerSecond }
+        /// The median of `values` (the lower one of the middle two).
+        static func medianIndex(_ values: [Double]) -> Int {
+            let order = values.indices.sorted { values[$0] < values[$1] }
+            return order[(order.count - 1) / 2]
+        }
+
+        /// The round whose ceiling is the median.
+        var ceilingRound: Round { rounds[Self.medianIndex(rounds.map(\.ceiling.messagesPerSecond))] }
+
+        /// Per job, in the order run: the round whose share of its ceiling is the median,
+        /// and every round's result.
+        var jobs: [(median: Round, job: JobResult, all: [(round: Round, job: JobResult)])] {
+            (rounds.first?.jobs ?? []).map { first in
+                let all = rounds.compactMap { round in round.jobs.first { $0.name == first.name }.map { (round: round, job: $0) } }
+                let median = all[Self.medianIndex(all.map { $0.round.ratio($0.job) })]
+                return (median.round, median.job, all)
+            }
+        }
+
         func perMillion(_ seconds: Double, _ events: Int) -> Double { seconds / Double(max(events, 1)) * 1_000_000 }
+
+        /// A figure's range over the rounds, "low–high"; empty with one round.
+        func spread(_ values: [Double], _ format: (Double) -> String) -> String {
+            guard values.count > 1, let low = values.min(), let high = values.max() else { return "" }
+            return "\(format(low))–\(format(high))"
+        }
 
         /// The service's CPU s per million events by thread group: "; by thread: stage 1 …".
         func byThread(_ job: JobResult) -> String {
@@ -463,18 +500,27 @@ extension SuiteBenchmark {
             var out = "### \(date) — `\(command)`\n\n\(machine)\n\n"
             out += "| measure | result |\n|---|---|\n"
             out += "| preload (\(preload.messages) events, \(Self.integer(preload.messagesPerSecond)) events/s produced) | — |\n"
-            out += "| ceiling: bare consumer, counting | \(Self.integer(ceiling.messagesPerSecond)) events/s, \(Self.decimal(perMillion(ceilingCPU.client, ceiling.messages))) CPU s per million events"
-                + "\(ceilingCPU.broker.map { " (broker \(Self.decimal(perMillion($0, ceiling.messages))))" } ?? "") |\n"
-            for job in jobs {
+            let median = ceilingRound
+            let ceiling = median.ceiling
+            let ceilingRange = spread(rounds.map(\.ceiling.messagesPerSecond)) { Self.integer($0) }
+            out += "| ceiling: bare consumer, counting\(rounds.count > 1 ? " (the median of \(rounds.count) rounds)" : "") | "
+                + "\(Self.integer(ceiling.messagesPerSecond)) events/s\(ceilingRange.isEmpty ? "" : " (\(ceilingRange) over the rounds)"), "
+                + "\(Self.decimal(perMillion(median.ceilingCPU.client, ceiling.messages))) CPU s per million events"
+                + "\(median.ceilingCPU.broker.map { " (broker \(Self.decimal(perMillion($0, ceiling.messages))))" } ?? "") |\n"
+            for (round, job, all) in jobs {
                 let workers = stageOneWorkers == 1 ? "1 stage-1 worker" : "\(stageOneWorkers) stage-1 workers"
                 let isStatic = job.name.hasSuffix("-static")
                 let title = isStatic ? "**\(job.name.dropLast("-static".count))** job, static assignment" : "**\(job.name)** job, consumer groups"
+                let rounds = all.count > 1
+                    ? "; the median of \(all.count) rounds by share of the ceiling (all rounds: \(spread(all.map { $0.round.ratio($0.job) * 100 }) { Self.integer($0, grouped: false) }) %, "
+                        + "\(spread(all.map(\.job.eventsPerSecond)) { Self.integer($0) }) events/s, \(spread(all.map(\.job.cpuSecondsPerMillion)) { Self.decimal($0) }) CPU s per million events)"
+                    : ""
                 out += "| \(title), exactly-once, \(workers), process start → last final record | \(Self.integer(job.eventsPerSecond)) events/s "
-                    + "(\(Self.percent(ratio(job))) of the ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
+                    + "(\(Self.percent(round.ratio(job))) of \(all.count > 1 ? "its round's" : "the") ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
                     + "(\(isStatic ? "partitions" : "groups joined and partitions") restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
                     + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? "")"
-                    + "\(byThread(job)), \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses |\n"
+                    + "\(byThread(job)), \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses\(rounds) |\n"
             }
             for (rate, result) in latency {
                 out += "| latency at \(Self.integer(Double(rate))) events/s (\(result.measured) events measured) | event → updated metric p50 \(result.p50) ms, "
@@ -497,9 +543,9 @@ extension SuiteBenchmark {
                 JSONText.appendString(text, to: &out)
                 return out
             }
-            let jobs = self.jobs.map { job in
+            func jobObject(_ job: JobResult, of round: Round) -> String {
                 object([("name", string(job.name)), ("events", "\(job.events)"), ("seconds", Self.decimal(job.seconds)),
-                        ("events_per_second", Self.integer(job.eventsPerSecond, grouped: false)), ("ratio_of_ceiling", Self.decimal(ratio(job), places: 3)),
+                        ("events_per_second", Self.integer(job.eventsPerSecond, grouped: false)), ("ratio_of_ceiling", Self.decimal(round.ratio(job), places: 3)),
                         ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("ready_seconds", Self.decimal(job.readySeconds, places: 3)), ("consumed_seconds", Self.decimal(job.consumedSeconds, places: 3)),
                         ("processing_events_per_second", Self.integer(job.processingRate, grouped: false)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
                         ("broker_cpu_seconds_per_million", job.brokerCPUSecondsPerMillion.map { Self.decimal($0) } ?? "null"),
@@ -507,18 +553,24 @@ extension SuiteBenchmark {
                         ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false)),
                         ("alignment_pauses", "\(job.alignmentPauses)")])
             }
+            func ceilingPairs(_ round: Round) -> [(String, String)] {
+                [("ceiling_events_per_second", Self.integer(round.ceiling.messagesPerSecond, grouped: false)),
+                 ("ceiling_cpu_seconds_per_million", Self.decimal(perMillion(round.ceilingCPU.client, round.ceiling.messages))),
+                 ("ceiling_broker_cpu_seconds_per_million", round.ceilingCPU.broker.map { Self.decimal(perMillion($0, round.ceiling.messages)) } ?? "null")]
+            }
+            // Each job's median round, its ratio against that round's ceiling; then every round.
+            let jobs = self.jobs.map { jobObject($0.job, of: $0.median) }
+            let rounds = self.rounds.map { round in object(ceilingPairs(round) + [("jobs", "[" + round.jobs.map { jobObject($0, of: round) }.joined(separator: ",") + "]")]) }
             let latencies = latency.map { rate, result in
                 object([("rate", "\(rate)"), ("measured", "\(result.measured)"), ("p50_ms", "\(result.p50)"), ("p99_ms", "\(result.p99)"), ("max_ms", "\(result.max)"),
                         ("close_to_final_p50_ms", "\(result.finalP50)"), ("close_to_final_max_ms", "\(result.finalMax)"),
                         ("final_records", "\(result.finals)"), ("final_windows", "\(result.finalWindows)")])
             }
             var pairs = [("date", string(date)), ("machine", string(machine)), ("command", string(command)),
-                         ("preload_events_per_second", Self.integer(preload.messagesPerSecond, grouped: false)),
-                         ("ceiling_events_per_second", Self.integer(ceiling.messagesPerSecond, grouped: false)),
-                         ("ceiling_cpu_seconds_per_million", Self.decimal(perMillion(ceilingCPU.client, ceiling.messages))),
-                         ("ceiling_broker_cpu_seconds_per_million", ceilingCPU.broker.map { Self.decimal(perMillion($0, ceiling.messages)) } ?? "null"),
-                         ("stage1_workers", "\(stageOneWorkers)"),
-                         ("jobs", "[" + jobs.joined(separator: ",") + "]"), ("latency", "[" + latencies.joined(separator: ",") + "]")]
+                         ("preload_events_per_second", Self.integer(preload.messagesPerSecond, grouped: false))]
+                + ceilingPairs(ceilingRound)
+                + [("stage1_workers", "\(stageOneWorkers)"), ("jobs", "[" + jobs.joined(separator: ",") + "]"),
+                   ("rounds", "[" + rounds.joined(separator: ",") + "]"), ("latency", "[" + latencies.joined(separator: ",") + "]")]
             if let state {
                 pairs.append(("state", object([("users", "\(state.users)"), ("segments", "\(state.segments)"), ("events", "\(state.events)"),
                                                ("peak_rss_mb", Self.integer(state.peakRSSMegabytes, grouped: false)),
@@ -550,25 +602,9 @@ extension SuiteBenchmark {
         let topic = "\(run).events"
         log("preloading \(events) events into \(topic) (\(partitions) partitions)")
         let preload = try preload(topic: topic)
-        log("ceiling: a bare consumer counting")
-        let ceilingStart = cpuTime()
-        let ceiling = try ceiling(topic: topic)
-        let ceilingCPU = cpuTime(since: ceilingStart)
-        // The jobs wait for every event: a topic holding fewer would leave them waiting.
-        guard ceiling.messages == events else {
-            throw Failure(description: "\(topic): a bare consumer read \(ceiling.messages) of the \(events) events the broker acknowledged (lost or unreadable records); the jobs would wait for the rest")
-        }
-        log("ceiling: \(Int(ceiling.messagesPerSecond)) events/s")
-        var jobs: [JobResult] = []
-        let definitions = [
-            ("lean", leanYAML(app: "\(run)-lean", input: topic)), ("lean-static", leanYAML(app: "\(run)-lean-static", input: topic, assignment: "static")),
-            ("full", fullYAML(app: "\(run)-full", input: topic)), ("full-static", fullYAML(app: "\(run)-full-static", input: topic, assignment: "static")),
-        ]
-        for (name, yaml) in definitions where self.jobs.contains(name) {
-            log("\(name) job")
-            let result = try job(name, yaml: yaml, events: events)
-            log("\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, all consumed at \(result.consumedSeconds) s, \(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
-            jobs.append(result)
+        var rounds: [Round] = []
+        for number in 1...max(1, self.rounds) {
+            rounds.append(try round(number, topic: topic))
         }
         var latency: [(rate: Int, result: LatencyBenchmark.Result)] = []
         for rate in latencyRates {
@@ -583,7 +619,35 @@ extension SuiteBenchmark {
             state = try self.state()
         }
         return Report(machine: Self.machine(), command: command, date: Timestamp.format(Int64(Date().timeIntervalSince1970 * 1000)),
-                      preload: preload, ceiling: ceiling, ceilingCPU: ceilingCPU, stageOneWorkers: stageOneWorkers, jobs: jobs, latency: latency, state: state)
+                      preload: preload, rounds: rounds, stageOneWorkers: stageOneWorkers, latency: latency, state: state)
+    }
+
+    /// Round `number` (from 1): the ceiling, then each job asked for, with names of its own
+    /// (consumer groups, internal topics) so that nothing carries over from an earlier round.
+    func round(_ number: Int, topic: String) throws -> Round {
+        let prefix = number == 1 ? run : "\(run)-\(number)"
+        let label = rounds > 1 ? "round \(number): " : ""
+        log("\(label)ceiling: a bare consumer counting")
+        let ceilingStart = cpuTime()
+        let ceiling = try ceiling(topic: topic, group: "\(prefix)-ceiling")
+        let ceilingCPU = cpuTime(since: ceilingStart)
+        // The jobs wait for every event: a topic holding fewer would leave them waiting.
+        guard ceiling.messages == events else {
+            throw Failure(description: "\(topic): a bare consumer read \(ceiling.messages) of the \(events) events the broker acknowledged (lost or unreadable records); the jobs would wait for the rest")
+        }
+        log("\(label)ceiling: \(Int(ceiling.messagesPerSecond)) events/s")
+        var jobs: [JobResult] = []
+        let definitions = [
+            ("lean", leanYAML(app: "\(prefix)-lean", input: topic)), ("lean-static", leanYAML(app: "\(prefix)-lean-static", input: topic, assignment: "static")),
+            ("full", fullYAML(app: "\(prefix)-full", input: topic)), ("full-static", fullYAML(app: "\(prefix)-full-static", input: topic, assignment: "static")),
+        ]
+        for (name, yaml) in definitions where self.jobs.contains(name) {
+            log("\(label)\(name) job")
+            let result = try job(name, yaml: yaml, events: events)
+            log("\(label)\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, all consumed at \(result.consumedSeconds) s, \(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
+            jobs.append(result)
+        }
+        return Round(ceiling: ceiling, ceilingCPU: ceilingCPU, jobs: jobs)
     }
 
     static func machine() -> String {
