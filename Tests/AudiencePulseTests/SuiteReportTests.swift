@@ -10,10 +10,11 @@ struct SuiteReportTests {
                                  cpuSeconds: cpu, brokerCPUSeconds: nil, finalRecords: 10, peakRSSMegabytes: 100, alignmentPauses: 0)
     }
 
-    static func round(ceiling seconds: Double, lean: Double, full: Double) -> SuiteBenchmark.Round {
-        SuiteBenchmark.Round(ceiling: .init(role: "ceiling", messages: 1_000_000, bytes: 0, seconds: seconds),
-                             ceilingCPU: .init(client: 0.5, broker: nil),
-                             jobs: [job("lean-static", seconds: lean, cpu: lean), job("full-static", seconds: full, cpu: full)])
+    static func round(ceiling seconds: Double, lean: Double, full: Double, peakRSS: Double = 100) -> SuiteBenchmark.Round {
+        var jobs = [job("lean-static", seconds: lean, cpu: lean), job("full-static", seconds: full, cpu: full)]
+        for index in jobs.indices { jobs[index].peakRSSMegabytes = peakRSS }
+        return SuiteBenchmark.Round(ceiling: .init(role: "ceiling", messages: 1_000_000, bytes: 0, seconds: seconds),
+                                    ceilingCPU: .init(client: 0.5, broker: nil), jobs: jobs)
     }
 
     static func report(_ rounds: [SuiteBenchmark.Round]) -> SuiteBenchmark.Report {
@@ -28,8 +29,8 @@ struct SuiteReportTests {
         // Full: 10 s, 8 s, 12.5 s → 10 %, 25 %, 10 %: the lower middle is a 10 % round.
         let report = Self.report([
             Self.round(ceiling: 1.0, lean: 4, full: 10),
-            Self.round(ceiling: 2.0, lean: 4, full: 8),
-            Self.round(ceiling: 1.25, lean: 2, full: 12.5),
+            Self.round(ceiling: 2.0, lean: 4, full: 8, peakRSS: 300),
+            Self.round(ceiling: 1.25, lean: 2, full: 12.5, peakRSS: 300),
         ])
         #expect(report.ceilingRound.ceiling.seconds == 1.25, "the median ceiling, 800,000 events/s")
         let jobs = report.jobs
@@ -40,11 +41,14 @@ struct SuiteReportTests {
         #expect(markdown.contains("| ceiling: bare consumer, counting (the median of 3 rounds) | 800,000 events/s (500,000–1,000,000 over the rounds)"), "\(markdown)")
         #expect(markdown.contains("250,000 events/s (50 % of its round's ceiling)"), "\(markdown)")
         #expect(markdown.contains("the median of 3 rounds by share of the ceiling (all rounds: 25–63 %, 250,000–500,000 events/s, 2.0–4.0 CPU s per million events)"), "\(markdown)")
+        // Later rounds start from the memory the jobs before them left: the first round's peak.
+        #expect(markdown.contains("peak RSS 100 MB (its first round)") && !markdown.contains("300 MB"), "\(markdown)")
 
         let json = try #require(try JSONSerialization.jsonObject(with: Data(report.json.utf8)) as? [String: Any])
         #expect(json["ceiling_events_per_second"] as? Int == 800_000)
         let medians = json["jobs"] as? [[String: Any]] ?? []
         #expect(medians.map { $0["ratio_of_ceiling"] as? Double } == [0.5, 0.1])
+        #expect(medians.map { $0["peak_rss_mb"] as? Int } == [100, 100])
         let rounds = json["rounds"] as? [[String: Any]] ?? []
         #expect(rounds.map { $0["ceiling_events_per_second"] as? Int } == [1_000_000, 500_000, 800_000])
         #expect(rounds.map { ($0["jobs"] as? [[String: Any]])?.count } == [2, 2, 2])
@@ -55,6 +59,7 @@ struct SuiteReportTests {
         let markdown = Self.report([Self.round(ceiling: 1.0, lean: 4, full: 10)]).markdown
         #expect(markdown.contains("| ceiling: bare consumer, counting | 1,000,000 events/s, 0.5 CPU s per million events |"), "\(markdown)")
         #expect(markdown.contains("250,000 events/s (25 % of the ceiling)"), "\(markdown)")
+        #expect(markdown.contains("peak RSS 100 MB, 0 alignment pauses |"), "\(markdown)")
         #expect(!markdown.contains("rounds"), "\(markdown)")
     }
 }

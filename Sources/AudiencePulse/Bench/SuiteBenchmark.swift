@@ -484,6 +484,10 @@ extension SuiteBenchmark {
 
         func perMillion(_ seconds: Double, _ events: Int) -> Double { seconds / Double(max(events, 1)) * 1_000_000 }
 
+        /// A job's peak RSS in its first round: the jobs run in this process, whose memory
+        /// later rounds start from with the high-water marks of every job before.
+        func firstPeakRSS(_ all: [(round: Round, job: JobResult)]) -> Double { all.first?.job.peakRSSMegabytes ?? 0 }
+
         /// A figure's range over the rounds, "low–high"; empty with one round.
         func spread(_ values: [Double], _ format: (Double) -> String) -> String {
             guard values.count > 1, let low = values.min(), let high = values.max() else { return "" }
@@ -520,7 +524,8 @@ extension SuiteBenchmark {
                     + "(\(isStatic ? "partitions" : "groups joined and partitions") restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
                     + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? "")"
-                    + "\(byThread(job)), \(job.finalRecords) final records, peak RSS \(Self.integer(job.peakRSSMegabytes)) MB, \(job.alignmentPauses) alignment pauses\(rounds) |\n"
+                    + "\(byThread(job)), \(job.finalRecords) final records, peak RSS \(Self.integer(firstPeakRSS(all)))\(all.count > 1 ? " MB (its first round)" : " MB"), "
+                    + "\(job.alignmentPauses) alignment pauses\(rounds) |\n"
             }
             for (rate, result) in latency {
                 out += "| latency at \(Self.integer(Double(rate))) events/s (\(result.measured) events measured) | event → updated metric p50 \(result.p50) ms, "
@@ -543,14 +548,14 @@ extension SuiteBenchmark {
                 JSONText.appendString(text, to: &out)
                 return out
             }
-            func jobObject(_ job: JobResult, of round: Round) -> String {
+            func jobObject(_ job: JobResult, of round: Round, peakRSS: Double? = nil) -> String {
                 object([("name", string(job.name)), ("events", "\(job.events)"), ("seconds", Self.decimal(job.seconds)),
                         ("events_per_second", Self.integer(job.eventsPerSecond, grouped: false)), ("ratio_of_ceiling", Self.decimal(round.ratio(job), places: 3)),
                         ("startup_seconds", Self.decimal(job.startupSeconds, places: 3)), ("ready_seconds", Self.decimal(job.readySeconds, places: 3)), ("consumed_seconds", Self.decimal(job.consumedSeconds, places: 3)),
                         ("processing_events_per_second", Self.integer(job.processingRate, grouped: false)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
                         ("broker_cpu_seconds_per_million", job.brokerCPUSecondsPerMillion.map { Self.decimal($0) } ?? "null"),
                         ("cpu_seconds_per_million_by_thread", object(job.cpuByThread.map { ($0.group, Self.decimal(perMillion($0.seconds, job.events))) })),
-                        ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(job.peakRSSMegabytes, grouped: false)),
+                        ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(peakRSS ?? job.peakRSSMegabytes, grouped: false)),
                         ("alignment_pauses", "\(job.alignmentPauses)")])
             }
             func ceilingPairs(_ round: Round) -> [(String, String)] {
@@ -558,8 +563,9 @@ extension SuiteBenchmark {
                  ("ceiling_cpu_seconds_per_million", Self.decimal(perMillion(round.ceilingCPU.client, round.ceiling.messages))),
                  ("ceiling_broker_cpu_seconds_per_million", round.ceilingCPU.broker.map { Self.decimal(perMillion($0, round.ceiling.messages)) } ?? "null")]
             }
-            // Each job's median round, its ratio against that round's ceiling; then every round.
-            let jobs = self.jobs.map { jobObject($0.job, of: $0.median) }
+            // Each job's median round, its ratio against that round's ceiling (its peak RSS
+            // from its first round); then every round.
+            let jobs = self.jobs.map { jobObject($0.job, of: $0.median, peakRSS: firstPeakRSS($0.all)) }
             let rounds = self.rounds.map { round in object(ceilingPairs(round) + [("jobs", "[" + round.jobs.map { jobObject($0, of: round) }.joined(separator: ",") + "]")]) }
             let latencies = latency.map { rate, result in
                 object([("rate", "\(rate)"), ("measured", "\(result.measured)"), ("p50_ms", "\(result.p50)"), ("p99_ms", "\(result.p99)"), ("max_ms", "\(result.max)"),

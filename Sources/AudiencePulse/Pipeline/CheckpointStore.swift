@@ -397,6 +397,7 @@ struct CheckpointChain: Equatable {
     var wholeBytes = 0
     /// The increments' bytes together.
     var incrementBytes = 0
+    /// Pieces in the chain, its whole state included.
     var pieces = 0
 
     /// Whether another increment may follow: there is a whole state and room for a piece.
