@@ -442,7 +442,6 @@ final class RSSSampler {
 }
 
 extension SuiteBenchmark {
-    /// Everything one run measured.
     /// One round: the ceiling, then the jobs.
     public struct Round: Sendable {
         public var ceiling: KafkaThroughputBenchmark.Result
@@ -453,6 +452,7 @@ extension SuiteBenchmark {
         func ratio(_ job: JobResult) -> Double { job.eventsPerSecond / ceiling.messagesPerSecond }
     }
 
+    /// Everything one run measured.
     public struct Report: Sendable {
         public var machine: String
         public var command: String
@@ -463,21 +463,22 @@ extension SuiteBenchmark {
         public var latency: [(rate: Int, result: LatencyBenchmark.Result)]
         public var state: StateResult?
 
-        /// The median of `values` (the lower one of the middle two).
-        static func medianIndex(_ values: [Double]) -> Int {
+        /// The position of the median of `values` (the lower one of the middle two); nil
+        /// when there are none.
+        static func medianIndex(_ values: [Double]) -> Int? {
             let order = values.indices.sorted { values[$0] < values[$1] }
-            return order[(order.count - 1) / 2]
+            return order.isEmpty ? nil : order[(order.count - 1) / 2]
         }
 
         /// The round whose ceiling is the median.
-        var ceilingRound: Round { rounds[Self.medianIndex(rounds.map(\.ceiling.messagesPerSecond))] }
+        var ceilingRound: Round? { Self.medianIndex(rounds.map(\.ceiling.messagesPerSecond)).map { rounds[$0] } }
 
         /// Per job, in the order run: the round whose share of its ceiling is the median,
         /// and every round's result.
         var jobs: [(median: Round, job: JobResult, all: [(round: Round, job: JobResult)])] {
-            (rounds.first?.jobs ?? []).map { first in
+            (rounds.first?.jobs ?? []).compactMap { first in
                 let all = rounds.compactMap { round in round.jobs.first { $0.name == first.name }.map { (round: round, job: $0) } }
-                let median = all[Self.medianIndex(all.map { $0.round.ratio($0.job) })]
+                guard let median = Self.medianIndex(all.map { $0.round.ratio($0.job) }).map({ all[$0] }) else { return nil }
                 return (median.round, median.job, all)
             }
         }
@@ -504,13 +505,14 @@ extension SuiteBenchmark {
             var out = "### \(date) — `\(command)`\n\n\(machine)\n\n"
             out += "| measure | result |\n|---|---|\n"
             out += "| preload (\(preload.messages) events, \(Self.integer(preload.messagesPerSecond)) events/s produced) | — |\n"
-            let median = ceilingRound
-            let ceiling = median.ceiling
-            let ceilingRange = spread(rounds.map(\.ceiling.messagesPerSecond)) { Self.integer($0) }
-            out += "| ceiling: bare consumer, counting\(rounds.count > 1 ? " (the median of \(rounds.count) rounds)" : "") | "
-                + "\(Self.integer(ceiling.messagesPerSecond)) events/s\(ceilingRange.isEmpty ? "" : " (\(ceilingRange) over the rounds)"), "
-                + "\(Self.decimal(perMillion(median.ceilingCPU.client, ceiling.messages))) CPU s per million events"
-                + "\(median.ceilingCPU.broker.map { " (broker \(Self.decimal(perMillion($0, ceiling.messages))))" } ?? "") |\n"
+            if let median = ceilingRound {
+                let ceiling = median.ceiling
+                let ceilingRange = spread(rounds.map(\.ceiling.messagesPerSecond)) { Self.integer($0) }
+                out += "| ceiling: bare consumer, counting\(rounds.count > 1 ? " (the median of \(rounds.count) rounds)" : "") | "
+                    + "\(Self.integer(ceiling.messagesPerSecond)) events/s\(ceilingRange.isEmpty ? "" : " (\(ceilingRange) over the rounds)"), "
+                    + "\(Self.decimal(perMillion(median.ceilingCPU.client, ceiling.messages))) CPU s per million events"
+                    + "\(median.ceilingCPU.broker.map { " (broker \(Self.decimal(perMillion($0, ceiling.messages))))" } ?? "") |\n"
+            }
             for (round, job, all) in jobs {
                 let workers = stageOneWorkers == 1 ? "1 stage-1 worker" : "\(stageOneWorkers) stage-1 workers"
                 let isStatic = job.name.hasSuffix("-static")
@@ -574,7 +576,7 @@ extension SuiteBenchmark {
             }
             var pairs = [("date", string(date)), ("machine", string(machine)), ("command", string(command)),
                          ("preload_events_per_second", Self.integer(preload.messagesPerSecond, grouped: false))]
-                + ceilingPairs(ceilingRound)
+                + (ceilingRound.map(ceilingPairs) ?? [])
                 + [("stage1_workers", "\(stageOneWorkers)"), ("jobs", "[" + jobs.joined(separator: ",") + "]"),
                    ("rounds", "[" + rounds.joined(separator: ",") + "]"), ("latency", "[" + latencies.joined(separator: ",") + "]")]
             if let state {
