@@ -88,9 +88,9 @@ struct CommandLineTests {
         let rounds = report["rounds"] as? [[String: Any]] ?? []
         #expect(rounds.count == 2)
         for round in rounds {
-            let jobs = round["jobs"] as? [[String: Any]] ?? []
-            #expect(jobs.map { $0["name"] as? String } == ["lean", "lean-static"])
-            #expect(jobs.map { $0["final_records"] as? Int } == [report["jobs"] as? [[String: Any]] ?? []].flatMap { $0 }.map { $0["final_records"] as? Int }, "\(round)")
+            let roundJobs = round["jobs"] as? [[String: Any]] ?? []
+            #expect(roundJobs.map { $0["name"] as? String } == ["lean", "lean-static"])
+            #expect(roundJobs.map { $0["final_records"] as? Int } == jobs.map { $0["final_records"] as? Int }, "\(round)")
         }
         #expect(result.output.contains("the median of 2 rounds"), "\(result.output)")
         let state = report["state"] as? [String: Any] ?? [:]

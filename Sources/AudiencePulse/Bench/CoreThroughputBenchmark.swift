@@ -297,17 +297,16 @@ public enum CoreThroughputBenchmark {
             defer { out.checkpointing += clock.now - updated }
             // As the service writes them: increments on a whole state while the chain's
             // rule allows.
-            var pieces: [(bytes: [UInt8], incremental: Bool)] = []
-            for (partition, aggregator) in aggregators.enumerated() {
-                pieces.append(aggregatorChains[partition].next(increment: { _ in aggregator.checkpointIncrement() }, whole: aggregator.checkpoint))
-            }
-            for (partition, merger) in mergers.enumerated() {
-                pieces.append(mergerChains[partition].next(increment: merger.checkpointIncrement(limit:), whole: merger.checkpoint))
-            }
-            for piece in pieces {
+            func count(_ piece: (bytes: [UInt8], incremental: Bool)) {
                 out.checkpoints += 1
                 out.checkpointBytes += piece.bytes.count
                 if piece.incremental { out.incrementalCheckpoints += 1 }
+            }
+            for (partition, aggregator) in aggregators.enumerated() {
+                count(aggregatorChains[partition].next(increment: { _ in aggregator.checkpointIncrement() }, whole: aggregator.checkpoint))
+            }
+            for (partition, merger) in mergers.enumerated() {
+                count(mergerChains[partition].next(increment: merger.checkpointIncrement(limit:), whole: merger.checkpoint))
             }
         }
         let corpusSize = corpus.messages.count

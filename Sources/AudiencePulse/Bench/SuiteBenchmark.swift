@@ -517,7 +517,7 @@ extension SuiteBenchmark {
                 let workers = stageOneWorkers == 1 ? "1 stage-1 worker" : "\(stageOneWorkers) stage-1 workers"
                 let isStatic = job.name.hasSuffix("-static")
                 let title = isStatic ? "**\(job.name.dropLast("-static".count))** job, static assignment" : "**\(job.name)** job, consumer groups"
-                let rounds = all.count > 1
+                let overRounds = all.count > 1
                     ? "; the median of \(all.count) rounds by share of the ceiling (all rounds: \(spread(all.map { $0.round.ratio($0.job) * 100 }) { Self.integer($0, grouped: false) }) %, "
                         + "\(spread(all.map(\.job.eventsPerSecond)) { Self.integer($0) }) events/s, \(spread(all.map(\.job.cpuSecondsPerMillion)) { Self.decimal($0) }) CPU s per million events)"
                     : ""
@@ -527,7 +527,7 @@ extension SuiteBenchmark {
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
                     + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? "")"
                     + "\(byThread(job)), \(job.finalRecords) final records, peak RSS \(Self.integer(firstPeakRSS(all)))\(all.count > 1 ? " MB (its first round)" : " MB"), "
-                    + "\(job.alignmentPauses) alignment pauses\(rounds) |\n"
+                    + "\(job.alignmentPauses) alignment pauses\(overRounds) |\n"
             }
             for (rate, result) in latency {
                 out += "| latency at \(Self.integer(Double(rate))) events/s (\(result.measured) events measured) | event → updated metric p50 \(result.p50) ms, "
@@ -610,10 +610,7 @@ extension SuiteBenchmark {
         let topic = "\(run).events"
         log("preloading \(events) events into \(topic) (\(partitions) partitions)")
         let preload = try preload(topic: topic)
-        var rounds: [Round] = []
-        for number in 1...max(1, self.rounds) {
-            rounds.append(try round(number, topic: topic))
-        }
+        let rounds = try (1...max(1, self.rounds)).map { try round($0, topic: topic) }
         var latency: [(rate: Int, result: LatencyBenchmark.Result)] = []
         for rate in latencyRates {
             log("latency at \(rate) events/s for \(latencySeconds) s")
