@@ -25,12 +25,12 @@ build: bootstrap
 release: bootstrap
 	swift build -c release
 
-## The whole benchmark (docs/benchmarks.md): ceiling, lean and full jobs, latency, state and restore.
+## The whole benchmark (docs/benchmarks.md): ceiling, lean, full (the defaults) and example jobs, latency, state and restore.
 ## Appends its table to docs/benchmarks.md and writes .tools/bench/suite.json.
 bench: bootstrap
 	scripts/bench.sh
 
-## A long live run of the full job with spikes: memory, CPU, lag and latency once a minute (DURATION=30m; docs/benchmarks.md).
+## A long live run of pulse.example.yaml's job with spikes: memory, CPU, lag and latency once a minute (DURATION=30m; docs/benchmarks.md).
 soak: bootstrap
 	scripts/soak.sh
 

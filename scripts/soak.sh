@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A long run of `pulse serve` (release build, pulse.example.yaml's full job: five
+# A long run of `pulse serve` (release build, pulse.example.yaml's job: five
 # combinations, two rules, 1m and 10m/1m windows, every metric family, exactly_once)
 # under a live synthetic audience with periodic spikes, against the local broker. Every
 # INTERVAL it records the service's RSS and CPU, what it consumed, its lag, and the

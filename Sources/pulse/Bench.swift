@@ -33,15 +33,15 @@ struct BrokerOptions: ParsableArguments {
 extension Bench {
     struct Core: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the lean and full jobs without Kafka; unique-counter operations; checkpoint encodings of large state).")
+            abstract: "Single-thread throughput of the metrics core (decode; the stage-1 path; both stages of the lean, full and example jobs without Kafka; unique-counter operations; checkpoint encodings of large state).")
 
         @Option(help: "Events per measurement.") var events = 2_000_000
         @Option(help: "Distinct pre-rendered events cycled through.") var corpus = 200_000
-        @Option(help: "Both stages: events between updates (default: about a second's worth at each job's end-to-end rate, 250,000 lean and 75,000 full).")
+        @Option(help: "Both stages: events between updates (default: about a second's worth at each job's end-to-end rate, 250,000 lean and full, 75,000 example).")
         var updateEvery: Int?
 
-        @Option(help: "Which measurements: decode, stage1, lean, full, sketches, state (comma-separated).")
-        var only = "decode,stage1,lean,full,sketches,state"
+        @Option(help: "Which measurements: decode, stage1, lean, full, example, sketches, state (comma-separated).")
+        var only = "decode,stage1,lean,full,example,sketches,state"
 
         func run() throws {
             let selected = Set(only.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
@@ -67,7 +67,8 @@ extension Bench {
                 print("checkpoint encoding: de-duplicator of \(times.ids) ids \(String(format3: times.deduplicator)) ms (\(times.deduplicatorBytes / 1_000_000) MB), "
                       + "user table of \(times.users) users \(String(format3: times.userStates)) ms (\(times.userStateBytes / 1_000_000) MB)")
             }
-            for (job, body, interval) in [("lean", SuiteBenchmark.leanJobBody, 250_000), ("full", SuiteBenchmark.fullJobBody, 75_000)]
+            for (job, body, interval) in [("lean", SuiteBenchmark.leanJobBody, 250_000), ("full", SuiteBenchmark.fullJobBody, 250_000),
+                                           ("example", SuiteBenchmark.exampleJobBody, 75_000)]
             where selected.contains(job) {
                 let pipeline = try CoreThroughputBenchmark.pipeline(corpus: &messages, events: events, updateEvery: updateEvery ?? interval, body: body)
                 print("\(job) job, ", terminator: "")
@@ -199,11 +200,12 @@ extension Bench {
 
     struct Suite: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "The whole benchmark: ceiling, lean and full jobs end to end, latency at fixed rates, state size and restore.",
+            abstract: "The whole benchmark: ceiling, lean, full and example jobs end to end, latency at fixed rates, state size and restore.",
             discussion: """
                 Pre-loads --events synthetic events (keyed by user) into a new topic, reads them with a bare consumer \
-                (the ceiling), runs the service (exactly-once) on them for a lean job ((country, device), 10 s windows) \
-                and the full default job, measures latency at each --rates, then memory and restore time with \
+                (the ceiling), runs the service (exactly-once) on them for a lean job ((country, device), 10 s windows), \
+                the full job (the service's default configuration) and pulse.example.yaml's job (five combinations, \
+                two rules, 1m and 10m/1m windows), measures latency at each --rates, then memory and restore time with \
                 --state-users users in 1,000 segments. Prints a Markdown table; --json and --append write it out. \
                 Use a release build (make bench does).
                 """)
@@ -215,8 +217,9 @@ extension Bench {
         @Option(help: "Seconds of input per latency run.") var latencySeconds = 30
         @Option(help: "Distinct users of the state run (0: skip it).") var stateUsers = 1_000_000
         @Option(help: "Events of the state run.") var stateEvents = 3_000_000
-        @Option(help: "Service jobs to run, comma-separated (lean, lean-static, full, full-static; the -static ones with processing.assignment: static).") var jobs = "lean,lean-static,full,full-static"
-        @Option(help: "processing.stage1_workers of the lean and full jobs and the latency runs (default: one per core).") var workers = ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Service jobs to run, comma-separated (lean, lean-static, full, full-static, example, example-static; the -static ones with processing.assignment: static).")
+        var jobs = SuiteBenchmark.jobNames.joined(separator: ",")
+        @Option(help: "processing.stage1_workers of the service jobs and the latency runs (default: one per core).") var workers = ProcessInfo.processInfo.activeProcessorCount
         @Option(help: "Rounds of the ceiling and the jobs, one after the other; each job is reported by its round with the median share of that round's ceiling, with the range over all.")
         var rounds = 1
         @Option(help: "Write the results as JSON here.") var json: String?

@@ -10,8 +10,8 @@ struct HeadlineReaderTests {
         try? JSONDecoder().decode(MetricsStore.Headline.self, from: Data(json.utf8))
     }
 
-    @Test("every record of the full job, and of the lean job without optional families, reads as a general JSON decoder reads it",
-          arguments: [SuiteBenchmark.fullJobBody, SuiteBenchmark.leanJobBody])
+    @Test("every record of the full and example jobs, and of the lean job without optional families, reads as a general JSON decoder reads it",
+          arguments: [SuiteBenchmark.fullJobBody, SuiteBenchmark.exampleJobBody, SuiteBenchmark.leanJobBody])
     func recordsOfTheJobs(body: String) throws {
         let configuration = try PulseConfiguration.load(
             yaml: "kafka:\n  bootstrap.servers: 127.0.0.1:9092\ntopics:\n  input: events\n" + body)
@@ -34,7 +34,7 @@ struct HeadlineReaderTests {
             #expect((headline.conversion == nil) == lean, "conversion is left out of the lean job's records only")
             if headline.trend != nil { withTrend += 1 }
         }
-        #expect((withTrend > 0) == !lean, "records with a trend object were among the full job's")
+        #expect((withTrend > 0) == !lean, "records with a trend object were among the full and example jobs'")
     }
 
     @Test("escapes, whitespace, unknown members of every kind, null and missing optionals")

@@ -222,8 +222,8 @@ public enum CoreThroughputBenchmark {
     /// stage 1 sends its updates and stage 2 renders the updated records; every fifth
     /// time both stages write checkpoints (`processing.checkpoint_interval` is 5 s),
     /// increments on a whole state where the service's rule (``CheckpointChain``) allows.
-    /// `body` holds the job's `segments` and `windows` (default: the full job of
-    /// `pulse bench suite`).
+    /// `body` holds the job's `segments`, `windows` and `metrics` (default: the full job
+    /// of `pulse bench suite`, the service's defaults).
     public static func pipeline(corpus: inout ReferenceCorpus, events: Int, updateEvery: Int = 75_000,
                                 body: String = SuiteBenchmark.fullJobBody) throws -> PipelineResult {
         let configuration = try PulseConfiguration.load(yaml: "kafka:\n  bootstrap.servers: 127.0.0.1:9092\ntopics:\n  input: events\n" + body)

@@ -65,10 +65,11 @@ public struct SuiteBenchmark {
     public var latencySeconds = 30
     public var stateUsers = 1_000_000
     public var stateEvents = 3_000_000
-    /// Which service jobs to run: "lean" and "full" in consumer groups, and each with
-    /// `processing.assignment: static` ("lean-static", "full-static": no group to join).
+    /// Which service jobs to run: "lean", "full" and "example" in consumer groups, and
+    /// each with `processing.assignment: static` ("lean-static", "full-static",
+    /// "example-static": no group to join).
     public var jobs = jobNames
-    public static let jobNames = ["lean", "lean-static", "full", "full-static"]
+    public static let jobNames = ["lean", "lean-static", "full", "full-static", "example", "example-static"]
     /// Rounds of the ceiling and the jobs, one after the other (the ceiling, then each
     /// job, then the next round): this machine's speed drifts from minute to minute, and
     /// each job is compared with the ceiling of its own round. The report gives each job's
@@ -77,7 +78,7 @@ public struct SuiteBenchmark {
     /// The broker's process on this machine, to report its CPU time next to the service's
     /// (the two share the cores); nil: not reported.
     public var brokerPID: Int32?
-    /// `processing.stage1_workers` of the lean and full jobs and the latency runs (the
+    /// `processing.stage1_workers` of the service jobs and the latency runs (the
     /// state step runs the default, one, since it measures what the state costs).
     public var stageOneWorkers = 1
     public var log: (String) -> Void = { print($0) }
@@ -94,23 +95,20 @@ public struct SuiteBenchmark {
 
     // MARK: Jobs
 
-    /// One dimension combination (country, device), 10 s tumbling windows.
-    func leanYAML(app: String, input: String, assignment: String = "group") -> String {
-        yaml(app: app, input: input, assignment: assignment, body: Self.leanJobBody)
-    }
-
-    /// The segments, windows and metrics of the lean job: counts by type, unique users and
-    /// dwell time's count and sum (no optional families).
+    /// The segments, windows and metrics of the lean job: one dimension combination
+    /// (country, device), 10 s tumbling windows, counts by type, unique users and dwell
+    /// time's count and sum (no optional families).
     public static let leanJobBody = "segments:\n  dimensions: [[country, device]]\nwindows: [10s]\nmetrics:\n  include: []\n"
 
-    /// The default configuration of pulse.example.yaml: five combinations, two rules,
-    /// tumbling 1m and hopping 10m/1m windows, every metric.
-    func fullYAML(app: String, input: String, assignment: String = "group") -> String {
-        yaml(app: app, input: input, assignment: assignment, body: Self.fullJobBody)
-    }
+    /// The service's default configuration: no `segments`, `windows` or `metrics` keys, so
+    /// four combinations (`all`, country, device, country × device), 1m tumbling windows
+    /// and every metric family.
+    public static let fullJobBody = ""
 
-    /// The segments and windows of the full job (`pulse bench core` computes them too).
-    public static let fullJobBody = """
+    /// pulse.example.yaml's segments and windows: five combinations, two rules, tumbling
+    /// 1m and hopping 10m/1m windows, every metric family (the suite's full job until
+    /// 2026-12-01).
+    public static let exampleJobBody = """
         segments:
           dimensions: [[], [country], [device], [country, device], [source]]
           rules:
@@ -119,6 +117,14 @@ public struct SuiteBenchmark {
         windows: [1m, 10m/1m]
 
         """
+
+    /// Each job by name with its configuration (the `-static` ones without a group).
+    func definitions(prefix: String, input: String) -> [(name: String, yaml: String)] {
+        [("lean", Self.leanJobBody), ("full", Self.fullJobBody), ("example", Self.exampleJobBody)].flatMap { name, body in
+            [(name, yaml(app: "\(prefix)-\(name)", input: input, body: body)),
+             ("\(name)-static", yaml(app: "\(prefix)-\(name)-static", input: input, assignment: "static", body: body))]
+        }
+    }
 
     func yaml(app: String, input: String, assignment: String = "group", body: String) -> String {
         var kafkaLines = "  bootstrap.servers: \(kafka.bootstrapServers)\n"
@@ -642,11 +648,7 @@ extension SuiteBenchmark {
         }
         log("\(label)ceiling: \(Int(ceiling.messagesPerSecond)) events/s")
         var jobs: [JobResult] = []
-        let definitions = [
-            ("lean", leanYAML(app: "\(prefix)-lean", input: topic)), ("lean-static", leanYAML(app: "\(prefix)-lean-static", input: topic, assignment: "static")),
-            ("full", fullYAML(app: "\(prefix)-full", input: topic)), ("full-static", fullYAML(app: "\(prefix)-full-static", input: topic, assignment: "static")),
-        ]
-        for (name, yaml) in definitions where self.jobs.contains(name) {
+        for (name, yaml) in definitions(prefix: prefix, input: topic) where self.jobs.contains(name) {
             log("\(label)\(name) job")
             let result = try job(name, yaml: yaml, events: events)
             log("\(label)\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, all consumed at \(result.consumedSeconds) s, \(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
