@@ -1,6 +1,5 @@
 import CRdKafka
 import Logging
-import Synchronization
 
 /// What a new topic should look like.
 public struct KafkaTopicSpecification: Sendable, Hashable {
@@ -41,12 +40,10 @@ public final class KafkaAdmin: Sendable {
         let callbacks = RDKafkaCallbacks(logger: logger, statisticsHandler: nil, errorHandler: nil)
         var properties = configuration.typedProperties
         properties.append(contentsOf: configuration.properties.sorted { $0.key < $1.key })
-        client = try RDKafkaClient(kind: RD_KAFKA_PRODUCER, properties: properties, callbacks: callbacks)
+        // Its last release must not hold the caller (a service start-up, say) for the
+        // client's destroy.
+        client = try RDKafkaClient(kind: RD_KAFKA_PRODUCER, properties: properties, callbacks: callbacks, destroysInBackground: true)
         blocking = KafkaThread(name: "\(client.name)-admin")
-        // Once its calls have returned an admin client has nothing left to deliver, but
-        // librdkafka's destroy can wait for the client's main thread to wake up (up to 1 s):
-        // the last release must not hold its caller, e.g. a service start-up, that long.
-        client.destroysInBackground.store(true, ordering: .releasing)
     }
 
     deinit { blocking.stop() }

@@ -69,7 +69,7 @@ public struct SuiteBenchmark {
     /// each with `processing.assignment: static` ("lean-static", "full-static",
     /// "example-static": no group to join).
     public var jobs = jobNames
-    public static let jobNames = ["lean", "lean-static", "full", "full-static", "example", "example-static"]
+    public static let jobNames = jobBodies.flatMap { [$0.name, "\($0.name)-static"] }
     /// Rounds of the ceiling and the jobs, one after the other (the ceiling, then each
     /// job, then the next round): this machine's speed drifts from minute to minute, and
     /// each job is compared with the ceiling of its own round. The report gives each job's
@@ -118,9 +118,12 @@ public struct SuiteBenchmark {
 
         """
 
+    /// Each job's segments, windows and metrics, by name.
+    static let jobBodies: [(name: String, body: String)] = [("lean", leanJobBody), ("full", fullJobBody), ("example", exampleJobBody)]
+
     /// Each job by name with its configuration (the `-static` ones without a group).
     func definitions(prefix: String, input: String) -> [(name: String, yaml: String)] {
-        [("lean", Self.leanJobBody), ("full", Self.fullJobBody), ("example", Self.exampleJobBody)].flatMap { name, body in
+        Self.jobBodies.flatMap { name, body in
             [(name, yaml(app: "\(prefix)-\(name)", input: input, body: body)),
              ("\(name)-static", yaml(app: "\(prefix)-\(name)-static", input: input, assignment: "static", body: body))]
         }

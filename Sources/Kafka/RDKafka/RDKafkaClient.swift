@@ -14,10 +14,14 @@ final class RDKafkaClient: @unchecked Sendable {
     let kind: rd_kafka_type_t
     /// Set by a consumer that already left its group, so destruction need not close again.
     let consumerClosed = Atomic<Bool>(false)
-    /// Destroy the handle on a thread of its own, so the last release does not wait for it.
-    let destroysInBackground = Atomic<Bool>(false)
+    /// Destroy the handle on a thread of its own, so the last release does not wait for it
+    /// (librdkafka's destroy can wait up to 1 s for the client's main thread to wake up).
+    let destroysInBackground: Atomic<Bool>
 
-    init(kind: rd_kafka_type_t, properties: [(String, String)], callbacks: RDKafkaCallbacks) throws(KafkaError) {
+    /// - Parameter destroysInBackground: known at creation (admin clients, which have
+    ///   nothing left to deliver once their calls returned); a consumer may also decide
+    ///   later (``KafkaConsumer/destroyInBackgroundWhenReleased()``).
+    init(kind: rd_kafka_type_t, properties: [(String, String)], callbacks: RDKafkaCallbacks, destroysInBackground: Bool = false) throws(KafkaError) {
         try KafkaLibrary.checkVersion()
         let conf = try RDKafkaClient.makeConfiguration(properties)
         callbacks.install(on: conf, kind: kind)
@@ -30,6 +34,7 @@ final class RDKafkaClient: @unchecked Sendable {
         self.handle = handle
         self.callbacks = callbacks
         self.kind = kind
+        self.destroysInBackground = Atomic(destroysInBackground)
     }
 
     deinit {
