@@ -48,6 +48,11 @@ public final class KafkaMockCluster: @unchecked Sendable {
         rd_kafka_mock_push_request_errors_array(cluster, apiKey, codes.count, &codes)
     }
 
+    /// Delays every answer of broker `id` (-1: all brokers) by `roundTripTime`.
+    public func setBroker(_ id: Int32, roundTripTime: Duration) {
+        _ = rd_kafka_mock_broker_set_rtt(cluster, id, Int32(clamping: roundTripTime.milliseconds))
+    }
+
     /// Takes a broker down (its connections close, it refuses new ones) or back up.
     public func setBroker(_ id: Int32, up: Bool) {
         if up {

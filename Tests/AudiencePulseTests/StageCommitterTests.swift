@@ -24,6 +24,53 @@ struct StageCommitterTests {
         #expect(due(after: spacing, awaited: true))
         #expect(due(after: .milliseconds(interval), awaited: true))
     }
+
+    @Test("prompt commits wait nine times as long as the last commit took, up to the commit interval")
+    func promptSpacingFollowsCommitTime() {
+        let last = ContinuousClock.now
+        let interval: Int64 = 250
+        // Quick commits (a stream the stage keeps up with): the prompt spacing.
+        #expect(StageCommitter.promptSpacing(after: .zero) == StageCommitter.promptCommitSpacing)
+        #expect(StageCommitter.promptSpacing(after: .milliseconds(11)) == StageCommitter.promptCommitSpacing)
+        // Slow commits (a backlog on a loaded machine): at most a tenth of the time in commits.
+        #expect(StageCommitter.promptSpacing(after: .milliseconds(20)) == .milliseconds(180))
+        let spacing = StageCommitter.promptSpacing(after: .milliseconds(20))
+        func due(after elapsed: Duration) -> Bool {
+            StageCommitter.isDue(lastCommit: last, now: last.advanced(by: elapsed), interval: interval, awaitedOutputs: true, promptSpacing: spacing)
+        }
+        #expect(!due(after: .milliseconds(179)))
+        #expect(due(after: .milliseconds(180)))
+        // However long the commits, the commit interval still decides.
+        let longest = StageCommitter.promptSpacing(after: .milliseconds(40))
+        #expect(StageCommitter.isDue(lastCommit: last, now: last.advanced(by: .milliseconds(interval)), interval: interval, awaitedOutputs: true, promptSpacing: longest))
+    }
+
+    @Test("after a slow commit, outputs wait longer for the next one")
+    func slowCommitSpacesPromptCommits() throws {
+        let (cluster, producer, consumer) = try mockStage(topics: ["input": 1])
+        let start = ContinuousClock.now
+        var committer = StageCommitter(guarantee: .atLeastOnce, producer: producer, consumer: consumer, now: start)
+        let partitions: [Int32: StageCommitterCheckpointTests.Partition] = [
+            0: .init(lastOffset: 9, checkpoint: CheckpointStore.Checkpoint(nextOffset: 0, pieces: []), changedSinceCheckpoint: false),
+        ]
+        func due(after elapsed: Duration) -> StageCommitter.Step? {
+            committer.due(at: start.advanced(by: elapsed), checkpointInterval: 60_000, commitInterval: 250)
+        }
+        // A quick commit: outputs waiting are committed after the prompt spacing.
+        #expect(try committer.commitProgress(partitions, topic: "input", now: start) == false)
+        committer.awaitedOutputs = true
+        #expect(due(after: .milliseconds(150)) == .commit)
+
+        // Every broker answer 30 ms late: the commit takes at least that long, and the
+        // next prompt one waits at least 270 ms — here, the commit interval.
+        cluster.setBroker(-1, roundTripTime: .milliseconds(30))
+        #expect(try committer.commitProgress(partitions, topic: "input", now: start) == false)
+        #expect(committer.lastCommitTime >= .milliseconds(30))
+        committer.awaitedOutputs = true
+        #expect(due(after: .milliseconds(150)) == nil)
+        #expect(due(after: .milliseconds(250)) == .commit)
+        #expect(try consumer.committed([KafkaTopicPartition(topic: "input", partition: 0)]).first?.offset == 10)
+    }
 }
 
 /// A mock cluster with `topics` (name: partitions), and a stage's producer and group consumer on it.

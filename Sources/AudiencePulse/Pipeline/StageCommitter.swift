@@ -11,6 +11,20 @@ struct StageCommitter {
     /// (instead of waiting for `processing.commit_interval`).
     static let promptCommitSpacing = Duration.milliseconds(100)
 
+    /// A prompt commit also waits this many times as long as the last commit took, so
+    /// that prompt commits keep a stage inside commits at most a tenth of its time. A
+    /// commit blocks the stage's thread (the transaction's records flushed, then the
+    /// broker's answers to the offsets and to the commit itself): reading a backlog on a
+    /// loaded machine, a stage-1 worker committing every 100 ms spent 1.3–1.5 s in
+    /// commits while it read for about 4 s. On a stream the stage keeps up with, a commit
+    /// takes a few milliseconds and the spacing stays at ``promptCommitSpacing``.
+    static let promptSpacingPerCommitTime = 9
+
+    /// Least time between two prompt commits after a commit that took `commitTime`.
+    static func promptSpacing(after commitTime: Duration) -> Duration {
+        max(promptCommitSpacing, commitTime * promptSpacingPerCommitTime)
+    }
+
     /// How long the stages' producers wait to fill a batch (`linger.ms`). Every commit sends
     /// what waits at once (a transaction's commit, or the flush without transactions), so
     /// records are not held past the commit interval; fewer, larger produce requests cost
@@ -21,14 +35,15 @@ struct StageCommitter {
 
     /// Whether a stage should commit now: the commit interval passed, or updates or finals
     /// produced since the last commit are waiting and that commit is at least
-    /// ``promptCommitSpacing`` old. They are committed without waiting for the interval,
-    /// since the next stage (or a `read_committed` subscriber) sees them only then. Each
-    /// stage-1 worker sends updates at most once per `processing.update_interval` (and
-    /// finals when windows close), and stage 2 forwards what arrives at most every 100
-    /// ms, so this adds a few commits a second at most.
-    static func isDue(lastCommit: ContinuousClock.Instant, now: ContinuousClock.Instant, interval milliseconds: Int64, awaitedOutputs: Bool) -> Bool {
+    /// `promptSpacing` old (``promptSpacing(after:)``). They are committed without waiting
+    /// for the interval, since the next stage (or a `read_committed` subscriber) sees them
+    /// only then. Each stage-1 worker sends updates at most once per
+    /// `processing.update_interval` (and finals when windows close), and stage 2 forwards
+    /// what arrives at most every 100 ms, so this adds a few commits a second at most.
+    static func isDue(lastCommit: ContinuousClock.Instant, now: ContinuousClock.Instant, interval milliseconds: Int64, awaitedOutputs: Bool,
+                      promptSpacing: Duration = promptCommitSpacing) -> Bool {
         let elapsed = now - lastCommit
-        return elapsed >= .milliseconds(milliseconds) || (awaitedOutputs && elapsed >= promptCommitSpacing)
+        return elapsed >= .milliseconds(milliseconds) || (awaitedOutputs && elapsed >= promptSpacing)
     }
 
     let guarantee: PulseConfiguration.Guarantee
@@ -40,8 +55,10 @@ struct StageCommitter {
     private(set) var lastCheckpoint: ContinuousClock.Instant
     private(set) var lastCommit: ContinuousClock.Instant
     /// Updates or finals were produced since the last commit: they are committed without
-    /// waiting for the commit interval (``isDue(lastCommit:now:interval:awaitedOutputs:)``).
+    /// waiting for the commit interval (``isDue(lastCommit:now:interval:awaitedOutputs:promptSpacing:)``).
     var awaitedOutputs = false
+    /// How long the last commit between checkpoints took (``commitProgress(_:topic:now:)``).
+    private(set) var lastCommitTime = Duration.zero
 
     init(guarantee: PulseConfiguration.Guarantee, producer: KafkaProducer, consumer: KafkaConsumer, now: ContinuousClock.Instant = .now) {
         self.guarantee = guarantee
@@ -52,11 +69,12 @@ struct StageCommitter {
     }
 
     /// What the stage's cycle should do at `now`: a checkpoint once the checkpoint interval
-    /// passed since the last, else a commit when one ``isDue(lastCommit:now:interval:awaitedOutputs:)``
+    /// passed since the last, else a commit when one ``isDue(lastCommit:now:interval:awaitedOutputs:promptSpacing:)``
     /// (intervals in milliseconds).
     func due(at now: ContinuousClock.Instant, checkpointInterval: Int64, commitInterval: Int64) -> Step? {
         if now - lastCheckpoint >= .milliseconds(checkpointInterval) { return .checkpoint }
-        return Self.isDue(lastCommit: lastCommit, now: now, interval: commitInterval, awaitedOutputs: awaitedOutputs) ? .commit : nil
+        return Self.isDue(lastCommit: lastCommit, now: now, interval: commitInterval, awaitedOutputs: awaitedOutputs,
+                          promptSpacing: Self.promptSpacing(after: lastCommitTime)) ? .commit : nil
     }
 
     enum Step {
@@ -145,6 +163,8 @@ extension StageCommitter {
             return KafkaTopicPartition(topic: topic, partition: partition, offset: state.lastOffset + 1)
         }
         if guarantee == .atLeastOnce && offsets.isEmpty { return false }
+        let started = ContinuousClock.now
+        defer { lastCommitTime = ContinuousClock.now - started }
         return try commit(offsets)
     }
 

@@ -356,6 +356,7 @@ final class StageOne: @unchecked Sendable {
             "ms_poll": "\(spent.poll.milliseconds)", "ms_process": "\(spent.process.milliseconds)",
             "ms_close": "\(spent.close.milliseconds)", "ms_updates": "\(spent.updates.milliseconds)",
             "ms_commit": "\(spent.commit.milliseconds)", "ms_checkpoint": "\(spent.checkpoint.milliseconds)",
+            "commits": "\(spent.commits)",
         ]
         if alignment.isEnabled { metadata["paused"] = "\(paused.sorted())" }
         logger.info("stage 1 progress", metadata: metadata)
@@ -557,6 +558,8 @@ struct TimeSpent {
     var updates = Duration.zero
     var commit = Duration.zero
     var checkpoint = Duration.zero
+    /// Commits between checkpoints (their time is ``commit``).
+    var commits = 0
 
     /// Does what the stage's cadence says is due (``StageCommitter/due(at:checkpointInterval:commitInterval:)``),
     /// a checkpoint or a commit, and adds the time it took.
@@ -569,6 +572,7 @@ struct TimeSpent {
         case .commit:
             try commit()
             self.commit += clock.now - started
+            commits += 1
         case nil:
             break
         }

@@ -189,7 +189,7 @@ final class StageTwo: @unchecked Sendable {
             "checkpoint_bytes": "\(progress.checkpointBytes)",
             "ms_poll": "\(spent.poll.milliseconds)", "ms_process": "\(spent.process.milliseconds)",
             "ms_updates": "\(spent.updates.milliseconds)", "ms_commit": "\(spent.commit.milliseconds)",
-            "ms_checkpoint": "\(spent.checkpoint.milliseconds)",
+            "ms_checkpoint": "\(spent.checkpoint.milliseconds)", "commits": "\(spent.commits)",
         ])
         spent = TimeSpent()
         progress = Progress()
