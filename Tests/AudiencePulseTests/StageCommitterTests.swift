@@ -11,7 +11,7 @@ struct StageCommitterTests {
         let spacing = StageCommitter.promptCommitSpacing
         let interval: Int64 = 250
         func due(after elapsed: Duration, awaited: Bool) -> Bool {
-            StageCommitter.isDue(lastCommit: last, now: last.advanced(by: elapsed), interval: interval, awaitedOutputs: awaited)
+            StageCommitter.isDue(lastCommit: last, now: last.advanced(by: elapsed), interval: interval, awaitedOutputs: awaited, promptSpacing: spacing)
         }
         #expect(spacing < .milliseconds(interval))
         // Only offsets to commit: the interval decides.
@@ -33,8 +33,8 @@ struct StageCommitterTests {
         #expect(StageCommitter.promptSpacing(after: .zero) == StageCommitter.promptCommitSpacing)
         #expect(StageCommitter.promptSpacing(after: .milliseconds(11)) == StageCommitter.promptCommitSpacing)
         // Slow commits (a backlog on a loaded machine): at most a tenth of the time in commits.
-        #expect(StageCommitter.promptSpacing(after: .milliseconds(20)) == .milliseconds(180))
         let spacing = StageCommitter.promptSpacing(after: .milliseconds(20))
+        #expect(spacing == .milliseconds(180))
         func due(after elapsed: Duration) -> Bool {
             StageCommitter.isDue(lastCommit: last, now: last.advanced(by: elapsed), interval: interval, awaitedOutputs: true, promptSpacing: spacing)
         }

@@ -16,8 +16,9 @@ struct StageCommitter {
     /// commit blocks the stage's thread (the transaction's records flushed, then the
     /// broker's answers to the offsets and to the commit itself): reading a backlog on a
     /// loaded machine, a stage-1 worker committing every 100 ms spent 1.3–1.5 s in
-    /// commits while it read for about 4 s. On a stream the stage keeps up with, a commit
-    /// takes a few milliseconds and the spacing stays at ``promptCommitSpacing``.
+    /// commits while it read for about 4 s. On a stream the stage keeps up with, commits
+    /// are short (3–14 ms on average at 10,000 events/s) and the spacing stays at or near
+    /// ``promptCommitSpacing``.
     static let promptSpacingPerCommitTime = 9
 
     /// Least time between two prompt commits after a commit that took `commitTime`.
@@ -41,7 +42,7 @@ struct StageCommitter {
     /// `processing.update_interval` (and finals when windows close), and stage 2 forwards
     /// what arrives at most every 100 ms, so this adds a few commits a second at most.
     static func isDue(lastCommit: ContinuousClock.Instant, now: ContinuousClock.Instant, interval milliseconds: Int64, awaitedOutputs: Bool,
-                      promptSpacing: Duration = promptCommitSpacing) -> Bool {
+                      promptSpacing: Duration) -> Bool {
         let elapsed = now - lastCommit
         return elapsed >= .milliseconds(milliseconds) || (awaitedOutputs && elapsed >= promptSpacing)
     }
