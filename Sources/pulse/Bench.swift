@@ -226,11 +226,9 @@ extension Bench {
         @Option(help: "Append the Markdown table to this file (e.g. docs/benchmarks.md).") var append: String?
         @Option(help: "The broker's process id, to report its CPU time next to the service's (default: the local broker's, from .tools/broker.pid, when --brokers is its address).")
         var brokerPid: Int32?
-        @Flag(help: "Leave the run's topics on the broker (by default they are deleted at the end).") var keepTopics = false
 
         func run() throws {
             var suite = SuiteBenchmark(kafka: try broker.configuration())
-            suite.keepTopics = keepTopics
             suite.brokerPID = brokerPid ?? Self.localBrokerPID(servers: suite.kafka.bootstrapServers)
             suite.events = events
             suite.partitions = partitions

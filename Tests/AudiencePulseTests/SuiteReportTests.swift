@@ -63,18 +63,3 @@ struct SuiteReportTests {
         #expect(!markdown.contains("rounds"), "\(markdown)")
     }
 }
-
-@Suite("pulse bench suite: the topics a run deletes")
-struct SuiteTopicsTests {
-    @Test("a run owns its pre-loaded events and its services' topics, not another run's whose name starts alike")
-    func ownership() {
-        let run = "bench-1796153604"
-        for topic in ["bench-1796153604.events", "bench-1796153604-lean.partials", "bench-1796153604-2-full-static.stage1-changelog",
-                      "bench-1796153604-latency-10000.events", "bench-1796153604-state.metrics"] {
-            #expect(SuiteBenchmark.isTopic(topic, ofRun: run), "\(topic)")
-        }
-        for topic in ["bench-17961536040.events", "bench-17961536041-lean.partials", "bench-179615360.events", "audience.events", "bench-1796153604"] {
-            #expect(!SuiteBenchmark.isTopic(topic, ofRun: run), "\(topic)")
-        }
-    }
-}

@@ -81,9 +81,6 @@ public struct SuiteBenchmark {
     /// `processing.stage1_workers` of the service jobs and the latency runs (the
     /// state step runs the default, one, since it measures what the state costs).
     public var stageOneWorkers = 1
-    /// Leave the run's topics on the broker (the pre-loaded events, every job's internal
-    /// and output topics) instead of deleting them once the run is over.
-    public var keepTopics = false
     public var log: (String) -> Void = { print($0) }
     let run = "bench-\(Int(Date().timeIntervalSince1970))"
     let logger: Logger = {
@@ -617,10 +614,8 @@ extension SuiteBenchmark {
         static func milliseconds(_ seconds: Double) -> String { "\(Int((seconds * 1000).rounded())) ms" }
     }
 
-    /// Runs every step in order; `log` reports progress. Deletes the run's topics at the
-    /// end, whether the steps succeeded or not (unless ``keepTopics``).
+    /// Runs every step in order; `log` reports progress.
     public func run(command: String, includeState: Bool = true) throws -> Report {
-        defer { if !keepTopics { removeTopics() } }
         let topic = "\(run).events"
         log("preloading \(events) events into \(topic) (\(partitions) partitions)")
         let preload = try preload(topic: topic)
@@ -639,26 +634,6 @@ extension SuiteBenchmark {
         }
         return Report(machine: Self.machine(), command: command, date: Timestamp.format(Int64(Date().timeIntervalSince1970 * 1000)),
                       preload: preload, rounds: rounds, stageOneWorkers: stageOneWorkers, latency: latency, state: state)
-    }
-
-    /// Whether `topic` belongs to the run named `run`: its pre-loaded events and every
-    /// topic of the services it ran (their apps are named `<run>-<job>`).
-    static func isTopic(_ topic: String, ofRun run: String) -> Bool {
-        topic.hasPrefix(run + ".") || topic.hasPrefix(run + "-")
-    }
-
-    /// Deletes every topic of this run. A topic that cannot be deleted is reported, not
-    /// an error: the measurements stand either way.
-    func removeTopics() {
-        do {
-            let admin = try KafkaAdmin(configuration: kafka, logger: logger)
-            let topics = try admin.listTopics().filter { Self.isTopic($0, ofRun: run) }
-            guard !topics.isEmpty else { return }
-            try admin.deleteTopics(topics, ifExists: true)
-            log("deleted the run's \(topics.count) topics (\(run).*, \(run)-*); --keep-topics keeps them")
-        } catch {
-            log("could not delete the run's topics (\(run).*, \(run)-*): \(error)")
-        }
     }
 
     /// Round `number` (from 1): the ceiling, then each job asked for, with names of its own
