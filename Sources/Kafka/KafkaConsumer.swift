@@ -4,7 +4,7 @@ import Logging
 
 /// A Kafka consumer in a consumer group (or with a manual assignment), reading in batches.
 ///
-/// The synchronous methods are meant for a dedicated thread running a poll loop: ``poll(maxMessages:timeout:_:)``
+/// The synchronous methods are meant for a dedicated thread running a poll loop: ``poll(maxMessages:timeout:fillingBatch:_:)``
 /// hands the closure a whole batch read in place, with no copy and no task hop per
 /// record. Rebalances are reported to the `rebalanceHandler` on that polling thread,
 /// before librdkafka applies them, so the caller can flush state on revocation and
@@ -100,24 +100,33 @@ public final class KafkaConsumer: Sendable {
 
     // MARK: Polling
 
-    /// Waits up to `timeout` for records and hands up to `maxMessages` of them to `body`,
-    /// in place. Serves rebalance, log, statistics and error callbacks on this thread.
-    /// Blocks the caller: use from a dedicated thread.
+    /// Hands `body` up to `maxMessages` of the records waiting, in place, as soon as there
+    /// are any: it waits (up to `timeout`) only while there are none. Serves rebalance,
+    /// log, statistics and error callbacks on this thread. Blocks the caller: use from a
+    /// dedicated thread.
     ///
+    /// librdkafka's batch call returns only once it holds `maxMessages` records or its
+    /// timeout has passed, so a consumer reading a stream slower than `maxMessages` per
+    /// timeout would hold every record until the timeout. Here it takes what is waiting
+    /// without blocking; when nothing is, it waits for one record, then takes what
+    /// waits behind that record.
+    ///
+    /// - Parameter fillingBatch: wait (up to `timeout`) until `maxMessages` records are
+    ///   there instead, as librdkafka's batch call does: fewer, larger batches for a bulk
+    ///   reader that does not mind holding records (reading a backlog as fast as possible,
+    ///   a bare counting consumer read 4–12 % faster this way).
     /// - Returns: the number of records handed to `body`.
     @discardableResult
     public func poll(
         maxMessages: Int = 10_000,
         timeout: Duration,
+        fillingBatch: Bool = false,
         _ body: (KafkaMessageBatch) throws -> Void
     ) throws -> Int {
         let buffer = UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>?>.allocate(capacity: maxMessages)
         defer { buffer.deallocate() }
-        let count = rd_kafka_consume_batch_queue(queue.handle, timeout.timeoutMilliseconds, buffer.baseAddress, maxMessages)
-        guard count > 0 else {
-            if count < 0 { throw KafkaError(rd_kafka_last_error(), context: "poll") }
-            return 0
-        }
+        let count = try receive(into: buffer, timeout: timeout, fillingBatch: fillingBatch)
+        guard count > 0 else { return 0 }
         let received = UnsafeMutableBufferPointer(rebasing: buffer[0..<count])
         defer { for message in received { rd_kafka_message_destroy(message) } }
         // Records first; end-of-partition markers and errors are rare and set aside.
@@ -146,6 +155,29 @@ public final class KafkaConsumer: Sendable {
         return records
     }
 
+    /// Fills `buffer` with what ``poll(maxMessages:timeout:fillingBatch:_:)`` hands on; returns how many
+    /// it holds (the caller destroys them).
+    private func receive(
+        into buffer: UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>?>, timeout: Duration, fillingBatch: Bool
+    ) throws(KafkaError) -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        var count = rd_kafka_consume_batch_queue(queue.handle, fillingBatch ? timeout.timeoutMilliseconds : 0, base, buffer.count)
+        if count == 0, timeout > .zero, !fillingBatch {
+            count = rd_kafka_consume_batch_queue(queue.handle, timeout.timeoutMilliseconds, base, 1)
+            if count == 1, buffer.count > 1 {
+                let more = rd_kafka_consume_batch_queue(queue.handle, 0, base + 1, buffer.count - 1)
+                guard more >= 0 else {
+                    let error = KafkaError(rd_kafka_last_error(), context: "poll")
+                    rd_kafka_message_destroy(base[0])
+                    throw error
+                }
+                count += more
+            }
+        }
+        if count < 0 { throw KafkaError(rd_kafka_last_error(), context: "poll") }
+        return count
+    }
+
     private static func errorContext(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> String {
         var context = "consume"
         if let rkt = message.pointee.rkt { context += " \(String(cString: rd_kafka_topic_name(rkt)))[\(message.pointee.partition)]" }
@@ -161,12 +193,12 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Polls once on the consumer's own thread and returns copies of the records.
-    /// Convenient in async code and tests; hot loops should use the in-place ``poll(maxMessages:timeout:_:)``.
-    public func poll(maxMessages: Int = 10_000, timeout: Duration) async throws(KafkaError) -> Batch {
+    /// Convenient in async code and tests; hot loops should use the in-place ``poll(maxMessages:timeout:fillingBatch:_:)``.
+    public func poll(maxMessages: Int = 10_000, timeout: Duration, fillingBatch: Bool = false) async throws(KafkaError) -> Batch {
         try await blocking.run { () throws(KafkaError) in
             var result = Batch(messages: [], partitionEOFs: [], errors: [])
             do {
-                try self.poll(maxMessages: maxMessages, timeout: timeout) { batch in
+                try self.poll(maxMessages: maxMessages, timeout: timeout, fillingBatch: fillingBatch) { batch in
                     result.messages = batch.map { $0.copy() }
                     result.partitionEOFs = batch.partitionEOFs
                     result.errors = batch.errors
@@ -297,7 +329,7 @@ public final class KafkaConsumer: Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, context: "resume") }
     }
 
-    /// Stops delivering `partitions`' records to ``poll(maxMessages:timeout:_:)`` without
+    /// Stops delivering `partitions`' records to ``poll(maxMessages:timeout:fillingBatch:_:)`` without
     /// dropping what the client already fetched (unlike ``pause(_:)``, which discards it
     /// and fetches it again on resume): each partition's fetched records stay in a queue of
     /// its own, and once that holds `queued.max.messages.kbytes` the client stops

@@ -41,6 +41,47 @@ struct ProduceConsumeTests {
         #expect(partitionsByKey.values.allSatisfy { $0.count == 1 })
     }
 
+    @Test("a poll hands on the records that wait as soon as there are any; a filling poll waits for a full batch or its timeout")
+    func pollReturnsWhatWaits() async throws {
+        let topic = TestBroker.uniqueName("prompt")
+        try await TestBroker.createTopic(topic, partitions: 1)
+        let producer = try TestBroker.producer()
+        for index in 0..<3 { try producer.produce(KafkaProducerMessage(topic: topic, key: "k", value: "first-\(index)"), blockIfQueueFull: true) }
+        try await producer.flush()
+
+        let consumer = try TestBroker.consumer(group: TestBroker.uniqueName("g"))
+        try consumer.assign([KafkaTopicPartition(topic: topic, partition: 0, offset: KafkaTopicPartition.beginning)])
+        // Three records and room for a thousand: librdkafka's own batch call would hold
+        // them until the timeout; each poll here returns before it, with what it holds.
+        let clock = ContinuousClock()
+        let timeout = Duration.seconds(20)
+        var values: [String] = []
+        while values.count < 3 {
+            let started = clock.now
+            let batch = try await consumer.poll(maxMessages: 1_000, timeout: timeout)
+            #expect(!batch.messages.isEmpty, "a poll returned nothing although three records were produced")
+            #expect(clock.now - started < timeout, "a poll held \(batch.messages.count) records until its timeout")
+            values += batch.messages.map(\.valueString)
+            if batch.messages.isEmpty { break }
+        }
+        #expect(values == ["first-0", "first-1", "first-2"])
+
+        // Filling a batch: two records wait, the poll still waits its whole timeout for more.
+        for index in 0..<2 { try producer.produce(KafkaProducerMessage(topic: topic, key: "k", value: "second-\(index)"), blockIfQueueFull: true) }
+        try await producer.flush()
+        let fillTimeout = Duration.seconds(2)
+        var filled: [String] = []
+        while filled.count < 2 {
+            let started = clock.now
+            let batch = try await consumer.poll(maxMessages: 1_000, timeout: fillTimeout, fillingBatch: true)
+            #expect(clock.now - started >= fillTimeout - .milliseconds(100), "a filling poll returned \(batch.messages.count) records before its timeout")
+            filled += batch.messages.map(\.valueString)
+            if batch.messages.isEmpty { break }
+        }
+        #expect(filled == ["second-0", "second-1"])
+        try await consumer.close()
+    }
+
     @Test("an awaited send reports the partition and offset the broker assigned")
     func awaitedSend() async throws {
         let topic = TestBroker.uniqueName("send")
