@@ -155,27 +155,27 @@ public final class KafkaConsumer: Sendable {
         return records
     }
 
-    /// Fills `buffer` with what ``poll(maxMessages:timeout:fillingBatch:_:)`` hands on; returns how many
-    /// it holds (the caller destroys them).
+    /// Fills `buffer` with what ``poll(maxMessages:timeout:fillingBatch:_:)`` hands on;
+    /// returns how many it holds (the caller destroys them).
     private func receive(
         into buffer: UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>?>, timeout: Duration, fillingBatch: Bool
     ) throws(KafkaError) -> Int {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
-        var count = rd_kafka_consume_batch_queue(queue.handle, fillingBatch ? timeout.timeoutMilliseconds : 0, base, buffer.count)
-        if count == 0, timeout > .zero, !fillingBatch {
-            count = rd_kafka_consume_batch_queue(queue.handle, timeout.timeoutMilliseconds, base, 1)
-            if count == 1, buffer.count > 1 {
-                let more = rd_kafka_consume_batch_queue(queue.handle, 0, base + 1, buffer.count - 1)
-                guard more >= 0 else {
-                    let error = KafkaError(rd_kafka_last_error(), context: "poll")
-                    rd_kafka_message_destroy(base[0])
-                    throw error
-                }
-                count += more
-            }
+        /// librdkafka's batch call: up to `size` records into `start`, waiting up to `wait` ms.
+        func take(_ start: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>, _ size: Int, waiting wait: Int32) throws(KafkaError) -> Int {
+            let count = rd_kafka_consume_batch_queue(queue.handle, wait, start, size)
+            if count < 0 { throw KafkaError(rd_kafka_last_error(), context: "poll") }
+            return count
         }
-        if count < 0 { throw KafkaError(rd_kafka_last_error(), context: "poll") }
-        return count
+        if fillingBatch { return try take(base, buffer.count, waiting: timeout.timeoutMilliseconds) }
+        let waiting = try take(base, buffer.count, waiting: 0)
+        guard waiting == 0, timeout > .zero, try take(base, 1, waiting: timeout.timeoutMilliseconds) == 1 else { return waiting }
+        do {
+            return try 1 + take(base + 1, buffer.count - 1, waiting: 0)
+        } catch {
+            rd_kafka_message_destroy(base[0])
+            throw error
+        }
     }
 
     private static func errorContext(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> String {

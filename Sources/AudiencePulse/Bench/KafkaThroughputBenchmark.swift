@@ -101,7 +101,7 @@ public enum KafkaThroughputBenchmark {
         var start: ContinuousClock.Instant?
         var idlePolls = 0
         while finished.count < partitions.count || (expected.map { messages < $0 } ?? false) {
-            // Full batches: the ceiling is the fastest this module reads, not the quickest.
+            // Full batches: the ceiling is this module's highest read rate, whatever a record waits.
             let received = try consumer.poll(maxMessages: 10_000, timeout: .milliseconds(100), fillingBatch: true) { batch in
                 for message in batch { bytes &+= message.value.count }
                 for eof in batch.partitionEOFs { finished.insert(eof.partition) }
