@@ -37,6 +37,8 @@ public struct PulseConfiguration: Sendable {
     public var checkpointInterval: Int64
     public var commitInterval: Int64
     public var shutdownTimeout: Int64
+    /// How often (ms) the allocator's free memory is handed back to the system; 0: never.
+    public var memoryTrimInterval: Int64
     public var httpHost: String
     public var httpPort: Int
     public var collector: CollectorConfiguration
@@ -211,6 +213,7 @@ public struct PulseConfiguration: Sendable {
         let assignment = try readAssignment(&r)
         let checkpointInterval = try r.duration("processing.checkpoint_interval", default: "5s", minimum: 100, "How often stage state is checkpointed (also on window close and shutdown). A restart replays the input since the last checkpoint.")
         let commitInterval = try r.duration("processing.commit_interval", default: "250ms", minimum: 10, "How often each stage commits what it produced (the transaction with `exactly_once`; a flush and an offset commit with `at_least_once`), between checkpoints too. Updates and final results are committed sooner, as soon as the last commit is 100 ms old — or nine times as old as that commit took, if longer, so that these commits keep a stage busy at most a tenth of its time — since `read_committed` subscribers and stage 2 see them only then; the interval paces the commits of everything else (dead letters, offsets).")
+        let memoryTrimInterval = try r.duration("processing.memory_trim_interval", default: "5s", "How often memory the allocator holds free is handed back to the system (glibc's `malloc_trim`; one thread per process, the first service started sets it); `0s`: never. Without it, memory the stages freed between tables still in use stays resident.")
         let shutdownTimeout = try r.duration("processing.shutdown_timeout", default: "20s", minimum: 1_000, "SIGTERM, or a stage failed: time for the stages to finish the current transaction and leave the groups before the process exits.")
 
         let listen = try r.string("http.listen", default: "127.0.0.1:8080", "Address of the HTTP server (health, metrics, collector, API, dashboard).")
@@ -231,6 +234,6 @@ public struct PulseConfiguration: Sendable {
             mappingName: mappingName, mapping: mappingName == "segment" ? .segment : .contract, limits: limits,
             aggregation: aggregation, trend: trend, idleTimeout: idleTimeout, maxWatermarkDrift: maxWatermarkDrift, guarantee: guarantee,
             updateInterval: updateInterval, stageOneWorkers: stageOneWorkers, assignment: assignment, checkpointInterval: checkpointInterval, commitInterval: commitInterval, shutdownTimeout: shutdownTimeout,
-            httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, collector: collector, api: api, logFormat: logFormat, logLevel: logLevel)
+            memoryTrimInterval: memoryTrimInterval, httpHost: host.isEmpty ? "0.0.0.0" : host, httpPort: port, collector: collector, api: api, logFormat: logFormat, logLevel: logLevel)
     }
 }

@@ -23,6 +23,12 @@ extension PulseService {
             ("pulse_watermark_alignment_pauses_total", "Input partitions stage 1 paused for running more than time.max_watermark_drift ahead of the slowest one.", m.alignmentPauses.load(ordering: .relaxed)),
         ]
         for (name, help, value) in counters { out.counter(name, help: help, value: value) }
+        let trims = MemoryTuning.trimCounts
+        if trims.running {
+            out.counter("pulse_memory_trims_total", help: "Times free allocator memory was handed back to the system (processing.memory_trim_interval).", value: trims.trims)
+            out.sample("pulse_memory_trim_seconds_total", type: "counter", help: "Time those trims took (each holds the allocator's arenas in turn).",
+                       value: Double(trims.nanoseconds) / 1e9)
+        }
         let checkpoints = m.checkpoints.withLock { $0 }
         for (name, help, value) in [
             ("pulse_checkpoints_total", "Partition checkpoints written to the stage's changelog.", \PipelineMetrics.CheckpointCounts.written),

@@ -1,3 +1,4 @@
+import AudienceMetrics
 import Foundation
 import Kafka
 import Logging
@@ -35,6 +36,9 @@ public final class PulseService: Sendable {
     public func start() throws {
         let admin = try KafkaAdmin(configuration: configuration.kafkaConfiguration, logger: logger)
         try TopicSetup.ensure(configuration, admin: admin, logger: logger)
+        if MemoryTuning.startTrimming(every: .milliseconds(configuration.memoryTrimInterval)) {
+            logger.info("handing free allocator memory back to the system every \(DurationText.format(configuration.memoryTrimInterval))")
+        }
         let workers: [(String, @Sendable () throws -> Void)] = stageOne.map { worker in
             let run: @Sendable () throws -> Void = { try worker.run() }
             return (stageOne.count == 1 ? "stage-1" : "stage-1.\(worker.worker)", run)
