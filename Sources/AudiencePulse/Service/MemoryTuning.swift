@@ -52,10 +52,11 @@ public enum MemoryTuning {
     /// Starts a thread that hands the memory glibc's allocator holds free back to the
     /// system (`malloc_trim(0)`) every `interval`. Freed memory otherwise stays resident
     /// in the arenas: the stages free tables, checkpoints and windows in the middle of
-    /// memory still in use, and only the end of an arena is returned by itself. With a
-    /// million tracked users the arenas held 40–90 MB free at once; trimming every 5 s
-    /// lowered peak RSS from 290–326 to 273–279 MB (docs/benchmarks.md). A trim takes
-    /// 1 ms typically, up to about 40 ms, holding each arena's lock in turn.
+    /// memory still in use, and only the end of an arena is returned by itself. Reading
+    /// the benchmark's backlog of about 950,000 users, the arenas held 20–120 MB free
+    /// (median 55 MB, `malloc_stats` every 0.5 s); trimming every 5 s lowered the peak RSS
+    /// from 289–326 MB to 273–281 MB (docs/benchmarks.md). A trim took 0.8 ms at the
+    /// median and up to 41 ms, holding each arena's lock in turn.
     ///
     /// One thread per process: the first call starts it, later calls (another service in
     /// the same process) change nothing and return false, as does a zero interval or a C
