@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Memory: free allocator memory handed back to the system")
 struct MemoryTuningTests {
-    @Test("a trim returns free memory between blocks still in use, which freeing alone leaves resident")
+    @Test("a trim returns free memory that lies between blocks still in use")
     func trimReturnsFreeMemory() throws {
         // 200,000 blocks of 500 bytes (about 100 MB, each block written so its pages are
         // resident); every 64th stays, so the freed ones lie between blocks in use, not
