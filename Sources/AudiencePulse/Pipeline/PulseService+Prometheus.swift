@@ -27,7 +27,7 @@ extension PulseService {
         if trims.running {
             out.counter("pulse_memory_trims_total", help: "Times free allocator memory was handed back to the system (processing.memory_trim_interval).", value: trims.trims)
             out.sample("pulse_memory_trim_seconds_total", type: "counter", help: "Time those trims took (each holds the allocator's arenas in turn).",
-                       value: Double(trims.nanoseconds) / 1e9)
+                       value: trims.seconds)
         }
         let checkpoints = m.checkpoints.withLock { $0 }
         for (name, help, value) in [

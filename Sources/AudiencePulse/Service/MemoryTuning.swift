@@ -41,8 +41,8 @@ public enum MemoryTuning {
         /// Whether a trimming thread runs in this process.
         public var running = false
         public var trims = 0
-        /// Time the trims took in all.
-        public var nanoseconds = 0
+        /// Time the trims took in all, seconds.
+        public var seconds = 0.0
     }
 
     private static let trimState = Mutex(TrimCounts())
@@ -69,7 +69,7 @@ public enum MemoryTuning {
             return !counts.running
         }
         guard starts else { return false }
-        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        let seconds = interval.secondsDouble
         let thread = Thread {
             ThreadName.setCurrent("pulse-trim")
             while true {
@@ -86,14 +86,12 @@ public enum MemoryTuning {
     @discardableResult
     public static func trim() -> Bool {
         guard let trimFunction else { return false }
-        let clock = ContinuousClock()
-        let began = clock.now
+        let began = ContinuousClock.now
         _ = trimFunction(0)
-        let spent = began.duration(to: clock.now)
-        let nanoseconds = Int(spent.components.seconds) * 1_000_000_000 + Int(spent.components.attoseconds / 1_000_000_000)
+        let spent = (ContinuousClock.now - began).secondsDouble
         trimState.withLock { counts in
             counts.trims += 1
-            counts.nanoseconds += nanoseconds
+            counts.seconds += spent
         }
         return true
     }
