@@ -3,14 +3,14 @@ import Testing
 
 @Suite("Per-partition state: users and event ids")
 struct StateTests {
-    @Test("a million tracked users take at most 64 bytes each")
+    @Test("a million tracked users take at most 46 bytes each (24-byte slots, at least 53 % full)")
     func userMemory() {
         var users = UserStates()
         let origin: Int64 = 1_795_860_000_000
         for user in 0..<1_000_000 { _ = users.update(user: Hash64.hash("u\(user)"), time: origin + Int64(user), typeCode: 0) }
         #expect(users.count == 1_000_000)
         let perUser = Double(users.memoryBytes) / Double(users.count)
-        #expect(perUser <= 64, "\(perUser) bytes per user")
+        #expect(perUser <= 46, "\(perUser) bytes per user")
     }
 
     @Test("user state survives packing, and long-ago times saturate")
@@ -156,18 +156,38 @@ struct StateTests {
         #expect(map.count == reference.values.filter { $0 % 2 != 0 }.count)
     }
 
+    @Test("a growing table stays between 8/15 and 80 % full: it grows by half, at any size, not to the next power of two")
+    func hashMapFill() {
+        var map = HashMap64<Int>(vacant: -1)
+        var random = SplitMix64(seed: 11)
+        var growths = 0
+        for index in 0..<300_000 {
+            let before = map.slotCount
+            map[random.next()] = index
+            if map.slotCount != before { growths += 1 }
+            guard map.count > 20 else { continue }
+            #expect(map.count * 15 >= map.slotCount * 8 && map.count * 5 <= map.slotCount * 4, "\(map.count) in \(map.slotCount) slots")
+            if map.count * 15 < map.slotCount * 8 { return }
+        }
+        #expect(growths > 20)
+    }
+
     @Test("removing by a predicate, in place, keeps every other entry findable, also in probe runs that wrap around the table's end")
     func hashMapRemoveAllInPlace() {
         for seed in UInt64(0)..<20 {
-            // 2,048 slots; most keys' home slots are the last eight, so their runs wrap to the start.
+            // Room for 1,000 without growing; most keys' home slots are the last eight, so
+            // their runs wrap to the start.
             var map = HashMap64<Int>(vacant: -1, capacity: 1_000)
             var reference: [UInt64: Int] = [:]
             var random = SplitMix64(seed: seed)
+            let slotCount = map.slotCount
             for step in 0..<1_000 {
-                let key = step % 5 == 0 ? random.next() : (random.next() % 4_096) * 2_048 + 2_040 + random.next() % 8
+                var key = random.next()
+                while step % 5 != 0 && map.homeSlot(of: key) < slotCount - 8 { key = random.next() }
                 map[key] = step
                 reference[key] = step
             }
+            #expect(map.slotCount == slotCount, "no growth while filling")
             let slots = map.memoryBytes
             map.removeAll { _, value in value % 3 == 0 }
             reference = reference.filter { $0.value % 3 != 0 }

@@ -1,15 +1,20 @@
 import CPrefetch
 
 /// An open-addressing hash map keyed by 64-bit hashes (user ids, event ids, segment
-/// keys), which are already well mixed: the key's own bits pick the slot, so lookups
-/// hash nothing. Linear probing, backward-shift deletion, at most 80 % full.
+/// keys). Linear probing, backward-shift deletion, at most 80 % full.
 ///
 /// A slot holds its key and its value side by side, so a lookup in a table larger than
 /// the caches (event ids, users) waits for one cache line, not for one line of keys and
 /// then another of values.
 ///
-/// Memory: the stride of a (`UInt64`, `Value`) pair per slot; for 1 M users with 32-byte
-/// states, 40–80 bytes per user depending on where the table is between growths.
+/// The table may have any number of slots: a key's home slot is the high half of
+/// (key × odd constant) × slot count, which spreads well-mixed hashes and small integers
+/// alike, and needs no power-of-two size. So the table grows by half, not by doubling:
+/// between growths it is 53–80 % full rather than 40–80 %, and a growth holds 2.5 times
+/// the old table at once rather than 3 times.
+///
+/// Memory: the stride of a (`UInt64`, `Value`) pair per slot; for users with 16-byte
+/// states, 30–45 bytes per user depending on where the table is between growths.
 public struct HashMap64<Value>: @unchecked Sendable {
     // @unchecked: a value type whose storage is an array holding `Value`s; sendable
     // exactly when `Value` is (all uses in this module store Sendable values).
@@ -28,25 +33,43 @@ public struct HashMap64<Value>: @unchecked Sendable {
         table = Array(repeating: Slot(key: 0, value: vacant), count: HashMap64.slots(for: capacity))
     }
 
-    /// Slots for `capacity` entries: a power of two, at most 80 % full.
-    private static func slots(for capacity: Int) -> Int { max(16, (capacity * 5 / 4 + 1).nextPowerOfTwo) }
+    /// Slots for `capacity` entries: two thirds full, so that a table restored at its size
+    /// takes a quarter more entries before it grows.
+    private static func slots(for capacity: Int) -> Int { max(16, capacity + capacity / 2 + 1) }
 
     /// 0 marks an empty slot; the key 0 is stored as this instead.
     @inline(__always) private static func stored(_ key: UInt64) -> UInt64 { key == 0 ? 0x9E37_79B9_7F4A_7C15 : key }
 
-    @inline(__always) private static func home(of key: UInt64, mask: Int) -> Int {
-        Int(truncatingIfNeeded: key ^ (key >> 29)) & mask
+    /// The slot where `key`'s probe run starts in a table of `slots` slots (a stored key).
+    @inline(__always) private static func home(of key: UInt64, slots: Int) -> Int {
+        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15).multipliedFullWidth(by: UInt64(truncatingIfNeeded: slots)).high)
+    }
+
+    /// The slot where `key`'s probe run starts now (for tests and diagnostics of the
+    /// layout: nothing else depends on it).
+    public func homeSlot(of key: UInt64) -> Int { HashMap64.home(of: HashMap64.stored(key), slots: table.count) }
+
+    /// Slots in the table now.
+    public var slotCount: Int { table.count }
+
+    @inline(__always) private static func next(_ index: Int, slots: Int) -> Int {
+        index + 1 == slots ? 0 : index + 1
+    }
+
+    /// How many slots on from `from` `to` lies, going forward around the table's end.
+    @inline(__always) private static func distance(from: Int, to: Int, slots: Int) -> Int {
+        to >= from ? to - from : to - from + slots
     }
 
     @inline(__always) private func slot(of key: UInt64) -> (index: Int, found: Bool) {
         table.withUnsafeBufferPointer { table in
-            let mask = table.count - 1
-            var index = HashMap64.home(of: key, mask: mask)
+            let slots = table.count
+            var index = HashMap64.home(of: key, slots: slots)
             while true {
                 let current = table[index].key
                 if current == key { return (index, true) }
                 if current == 0 { return (index, false) }
-                index = (index + 1) & mask
+                index = HashMap64.next(index, slots: slots)
             }
         }
     }
@@ -90,7 +113,7 @@ public struct HashMap64<Value>: @unchecked Sendable {
     public mutating func prefetch(_ key: UInt64) {
         table.withUnsafeMutableBufferPointer { table in
             guard let base = table.baseAddress else { return }
-            pulse_prefetch_for_write(base + HashMap64.home(of: HashMap64.stored(key), mask: table.count - 1))
+            pulse_prefetch_for_write(base + HashMap64.home(of: HashMap64.stored(key), slots: table.count))
         }
     }
 
@@ -108,26 +131,24 @@ public struct HashMap64<Value>: @unchecked Sendable {
 
     private mutating func deleteSlot(_ start: Int) {
         // Backward-shift: move later entries of the probe run into the hole.
-        let mask = table.count - 1
+        let slots = table.count
         var hole = start
-        var index = (start + 1) & mask
+        var index = HashMap64.next(start, slots: slots)
         while table[index].key != 0 {
-            let home = HashMap64.home(of: table[index].key, mask: mask)
+            let home = HashMap64.home(of: table[index].key, slots: slots)
             // Move if the hole lies cyclically between the entry's home slot and its slot.
-            let distanceToHole = (hole - home) & mask
-            let distanceToIndex = (index - home) & mask
-            if distanceToHole < distanceToIndex {
+            if HashMap64.distance(from: home, to: hole, slots: slots) < HashMap64.distance(from: home, to: index, slots: slots) {
                 table[hole] = table[index]
                 hole = index
             }
-            index = (index + 1) & mask
+            index = HashMap64.next(index, slots: slots)
         }
         table[hole] = Slot(key: 0, value: vacant)
         count -= 1
     }
 
     private mutating func grow() {
-        rehash(size: table.count * 2)
+        rehash(size: table.count + table.count / 2)
     }
 
     private mutating func rehash(size: Int) {
@@ -147,16 +168,16 @@ public struct HashMap64<Value>: @unchecked Sendable {
         // of them into the slot just examined, which is therefore examined again; the
         // shift stops at an empty slot, so it never reaches a slot already passed.
         guard count > 0, let empty = table.firstIndex(where: { $0.key == 0 }) else { return }
-        let mask = table.count - 1
-        var index = (empty + 1) & mask
-        var remaining = table.count - 1
+        let slots = table.count
+        var index = HashMap64.next(empty, slots: slots)
+        var remaining = slots - 1
         while remaining > 0 {
             let key = table[index].key
             if key != 0 && shouldRemove(key, table[index].value) {
                 deleteSlot(index)
                 continue
             }
-            index = (index + 1) & mask
+            index = HashMap64.next(index, slots: slots)
             remaining -= 1
         }
         if table.count > 16 && count * 8 < table.count { rehash(size: HashMap64.slots(for: count)) }
@@ -231,12 +252,4 @@ public struct HashMap64<Value>: @unchecked Sendable {
 
     /// Heap bytes held.
     public var memoryBytes: Int { table.capacity * MemoryLayout<Slot>.stride }
-}
-
-extension Int {
-    fileprivate var nextPowerOfTwo: Int {
-        var value = 1
-        while value < self { value <<= 1 }
-        return value
-    }
 }
