@@ -34,7 +34,7 @@ public struct HashMap64<Value>: @unchecked Sendable {
     }
 
     /// Slots for `capacity` entries: two thirds full, so that a table restored at its size
-    /// takes a quarter more entries before it grows.
+    /// takes a fifth more entries before it grows.
     private static func slots(for capacity: Int) -> Int { max(16, capacity + capacity / 2 + 1) }
 
     /// 0 marks an empty slot; the key 0 is stored as this instead.
