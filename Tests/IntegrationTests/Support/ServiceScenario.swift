@@ -124,14 +124,16 @@ struct ServiceScenario {
     /// final records only where the broker kept a stale last stable offset on the partials
     /// topic (``staleStableOffsets(_:)``): no `read_committed` reader, stage 2 included, can
     /// read past it, so those windows cannot be finalized; the records present must still be
-    /// exact, and the test says that it did not verify in full.
-    func verifyFinalsAfterExit(_ messages: [KafkaConsumerMessage], _ context: String) async throws {
+    /// exact, and the test says that it did not verify in full. `held`: the service itself
+    /// reported windows held back (final partials announced but never delivered), which
+    /// allows missing records too.
+    func verifyFinalsAfterExit(_ messages: [KafkaConsumerMessage], _ context: String, held: Bool = false) async throws {
         let stale = try await staleStableOffsets(configuration.partialsTopic)
         if !stale.isEmpty {
             print("\(context): NOT VERIFIED IN FULL — the broker kept a stale last stable offset on \(configuration.partialsTopic) "
                 + stale.sorted { $0.key < $1.key }.map { "[\($0.key)] committed view ends at \($0.value.committed), records up to \($0.value.written)" }.joined(separator: ", "))
         }
-        try verifyFinals(messages, context, allowMissing: !stale.isEmpty)
+        try verifyFinals(messages, context, allowMissing: held || !stale.isEmpty)
     }
 
     /// Every final record is byte-identical wherever it was repeated and equals the exact
