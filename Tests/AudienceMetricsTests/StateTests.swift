@@ -166,8 +166,9 @@ struct StateTests {
             map[random.next()] = index
             if map.slotCount != before { growths += 1 }
             guard map.count > 20 else { continue }
-            #expect(map.count * 15 >= map.slotCount * 8 && map.count * 5 <= map.slotCount * 4, "\(map.count) in \(map.slotCount) slots")
-            if map.count * 15 < map.slotCount * 8 { return }
+            let withinBounds = map.count * 15 >= map.slotCount * 8 && map.count * 5 <= map.slotCount * 4
+            #expect(withinBounds, "\(map.count) in \(map.slotCount) slots")
+            if !withinBounds { return }
         }
         #expect(growths > 20)
     }

@@ -40,9 +40,13 @@ public struct HashMap64<Value>: @unchecked Sendable {
     /// 0 marks an empty slot; the key 0 is stored as this instead.
     @inline(__always) private static func stored(_ key: UInt64) -> UInt64 { key == 0 ? 0x9E37_79B9_7F4A_7C15 : key }
 
+    /// An odd multiplier (2⁶⁴ / golden ratio) that carries every bit of a key into the
+    /// product's high bits, which pick the home slot.
+    @inline(__always) private static var spread: UInt64 { 0x9E37_79B9_7F4A_7C15 }
+
     /// The slot where `key`'s probe run starts in a table of `slots` slots (a stored key).
     @inline(__always) private static func home(of key: UInt64, slots: Int) -> Int {
-        Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15).multipliedFullWidth(by: UInt64(truncatingIfNeeded: slots)).high)
+        Int(truncatingIfNeeded: (key &* spread).multipliedFullWidth(by: UInt64(truncatingIfNeeded: slots)).high)
     }
 
     /// The slot where `key`'s probe run starts now (for tests and diagnostics of the
