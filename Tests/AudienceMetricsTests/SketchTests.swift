@@ -112,6 +112,45 @@ struct SketchTests {
         #expect(hashes == values.map { $0 == 0 ? 1 : $0 }.sorted())
     }
 
+    @Test("the exact table grows by half past two thirds full, so it stays 4/9 to 2/3 full up to the exact limit")
+    func exactTableFill() {
+        var counter = UniqueCounter()
+        var growths = 0
+        var slots = 0
+        for value in 0..<UniqueCounter.exactLimit {
+            counter.insert(Hash64.hash("fill-\(value)"))
+            if counter.exactSlotCount != slots {
+                growths += 1
+                slots = counter.exactSlotCount
+            }
+            let count = counter.count
+            #expect(count * 3 <= slots * 2, "\(count) values in \(slots) slots")
+            #expect(slots == 16 || count * 9 >= slots * 4, "\(count) values in \(slots) slots")
+        }
+        // 16, 24, 36, ... 2,053 slots: thirteen sizes growing by half (doubling: eight).
+        #expect(growths == 13, "\(growths) table sizes up to \(slots) slots")
+    }
+
+    @Test("hashes whose probe runs cross the exact table's end are found again and written in ascending order")
+    func exactTableWraps() throws {
+        // In 16 slots the home is the hash's top four bits: all of these start at the last.
+        let high = (0..<8).map { UInt64.max - UInt64($0) * 3 }
+        let low: [UInt64] = [5, 9]
+        var counter = UniqueCounter()
+        for value in high + low { counter.insert(value) }
+        #expect(counter.exactSlotCount == 16)
+        for value in low + high { counter.insert(value) }
+        #expect(counter.count == 10)
+        var writer = BinaryWriter()
+        counter.encode(into: &writer)
+        var reader = BinaryReader(writer.bytes)
+        _ = try reader.readFixedBytes(count: 3)
+        #expect(try reader.readCount(limit: 1024) == 10)
+        var hashes: [UInt64] = []
+        for _ in 0..<10 { hashes.append(try reader.readFixed64()) }
+        #expect(hashes == (high + low).sorted())
+    }
+
     @Test("an empty counter holds no memory, whether new, decoded or merged from empty ones; a small one a table sized for its values")
     func emptyCounterMemory() throws {
         var writer = BinaryWriter()
