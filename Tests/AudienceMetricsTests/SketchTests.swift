@@ -112,33 +112,14 @@ struct SketchTests {
         #expect(hashes == values.map { $0 == 0 ? 1 : $0 }.sorted())
     }
 
-    @Test("the exact table grows by half past two thirds full, so it stays 4/9 to 2/3 full up to the exact limit")
-    func exactTableFill() {
-        var counter = UniqueCounter()
-        var growths = 0
-        var slots = 0
-        for value in 0..<UniqueCounter.exactLimit {
-            counter.insert(Hash64.hash("fill-\(value)"))
-            if counter.exactSlotCount != slots {
-                growths += 1
-                slots = counter.exactSlotCount
-            }
-            let count = counter.count
-            #expect(count * 3 <= slots * 2, "\(count) values in \(slots) slots")
-            #expect(slots == 16 || count * 9 >= slots * 4, "\(count) values in \(slots) slots")
-        }
-        // 16, 24, 36, ... 2,053 slots: thirteen sizes growing by half (doubling: eight).
-        #expect(growths == 13, "\(growths) table sizes up to \(slots) slots")
-    }
-
     @Test("hashes whose probe runs cross the exact table's end are found again and written in ascending order")
     func exactTableWraps() throws {
-        // In 16 slots the home is the hash's top four bits: all of these start at the last.
+        // The home slot is a hash's top bits: these all start at the table's last slot
+        // whatever its size, and run on from its first.
         let high = (0..<8).map { UInt64.max - UInt64($0) * 3 }
         let low: [UInt64] = [5, 9]
         var counter = UniqueCounter()
         for value in high + low { counter.insert(value) }
-        #expect(counter.exactSlotCount == 16)
         for value in low + high { counter.insert(value) }
         #expect(counter.count == 10)
         var writer = BinaryWriter()

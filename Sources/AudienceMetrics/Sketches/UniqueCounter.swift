@@ -13,9 +13,8 @@ import Foundation
 /// over the whole range. Standard error 1.04/√m: 0.81 % at the default precision 14.
 ///
 /// Mergeable: `merge(a, b)` equals counting the union (exactly while below the limit,
-/// register-for-register identical above it). Memory in the exact phase: 8 bytes per
-/// slot, the table 4/9 to 2/3 full between growths (it grows by half), so 12–18 bytes per
-/// distinct value; 2^precision bytes after.
+/// register-for-register identical above it). Memory: 8 bytes per distinct value (table
+/// at most half full) in the exact phase, 2^precision bytes after.
 public struct UniqueCounter: Sendable, Equatable {
     public static let defaultPrecision = 14
     public static let exactLimit = 1024
@@ -75,34 +74,25 @@ public struct UniqueCounter: Sendable, Equatable {
         }
     }
 
-    /// Home slot: the high half of hash × slot count, the hash's place scaled to the
-    /// table (any size). It rises with the hash, so the table holds the hashes nearly in
-    /// order, which makes the sorted form cheap (``sortedHashes``).
+    /// Home slot from the top bits: the table then holds the hashes nearly in order,
+    /// which makes the sorted form cheap (``sortedHashes``).
     @inline(__always)
     private static func home(of hash: UInt64, slots: Int) -> Int {
-        Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(truncatingIfNeeded: slots)).high)
+        Int(truncatingIfNeeded: hash >> UInt64(64 - slots.trailingZeroBitCount))
     }
 
-    /// Slots in the exact table now (0 before the first value and in register form; for
-    /// tests and diagnostics of the layout).
-    public var exactSlotCount: Int { table.count }
-
     /// Where `hash` is in the exact table, or the empty slot where it goes (linear
-    /// probing from its home, wrapping at the end; the table is never full).
+    /// probing from its home; the table is never full).
     @inline(__always)
     private static func probe(_ hash: UInt64, in table: UnsafeBufferPointer<UInt64>) -> Int {
-        let slots = table.count
-        var index = home(of: hash, slots: slots)
+        let mask = table.count - 1
+        var index = home(of: hash, slots: table.count)
         while true {
             let slot = table[index]
             if slot == hash || slot == 0 { return index }
-            index = index + 1 == slots ? 0 : index + 1
+            index = (index + 1) & mask
         }
     }
-
-    /// Slots for `count` exact hashes at once (decoded, merged, a change applied): half
-    /// full, so a third more arrive before the table grows.
-    private static func slots(for count: Int) -> Int { max(16, 2 * count) }
 
     private mutating func insertExact(_ hash: UInt64) {
         if table.isEmpty { table = Array(repeating: 0, count: 16) }
@@ -120,29 +110,26 @@ public struct UniqueCounter: Sendable, Equatable {
         }
         if exactCount > UniqueCounter.exactLimit {
             densify()
-        } else if exactCount * 3 > table.count * 2 {
+        } else if exactCount * 2 > table.count {
             grow()
         }
     }
 
-    /// Past two thirds full, half as many slots again: 4/9 full after it. Probing stays
-    /// short (about two slots to find a hash present, five for one absent, at two thirds
-    /// by Knuth's estimates), and a table takes a third less memory than when it doubled
-    /// at half full (12–18 bytes per value, not 16–32).
     private mutating func grow() {
-        rehash(slots: table.count + table.count / 2)
+        rehash(slots: table.count * 2)
     }
 
     /// Makes room for `count` exact hashes in all (at most the limit) at once, instead of
-    /// growing the table step by step as they arrive. Nothing for none: an empty counter
+    /// doubling the table step by step as they arrive. Nothing for none: an empty counter
     /// (most retained and converting users of a partial) holds no table.
     private mutating func reserveExact(_ count: Int) {
         guard count > 0 else { return }
-        let slots = Self.slots(for: min(count, UniqueCounter.exactLimit))
+        var slots = max(16, table.count)
+        while min(count, UniqueCounter.exactLimit) * 2 > slots { slots *= 2 }
         if slots > table.count { rehash(slots: slots) }
     }
 
-    /// Moves the exact hashes into a table of `slots` slots (more than the count), in
+    /// Moves the exact hashes into a table of `slots` slots (at least twice the count), in
     /// the old table's slot order: one probe each over raw buffers, the count unchanged.
     private mutating func rehash(slots: Int) {
         var fresh = [UInt64](repeating: 0, count: slots)
@@ -360,7 +347,7 @@ public struct UniqueCounter: Sendable, Equatable {
     }
 
     /// The exact hashes in ascending order. Each sits at or a few slots after its home
-    /// (which rises with the hash), so reading the table from an empty slot on, wrapping around, gives them
+    /// (top bits), so reading the table from an empty slot on, wrapping around, gives them
     /// nearly sorted: an insertion sort finishes in about linear time.
     private var sortedHashes: [UInt64] {
         guard exactCount > 0, let empty = table.firstIndex(of: 0) else { return [] }
