@@ -62,6 +62,10 @@ public struct TopK: Sendable, Equatable {
             counters.append(Counter(hash: hash, count: 1, error: 0))
         } else {
             // Full: replace the counter with the smallest count (first such, by position).
+            // From now on most new items replace one: a removal and an insertion in the
+            // index, each probing to an empty slot, so the index is kept at most half full
+            // (at the two thirds to 80 % it grows to, those runs were several times longer).
+            index.reserve(slots: 2 * capacity)
             let victim = nextVictim()
             let floor = counters[victim].count
             index.remove(counters[victim].hash)

@@ -155,6 +155,13 @@ public struct HashMap64<Value>: @unchecked Sendable {
         rehash(size: table.count + table.count / 2)
     }
 
+    /// Makes the table at least `slots` slots now. Tables grow on their own as entries
+    /// arrive; this is for one whose entries churn at a steady count (a removal and an
+    /// insertion each probe to an empty slot, so they cost less in a sparser table).
+    public mutating func reserve(slots: Int) {
+        if slots > table.count { rehash(size: slots) }
+    }
+
     private mutating func rehash(size: Int) {
         let old = table
         table = Array(repeating: Slot(key: 0, value: vacant), count: size)
