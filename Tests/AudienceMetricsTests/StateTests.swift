@@ -175,22 +175,23 @@ struct StateTests {
 
     @Test("reserving slots enlarges a table at once, never shrinks it, and keeps every entry; churn at a steady count then leaves its size alone")
     func hashMapReserve() {
+        func key(_ number: Int) -> UInt64 { UInt64(number) &* 0x9E37_79B9 }
         var map = HashMap64<Int>(vacant: -1)
-        for key in 1...64 { map[UInt64(key) &* 0x9E37_79B9] = Int(key) }
+        for number in 1...64 { map[key(number)] = number }
         let grown = map.slotCount
         #expect(grown * 4 >= 64 * 5 && grown < 128)
         map.reserve(slots: 128)
         #expect(map.slotCount == 128)
         map.reserve(slots: 100)
         #expect(map.slotCount == 128)
-        for key in 1...64 { #expect(map[UInt64(key) &* 0x9E37_79B9] == Int(key)) }
+        for number in 1...64 { #expect(map[key(number)] == number) }
         // A full top-content summary's pattern: each new item replaces an old one.
-        for key in 65...10_000 {
-            map.remove(UInt64(key - 64) &* 0x9E37_79B9)
-            map[UInt64(key) &* 0x9E37_79B9] = key
+        for number in 65...10_000 {
+            map.remove(key(number - 64))
+            map[key(number)] = number
         }
         #expect(map.slotCount == 128 && map.count == 64)
-        for key in 9_937...10_000 { #expect(map[UInt64(key) &* 0x9E37_79B9] == key) }
+        for number in 9_937...10_000 { #expect(map[key(number)] == number) }
     }
 
     @Test("removing by a predicate, in place, keeps every other entry findable, also in probe runs that wrap around the table's end")

@@ -60,13 +60,9 @@ public struct TopK: Sendable, Equatable {
             counters[position].count += 1
         } else if position == counters.count {
             counters.append(Counter(hash: hash, count: 1, error: 0))
+            if counters.count == capacity { reserveForReplacements() }
         } else {
             // Full: replace the counter with the smallest count (first such, by position).
-            // From now on most new items replace one: a removal and an insertion in the
-            // index, each probing to an empty slot, so the index is kept at most half full
-            // (grown entry by entry, 64 items filled 81 slots, 79 %, where those runs were
-            // several times longer).
-            index.reserve(slots: 2 * capacity)
             let victim = nextVictim()
             let floor = counters[victim].count
             index.remove(counters[victim].hash)
@@ -250,6 +246,15 @@ public struct TopK: Sendable, Equatable {
         index = HashMap64(vacant: -1, capacity: capacity ?? counters.count)
         for (position, counter) in counters.enumerated() { index[counter.hash] = position }
         isIndexed = true
+        if counters.count >= self.capacity { reserveForReplacements() }
+    }
+
+    /// Once the summary is full, most new items replace a counter: a removal and an
+    /// insertion in the index, each probing to an empty slot. So a full summary's index
+    /// is kept at most half full (grown entry by entry, 64 items filled 82 slots, 78 %,
+    /// where those runs were several times longer).
+    private mutating func reserveForReplacements() {
+        index.reserve(slots: 2 * capacity)
     }
 
     public static func == (lhs: TopK, rhs: TopK) -> Bool {
