@@ -578,6 +578,23 @@ struct SketchTests {
         }
     }
 
+    @Test("a full summary's index keeps its size however many items pass through, and finds every tracked item")
+    func topContentIndexBounded() {
+        var sketch = TopK(capacity: 64)
+        var generator = SplitMix64(seed: 5)
+        // Thousands of distinct items, each replacing a counter and leaving its entry.
+        for step in 0..<50_000 {
+            let draw = generator.next()
+            sketch.add(hash: Hash64.hash(step % 3 == 0 ? "hot-\(draw % 20)" : "item-\(draw % 20_000)"))
+        }
+        #expect(sketch.indexSlotCount == 4 * 64)
+        // Every tracked item is found, not entered again: counting each once more adds 1.
+        let before = sketch.top(64)
+        for item in before { sketch.add(hash: UInt64(item.name.dropFirst(), radix: 16) ?? 0) }
+        #expect(sketch.top(64).map { "\($0.name) \($0.count) \($0.error)" }.sorted()
+                == before.map { "\($0.name) \($0.count + 1) \($0.error)" }.sorted())
+    }
+
     @Test("a summary restored from its binary form evicts as the original would: same counters, same bytes")
     func topContentRestored() throws {
         var original = TopK(capacity: 16)

@@ -185,13 +185,28 @@ struct StateTests {
         map.reserve(slots: 100)
         #expect(map.slotCount == 128)
         for number in 1...64 { #expect(map[key(number)] == number) }
-        // A full top-content summary's pattern: each new item replaces an old one.
+        // Churn at a steady count: each new key replaces an old one.
         for number in 65...10_000 {
             map.remove(key(number - 64))
             map[key(number)] = number
         }
         #expect(map.slotCount == 128 && map.count == 64)
         for number in 9_937...10_000 { #expect(map[key(number)] == number) }
+    }
+
+    @Test("emptying a table keeps its slots; what is entered after is found, what was before is not")
+    func hashMapRemoveAllKeepingSlots() throws {
+        func key(_ number: Int) -> UInt64 { UInt64(number) &* 0x9E37_79B9 }
+        var map = HashMap64<Int>(vacant: -1)
+        for number in 1...200 { map[key(number)] = number }
+        let slots = map.slotCount
+        map.removeAllKeepingSlots()
+        // Required: a table that still counted its old entries would grow on every insertion.
+        try #require(map.count == 0 && map.slotCount == slots)
+        for number in 1...200 { #expect(map[key(number)] == nil) }
+        for number in 150...250 { map[key(number)] = -number }
+        #expect(map.count == 101 && map.slotCount == slots)
+        for number in 1...250 { #expect(map[key(number)] == (number >= 150 ? -number : nil)) }
     }
 
     @Test("removing by a predicate, in place, keeps every other entry findable, also in probe runs that wrap around the table's end")

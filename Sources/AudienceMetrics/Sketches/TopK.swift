@@ -30,7 +30,8 @@ public struct TopK: Sendable, Equatable {
     private var counters: [Counter] = []
     /// Counter positions by hash. Empty after decoding or a merge's cut until first
     /// needed (``ensureIndexed()``): a summary that is only read, encoded or merged into
-    /// another one never needs it.
+    /// another one never needs it. Once the summary is full, a replaced item's entry stays
+    /// behind (stale: its position holds another item now) until the index is rebuilt.
     private var index = TopK.emptyIndex
     private var isIndexed = true
     /// While the summary is full: no count is below `floorCount`, and every counter before
@@ -50,30 +51,43 @@ public struct TopK: Sendable, Equatable {
 
     public var isEmpty: Bool { counters.isEmpty }
 
+    /// Slots in the index now (for tests and diagnostics of its size: nothing else
+    /// depends on it).
+    public var indexSlotCount: Int { index.slotCount }
+
     /// Counts one occurrence of the item with `hash`.
     @inline(__always)
     public mutating func add(hash: UInt64) {
         ensureIndexed()
-        let capacity = self.capacity
-        let position = index.update(hash, default: counters.count < capacity ? counters.count : -2) { $0 }
-        if position >= 0 && position < counters.count {
-            counters[position].count += 1
-        } else if position == counters.count {
+        let full = counters.count >= capacity
+        // One probe: the item's position (its own, or a stale one it left when replaced),
+        // or its new entry, which takes the position it enters at.
+        var entered = false
+        let position = index.update(hash, default: full ? -1 : counters.count) { position in
+            if position >= 0 && position < counters.count && counters[position].hash == hash {
+                counters[position].count += 1
+                return position
+            }
+            entered = true
+            if !full { return position }
+            // Full: replace the counter with the smallest count (first such, by position).
+            position = TopK.nextVictim(in: counters, floorCount: &floorCount, floorCursor: &floorCursor)
+            return position
+        }
+        guard entered else { return }
+        if !full {
             counters.append(Counter(hash: hash, count: 1, error: 0))
             if counters.count == capacity { reserveForReplacements() }
-        } else {
-            // Full: replace the counter with the smallest count (first such, by position).
-            let victim = nextVictim()
-            let floor = counters[victim].count
-            index.remove(counters[victim].hash)
-            index[hash] = victim
-            counters[victim] = Counter(hash: hash, count: floor + 1, error: floor)
+            return
         }
+        let floor = counters[position].count
+        counters[position] = Counter(hash: hash, count: floor + 1, error: floor)
+        if index.count >= 2 * capacity { dropStaleEntries() }
     }
 
     /// The first position holding the smallest count (the summary is full).
     @inline(__always)
-    private mutating func nextVictim() -> Int {
+    private static func nextVictim(in counters: [Counter], floorCount: inout Int64, floorCursor: inout Int) -> Int {
         if floorCount >= 0 {
             var position = floorCursor
             while position < counters.count {
@@ -249,12 +263,19 @@ public struct TopK: Sendable, Equatable {
         if counters.count >= self.capacity { reserveForReplacements() }
     }
 
-    /// Once the summary is full, most new items replace a counter: a removal and an
-    /// insertion in the index, each probing to an empty slot. So a full summary's index
-    /// is kept at most half full (grown entry by entry, 64 items filled 82 slots, 78 %,
-    /// where those runs were several times longer).
+    /// Once the summary is full, most new items replace a counter, and each leaves its
+    /// victim's entry behind: the index gets room for twice the capacity at most half full
+    /// (``dropStaleEntries()`` keeps it there). Removing the victim's entry instead cost a
+    /// probe and a backward shift per replacement.
     private mutating func reserveForReplacements() {
-        index.reserve(slots: 2 * capacity)
+        index.reserve(slots: 4 * capacity)
+    }
+
+    /// Rebuilds the index from the counters in its own slots, without the entries that
+    /// replaced items left (after `capacity` replacements of new items).
+    private mutating func dropStaleEntries() {
+        index.removeAllKeepingSlots()
+        for (position, counter) in counters.enumerated() { index[counter.hash] = position }
     }
 
     public static func == (lhs: TopK, rhs: TopK) -> Bool {

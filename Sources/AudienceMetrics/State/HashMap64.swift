@@ -162,6 +162,15 @@ public struct HashMap64<Value>: @unchecked Sendable {
         if slots > table.count { rehash(size: slots) }
     }
 
+    /// Empties the table in place, keeping its slots: for one refilled at once soon after.
+    public mutating func removeAllKeepingSlots() {
+        let vacant = vacant
+        table.withUnsafeMutableBufferPointer { table in
+            for index in table.indices { table[index] = Slot(key: 0, value: vacant) }
+        }
+        count = 0
+    }
+
     private mutating func rehash(size: Int) {
         let old = table
         table = Array(repeating: Slot(key: 0, value: vacant), count: size)
