@@ -10,7 +10,9 @@ extension ServiceCrashTests {
     func operationsEndpoints() async throws {
         let scenario = try await ServiceScenario(prefix: "ops", partitions: 4, events: 3_000, users: 150, seed: 11)
         try await scenario.feed(slice: 10_000, pause: .zero).value
-        let service = try scenario.start(instance: "o1", environment: ["PULSE_PROCESSING__STAGE1_WORKERS": "2"])
+        // Trimming every 100 ms: the process runs for seconds, so it must have trimmed.
+        let service = try scenario.start(
+            instance: "o1", environment: ["PULSE_PROCESSING__STAGE1_WORKERS": "2", "PULSE_PROCESSING__MEMORY_TRIM_INTERVAL": "100ms"])
         #expect(try await service.waitForHTTP("/healthz", status: 200, timeout: .seconds(30)), "/healthz answers 200")
         #expect(try await service.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)), "/readyz turns 200")
         let messages = try await scenario.awaitFinals()
@@ -19,6 +21,9 @@ extension ServiceCrashTests {
         let metrics = await service.get("/metrics")
         #expect(metrics?.status == 200)
         let text = metrics?.body ?? ""
+        func sample(_ series: String) -> Int? {
+            text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
         let audience = scenario.audience
         #expect(text.contains("\npulse_events_consumed_total \(audience.messages.count)\n"), "consumed")
         #expect(text.contains("\npulse_events_valid_total \(audience.valid.count)\n"), "valid")
@@ -33,13 +38,11 @@ extension ServiceCrashTests {
             #expect(text.contains("# TYPE \(histogram) histogram"), "\(histogram) exposed")
             #expect(!text.contains("\n\(histogram)_count 0\n"), "\(histogram) observed something")
         }
+        #expect((sample("pulse_memory_trims_total") ?? 0) > 0, "the trimming thread ran")
         let finals = Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count
         #expect(text.contains("\npulse_final_records_total \(finals)\n"), "final records")
         // Both stages checkpointed (each at least once per partition, on drain if not
         // before), and count what they wrote.
-        func sample(_ series: String) -> Int? {
-            text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
-        }
         for (stage, partitions) in [("1", 4), ("2", scenario.configuration.partialsPartitions)] {
             let written = sample("pulse_checkpoints_total{stage=\"\(stage)\"}") ?? -1
             let incremental = sample("pulse_incremental_checkpoints_total{stage=\"\(stage)\"}") ?? -1
@@ -67,11 +70,13 @@ extension ServiceCrashTests {
         try await committer.commit([KafkaTopicPartition(topic: scenario.input, partition: 0, offset: 100)])
         try await committer.close()
 
-        let service = try scenario.start(instance: "n1")
+        // No trimming (`0s`): in a process of its own, so no other service started the thread.
+        let service = try scenario.start(instance: "n1", environment: ["PULSE_PROCESSING__MEMORY_TRIM_INTERVAL": "0s"])
         #expect(try await service.waitForLog("no checkpoint is readable", count: 2, timeout: .seconds(60)), "reported, and retried")
         #expect(await service.get("/readyz")?.status == 503, "not ready while a partition cannot be restored")
         let metrics = await service.get("/metrics")?.body ?? ""
         #expect(metrics.contains("\npulse_final_records_total 0\n"), "nothing final was produced from a partial state")
+        #expect(metrics.contains("\npulse_final_records_total ") && !metrics.contains("pulse_memory_trims_total"), "a zero trim interval starts no trimming thread")
         let status = try await service.terminate(timeout: .seconds(30))
         #expect(status == 0, "SIGTERM still drains and exits 0")
     }
