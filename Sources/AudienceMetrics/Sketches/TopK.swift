@@ -61,10 +61,10 @@ public struct TopK: Sendable, Equatable {
         ensureIndexed()
         let full = counters.count >= capacity
         // One probe: the item's position (its own, or a stale one it left when replaced),
-        // or its new entry, which takes the position it enters at.
+        // or its new entry, which takes the position it enters at (past the counters).
         var entered = false
-        let position = index.update(hash, default: full ? -1 : counters.count) { position in
-            if position >= 0 && position < counters.count && counters[position].hash == hash {
+        let position = index.update(hash, default: counters.count) { position in
+            if position < counters.count && counters[position].hash == hash {
                 counters[position].count += 1
                 return position
             }
@@ -258,9 +258,14 @@ public struct TopK: Sendable, Equatable {
 
     private mutating func rebuildIndex(capacity: Int? = nil) {
         index = HashMap64(vacant: -1, capacity: capacity ?? counters.count)
-        for (position, counter) in counters.enumerated() { index[counter.hash] = position }
-        isIndexed = true
         if counters.count >= self.capacity { reserveForReplacements() }
+        enterCounters()
+        isIndexed = true
+    }
+
+    /// Enters every counter's position in the index.
+    private mutating func enterCounters() {
+        for (position, counter) in counters.enumerated() { index[counter.hash] = position }
     }
 
     /// Once the summary is full, most new items replace a counter, and each leaves its
@@ -275,7 +280,7 @@ public struct TopK: Sendable, Equatable {
     /// replaced items left (after `capacity` replacements of new items).
     private mutating func dropStaleEntries() {
         index.removeAllKeepingSlots()
-        for (position, counter) in counters.enumerated() { index[counter.hash] = position }
+        enterCounters()
     }
 
     public static func == (lhs: TopK, rhs: TopK) -> Bool {

@@ -13,8 +13,9 @@ import Foundation
 /// over the whole range. Standard error 1.04/√m: 0.81 % at the default precision 14.
 ///
 /// Mergeable: `merge(a, b)` equals counting the union (exactly while below the limit,
-/// register-for-register identical above it). Memory: 8 bytes per distinct value (table
-/// at most half full) in the exact phase, 2^precision bytes after.
+/// register-for-register identical above it). Memory in the exact phase: 8 bytes per
+/// slot, the table 1/4 to 1/2 full between doublings, so 16–32 bytes per distinct value;
+/// 2^precision bytes after.
 public struct UniqueCounter: Sendable, Equatable {
     public static let defaultPrecision = 14
     public static let exactLimit = 1024

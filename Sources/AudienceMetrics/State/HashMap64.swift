@@ -113,8 +113,8 @@ public struct HashMap64<Value>: @unchecked Sendable {
     /// lookup of it soon (a hint: nothing changes). Worth it where the table is larger than
     /// the caches and other work can run meanwhile. A probe often runs on past the home
     /// slot's line: the table is 53–80 % full, where a key that is not there takes about 3
-    /// to 13 slots to reach an empty one (linear probing; Knuth's estimate), and every new
-    /// event id is such a key. Mutating only so that reaching the storage costs a
+    /// to 13 slots to reach an empty one (linear probing; Knuth's estimate). Measured on
+    /// the per-user tables (docs/benchmarks-log.md, "Midday (2026-12-02)"). Mutating only so that reaching the storage costs a
     /// uniqueness check, not a retain and a release (callers update the key next anyway).
     @inline(__always)
     public mutating func prefetch(_ key: UInt64) {
@@ -162,18 +162,16 @@ public struct HashMap64<Value>: @unchecked Sendable {
     }
 
     /// Makes the table at least `slots` slots now. Tables grow on their own as entries
-    /// arrive; this is for one whose entries churn at a steady count (a removal and an
-    /// insertion each probe to an empty slot, so they cost less in a sparser table).
+    /// arrive; this is for one kept sparser than that (probes for absent keys, which run
+    /// to an empty slot, stay short), such as a top-content summary's index.
     public mutating func reserve(slots: Int) {
         if slots > table.count { rehash(size: slots) }
     }
 
     /// Empties the table in place, keeping its slots: for one refilled at once soon after.
     public mutating func removeAllKeepingSlots() {
-        let vacant = vacant
-        table.withUnsafeMutableBufferPointer { table in
-            for index in table.indices { table[index] = Slot(key: 0, value: vacant) }
-        }
+        let empty = Slot(key: 0, value: vacant)
+        table.withUnsafeMutableBufferPointer { $0.update(repeating: empty) }
         count = 0
     }
 
