@@ -213,12 +213,26 @@ public final class PartitionAggregator {
 
     @inline(__always)
     private func window(_ index: Int, start: Int64) -> WindowState {
-        for state in open[index] where state.start == start { return state }
+        windowReference(index, start: start).takeUnretainedValue()
+    }
+
+    /// The open window of size `index` starting at `start`, created if missing, without
+    /// a reference count of its own: `open` holds it until ``closeReadyWindows()``, so it
+    /// is valid for the event being processed. The lookup runs for every event and window:
+    /// without the count, reference counting went from 10.5 to 8.8 % of stage 1's samples
+    /// (`perf record -- pulse bench core --only stage1`).
+    @inline(__always)
+    private func windowReference(_ index: Int, start: Int64) -> Unmanaged<WindowState> {
+        let found = open[index].withUnsafeBufferPointer { states -> Unmanaged<WindowState>? in
+            for position in states.indices where states[position].start == start { return .passUnretained(states[position]) }
+            return nil
+        }
+        if let found { return found }
         let spec = config.windows[index]
         let state = WindowState(windowIndex: index, start: start, end: start + spec.size)
         state.sharesSlice = sharedSlices[index] != nil
         open[index].append(state)
-        return state
+        return .passUnretained(state)
     }
 
     /// The open window of tumbling size `index` at `time` if the slice it shares counts
@@ -266,7 +280,7 @@ public final class PartitionAggregator {
             return start
         }
         spec.forEachStart(containing: time) { start in
-            if isOpen(start, spec) { body(window(index, start: start), false) }
+            if isOpen(start, spec) { windowReference(index, start: start)._withUnsafeGuaranteedRef { body($0, false) } }
         }
         return nil
     }
@@ -431,17 +445,19 @@ public final class PartitionAggregator {
                 let isNew = newSinceEarlierSlice && update.firstSeen >= start
                 let isRetained = maybeRetained && update.previousLastSeen < start && update.previousLastSeen >= start - spec.size
                 guard isNew || isRetained else { return }
-                let state = window(index, start: start)
+                let reference = windowReference(index, start: start)
                 let first = targets * keys.count
-                for (position, key) in keys.enumerated() { windowSlots[first + position] = slot(key, in: state) }
-                state.aggregates.withUnsafeMutableBufferPointer { aggregates in
-                    for position in keys.indices {
-                        let slot = windowSlots[first + position]
-                        if isNew { aggregates[slot].newUsers.prefetch(event.userIDHash) }
-                        if isRetained { aggregates[slot].retainedUsers.prefetch(event.userIDHash) }
+                reference._withUnsafeGuaranteedRef { state in
+                    for (position, key) in keys.enumerated() { windowSlots[first + position] = slot(key, in: state) }
+                    state.aggregates.withUnsafeMutableBufferPointer { aggregates in
+                        for position in keys.indices {
+                            let slot = windowSlots[first + position]
+                            if isNew { aggregates[slot].newUsers.prefetch(event.userIDHash) }
+                            if isRetained { aggregates[slot].retainedUsers.prefetch(event.userIDHash) }
+                        }
                     }
                 }
-                windowTargets[targets] = (.passUnretained(state), isNew, isRetained)
+                windowTargets[targets] = (reference, isNew, isRetained)
                 targets += 1
             }
             for number in 0..<targets {
