@@ -9,7 +9,7 @@ import Glibc
 /// an arena of its own (up to 8 per core) and raises its mmap threshold after each large
 /// free, so freed large buffers can stay resident in whichever arena held them. Two arenas
 /// and a fixed 1 MB threshold (large buffers are mapped and unmapped) measured 607–612 →
-/// 470–543 MB peak RSS with a million tracked users (docs/benchmarks.md). Either setting is
+/// 470–543 MB peak RSS with a million tracked users (docs/operations.md). Either setting is
 /// left alone when its environment variable (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`)
 /// is set, so operators keep the last word.
 public enum MemoryTuning {
