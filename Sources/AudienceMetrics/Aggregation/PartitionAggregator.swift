@@ -28,41 +28,41 @@ public final class PartitionAggregator {
     }
 
     public let config: AggregationConfig
-    private let assigner: SegmentAssigner
+    let assigner: SegmentAssigner
     /// Per window size, its open windows (for a sliced size: what only each window holds).
-    private var open: [[WindowState]]
+    var open: [[WindowState]]
     /// Per window size, its slices, or nil where every window is kept whole.
-    private let slicing: [Slicing?]
+    let slicing: [Slicing?]
     /// Per tumbling size, the sliced size whose slices are its windows, if any.
-    private let sharedSlices: [Int?]
-    private var users: UserStates
-    private var dedup: Deduplicator
+    let sharedSlices: [Int?]
+    var users: UserStates
+    var dedup: Deduplicator
     /// Restored from a checkpoint of a stage that sent whole windows, while this one sends
     /// slices: stage 2 holds whole windows from this partition, so every slice and every
     /// pending window's own part go out in full first (``takeResentParts()``).
-    private var resendsParts = false
+    var resendsParts = false
     /// Per aggregate, the hash of the bytes the last checkpoint wrote for it: an increment
     /// writes only the aggregates whose bytes changed since. Nil until a checkpoint is
     /// taken (and after a restore).
-    private var written: [AggregateKey: UInt64]?
+    var written: [AggregateKey: UInt64]?
     /// Aggregates the last ``checkpointIncrement()`` marked unchanged instead of writing.
-    public private(set) var unchangedInLastIncrement = 0
+    public internal(set) var unchangedInLastIncrement = 0
     /// Aggregates the last increment wrote as their counters' changes.
-    public private(set) var changedInLastIncrement = 0
+    public internal(set) var changedInLastIncrement = 0
     /// Event time up to which windows are complete (ms); `Int64.min` before any event.
-    public private(set) var watermark: Int64 = .min
+    public internal(set) var watermark: Int64 = .min
     /// The newest event time seen (ms).
-    public private(set) var maxEventTime: Int64 = .min
+    public internal(set) var maxEventTime: Int64 = .min
     /// Counters since the partition was first processed (restored with checkpoints).
-    public private(set) var acceptedCount: Int64 = 0
-    public private(set) var duplicateCount: Int64 = 0
-    public private(set) var lateCount: Int64 = 0
-    public private(set) var invalidCount: Int64 = 0
+    public internal(set) var acceptedCount: Int64 = 0
+    public internal(set) var duplicateCount: Int64 = 0
+    public internal(set) var lateCount: Int64 = 0
+    public internal(set) var invalidCount: Int64 = 0
     /// Names of content ids seen (by hash), so counting content allocates nothing.
-    private var contentNames = HashMap64<String>(vacant: "")
+    var contentNames = HashMap64<String>(vacant: "")
     private let dwellBucketer = QuantileSketch()
     /// Whether per-user state is kept (``MetricFamilies/needsUserState``).
-    private let keepsUsers: Bool
+    let keepsUsers: Bool
     private let allKey = Hash64.hash("all")
     private let overflowKey = Hash64.hash(SegmentSpec.overflowSegment)
     private let tracksAll: Bool
@@ -74,99 +74,6 @@ public final class PartitionAggregator {
     private let windowTargets: UnsafeMutableBufferPointer<(state: Unmanaged<WindowState>, isNew: Bool, isRetained: Bool)>
     private let windowSlots: UnsafeMutableBufferPointer<Int>
 
-    final class WindowState {
-        let windowIndex: Int
-        let start: Int64
-        let end: Int64
-        var slots = HashMap64<Int>(vacant: -1)
-        var keys: [UInt64] = []
-        var aggregates: [SegmentAggregate] = []
-        var changed: [Bool] = []
-        var changedSlots: [Int] = []
-        var overflowedEvents: Int64 = 0
-        /// A tumbling window whose slice (of another size) holds the rest of it.
-        var sharesSlice = false
-
-        init(windowIndex: Int, start: Int64, end: Int64) {
-            self.windowIndex = windowIndex
-            self.start = start
-            self.end = end
-        }
-
-        @inline(__always)
-        func slot(for key: UInt64, cap: Int, overflowKey: UInt64, topContentCapacity: Int) -> Int {
-            if let slot = slots[key] {
-                markChanged(slot)
-                return slot
-            }
-            var target = key
-            if keys.count >= cap {
-                overflowedEvents += 1
-                target = overflowKey
-                if let slot = slots[target] {
-                    markChanged(slot)
-                    return slot
-                }
-            }
-            let slot = keys.count
-            slots[target] = slot
-            keys.append(target)
-            aggregates.append(SegmentAggregate(topContentCapacity: topContentCapacity))
-            changed.append(false)
-            markChanged(slot)
-            return slot
-        }
-
-        @inline(__always)
-        func markChanged(_ slot: Int) {
-            if !changed[slot] {
-                changed[slot] = true
-                changedSlots.append(slot)
-            }
-        }
-
-        func clearChanged() {
-            for slot in changedSlots { changed[slot] = false }
-            changedSlots.removeAll(keepingCapacity: true)
-        }
-
-        /// Adds what `slice` holds.
-        func absorb(_ slice: WindowState) {
-            for (slot, key) in slice.keys.enumerated() {
-                if let own = slots[key] {
-                    aggregates[own].merge(slice.aggregates[slot])
-                } else {
-                    slots[key] = keys.count
-                    keys.append(key)
-                    aggregates.append(slice.aggregates[slot])
-                    changed.append(false)
-                }
-            }
-            overflowedEvents += slice.overflowedEvents
-        }
-    }
-
-    /// The slices of one hopping window size.
-    final class Slicing {
-        /// Slices (`advance` long, aligned as window starts are), oldest first.
-        var slices: [WindowState] = []
-        /// Every window starting at or before this has been emitted as final.
-        var emittedThrough: Int64 = .min
-
-        /// The start of the oldest window of `spec` that contains the slice starting at
-        /// `sliceStart` and has not been emitted (after `sliceStart` if none is left).
-        @inline(__always)
-        func oldestPendingStart(containing sliceStart: Int64, _ spec: WindowSpec) -> Int64 {
-            let first = sliceStart - spec.size + spec.advance
-            return emittedThrough == .min ? first : max(first, emittedThrough + spec.advance)
-        }
-
-        /// Starts of the windows of `spec` that contain the slice starting at `sliceStart`
-        /// and have not been emitted, oldest first.
-        func pendingStarts(containing sliceStart: Int64, _ spec: WindowSpec) -> StrideThrough<Int64> {
-            stride(from: oldestPendingStart(containing: sliceStart, spec), through: sliceStart, by: Int(spec.advance))
-        }
-    }
 
     /// - Parameter assigner: the thread's segment assigner (it must have been created for
     ///   `config.segments` and the decoder's attribute slots).
@@ -207,7 +114,7 @@ public final class PartitionAggregator {
     }
 
     @inline(__always)
-    private func isOpen(_ start: Int64, _ spec: WindowSpec) -> Bool {
+    func isOpen(_ start: Int64, _ spec: WindowSpec) -> Bool {
         watermark == .min || start + spec.size + config.allowedLateness > watermark
     }
 
@@ -251,7 +158,7 @@ public final class PartitionAggregator {
     /// to a slice only while the oldest unemitted window containing it is open, and the
     /// oldest window of the sliced size that contains a slice ends with that slice's
     /// tumbling window (their lateness is the same), so both are emitted by one closing.
-    private func detachClosedWindows() {
+    func detachClosedWindows() {
         for (index, sliced) in sharedSlices.enumerated() {
             guard let sliced, let slicing = slicing[sliced] else { continue }
             let spec = config.windows[index]
@@ -509,530 +416,5 @@ public final class PartitionAggregator {
     /// windows then close even without new events.
     public func advanceWatermark(to time: Int64) {
         if time > watermark { watermark = time }
-    }
-
-    /// Removes and returns every window the watermark has passed (its end + allowed
-    /// lateness), as final partials, oldest first; forgets expired users and event ids.
-    public func closeReadyWindows() -> [WindowPartial] {
-        if !config.sendsSlices { detachClosedWindows() }
-        var closed = takeResentParts()
-        for index in open.indices {
-            let spec = config.windows[index]
-            let ready = open[index].filter { !isOpen($0.start, spec) }
-            if let slicing = slicing[index] {
-                guard watermark != .min else { continue }
-                // The newest window start the watermark has passed.
-                let limit = spec.lastStart(containing: watermark - spec.size - config.allowedLateness)
-                if config.sendsSlices {
-                    // The closed windows' own parts, then every slice whose oldest window
-                    // closed now (it ends no later than the newest closed window).
-                    for state in ready.sorted(by: { $0.start < $1.start }) where !state.keys.isEmpty {
-                        closed.append(partial(of: state, slots: Array(state.keys.indices), isFinal: true, part: .own))
-                    }
-                    open[index].removeAll { !isOpen($0.start, spec) }
-                    let sentBefore = slicing.emittedThrough == .min ? Int64.min : slicing.emittedThrough + spec.size - spec.advance
-                    let finalThrough = limit + spec.size - spec.advance
-                    for slice in slicing.slices where slice.start > sentBefore && slice.start <= finalThrough {
-                        closed.append(partial(of: slice, slots: Array(slice.keys.indices), isFinal: true, part: .slice))
-                        slice.clearChanged()
-                    }
-                    slicing.emittedThrough = max(slicing.emittedThrough, limit)
-                    slicing.slices.removeAll { $0.start <= slicing.emittedThrough }
-                    continue
-                }
-                var starts = slicedWindowStarts(index, through: limit)
-                for state in ready { starts.insert(state.start) }
-                var suffixes = SuffixMerges()
-                for start in starts.sorted(by: >) { closed.append(slicedPartial(index, start: start, keys: nil, isFinal: true, suffixes: &suffixes)) }
-                open[index].removeAll { !isOpen($0.start, spec) }
-                slicing.emittedThrough = max(slicing.emittedThrough, limit)
-                slicing.slices.removeAll { $0.start <= slicing.emittedThrough }
-                continue
-            }
-            guard !ready.isEmpty else { continue }
-            open[index].removeAll { !isOpen($0.start, spec) }
-            for state in ready.sorted(by: { $0.start < $1.start }) {
-                // Sending slices, a window sharing a slice sends only its own part (the
-                // slice is sent by its size).
-                let part: WindowPartial.Part = config.sendsSlices && state.sharesSlice ? .own : .window
-                guard part == .window || !state.keys.isEmpty else { continue }
-                closed.append(partial(of: state, slots: Array(state.keys.indices), isFinal: true, part: part))
-            }
-        }
-        if !closed.isEmpty {
-            dedup.prune()
-            users.expire(now: watermark)
-            pruneContentNames()
-        }
-        return closed.sorted { ($0.start, $0.windowIndex) < ($1.start, $1.windowIndex) }
-    }
-
-    /// After a restore from a stage that sent whole windows (``resendsParts``), once:
-    /// every slice in full, and for every pending window of a size assembled from slices
-    /// its own part for each segment it or its slices hold (empty where it holds nothing
-    /// of its own), which replaces the whole window stage 2 holds. Not final: their
-    /// windows close later. Whole windows kept from before slices were shared (format 2)
-    /// stay whole.
-    private func takeResentParts() -> [WindowPartial] {
-        guard resendsParts else { return [] }
-        resendsParts = false
-        var parts: [WindowPartial] = []
-        for (index, source) in config.sliceSources.enumerated() {
-            guard let source, let slicing = slicing[source] else { continue }
-            let spec = config.windows[index]
-            if source == index {
-                for slice in slicing.slices {
-                    parts.append(partial(of: slice, slots: Array(slice.keys.indices), isFinal: false, part: .slice))
-                    slice.clearChanged()
-                }
-            }
-            let starts = source == index ? slicedWindowStarts(index, through: .max) : Set(open[index].lazy.filter(\.sharesSlice).map(\.start))
-            for start in starts.sorted() {
-                let own = open[index].first { $0.start == start }
-                let inWindow = slicing.slices.filter { $0.start >= start && $0.start < start + spec.size }
-                var keys = Set(own?.keys ?? [])
-                for slice in inWindow { keys.formUnion(slice.keys) }
-                let segments = keys.map { key in
-                    var aggregate = SegmentAggregate(topContentCapacity: config.topContentCapacity)
-                    if let own, let slot = own.slots[key] { aggregate = named(own.aggregates[slot]) }
-                    return (name: assigner.name(of: key), aggregate: aggregate)
-                }.sorted { $0.name < $1.name }
-                guard !segments.isEmpty else { continue }
-                parts.append(WindowPartial(windowIndex: index, start: start, end: start + spec.size, segments: segments,
-                                           overflowedEvents: own?.overflowedEvents ?? 0, isFinal: false, part: .own))
-                own?.clearChanged()
-            }
-        }
-        return parts
-    }
-
-    /// Keeps the content-name table bounded: past 100,000 names, keep only those that
-    /// open windows and slices still track.
-    private func pruneContentNames() {
-        guard contentNames.count > 100_000 else { return }
-        var kept = HashMap64<String>(vacant: "")
-        for state in Array(open.joined()) + slicing.compactMap({ $0?.slices }).joined() {
-            for index in state.aggregates.indices {
-                var aggregate = state.aggregates[index].topContent
-                aggregate.attachNames { contentNames[$0] }
-                for (hash, name) in aggregate.knownNames { kept[hash] = name }
-            }
-        }
-        contentNames = kept
-    }
-
-    /// Partials of the segments that changed since the last call, for open windows.
-    public func takeUpdates() -> [WindowPartial] {
-        if config.sendsSlices { return takeResentParts() + takeUpdatedParts() }
-        var updates: [WindowPartial] = []
-        // The segments that changed in slices shared with tumbling windows, read before
-        // the slices' own updates below clear them: window size → window start → keys.
-        var sliceChanges: [Int: [Int64: [UInt64]]] = [:]
-        for (index, sliced) in sharedSlices.enumerated() {
-            guard let sliced, let slicing = slicing[sliced] else { continue }
-            for state in open[index] where state.sharesSlice {
-                guard let slice = slicing.slices.first(where: { $0.start == state.start }), !slice.changedSlots.isEmpty else { continue }
-                sliceChanges[index, default: [:]][state.start] = slice.changedSlots.map { slice.keys[$0] }
-            }
-        }
-        for (index, states) in open.enumerated() {
-            if let slicing = slicing[index] {
-                let spec = config.windows[index]
-                // Window start → its segments that changed, in it or in one of its slices.
-                var changed: [Int64: Set<UInt64>] = [:]
-                for state in states where !state.changedSlots.isEmpty {
-                    changed[state.start, default: []].formUnion(state.changedSlots.lazy.map { state.keys[$0] })
-                }
-                for slice in slicing.slices where !slice.changedSlots.isEmpty {
-                    let keys = slice.changedSlots.map { slice.keys[$0] }
-                    for start in slicing.pendingStarts(containing: slice.start, spec) { changed[start, default: []].formUnion(keys) }
-                    slice.clearChanged()
-                }
-                // Newest first, so that windows ending after the same slices share merges.
-                var suffixes = SuffixMerges()
-                var built: [WindowPartial] = []
-                for (start, keys) in changed.sorted(by: { $0.key > $1.key }) {
-                    built.append(slicedPartial(index, start: start, keys: Array(keys), isFinal: false, suffixes: &suffixes))
-                }
-                updates += built.reversed()
-                for state in states { state.clearChanged() }
-                continue
-            }
-            for state in states.sorted(by: { $0.start < $1.start }) {
-                if state.sharesSlice, let sliced = sharedSlices[index] {
-                    let keys = Set(state.changedSlots.lazy.map { state.keys[$0] }).union(sliceChanges[index]?[state.start] ?? [])
-                    guard !keys.isEmpty else { continue }
-                    var suffixes = SuffixMerges()
-                    updates.append(slicedPartial(index, slicesOf: sliced, start: state.start, keys: Array(keys), isFinal: false, suffixes: &suffixes))
-                    state.clearChanged()
-                    continue
-                }
-                guard !state.changedSlots.isEmpty else { continue }
-                updates.append(partial(of: state, slots: state.changedSlots, isFinal: false))
-                state.clearChanged()
-            }
-        }
-        return updates
-    }
-
-    /// ``takeUpdates()`` sending slices: the changed segments of each slice, and of each
-    /// window what it holds of its own.
-    private func takeUpdatedParts() -> [WindowPartial] {
-        var updates: [WindowPartial] = []
-        for (index, states) in open.enumerated() {
-            for slice in slicing[index]?.slices ?? [] where !slice.changedSlots.isEmpty {
-                updates.append(partial(of: slice, slots: slice.changedSlots, isFinal: false, part: .slice))
-                slice.clearChanged()
-            }
-            let ownPart: WindowPartial.Part = slicing[index] != nil ? .own : .window
-            for state in states.sorted(by: { $0.start < $1.start }) where !state.changedSlots.isEmpty {
-                updates.append(partial(of: state, slots: state.changedSlots, isFinal: false, part: state.sharesSlice ? .own : ownPart))
-                state.clearChanged()
-            }
-        }
-        return updates
-    }
-
-    /// An aggregate as it leaves the partition: with the names of its top content.
-    private func named(_ aggregate: SegmentAggregate) -> SegmentAggregate {
-        var copy = aggregate
-        copy.topContent.attachNames { contentNames[$0] }
-        return copy
-    }
-
-    private func partial(of state: WindowState, slots: [Int], isFinal: Bool, part: WindowPartial.Part = .window) -> WindowPartial {
-        let segments = slots.map { (name: assigner.name(of: state.keys[$0]), aggregate: named(state.aggregates[$0])) }.sorted { $0.name < $1.name }
-        return WindowPartial(windowIndex: state.windowIndex, start: state.start, end: state.end, segments: segments,
-                             overflowedEvents: state.overflowedEvents, isFinal: isFinal, part: part)
-    }
-
-    /// Starts of the windows of a sliced size that have not been emitted, start at or
-    /// before `limit`, and hold something (in a slice or of their own).
-    private func slicedWindowStarts(_ index: Int, through limit: Int64) -> Set<Int64> {
-        guard let slicing = slicing[index] else { return [] }
-        let spec = config.windows[index]
-        var starts = Set(open[index].lazy.map(\.start).filter { $0 <= limit })
-        for slice in slicing.slices {
-            starts.formUnion(slicing.pendingStarts(containing: slice.start, spec).lazy.filter { $0 <= limit })
-        }
-        return starts
-    }
-
-    /// Per segment, the merge of the slices from some position up to (not including)
-    /// `upper`, so that windows asked for newest first, all ending after the same slices,
-    /// each extend it back to their start: about one merge per window, not one per slice.
-    private struct SuffixMerges {
-        var upper = -1
-        var merges: [UInt64: (position: Int, aggregate: SegmentAggregate?)] = [:]
-    }
-
-    /// A sliced window's partial: for each segment (`keys`, or all it holds), the merge of
-    /// what its slices (those of size `sliced`: its own, or those a tumbling window shares)
-    /// hold and what it holds of its own. `suffixes` carries the slices' merges from one
-    /// call to the next (it starts over when the window ends elsewhere).
-    private func slicedPartial(_ index: Int, slicesOf sliced: Int? = nil, start: Int64, keys: [UInt64]?, isFinal: Bool, suffixes: inout SuffixMerges) -> WindowPartial {
-        let end = start + config.windows[index].size
-        let slices = slicing[sliced ?? index]?.slices ?? []
-        let own = open[index].first { $0.start == start }
-        let upper = slices.firstIndex { $0.start >= end } ?? slices.count
-        if suffixes.upper != upper { suffixes = SuffixMerges(upper: upper) }
-        let first = slices[..<upper].firstIndex { $0.start >= start } ?? upper
-        var segments: [(name: String, aggregate: SegmentAggregate)] = []
-        for key in keys ?? Array(Set(slices[first..<upper].lazy.flatMap(\.keys) + (own?.keys ?? []))) {
-            var (position, merged) = suffixes.merges[key].flatMap { $0.position >= first ? $0 : nil } ?? (upper, nil)
-            while position > first {
-                position -= 1
-                if let slot = slices[position].slots[key] { Self.add(slices[position].aggregates[slot], to: &merged) }
-            }
-            suffixes.merges[key] = (position, merged)
-            if let own, let slot = own.slots[key] {
-                // The window's own part first: the slices' merge, kept for the next
-                // window, is then read, not copied to be written.
-                var whole = own.aggregates[slot]
-                if let merged { whole.merge(merged) }
-                merged = whole
-            }
-            if let merged { segments.append((name: assigner.name(of: key), aggregate: named(merged))) }
-        }
-        segments.sort { $0.name < $1.name }
-        let overflowed = slices[first..<upper].reduce(own?.overflowedEvents ?? 0) { $0 + $1.overflowedEvents }
-        return WindowPartial(windowIndex: index, start: start, end: end, segments: segments, overflowedEvents: overflowed, isFinal: isFinal)
-    }
-
-    /// `merged` ⊕ `aggregate`, in place (nil: nothing yet).
-    private static func add(_ aggregate: SegmentAggregate, to merged: inout SegmentAggregate?) {
-        if merged == nil {
-            merged = aggregate
-        } else {
-            merged?.merge(aggregate)
-        }
-    }
-
-    // MARK: Checkpoints
-
-    /// 2: sliced window sizes' slices follow the windows. 3: each window says whether it
-    /// shares a slice. 4: whether stage 2 holds this partition's slices and windows' own
-    /// parts (``AggregationConfig/sendsSlices``). 5: in an increment, each aggregate is
-    /// marked unchanged since the checkpoint before (0, not written) or written (1). 6: or
-    /// changed (2: written with each unique counter as its change since that checkpoint,
-    /// ``SegmentAggregate/encode(changes:into:)``).
-    static let formatVersion: UInt8 = 6
-
-    /// An aggregate's place in the state: its window (or slice) and segment.
-    private struct AggregateKey: Hashable {
-        var windowIndex: Int
-        var start: Int64
-        var isSlice: Bool
-        var segment: UInt64
-    }
-
-    /// The complete state, deterministic bytes. Starts journals of the de-duplicator's and
-    /// the user table's changes, for ``checkpointIncrement()``.
-    public func checkpoint() -> [UInt8] {
-        defer { startJournals() }
-        return encodeState(journals: false)
-    }
-
-    /// The state, with the de-duplicator and the user table (usually its largest parts)
-    /// written as what changed since the last ``checkpoint()`` or increment instead of
-    /// whole, and of the windows' aggregates only those whose bytes changed since;
-    /// ``applyIncrement(_:)`` restores it onto the state restored from those. Nil when
-    /// that is not known (no checkpoint taken since a restore, or the changes outgrew
-    /// their journals): write a whole ``checkpoint()`` then.
-    public func checkpointIncrement() -> [UInt8]? {
-        guard dedup.hasJournal, users.hasJournal, written != nil else { return nil }
-        defer { startJournals() }
-        return encodeState(journals: true)
-    }
-
-    private func startJournals() {
-        dedup.startJournal()
-        users.startJournal()
-    }
-
-    private func encodeState(journals: Bool) -> [UInt8] {
-        var writer = BinaryWriter(capacity: 4096)
-        writer.write(PartitionAggregator.formatVersion)
-        writer.writeSigned(watermark)
-        writer.writeSigned(maxEventTime)
-        for counter in [acceptedCount, duplicateCount, lateCount, invalidCount] { writer.writeSigned(counter) }
-        // An increment refers to the aggregates the checkpoint before it wrote.
-        let previous = journals ? written : nil
-        var hashes: [AggregateKey: UInt64] = [:]
-        unchangedInLastIncrement = 0
-        changedInLastIncrement = 0
-        let states = open.joined().sorted { ($0.windowIndex, $0.start) < ($1.windowIndex, $1.start) }
-        encode(states, isSlice: false, into: &writer, previous: previous, hashes: &hashes)
-        let sliced = slicing.indices.filter { slicing[$0] != nil }
-        writer.writeVarint(sliced.count)
-        for index in sliced {
-            writer.writeVarint(index)
-            writer.writeSigned(slicing[index]?.emittedThrough ?? .min)
-            encode(slicing[index]?.slices ?? [], isSlice: true, into: &writer, previous: previous, hashes: &hashes)
-        }
-        written = hashes
-        startTrackingCounters()
-        writer.write(config.sendsSlices && !resendsParts ? 1 : 0)
-        if journals {
-            users.encodeJournal(into: &writer)
-            dedup.encodeJournal(into: &writer)
-        } else {
-            users.encode(into: &writer)
-            dedup.encode(into: &writer)
-        }
-        return writer.bytes
-    }
-
-    /// Writes `states` (each aggregate marked, in an increment: unchanged since `previous`
-    /// or written) and records each aggregate's hash in `hashes`.
-    private func encode(
-        _ states: [WindowState], isSlice: Bool, into writer: inout BinaryWriter, previous: [AggregateKey: UInt64]?, hashes: inout [AggregateKey: UInt64]
-    ) {
-        writer.writeVarint(states.count)
-        for state in states {
-            writer.writeVarint(state.windowIndex)
-            writer.writeSigned(state.start)
-            writer.writeSigned(state.overflowedEvents)
-            writer.write(state.sharesSlice ? 1 : 0)
-            let order = state.keys.indices.sorted { assigner.name(of: state.keys[$0]) < assigner.name(of: state.keys[$1]) }
-            writer.writeVarint(order.count)
-            for slot in order {
-                writer.writeString(assigner.name(of: state.keys[slot]))
-                let key = AggregateKey(windowIndex: state.windowIndex, start: state.start, isSlice: isSlice, segment: state.keys[slot])
-                let mark = writer.count
-                if previous != nil { writer.write(1) }
-                let start = writer.count
-                named(state.aggregates[slot]).encode(into: &writer)
-                let hash = writer.hash(from: start)
-                hashes[key] = hash
-                guard let previous, let before = previous[key] else { continue }
-                if before == hash {
-                    writer.truncate(to: mark)
-                    writer.write(0)
-                    unchangedInLastIncrement += 1
-                } else {
-                    // Its counters have recorded their changes since that checkpoint.
-                    writer.truncate(to: mark)
-                    writer.write(2)
-                    named(state.aggregates[slot]).encode(changes: state.aggregates[slot].trackedCounterChanges, into: &writer)
-                    changedInLastIncrement += 1
-                }
-            }
-        }
-    }
-
-    /// Starts every aggregate's counters recording their changes, from the checkpoint
-    /// just written (an increment's changes are relative to it).
-    private func startTrackingCounters() {
-        for state in open.joined() + slicing.compactMap({ $0 }).flatMap(\.slices) {
-            state.aggregates.withUnsafeMutableBufferPointer { aggregates in
-                for slot in aggregates.indices { aggregates[slot].startTrackingCounters() }
-            }
-        }
-    }
-
-    /// Reads states written by ``encode(_:isSlice:into:previous:hashes:)`` (of checkpoint
-    /// `version`); a slice is `advance` long. In an increment (`previous`: the aggregates
-    /// of the state it applies to), an aggregate marked unchanged is taken from there.
-    private func decodeStates(
-        from reader: inout BinaryReader, version: UInt8, slices: Bool, previous: [AggregateKey: SegmentAggregate]?
-    ) throws(BinaryReader.Error) -> [WindowState] {
-        var states: [WindowState] = []
-        let count = try reader.readCount(limit: 1 << 20)
-        for _ in 0..<count {
-            let index = try reader.readCount(limit: config.windows.count - 1)
-            let start = try reader.readSigned()
-            let spec = config.windows[index]
-            let state = WindowState(windowIndex: index, start: start, end: start + (slices ? spec.advance : spec.size))
-            state.overflowedEvents = try reader.readSigned()
-            if version >= 3 {
-                switch try reader.read() {
-                case 0: break
-                case 1 where !slices && sharedSlices[index] != nil: state.sharesSlice = true
-                case 1: throw BinaryReader.Error(message: "partition checkpoint: window size \(index) shares slices, which this configuration does not")
-                case let flag: throw BinaryReader.Error(message: "partition checkpoint: window flag \(flag)")
-                }
-            }
-            let segmentCount = try reader.readCount(limit: 1 << 24)
-            for _ in 0..<segmentCount {
-                let name = try reader.readString(limit: 1 << 16)
-                let key = assigner.register(name)
-                state.slots[key] = state.keys.count
-                state.keys.append(key)
-                let aggregate: SegmentAggregate
-                if let previous, version >= 5 {
-                    switch try reader.read() {
-                    case 0:
-                        let place = AggregateKey(windowIndex: index, start: start, isSlice: slices, segment: key)
-                        guard let unchanged = previous[place] else {
-                            throw BinaryReader.Error(message: "partition checkpoint increment: \(name) of window \(index)@\(start) unchanged, but not in the state before it")
-                        }
-                        aggregate = unchanged
-                    case 1:
-                        aggregate = try SegmentAggregate.decode(from: &reader)
-                    case 2 where version >= 6:
-                        let place = AggregateKey(windowIndex: index, start: start, isSlice: slices, segment: key)
-                        guard let base = previous[place] else {
-                            throw BinaryReader.Error(message: "partition checkpoint increment: \(name) of window \(index)@\(start) changed, but not in the state before it")
-                        }
-                        aggregate = try SegmentAggregate.decode(from: &reader, onto: base)
-                    case let mark:
-                        throw BinaryReader.Error(message: "partition checkpoint increment: aggregate mark \(mark)")
-                    }
-                } else {
-                    aggregate = try SegmentAggregate.decode(from: &reader)
-                }
-                for (hash, name) in aggregate.topContent.knownNames { contentNames[hash] = name }
-                state.aggregates.append(aggregate)
-                state.changed.append(false)
-            }
-            states.append(state)
-        }
-        return states
-    }
-
-    /// Every aggregate of the open windows and slices, by its place.
-    private func currentAggregates() -> [AggregateKey: SegmentAggregate] {
-        var result: [AggregateKey: SegmentAggregate] = [:]
-        for (states, isSlice) in [(Array(open.joined()), false), (slicing.compactMap { $0 }.flatMap(\.slices), true)] {
-            for state in states {
-                for (slot, segment) in state.keys.enumerated() {
-                    result[AggregateKey(windowIndex: state.windowIndex, start: state.start, isSlice: isSlice, segment: segment)] = state.aggregates[slot]
-                }
-            }
-        }
-        return result
-    }
-
-    /// Restores a ``checkpoint()`` (this version's or the previous one, whose windows were
-    /// all kept whole). The configuration must have the same windows.
-    public func restore(_ bytes: [UInt8]) throws(BinaryReader.Error) {
-        try restore(bytes, increment: false)
-    }
-
-    /// Restores a ``checkpointIncrement()`` onto the state restored from the checkpoints
-    /// (whole, then incremental, in order) written before it.
-    public func applyIncrement(_ bytes: [UInt8]) throws(BinaryReader.Error) {
-        try restore(bytes, increment: true)
-    }
-
-    private func restore(_ bytes: [UInt8], increment: Bool) throws(BinaryReader.Error) {
-        var reader = BinaryReader(bytes)
-        let version = try reader.readVersion(1...PartitionAggregator.formatVersion, of: "partition checkpoint")
-        watermark = try reader.readSigned()
-        maxEventTime = try reader.readSigned()
-        acceptedCount = try reader.readSigned()
-        duplicateCount = try reader.readSigned()
-        lateCount = try reader.readSigned()
-        invalidCount = try reader.readSigned()
-        // An increment's unchanged aggregates are those of the state restored so far.
-        let previous = increment ? currentAggregates() : nil
-        written = nil
-        open = Array(repeating: [], count: config.windows.count)
-        for state in try decodeStates(from: &reader, version: version, slices: false, previous: previous) { open[state.windowIndex].append(state) }
-        for (index, slicing) in slicing.enumerated() {
-            guard let slicing else { continue }
-            slicing.slices = []
-            // Whole windows from before slicing: every closed one is emitted or still held.
-            let spec = config.windows[index]
-            slicing.emittedThrough = watermark == .min ? .min : spec.lastStart(containing: watermark - spec.size - config.allowedLateness)
-        }
-        if version >= 2 {
-            let slicedCount = try reader.readCount(limit: config.windows.count)
-            for _ in 0..<slicedCount {
-                let index = try reader.readCount(limit: config.windows.count - 1)
-                let emittedThrough = try reader.readSigned()
-                let slices = try decodeStates(from: &reader, version: version, slices: true, previous: previous)
-                guard slices.allSatisfy({ $0.windowIndex == index }) else { throw BinaryReader.Error(message: "partition checkpoint: a slice out of place") }
-                guard let slicing = slicing[index] else {
-                    if slices.isEmpty { continue }
-                    throw BinaryReader.Error(message: "partition checkpoint holds slices of window size \(index), which this configuration keeps whole")
-                }
-                slicing.emittedThrough = emittedThrough
-                slicing.slices = slices.sorted { $0.start < $1.start }
-            }
-        }
-        let sentSlices = version >= 4 ? try reader.read() == 1 : false
-        resendsParts = config.sendsSlices && !sentSlices
-        if increment { try users.applyJournal(from: &reader) } else { try users.decode(from: &reader) }
-        // Users restored from a deployment that kept them, into one that no longer does
-        // (`metrics.include` without retention and sessions), would only take up memory.
-        if !keepsUsers { users.removeAll() }
-        if increment {
-            try dedup.applyJournal(from: &reader)
-        } else {
-            dedup = try Deduplicator.decode(from: &reader)
-        }
-        guard reader.isAtEnd else { throw BinaryReader.Error(message: "trailing bytes in partition checkpoint") }
-    }
-}
-
-extension SegmentAssigner {
-    /// Makes a segment name known (after a restore) and returns its key.
-    @discardableResult
-    public func register(_ name: String) -> UInt64 {
-        let key = Hash64.hash(name)
-        registerName(name, key: key)
-        return key
     }
 }

@@ -150,3 +150,13 @@ public final class SegmentAssigner {
         }
     }
 }
+
+extension SegmentAssigner {
+    /// Makes a segment name known (after a restore) and returns its key.
+    @discardableResult
+    public func register(_ name: String) -> UInt64 {
+        let key = Hash64.hash(name)
+        registerName(name, key: key)
+        return key
+    }
+}

@@ -1,0 +1,96 @@
+/// A window's (or slice's) aggregates by segment, and a sliced window size's slices.
+extension PartitionAggregator {
+    final class WindowState {
+        let windowIndex: Int
+        let start: Int64
+        let end: Int64
+        var slots = HashMap64<Int>(vacant: -1)
+        var keys: [UInt64] = []
+        var aggregates: [SegmentAggregate] = []
+        var changed: [Bool] = []
+        var changedSlots: [Int] = []
+        var overflowedEvents: Int64 = 0
+        /// A tumbling window whose slice (of another size) holds the rest of it.
+        var sharesSlice = false
+
+        init(windowIndex: Int, start: Int64, end: Int64) {
+            self.windowIndex = windowIndex
+            self.start = start
+            self.end = end
+        }
+
+        @inline(__always)
+        func slot(for key: UInt64, cap: Int, overflowKey: UInt64, topContentCapacity: Int) -> Int {
+            if let slot = slots[key] {
+                markChanged(slot)
+                return slot
+            }
+            var target = key
+            if keys.count >= cap {
+                overflowedEvents += 1
+                target = overflowKey
+                if let slot = slots[target] {
+                    markChanged(slot)
+                    return slot
+                }
+            }
+            let slot = keys.count
+            slots[target] = slot
+            keys.append(target)
+            aggregates.append(SegmentAggregate(topContentCapacity: topContentCapacity))
+            changed.append(false)
+            markChanged(slot)
+            return slot
+        }
+
+        @inline(__always)
+        func markChanged(_ slot: Int) {
+            if !changed[slot] {
+                changed[slot] = true
+                changedSlots.append(slot)
+            }
+        }
+
+        func clearChanged() {
+            for slot in changedSlots { changed[slot] = false }
+            changedSlots.removeAll(keepingCapacity: true)
+        }
+
+        /// Adds what `slice` holds.
+        func absorb(_ slice: WindowState) {
+            for (slot, key) in slice.keys.enumerated() {
+                if let own = slots[key] {
+                    aggregates[own].merge(slice.aggregates[slot])
+                } else {
+                    slots[key] = keys.count
+                    keys.append(key)
+                    aggregates.append(slice.aggregates[slot])
+                    changed.append(false)
+                }
+            }
+            overflowedEvents += slice.overflowedEvents
+        }
+    }
+
+    /// The slices of one hopping window size.
+    final class Slicing {
+        /// Slices (`advance` long, aligned as window starts are), oldest first.
+        var slices: [WindowState] = []
+        /// Every window starting at or before this has been emitted as final.
+        var emittedThrough: Int64 = .min
+
+        /// The start of the oldest window of `spec` that contains the slice starting at
+        /// `sliceStart` and has not been emitted (after `sliceStart` if none is left).
+        @inline(__always)
+        func oldestPendingStart(containing sliceStart: Int64, _ spec: WindowSpec) -> Int64 {
+            let first = sliceStart - spec.size + spec.advance
+            return emittedThrough == .min ? first : max(first, emittedThrough + spec.advance)
+        }
+
+        /// Starts of the windows of `spec` that contain the slice starting at `sliceStart`
+        /// and have not been emitted, oldest first.
+        func pendingStarts(containing sliceStart: Int64, _ spec: WindowSpec) -> StrideThrough<Int64> {
+            stride(from: oldestPendingStart(containing: sliceStart, spec), through: sliceStart, by: Int(spec.advance))
+        }
+    }
+}
