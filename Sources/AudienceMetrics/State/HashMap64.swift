@@ -43,6 +43,8 @@ public struct HashMap64<Value>: @unchecked Sendable {
     /// An odd multiplier (2⁶⁴ / golden ratio) that carries every bit of a key into the
     /// product's high bits, which pick the home slot.
     @inline(__always) private static var spread: UInt64 { 0x9E37_79B9_7F4A_7C15 }
+    /// A cache line's size: 64 bytes on x86-64, where the next-line prefetch was measured.
+    @inline(__always) private static var cacheLineBytes: Int { 64 }
 
     /// The slot where `key`'s probe run starts in a table of `slots` slots (a stored key).
     @inline(__always) private static func home(of key: UInt64, slots: Int) -> Int {
@@ -114,15 +116,16 @@ public struct HashMap64<Value>: @unchecked Sendable {
     /// the caches and other work can run meanwhile. A probe often runs on past the home
     /// slot's line: the table is 53–80 % full, where a key that is not there takes about 3
     /// to 13 slots to reach an empty one (linear probing; Knuth's estimate). Measured on
-    /// the per-user tables (docs/benchmarks-log.md, "Midday (2026-12-02)"). Mutating only so that reaching the storage costs a
-    /// uniqueness check, not a retain and a release (callers update the key next anyway).
+    /// the per-user tables (docs/benchmarks-log.md, "Midday (2026-12-02)"). Mutating only
+    /// so that reaching the storage costs a uniqueness check, not a retain and a release
+    /// (callers update the key next anyway).
     @inline(__always)
     public mutating func prefetch(_ key: UInt64) {
         table.withUnsafeMutableBufferPointer { table in
             guard let base = table.baseAddress else { return }
             let home = UnsafeRawPointer(base + HashMap64.home(of: HashMap64.stored(key), slots: table.count))
             pulse_prefetch_for_write(home)
-            let nextLine = home + 64
+            let nextLine = home + HashMap64.cacheLineBytes
             if nextLine < UnsafeRawPointer(base + table.count) { pulse_prefetch_for_write(nextLine) }
         }
     }
