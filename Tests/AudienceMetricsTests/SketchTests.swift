@@ -1,5 +1,5 @@
 import Foundation
-import AudienceMetrics
+@testable import AudienceMetrics
 import Testing
 
 @Suite("Sketches: unique users, quantiles, heavy hitters")

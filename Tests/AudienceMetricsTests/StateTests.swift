@@ -1,4 +1,4 @@
-import AudienceMetrics
+@testable import AudienceMetrics
 import Testing
 
 @Suite("Per-partition state: users and event ids")

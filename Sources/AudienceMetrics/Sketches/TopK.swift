@@ -51,9 +51,8 @@ public struct TopK: Sendable, Equatable {
 
     public var isEmpty: Bool { counters.isEmpty }
 
-    /// Slots in the index now (for tests and diagnostics of its size: nothing else
-    /// depends on it).
-    public var indexSlotCount: Int { index.slotCount }
+    /// Slots in the index now (for tests of its size: nothing else depends on it).
+    var indexSlotCount: Int { index.slotCount }
 
     /// Counts one occurrence of the item with `hash`.
     @inline(__always)

@@ -37,8 +37,12 @@ public struct HashMap64<Value>: @unchecked Sendable {
     /// takes a fifth more entries before it grows.
     private static func slots(for capacity: Int) -> Int { max(16, capacity + capacity / 2 + 1) }
 
-    /// 0 marks an empty slot; the key 0 is stored as this instead.
-    @inline(__always) private static func stored(_ key: UInt64) -> UInt64 { key == 0 ? 0x9E37_79B9_7F4A_7C15 : key }
+    /// 0 marks an empty slot; the key 0 is stored as ``zeroStandIn`` instead.
+    @inline(__always) private static func stored(_ key: UInt64) -> UInt64 { key == 0 ? zeroStandIn : key }
+
+    /// The key 0's stored form. Any non-zero value serves; the key that is this value
+    /// itself shares the entry with 0 (keys are 64-bit hashes: a chance of 2⁻⁶⁴ per key).
+    @inline(__always) private static var zeroStandIn: UInt64 { 0x9E37_79B9_7F4A_7C15 }
 
     /// An odd multiplier (2⁶⁴ / golden ratio) that carries every bit of a key into the
     /// product's high bits, which pick the home slot.
@@ -51,12 +55,12 @@ public struct HashMap64<Value>: @unchecked Sendable {
         Int(truncatingIfNeeded: (key &* spread).multipliedFullWidth(by: UInt64(truncatingIfNeeded: slots)).high)
     }
 
-    /// The slot where `key`'s probe run starts now (for tests and diagnostics of the
-    /// layout: nothing else depends on it).
-    public func homeSlot(of key: UInt64) -> Int { HashMap64.home(of: HashMap64.stored(key), slots: table.count) }
+    /// The slot where `key`'s probe run starts now (for tests of the layout: nothing
+    /// else depends on it).
+    func homeSlot(of key: UInt64) -> Int { HashMap64.home(of: HashMap64.stored(key), slots: table.count) }
 
-    /// Slots in the table now.
-    public var slotCount: Int { table.count }
+    /// Slots in the table now (for tests of growth and of the index sizes built on it).
+    var slotCount: Int { table.count }
 
     @inline(__always) private static func next(_ index: Int, slots: Int) -> Int {
         index + 1 == slots ? 0 : index + 1
