@@ -55,39 +55,39 @@ final class StageOne: @unchecked Sendable {
     /// Joined the group and restored what it was assigned (the first assignment, empty
     /// or not, was handled); false again while it rewinds after an error.
     let ready = Atomic<Bool>(false)
-    private let logger: Logger
+    let logger: Logger
     private let instanceID: String
     private let stopping = Atomic<Bool>(false)
-    private var consumer: KafkaConsumer?
-    private var producer: KafkaProducer?
-    private var partitions: [Int32: PartitionState] = [:]
+    var consumer: KafkaConsumer?
+    var producer: KafkaProducer?
+    var partitions: [Int32: PartitionState] = [:]
     /// Shared by the process's workers: pauses partitions far ahead in event time.
-    private let alignment: WatermarkAlignment
+    let alignment: WatermarkAlignment
     /// Input partitions this worker paused for ``alignment`` (their count is a gauge).
-    private var paused: Set<Int32> = [] {
+    var paused: Set<Int32> = [] {
         didSet { metrics.pausedPartitions.withLock { $0[worker] = paused.count } }
     }
-    private var unrestored = StageLoop.PendingRestores()
-    private var inputPartitionCount: Int32 = 0
-    private var partialsPartitionCount = 0
-    private var committer: StageCommitter?
+    var unrestored = StageLoop.PendingRestores()
+    var inputPartitionCount: Int32 = 0
+    var partialsPartitionCount = 0
+    var committer: StageCommitter?
     private let decoders: DecodeAhead
-    private let assigner: SegmentAssigner
-    private let checkpoints: CheckpointStore
-    private let clock = ContinuousClock()
+    let assigner: SegmentAssigner
+    let checkpoints: CheckpointStore
+    let clock = ContinuousClock()
     private var lastUpdate: ContinuousClock.Instant
     private var lastProgress: ContinuousClock.Instant
     private var lastCycle: ContinuousClock.Instant
-    private var brokerConfirmedAt: ContinuousClock.Instant?
-    private var lastBrokerProbe: ContinuousClock.Instant?
+    var brokerConfirmedAt: ContinuousClock.Instant?
+    var lastBrokerProbe: ContinuousClock.Instant?
     /// A broker probe failed: idleness starts to be measured again (as after a stall).
-    private var brokerWasUnreachable = false
+    var brokerWasUnreachable = false
     /// Records this worker consumed (the process-wide count is in ``metrics``).
     private var consumed = 0
     private var consumedAtLastProgress = 0
     /// Where the loop's time went since the last progress log (for that log).
     private var spent = TimeSpent()
-    private let smallestAdvance: Int64
+    let smallestAdvance: Int64
 
     init(configuration: PulseConfiguration, instanceID: String, worker: Int, alignment: WatermarkAlignment, metrics: PipelineMetrics, logger: Logger) {
         self.configuration = configuration
@@ -264,88 +264,6 @@ final class StageOne: @unchecked Sendable {
         lastCycle = clock.now
     }
 
-    /// Whether the broker answers for the input topic, asking it (at most once a second,
-    /// waiting up to 2 s) unless it answered within the last second. A partition with no
-    /// new records is idle only if the broker can say so: during a network outage nothing
-    /// arrives either, and advancing the watermark then would close windows too early. A
-    /// failed probe restarts idleness everywhere, so after an outage every partition needs
-    /// a whole idle timeout and a fresh end (an end-of-partition event, or for one that was
-    /// at its end ``readToEnd(_:partition:lastOffset:)``) before its watermark moves (time
-    /// for producers to deliver what they buffered meanwhile).
-    private func brokerAnswers(_ consumer: KafkaConsumer, partition: Int32, now: ContinuousClock.Instant) -> Bool {
-        if let confirmed = brokerConfirmedAt, now - confirmed < .seconds(1) { return true }
-        if let last = lastBrokerProbe, now - last < .seconds(1) { return false }
-        lastBrokerProbe = now
-        return probe(consumer, partition: partition) != nil
-    }
-
-    /// Whether the consumer has read all of `partition`, asked of the broker (its end
-    /// offset against the consumer's position, or the last offset handled when the client
-    /// does not know its position). False when the broker does not answer.
-    private func readToEnd(_ consumer: KafkaConsumer, partition: Int32, lastOffset: Int64) -> Bool {
-        guard let end = probe(consumer, partition: partition)?.high else { return false }
-        let position = (try? consumer.position([KafkaTopicPartition(topic: configuration.inputTopic, partition: partition)]))?.first?.offset ?? -1
-        return max(position, lastOffset + 1) >= end
-    }
-
-    /// Asks the broker for `partition`'s offsets, waiting up to 2 s. When it does not
-    /// answer: nil, and idleness starts over for every partition (`brokerWasUnreachable`).
-    private func probe(_ consumer: KafkaConsumer, partition: Int32) -> KafkaWatermarks? {
-        do {
-            let watermarks = try consumer.watermarks(topic: configuration.inputTopic, partition: partition, timeout: .seconds(2))
-            brokerConfirmedAt = clock.now
-            return watermarks
-        } catch {
-            logger.debug("partition \(partition) looks idle but the broker does not answer (\(error)); keeping its watermark")
-            brokerConfirmedAt = nil
-            brokerWasUnreachable = true
-            return nil
-        }
-    }
-
-    /// Pauses partitions too far ahead of the process's slowest one in event time and
-    /// resumes those that are close enough again (``WatermarkAlignment``). A paused
-    /// partition is held (``KafkaConsumer/hold(_:)``): what the client fetched for it
-    /// waits, and fetching stops once that fills its queue.
-    private func align(_ consumer: KafkaConsumer) {
-        guard alignment.isEnabled else { return }
-        let reading = partitions.values.lazy.filter { $0.end != .reached }.map(\.aggregator.watermark).filter { $0 != .min }
-        let slowest = alignment.publish(worker: worker, slowest: reading.min())
-        var pause: [Int32] = []
-        var resume: [Int32] = []
-        for (partition, state) in partitions {
-            switch alignment.decide(watermark: state.aggregator.watermark, slowest: slowest, paused: paused.contains(partition)) {
-            case .pause: pause.append(partition)
-            case .resume: resume.append(partition)
-            case .keep: break
-            }
-        }
-        if !pause.isEmpty {
-            consumer.hold(inputPartitions(pause))
-            paused.formUnion(pause)
-            metrics.alignmentPauses.add(pause.count, ordering: .relaxed)
-        }
-        if !resume.isEmpty {
-            consumer.release(inputPartitions(resume))
-            paused.subtract(resume)
-            // Idleness starts to be measured again: records that waited meanwhile arrive
-            // well within the idle timeout.
-            let now = clock.now
-            for partition in resume { partitions[partition]?.lastEventAt = now }
-        }
-    }
-
-    /// Resumes every partition paused for alignment (before a rewind rebuilds their state).
-    private func resumeAll(_ consumer: KafkaConsumer) {
-        guard !paused.isEmpty else { return }
-        consumer.release(inputPartitions(paused))
-        paused.removeAll()
-    }
-
-    private func inputPartitions(_ ids: some Sequence<Int32>) -> [KafkaTopicPartition] {
-        ids.map { KafkaTopicPartition(topic: configuration.inputTopic, partition: $0) }
-    }
-
     private func logProgress(_ now: ContinuousClock.Instant) {
         let seconds = (now - lastProgress).secondsDouble
         var metadata: Logger.Metadata = [
@@ -371,210 +289,6 @@ final class StageOne: @unchecked Sendable {
     }
 
     static func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
-    /// Valid and duplicate records of a run, added to the shared counters once per run
-    /// (every worker adds to them).
-    private struct RunCounts {
-        var valid = 0
-        var duplicates = 0
-    }
-
-    /// Handles one message, which `decoder` has decoded (or rejected for `rejected`).
-    private func handle(_ message: KafkaMessageView, decoder: EventDecoder, rejected: RejectReason?, state: inout PartitionState,
-                        counts: inout RunCounts, producer: KafkaProducer) throws {
-        state.lastOffset = message.offset
-        if state.pendingSince == nil { state.pendingSince = message.timestamp }
-        state.changedSinceCheckpoint = true
-        if let reason = rejected {
-            state.aggregator.recordInvalid()
-            metrics.invalid.add(1, ordering: .relaxed)
-            try deadLetter(message, reason: reason, producer: producer)
-            return
-        }
-        switch state.aggregator.process(decoder) {
-        case .accepted: counts.valid += 1
-        case .duplicate: counts.duplicates += 1
-        case .late:
-            metrics.late.add(1, ordering: .relaxed)
-            try deadLetter(message, reason: .late, producer: producer)
-        }
-    }
-
-    private func deadLetter(_ message: KafkaMessageView, reason: RejectReason, producer: KafkaProducer) throws {
-        try committer?.prepareToProduce()
-        let headers = [
-            KafkaHeader(name: "pulse.reason", string: reason.code),
-            KafkaHeader(name: "pulse.source.topic", string: configuration.inputTopic),
-            KafkaHeader(name: "pulse.source.partition", string: String(message.partition)),
-            KafkaHeader(name: "pulse.source.offset", string: String(message.offset)),
-            KafkaHeader(name: "pulse.time", string: String(Self.wallMilliseconds())),
-        ]
-        try producer.produce(topic: configuration.deadLetterTopic, key: message.key, value: message.value, headers: headers, blockIfQueueFull: true)
-        metrics.deadLettered.add(1, ordering: .relaxed)
-    }
-
-    /// Whether a partition sends a watermark marker now: after windows closed (their
-    /// finals must be announced), for its first, or once the watermark moved by the
-    /// smallest window advance since the last (smaller moves close nothing).
-    static func isMarkerDue(watermark: Int64, lastMarker: Int64, closedAny: Bool, smallestAdvance: Int64) -> Bool {
-        watermark != .min && (closedAny || lastMarker == .min || watermark - lastMarker >= smallestAdvance)
-    }
-
-    /// Closes the partition's ready windows and sends their final partials and a
-    /// watermark marker; returns whether a window closed.
-    private func closeWindows(partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws -> Bool {
-        let closed = state.aggregator.closeReadyWindows()
-        try emit(closed, partition: partition, state: &state, producer: producer)
-        let watermark = state.aggregator.watermark
-        guard Self.isMarkerDue(watermark: watermark, lastMarker: state.lastMarker, closedAny: !closed.isEmpty, smallestAdvance: smallestAdvance)
-        else { return !closed.isEmpty }
-        state.lastMarker = watermark
-        state.changedSinceCheckpoint = true
-        try committer?.prepareToProduce()
-        let finals = StageMessage.closing(closed, partitions: partialsPartitionCount)
-        let handle = try producer.topic(configuration.partialsTopic)
-        for target in 0..<partialsPartitionCount {
-            let marker = StageMessage(watermark: .init(inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: state.lastOffset,
-                                                       time: watermark, closing: finals[target])).encoded
-            try marker.withUnsafeBytes { bytes in
-                try producer.produce(to: handle, partition: Int32(target), key: nil, value: bytes, blockIfQueueFull: true)
-            }
-        }
-        if !closed.isEmpty { metrics.windowsClosed.add(closed.count, ordering: .relaxed) }
-        return !closed.isEmpty
-    }
-
-    /// Produces `partials` (each segment's); returns whether there were any.
-    @discardableResult
-    private func emit(_ partials: [WindowPartial], partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws -> Bool {
-        guard !partials.isEmpty else { return false }
-        try committer?.prepareToProduce()
-        let handle = try producer.topic(configuration.partialsTopic)
-        let offset = state.lastOffset
-        let headers = state.pendingSince.map { [KafkaHeader(name: "pulse.since", string: String($0))] } ?? []
-        state.pendingSince = nil
-        for window in partials {
-            for (segment, aggregate) in window.segments {
-                let message = StageMessage.partial(of: window, segment: segment, aggregate: aggregate, inputPartition: partition,
-                                                   inputPartitions: inputPartitionCount, inputOffset: offset).encoded
-                let target = StageMessage.partition(ofSegment: segment, partitions: partialsPartitionCount)
-                try message.withUnsafeBytes { value in
-                    try Array(segment.utf8).withUnsafeBytes { key in
-                        try producer.produce(to: handle, partition: target, key: key, value: value, headers: headers, blockIfQueueFull: true)
-                    }
-                }
-            }
-        }
-        metrics.partialsProduced.add(partials.reduce(0) { $0 + $1.segments.count }, ordering: .relaxed)
-        return true
-    }
-
-    /// Commits what was produced since the last commit, without a checkpoint.
-    private func commitProgress() throws {
-        if try committer?.commitProgress(partitions, topic: configuration.inputTopic, now: clock.now) == true {
-            metrics.transactionCommits.add(1, ordering: .relaxed)
-        }
-    }
-
-    /// Writes checkpoints of changed partitions (all with `force`) and commits the consumed
-    /// offsets (in the transaction with `exactly_once`).
-    private func checkpoint(force: Bool) throws {
-        guard let producer else { return }
-        let result = try committer?.checkpoint(&partitions, topic: configuration.inputTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
-            let piece = try checkpoints.writeNext(
-                partition: partition, nextOffset: state.lastOffset + 1, after: state.checkpoint, now: clock.now, producer: producer,
-                increment: { _ in state.aggregator.checkpointIncrement() }, whole: state.aggregator.checkpoint)
-            state.checkpoint = piece.checkpoint
-            metrics.checkpointed(stage: 1, bytes: piece.bytes, incremental: piece.incremental)
-        }
-        guard let result else { return }
-        if result.committed { metrics.transactionCommits.add(1, ordering: .relaxed) }
-    }
-
-    // MARK: Assignment
-
-    private func rebalance(_ event: KafkaRebalanceEvent) -> [KafkaTopicPartition]? {
-        switch event {
-        case .assigned(let assigned):
-            // A partition held here before it moved away would stay held when it comes
-            // back (the client leaves a partition's delivery to the application once it
-            // was set): whatever is assigned now is delivered.
-            if alignment.isEnabled { consumer?.release(assigned) }
-            let (offsets, failed) = StageLoop.assign(assigned, stage: "stage 1", logger: logger, restore: restore)
-            unrestored.add(failed)
-            logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
-            metrics.rebalances.add(1, ordering: .relaxed)
-            ready.store(unrestored.isEmpty, ordering: .relaxed)
-            return offsets
-        case .revoked(let revoked):
-            // Still ours: checkpoint and commit before they move.
-            do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
-            for partition in revoked { partitions[partition.partition] = nil }
-            paused.subtract(revoked.map(\.partition))
-            unrestored.remove(revoked.map(\.partition))
-            committer?.reset()
-            logger.info("stage 1 revoked \(revoked.map(\.partition).sorted())")
-            return nil
-        case .lost(let lost):
-            committer?.abort()
-            for partition in lost { partitions[partition.partition] = nil }
-            paused.subtract(lost.map(\.partition))
-            unrestored.remove(lost.map(\.partition))
-            logger.warning("stage 1 lost \(lost.map(\.partition).sorted()); another member owns them now")
-            return nil
-        }
-    }
-
-    /// Restores partitions' states from their newest checkpoints (one read of the
-    /// changelog for all of them); returns where each resumes reading.
-    private func restore(_ ids: [Int32]) throws -> StageLoop.Restored {
-        let started = clock.now
-        let checkpoints = try checkpoints.restore(partitions: ids, input: configuration.inputTopic, consumer: consumer)
-        return StageLoop.restored(ids, from: checkpoints) { partition, checkpoint in
-            let aggregator = PartitionAggregator(config: configuration.aggregation, assigner: assigner)
-            if let checkpoint {
-                try aggregator.restore(checkpoint.state)
-                for increment in checkpoint.increments { try aggregator.applyIncrement(increment) }
-            }
-            var state = PartitionState(aggregator: aggregator, lastOffset: (checkpoint?.nextOffset ?? 0) - 1, lastEventAt: clock.now)
-            state.checkpoint = checkpoint?.withoutState
-            partitions[partition] = state
-            logger.info("restored input partition \(partition)", metadata: [
-                "next_offset": "\(checkpoint?.nextOffset ?? -1)", "increments": "\(checkpoint?.increments.count ?? 0)", "users": "\(aggregator.trackedUsers)",
-                "restore_ms": "\((clock.now - started).milliseconds)",
-            ])
-        }
-    }
 }
 
 extension StageOne.PartitionState: StagePartition {}
-
-/// Wall time of the stage loop by activity: waiting in polls, processing records, closing
-/// windows, emitting updates, committing transactions, writing checkpoints.
-struct TimeSpent {
-    var poll = Duration.zero
-    var process = Duration.zero
-    var close = Duration.zero
-    var updates = Duration.zero
-    var commit = Duration.zero
-    var checkpoint = Duration.zero
-    /// Commits between checkpoints (their time is ``commit``).
-    var commits = 0
-
-    /// Does what the stage's cadence says is due (``StageCommitter/due(at:checkpointInterval:commitInterval:)``),
-    /// a checkpoint or a commit, and adds the time it took.
-    mutating func perform(_ step: StageCommitter.Step?, clock: ContinuousClock, checkpoint: () throws -> Void, commit: () throws -> Void) throws {
-        let started = clock.now
-        switch step {
-        case .checkpoint:
-            try checkpoint()
-            self.checkpoint += clock.now - started
-        case .commit:
-            try commit()
-            self.commit += clock.now - started
-            commits += 1
-        case nil:
-            break
-        }
-    }
-}
