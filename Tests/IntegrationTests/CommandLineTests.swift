@@ -100,6 +100,7 @@ struct CommandLineTests {
         #expect((state["restore_seconds"] as? Double ?? 0) > 0, "restart measured")
         #expect((state["restored_rss_mb"] as? Double ?? 0) > baseline, "RSS after the restore measured: \(state)")
         #expect((state["checkpoint_mb"] as? Double ?? 0) > 0, "checkpoints written")
+        #expect(state["tracked_users"] as? Int == 2_000, "every user of the state step tracked after the restart: \(state)")
     }
 
     @Test("generate → topic → service gives the same final records as replay of the same generated file")

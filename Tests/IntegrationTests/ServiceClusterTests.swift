@@ -39,6 +39,8 @@ extension ServiceCrashTests {
             #expect(!text.contains("\n\(histogram)_count 0\n"), "\(histogram) observed something")
         }
         #expect((sample("pulse_memory_trims_total") ?? 0) > 0, "the trimming thread ran")
+        // The input is keyed by user: each user's state is on one partition, counted once.
+        #expect(sample("pulse_tracked_users") == Set(audience.valid.map(\.user)).count, "tracked users")
         let finals = Set(messages.filter { $0.valueString.contains("\"final\":true") }.compactMap(\.keyString)).count
         #expect(text.contains("\npulse_final_records_total \(finals)\n"), "final records")
         // Both stages checkpointed (each at least once per partition, on drain if not

@@ -33,8 +33,19 @@ public struct SyntheticAudience: Sendable {
         /// `trendingPeriod` of event time, then starts again (nil: none).
         public var trending: String?
         public var trendingPeriod: Int64 = 300_000
+        /// How each event's user is chosen.
+        public var userOrder = UserOrder.random
 
         public init() {}
+    }
+
+    public enum UserOrder: Sendable, Hashable {
+        /// Independently and uniformly: `n` events reach about `users × (1 − e^(−n/users))`
+        /// distinct users.
+        case random
+        /// Every user once in each run of `users` events, in a fixed scrambled order (a
+        /// state benchmark that must track every user).
+        case everyUserInTurn
     }
 
     public enum Kind: Sendable, Hashable { case valid, duplicate, malformed }
@@ -53,10 +64,14 @@ public struct SyntheticAudience: Sendable {
     private let contentCumulative: [Double]
     private let typeCumulative: [Double]
     private let attributeCumulative: [[Double]]
+    /// ``UserOrder/everyUserInTurn``: the step between consecutive events' users, prime to
+    /// the number of users, so that `users` steps visit each once.
+    private let userStep: Int
 
     public init(spec: Spec = Spec()) {
         self.spec = spec
         random = SplitMix64(seed: spec.seed)
+        userStep = Self.step(primeTo: max(spec.users, 1))
         contentCumulative = Self.cumulative((0..<max(spec.contentItems, 1)).map { 1 / pow(Double($0 + 1), spec.zipfExponent) })
         typeCumulative = Self.cumulative(spec.types.map(\.weight))
         attributeCumulative = spec.attributes.map { Self.cumulative($0.values.map(\.weight)) }
@@ -73,7 +88,11 @@ public struct SyntheticAudience: Sendable {
             return repeated
         }
         sequence += 1
-        let user = Int(random.next() % UInt64(max(spec.users, 1)))
+        let users = max(spec.users, 1)
+        let user = switch spec.userOrder {
+        case .random: Int(random.next() % UInt64(users))
+        case .everyUserInTurn: Int((sequence - 1) % UInt64(users) * UInt64(userStep) % UInt64(users))
+        }
         let type = spec.types[Self.pick(typeCumulative, unit())].type
         let stamp = time - (spec.jitterMilliseconds > 0 ? Int64(random.next() % UInt64(spec.jitterMilliseconds + 1)) : 0)
         var json = #"{"event_id":"g\#(spec.seed)-\#(sequence)","type":"\#(type)","user_id":"u\#(user)","timestamp":\#(stamp)"#
@@ -121,6 +140,17 @@ public struct SyntheticAudience: Sendable {
         let u = unit()
         return 500 + Int64(u * u * u * 180_000)
     }
+
+    /// A step about 0.618 × `count` (neighbouring steps land far apart) with no common
+    /// factor with `count`.
+    private static func step(primeTo count: Int) -> Int {
+        guard count > 2 else { return 1 }
+        var step = count * 618 / 1000
+        while gcd(step, count) != 1 { step += 1 }
+        return step
+    }
+
+    private static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 
     private mutating func unit() -> Double { Double(random.next() >> 11) / Double(1 << 53) }
 

@@ -95,7 +95,7 @@ extension SuiteBenchmark {
                     + "p99 \(result.p99) ms, max \(result.max) ms; window close → final record p50 \(result.finalP50) ms, max \(result.finalMax) ms (\(result.finals) records, \(result.finalWindows) windows) |\n"
             }
             if let state {
-                out += "| state: \(Self.integer(Double(state.users))) users, \(state.segments) segments, \(Self.integer(Double(state.events))) events | peak RSS "
+                out += "| state: \(Self.integer(Double(state.users))) users (\(Self.integer(Double(state.trackedUsers))) tracked), \(state.segments) segments, \(Self.integer(Double(state.events))) events | peak RSS "
                     + "\(Self.integer(state.peakRSSMegabytes)) MB (\(Self.integer(state.baselineRSSMegabytes)) MB before the service started), "
                     + "checkpoints \(Self.integer(state.checkpointMegabytes)) MB, restart → ready \(Self.decimal(state.restoreSeconds)) s, "
                     + "RSS of the restarted process: peak \(Self.integer(state.restorePeakRSSMegabytes)) MB while restoring, "
@@ -141,7 +141,7 @@ extension SuiteBenchmark {
                 + [("stage1_workers", "\(stageOneWorkers)"), ("jobs", "[" + jobs.joined(separator: ",") + "]"),
                    ("rounds", "[" + rounds.joined(separator: ",") + "]"), ("latency", "[" + latencies.joined(separator: ",") + "]")]
             if let state {
-                pairs.append(("state", object([("users", "\(state.users)"), ("segments", "\(state.segments)"), ("events", "\(state.events)"),
+                pairs.append(("state", object([("users", "\(state.users)"), ("tracked_users", "\(state.trackedUsers)"), ("segments", "\(state.segments)"), ("events", "\(state.events)"),
                                                ("peak_rss_mb", Self.integer(state.peakRSSMegabytes, grouped: false)),
                                                ("baseline_rss_mb", Self.integer(state.baselineRSSMegabytes, grouped: false)),
                                                ("checkpoint_mb", Self.decimal(state.checkpointMegabytes)), ("restore_seconds", Self.decimal(state.restoreSeconds)),

@@ -7,13 +7,15 @@ import Kafka
 
 extension SuiteBenchmark {
     /// `stateUsers` distinct users in 1,000 segments (10 countries × 4 devices × 25
-    /// sources): peak RSS while processing, checkpoint size, and the restart's restore.
+    /// sources), every one of them tracked (each user once in every `stateUsers` events):
+    /// peak RSS while processing, checkpoint size, and the restart's restore.
     func state() throws -> StateResult {
         let app = "\(run)-state"
         let input = "\(app).events"
         try createTopic(input)
         var spec = SyntheticAudience.Spec()
         spec.users = stateUsers
+        spec.userOrder = .everyUserInTurn
         spec.duplicateShare = 0
         spec.malformedShare = 0
         spec.jitterMilliseconds = 0
@@ -48,7 +50,7 @@ extension SuiteBenchmark {
         return StateResult(users: stateUsers, segments: 1_000, events: stateEvents, peakRSSMegabytes: processed.peakRSSMegabytes,
                            baselineRSSMegabytes: processed.baselineRSSMegabytes, checkpointMegabytes: Double(bytes) / 1_048_576,
                            restoreSeconds: restarted.restoreSeconds, restorePeakRSSMegabytes: restarted.peakRSSMegabytes,
-                           restoredRSSMegabytes: restarted.restoredRSSMegabytes)
+                           restoredRSSMegabytes: restarted.restoredRSSMegabytes, trackedUsers: restarted.trackedUsers)
     }
 
     func stateYAML(app: String, input: String) -> String {
@@ -64,10 +66,12 @@ extension SuiteBenchmark {
         public var restoreSeconds: Double
         /// RSS once the restarted service restored the state and settled (idle).
         public var restoredRSSMegabytes: Double
+        /// Users whose state the restarted service holds (0 for the processing phase).
+        public var trackedUsers: Int
 
         enum CodingKeys: String, CodingKey {
             case peakRSSMegabytes = "peak_rss_mb", baselineRSSMegabytes = "baseline_rss_mb"
-            case restoreSeconds = "restore_seconds", restoredRSSMegabytes = "restored_rss_mb"
+            case restoreSeconds = "restore_seconds", restoredRSSMegabytes = "restored_rss_mb", trackedUsers = "tracked_users"
         }
 
         public var json: String {
@@ -82,11 +86,12 @@ extension SuiteBenchmark {
             }
         }
 
-        init(peakRSSMegabytes: Double, baselineRSSMegabytes: Double, restoreSeconds: Double = 0, restoredRSSMegabytes: Double = 0) {
+        init(peakRSSMegabytes: Double, baselineRSSMegabytes: Double, restoreSeconds: Double = 0, restoredRSSMegabytes: Double = 0, trackedUsers: Int = 0) {
             self.peakRSSMegabytes = peakRSSMegabytes
             self.baselineRSSMegabytes = baselineRSSMegabytes
             self.restoreSeconds = restoreSeconds
             self.restoredRSSMegabytes = restoredRSSMegabytes
+            self.trackedUsers = trackedUsers
         }
     }
 
@@ -121,7 +126,7 @@ extension SuiteBenchmark {
             Thread.sleep(forTimeInterval: 0.02)
         }
         return StateRun(peakRSSMegabytes: sampler.peakMegabytes, baselineRSSMegabytes: baseline, restoreSeconds: restore,
-                        restoredRSSMegabytes: RSSSampler.currentMegabytes())
+                        restoredRSSMegabytes: RSSSampler.currentMegabytes(), trackedUsers: restarted.metrics.trackedUsers)
     }
 
     /// Runs this executable with `arguments` and reads the JSON line it prints last.

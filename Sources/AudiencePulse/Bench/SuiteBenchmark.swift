@@ -52,6 +52,8 @@ public struct SuiteBenchmark {
         public var restorePeakRSSMegabytes: Double
         /// RSS of the restarted process once restored and idle.
         public var restoredRSSMegabytes: Double
+        /// Users whose state the restarted process restored (`pulse_tracked_users`).
+        public var trackedUsers: Int
     }
 
     public struct Failure: Error, CustomStringConvertible {

@@ -25,6 +25,8 @@ final class PipelineMetrics: Sendable {
     let alignmentPauses = Atomic<Int>(0)
     /// Stage 1: input partitions paused for watermark alignment now, by worker.
     let pausedPartitions = Mutex<[Int: Int]>([:])
+    /// Stage 1: users whose state its partitions keep now (first and last seen), by worker.
+    let trackedUsersByWorker = Mutex<[Int: Int]>([:])
 
     /// Stage 1: wall time to process one polled batch (decode … partials).
     let batchProcessing = LatencyHistogram()
@@ -66,6 +68,10 @@ final class PipelineMetrics: Sendable {
             counts[stage] = count
         }
     }
+
+    /// Users stage 1 keeps state for, over all its workers (a user on two input
+    /// partitions counts twice; the input is keyed by user, so few are).
+    var trackedUsers: Int { trackedUsersByWorker.withLock { $0.values.reduce(0, +) } }
 
     /// Stage 1's lag over all its workers.
     var stageOneLag: [Int32: Int64] {

@@ -52,6 +52,9 @@ extension PulseService {
                   value: Double(m.missingFinalPartials.load(ordering: .relaxed)))
         out.gauge("pulse_paused_partitions", help: "Input partitions paused now for watermark alignment (time.max_watermark_drift).",
                   value: Double(m.pausedPartitions.withLock { $0.values.reduce(0, +) }))
+        out.gauge("pulse_tracked_users",
+                  help: "Users whose state stage 1 keeps (first and last seen) on this process's input partitions; its memory grows with them.",
+                  value: Double(m.trackedUsers))
         out.gauge("pulse_ready", help: "1 when the service is ready (see /readyz).", value: state.ready ? 1 : 0)
         out.histogram("pulse_batch_processing_seconds", help: "Stage 1: time to process one polled batch of input records.", m.batchProcessing)
         out.histogram("pulse_input_delay_seconds", help: "Stage 1: from an input record's append time to its processing (each batch's first record).", m.inputDelay)

@@ -18,6 +18,7 @@ extension StageOne {
             logger.info("stage 1 assigned \(assigned.map(\.partition).sorted())")
             metrics.rebalances.add(1, ordering: .relaxed)
             ready.store(unrestored.isEmpty, ordering: .relaxed)
+            publishTrackedUsers()
             return offsets
         case .revoked(let revoked):
             // Still ours: checkpoint and commit before they move.
@@ -26,6 +27,7 @@ extension StageOne {
             paused.subtract(revoked.map(\.partition))
             unrestored.remove(revoked.map(\.partition))
             committer?.reset()
+            publishTrackedUsers()
             logger.info("stage 1 revoked \(revoked.map(\.partition).sorted())")
             return nil
         case .lost(let lost):
@@ -33,6 +35,7 @@ extension StageOne {
             for partition in lost { partitions[partition.partition] = nil }
             paused.subtract(lost.map(\.partition))
             unrestored.remove(lost.map(\.partition))
+            publishTrackedUsers()
             logger.warning("stage 1 lost \(lost.map(\.partition).sorted()); another member owns them now")
             return nil
         }

@@ -286,6 +286,13 @@ final class StageOne: @unchecked Sendable {
     private func updateLag(_ consumer: KafkaConsumer) {
         let lag = StageCommitter.lag(of: partitions, topic: configuration.inputTopic, consumer: consumer)
         metrics.stageOneLagByWorker.withLock { $0[worker] = lag }
+        publishTrackedUsers()
+    }
+
+    /// Sets the worker's share of the tracked-users gauge.
+    func publishTrackedUsers() {
+        let users = partitions.values.reduce(0) { $0 + $1.aggregator.trackedUsers }
+        metrics.trackedUsersByWorker.withLock { $0[worker] = users }
     }
 
     static func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
