@@ -7,13 +7,24 @@ import Glibc
 /// glibc malloc settings for a service whose threads (stage workers, librdkafka's) build
 /// large, short-lived buffers (checkpoints, batches). By default glibc gives each thread
 /// an arena of its own (up to 8 per core) and raises its mmap threshold after each large
-/// free, so freed large buffers can stay resident in whichever arena held them. Two arenas
-/// and a fixed 1 MB threshold (large buffers are mapped and unmapped) measured 607–612 →
-/// 470–543 MB peak RSS with a million tracked users (docs/operations.md). Either setting is
-/// left alone when its environment variable (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`)
-/// is set, so operators keep the last word.
+/// free, so freed large buffers can stay resident in whichever arena held them. A fixed
+/// 1 MB threshold maps and unmaps large buffers; with it and two arenas the peak RSS with
+/// a million tracked users went from 607–612 to 470–543 MB (docs/operations.md).
+///
+/// Arenas: 4 per core, half glibc's default. Two arenas cost throughput: a stage-1
+/// worker frees every consumed message, which the client allocated on its own thread,
+/// and with two arenas those threads and the stages queue for each other's arena locks.
+/// On 2 cores, eight arenas against two: the full benchmark job faster in 11 of 14
+/// alternating runs (medians 490,461 → 549,838 events/s). Free memory is handed back
+/// every few seconds (``startTrimming(every:)``), and the state step's peak with eight
+/// was 263–282 MB against 257–279 MB with two (docs/benchmarks.md). Either setting is left
+/// alone when its environment variable (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`) is
+/// set, so operators keep the last word.
 public enum MemoryTuning {
-    public static let arenas: Int32 = 2
+    /// Arenas for a machine with `cores` cores.
+    public static func arenas(cores: Int = ProcessInfo.processInfo.activeProcessorCount) -> Int32 {
+        Int32(clamping: 4 * max(cores, 1))
+    }
     public static let mmapThreshold: Int32 = 1 << 20
 
     /// Applies the settings; call before starting threads. Returns whether glibc's
@@ -28,7 +39,7 @@ public enum MemoryTuning {
         // The parameter numbers of glibc's malloc.h.
         let arenaMax: Int32 = -8
         let mmapThresholdParameter: Int32 = -3
-        if environment["MALLOC_ARENA_MAX"] == nil { _ = mallopt(arenaMax, arenas) }
+        if environment["MALLOC_ARENA_MAX"] == nil { _ = mallopt(arenaMax, arenas()) }
         if environment["MALLOC_MMAP_THRESHOLD_"] == nil { _ = mallopt(mmapThresholdParameter, mmapThreshold) }
         return true
         #else
