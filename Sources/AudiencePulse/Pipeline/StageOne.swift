@@ -274,7 +274,7 @@ final class StageOne: @unchecked Sendable {
             "ms_poll": "\(spent.poll.milliseconds)", "ms_process": "\(spent.process.milliseconds)",
             "ms_close": "\(spent.close.milliseconds)", "ms_updates": "\(spent.updates.milliseconds)",
             "ms_commit": "\(spent.commit.milliseconds)", "ms_checkpoint": "\(spent.checkpoint.milliseconds)",
-            "commits": "\(spent.commits)",
+            "commits": "\(spent.commits)", "tracked_users": "\(publishTrackedUsers())",
         ]
         if alignment.isEnabled { metadata["paused"] = "\(paused.sorted())" }
         logger.info("stage 1 progress", metadata: metadata)
@@ -289,10 +289,12 @@ final class StageOne: @unchecked Sendable {
         publishTrackedUsers()
     }
 
-    /// Sets the worker's share of the tracked-users gauge.
-    func publishTrackedUsers() {
+    /// Sets the worker's share of the tracked-users gauge; returns it.
+    @discardableResult
+    func publishTrackedUsers() -> Int {
         let users = partitions.values.reduce(0) { $0 + $1.aggregator.trackedUsers }
         metrics.trackedUsersByWorker.withLock { $0[worker] = users }
+        return users
     }
 
     static func wallMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
