@@ -82,6 +82,14 @@ public final class SegmentAssigner {
         for rule in spec.rules { names[Hash64.hash(rule.name)] = rule.name }
     }
 
+    /// Makes a segment name known (after a restore) and returns its key.
+    @discardableResult
+    public func register(_ name: String) -> UInt64 {
+        let key = Hash64.hash(name)
+        registerName(name, key: key)
+        return key
+    }
+
     func registerName(_ name: String, key: UInt64) {
         if !names.contains(key) { names[key] = name }
     }
@@ -148,15 +156,5 @@ public final class SegmentAssigner {
                 buffer.append(byte)
             }
         }
-    }
-}
-
-extension SegmentAssigner {
-    /// Makes a segment name known (after a restore) and returns its key.
-    @discardableResult
-    public func register(_ name: String) -> UInt64 {
-        let key = Hash64.hash(name)
-        registerName(name, key: key)
-        return key
     }
 }

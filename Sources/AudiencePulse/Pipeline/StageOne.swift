@@ -255,6 +255,7 @@ final class StageOne: @unchecked Sendable {
                 partitions[partition] = state
             }
             updateLag(consumer)
+            publishTrackedUsers()
         }
         try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval),
                           clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
@@ -286,7 +287,6 @@ final class StageOne: @unchecked Sendable {
     private func updateLag(_ consumer: KafkaConsumer) {
         let lag = StageCommitter.lag(of: partitions, topic: configuration.inputTopic, consumer: consumer)
         metrics.stageOneLagByWorker.withLock { $0[worker] = lag }
-        publishTrackedUsers()
     }
 
     /// Sets the worker's share of the tracked-users gauge; returns it.
