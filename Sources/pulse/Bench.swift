@@ -217,7 +217,7 @@ extension Bench {
         @Option(help: "Seconds of input per latency run.") var latencySeconds = 30
         @Option(help: "Distinct users of the state run (0: skip it).") var stateUsers = 1_000_000
         @Option(help: "Events of the state run.") var stateEvents = 3_000_000
-        @Option(help: "Service jobs to run, comma-separated (lean, lean-static, full, full-static, example, example-static; the -static ones with processing.assignment: static).")
+        @Option(help: "Service jobs to run, comma-separated (lean, lean-static, lean-bounded, full, full-static, full-bounded, example, example-static, example-bounded; the -static ones with processing.assignment: static, the -bounded ones also with processing.until_end).")
         var jobs = SuiteBenchmark.jobNames.joined(separator: ",")
         @Option(help: "processing.stage1_workers of the service jobs and the latency runs (default: one per core).") var workers = ProcessInfo.processInfo.activeProcessorCount
         @Option(help: "Rounds of the ceiling and the jobs, one after the other; each job is reported by its round with the median share of that round's ceiling, with the range over all.")

@@ -45,7 +45,7 @@ struct StageCommitterTests {
         #expect(StageCommitter.isDue(lastCommit: last, now: last.advanced(by: .milliseconds(interval)), interval: interval, awaitedOutputs: true, promptSpacing: longest))
     }
 
-    @Test("after a slow commit, outputs wait longer for the next one")
+    @Test("after a slow commit, outputs wait longer for the next one; at a bounded run's end they do not wait")
     func slowCommitSpacesPromptCommits() throws {
         let (cluster, producer, consumer) = try mockStage(topics: ["input": 1])
         let start = ContinuousClock.now
@@ -71,6 +71,10 @@ struct StageCommitterTests {
         #expect(due(after: .milliseconds(150)) == nil)
         #expect(due(after: .milliseconds(250)) == .commit)
         #expect(try consumer.committed([KafkaTopicPartition(topic: "input", partition: 0)]).first?.offset == 10)
+        // At a bounded run's end nothing waits for the spacing; with nothing to commit, nothing is due.
+        #expect(committer.due(at: start.advanced(by: .milliseconds(1)), checkpointInterval: 60_000, commitInterval: 250, atEndOfInput: true) == .commit)
+        #expect(try committer.commitProgress(partitions, topic: "input", now: start) == false)
+        #expect(committer.due(at: start.advanced(by: .milliseconds(1)), checkpointInterval: 60_000, commitInterval: 250, atEndOfInput: true) == nil)
     }
 }
 

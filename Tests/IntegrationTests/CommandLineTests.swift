@@ -63,22 +63,23 @@ struct CommandLineTests {
         #expect(result.error.contains(message), "pulse \(arguments.joined(separator: " ")) says \(result.error)")
     }
 
-    @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups and static assignment, two rounds) and the state step (in a process of its own) all report, as Markdown and JSON")
+    @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups, static assignment and a bounded run, two rounds) and the state step (in a process of its own) all report, as Markdown and JSON")
     func benchSuiteSmall() async throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("bench") + ".json").path
         let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "20000", "--rates", "",
-                                         "--jobs", "lean,lean-static", "--rounds", "2", "--state-users", "2000", "--state-events", "10000", "--json", json,
+                                         "--jobs", "lean,lean-static,lean-bounded", "--rounds", "2", "--state-users", "2000", "--state-events", "10000", "--json", json,
                                          // Any live process will do for reading a "broker's" CPU time: this one.
                                          "--broker-pid", "\(getpid())"])
         #expect(result.status == 0, "\(result.error)")
         #expect(result.output.contains("| **lean** job, consumer groups"), "\(result.output)")
-        #expect(result.output.contains("| **lean** job, static assignment"), "\(result.output)")
+        #expect(result.output.contains("| **lean** job, static assignment,"), "\(result.output)")
+        #expect(result.output.contains("| **lean** job, static assignment, bounded run"), "\(result.output)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
         #expect((report["ceiling_events_per_second"] as? Int ?? 0) > 0, "ceiling measured")
         #expect(report["ceiling_broker_cpu_seconds_per_million"] is NSNumber, "the broker process's CPU time read: \(report)")
         let jobs = report["jobs"] as? [[String: Any]] ?? []
-        #expect(jobs.map { $0["name"] as? String } == ["lean", "lean-static"], "only the jobs asked for")
-        #expect(jobs.first?["final_records"] as? Int == jobs.last?["final_records"] as? Int, "both assignments finalize the same windows: \(jobs)")
+        #expect(jobs.map { $0["name"] as? String } == ["lean", "lean-static", "lean-bounded"], "only the jobs asked for")
+        #expect(Set(jobs.map { $0["final_records"] as? Int }).count == 1, "every job finalizes the same windows, the bounded run at the input's end: \(jobs)")
         #expect(jobs.first?["events"] as? Int == 20_000)
         #expect(jobs.first?["broker_cpu_seconds_per_million"] is NSNumber, "\(jobs)")
         #expect((jobs.first?["cpu_seconds_per_million"] as? NSNumber)?.doubleValue ?? 0 > 0, "\(jobs)")
@@ -89,7 +90,7 @@ struct CommandLineTests {
         #expect(rounds.count == 2)
         for round in rounds {
             let roundJobs = round["jobs"] as? [[String: Any]] ?? []
-            #expect(roundJobs.map { $0["name"] as? String } == ["lean", "lean-static"])
+            #expect(roundJobs.map { $0["name"] as? String } == ["lean", "lean-static", "lean-bounded"])
             #expect(roundJobs.map { $0["final_records"] as? Int } == jobs.map { $0["final_records"] as? Int }, "\(round)")
         }
         #expect(result.output.contains("the median of 2 rounds"), "\(result.output)")

@@ -76,8 +76,10 @@ extension SuiteBenchmark {
             }
             for (round, job, all) in jobs {
                 let workers = stageOneWorkers == 1 ? "1 stage-1 worker" : "\(stageOneWorkers) stage-1 workers"
-                let isStatic = job.name.hasSuffix("-static")
-                let title = isStatic ? "**\(job.name.dropLast("-static".count))** job, static assignment" : "**\(job.name)** job, consumer groups"
+                let isBounded = job.name.hasSuffix("-bounded")
+                let isStatic = job.name.hasSuffix("-static") || isBounded
+                let title = isBounded ? "**\(job.name.dropLast("-bounded".count))** job, static assignment, bounded run (`processing.until_end`)"
+                    : isStatic ? "**\(job.name.dropLast("-static".count))** job, static assignment" : "**\(job.name)** job, consumer groups"
                 let overRounds = all.count > 1
                     ? "; the median of \(all.count) rounds by share of the ceiling (all rounds: \(spread(all.map { $0.round.ratio($0.job) * 100 }) { Self.integer($0, grouped: false) }) %, "
                         + "\(spread(all.map(\.job.eventsPerSecond)) { Self.integer($0) }) events/s, \(spread(all.map(\.job.cpuSecondsPerMillion)) { Self.decimal($0) }) CPU s per million events)"

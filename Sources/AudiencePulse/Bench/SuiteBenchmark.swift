@@ -67,11 +67,13 @@ public struct SuiteBenchmark {
     public var latencySeconds = 30
     public var stateUsers = 1_000_000
     public var stateEvents = 3_000_000
-    /// Which service jobs to run: "lean", "full" and "example" in consumer groups, and
-    /// each with `processing.assignment: static` ("lean-static", "full-static",
-    /// "example-static": no group to join).
+    /// Which service jobs to run: "lean", "full" and "example" in consumer groups, each
+    /// with `processing.assignment: static` ("lean-static", "full-static",
+    /// "example-static": no group to join), and each as a bounded run with static
+    /// assignment ("lean-bounded", …: `processing.until_end`, so the last windows close at
+    /// the input's end instead of after the idle timeout).
     public var jobs = jobNames
-    public static let jobNames = jobBodies.flatMap { [$0.name, "\($0.name)-static"] }
+    public static let jobNames = jobBodies.flatMap { [$0.name, "\($0.name)-static", "\($0.name)-bounded"] }
     /// Rounds of the ceiling and the jobs, one after the other (the ceiling, then each
     /// job, then the next round): this machine's speed drifts from minute to minute, and
     /// each job is compared with the ceiling of its own round. The report gives each job's
@@ -127,11 +129,12 @@ public struct SuiteBenchmark {
     func definitions(prefix: String, input: String) -> [(name: String, yaml: String)] {
         Self.jobBodies.flatMap { name, body in
             [(name, yaml(app: "\(prefix)-\(name)", input: input, body: body)),
-             ("\(name)-static", yaml(app: "\(prefix)-\(name)-static", input: input, assignment: "static", body: body))]
+             ("\(name)-static", yaml(app: "\(prefix)-\(name)-static", input: input, assignment: "static", body: body)),
+             ("\(name)-bounded", yaml(app: "\(prefix)-\(name)-bounded", input: input, assignment: "static", untilEnd: true, body: body))]
         }
     }
 
-    func yaml(app: String, input: String, assignment: String = "group", body: String) -> String {
+    func yaml(app: String, input: String, assignment: String = "group", untilEnd: Bool = false, body: String) -> String {
         var kafkaLines = "  bootstrap.servers: \(kafka.bootstrapServers)\n"
         for (key, value) in kafka.properties.sorted(by: { $0.key < $1.key }) { kafkaLines += "  \(key): \"\(value)\"\n" }
         if kafka.properties["session.timeout.ms"] == nil {
@@ -151,6 +154,7 @@ public struct SuiteBenchmark {
               update_interval: 1s
               stage1_workers: \(stageOneWorkers)
               assignment: \(assignment)
+              until_end: \(untilEnd)
             http:
               listen: 127.0.0.1:0
             log:
@@ -195,7 +199,8 @@ public struct SuiteBenchmark {
     }
 
     /// Runs the service on `yaml` from start until every input event was consumed and the
-    /// final records stopped changing (their last change is the end).
+    /// final records stopped changing (their last change is the end), or, for a bounded
+    /// run, until it has ended (every final record committed; that moment is the end).
     func job(_ name: String, yaml: String, events expected: Int) throws -> JobResult {
         let configuration = try PulseConfiguration.load(yaml: yaml, file: "\(name).yaml", environment: Self.overrides)
         let service = PulseService(configuration: configuration, instanceID: "bench", logger: logger)
@@ -224,16 +229,24 @@ public struct SuiteBenchmark {
                 lastChange = now
             }
             if !service.failureMessages.isEmpty { throw Failure(description: "\(name): " + service.failureMessages.joined(separator: "; ")) }
-            // Done once every event was consumed, stage 2 read every partial stage 1
-            // produced (unless a transaction was aborted: read_committed consumers of a
-            // broker that hides aborted records never read its partials), and
-            // the final records then stopped changing for 3 s (a pause in finals while
-            // events still arrive — one partition behind the others holds windows back —
-            // or while stage 2 catches up is not the end).
+            // A bounded run is done once it has ended: every final record committed.
+            if configuration.untilEnd && service.boundedRunEnded {
+                guard counters["consumed", default: 0] >= expected else {
+                    throw Failure(description: "\(name): the bounded run ended after \(counters["consumed", default: 0]) of \(expected) events")
+                }
+                lastChange = now
+                break
+            }
+            // Otherwise done once every event was consumed, stage 2 read every partial
+            // stage 1 produced (unless a transaction was aborted: read_committed consumers
+            // of a broker that hides aborted records never read its partials), and the
+            // final records then stopped changing for 3 s (a pause in finals while events
+            // still arrive — one partition behind the others holds windows back — or while
+            // stage 2 catches up is not the end).
             let caughtUp = counters["partials_read", default: 0] >= counters["partials_produced", default: 0]
                 || counters["transaction_aborts", default: 0] > 0
             stageTwoCaughtUp = caughtUp ? stageTwoCaughtUp ?? now : nil
-            if let allConsumed, let stageTwoCaughtUp, finals > 0, now - max(lastChange, allConsumed, stageTwoCaughtUp) > .seconds(3) { break }
+            if !configuration.untilEnd, let allConsumed, let stageTwoCaughtUp, finals > 0, now - max(lastChange, allConsumed, stageTwoCaughtUp) > .seconds(3) { break }
             if now - began > .seconds(900) { throw Failure(description: "\(name): not done after 15 minutes (consumed \(counters["consumed", default: 0]) of \(expected))") }
         }
         // Read before stopping: the stages' threads end with the service.

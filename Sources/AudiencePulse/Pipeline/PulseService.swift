@@ -18,6 +18,7 @@ public final class PulseService: Sendable {
     private let failures = Mutex<[String]>([])
     private let failureHandlers = Mutex<[@Sendable () -> Void]>([])
     private let draining = Atomic<Bool>(false)
+    private let bounded: BoundedRun?
 
     /// - Parameter instanceID: names this process's transactional producers; a restarted
     ///   process should reuse its id so it fences its predecessor at once.
@@ -26,10 +27,12 @@ public final class PulseService: Sendable {
         self.logger = logger
         let metrics = metrics
         let alignment = WatermarkAlignment(maxDrift: configuration.maxWatermarkDrift)
+        let bounded = configuration.untilEnd ? BoundedRun(workers: configuration.stageOneWorkers) : nil
+        self.bounded = bounded
         stageOne = (0..<configuration.stageOneWorkers).map {
-            StageOne(configuration: configuration, instanceID: instanceID, worker: $0, alignment: alignment, metrics: metrics, logger: logger)
+            StageOne(configuration: configuration, instanceID: instanceID, worker: $0, alignment: alignment, bounded: bounded, metrics: metrics, logger: logger)
         }
-        stageTwo = StageTwo(configuration: configuration, instanceID: instanceID, metrics: metrics, logger: logger)
+        stageTwo = StageTwo(configuration: configuration, instanceID: instanceID, bounded: bounded, metrics: metrics, logger: logger)
     }
 
     /// Checks and creates topics, then starts both stages. Returns at once.
@@ -105,6 +108,7 @@ public final class PulseService: Sendable {
     public var readiness: (ready: Bool, reasons: [String]) {
         var reasons: [String] = []
         if draining.load(ordering: .relaxed) { reasons.append("draining") }
+        if bounded?.hasEnded == true { reasons.append("the bounded run has ended") }
         if !failureMessages.isEmpty { reasons.append("a stage failed") }
         for worker in stageOne where !worker.ready.load(ordering: .relaxed) {
             reasons.append(stageOne.count == 1 ? "stage 1 has not got its partitions and restored them"
@@ -113,6 +117,10 @@ public final class PulseService: Sendable {
         if !metrics.stageTwoReady.load(ordering: .relaxed) { reasons.append("stage 2 has not got its partitions and restored them") }
         return (reasons.isEmpty, reasons)
     }
+
+    /// With `processing.until_end`: whether the run has read its input to the end and
+    /// produced every final record (the stages are then draining or stopped).
+    public var boundedRunEnded: Bool { bounded?.hasEnded == true }
 
     /// Stage failures so far (empty while healthy).
     public var failureMessages: [String] { failures.withLock { $0 } }

@@ -71,9 +71,12 @@ struct StageCommitter {
 
     /// What the stage's cycle should do at `now`: a checkpoint once the checkpoint interval
     /// passed since the last, else a commit when one ``isDue(lastCommit:now:interval:awaitedOutputs:promptSpacing:)``
-    /// (intervals in milliseconds).
-    func due(at now: ContinuousClock.Instant, checkpointInterval: Int64, commitInterval: Int64) -> Step? {
+    /// (intervals in milliseconds). At a bounded run's end (`atEndOfInput`: the stage has
+    /// nothing left to read) whatever waits is committed at once: spacing commits no longer
+    /// protects reading, and the run ends only once it is committed.
+    func due(at now: ContinuousClock.Instant, checkpointInterval: Int64, commitInterval: Int64, atEndOfInput: Bool = false) -> Step? {
         if now - lastCheckpoint >= .milliseconds(checkpointInterval) { return .checkpoint }
+        if atEndOfInput && (inTransaction || awaitedOutputs) { return .commit }
         return Self.isDue(lastCommit: lastCommit, now: now, interval: commitInterval, awaitedOutputs: awaitedOutputs,
                           promptSpacing: Self.promptSpacing(after: lastCommitTime)) ? .commit : nil
     }

@@ -52,11 +52,13 @@ extension StageOne {
     /// waits, and fetching stops once that fills its queue.
     func align(_ consumer: KafkaConsumer) {
         guard alignment.isEnabled else { return }
-        let reading = partitions.values.lazy.filter { $0.end != .reached }.map(\.aggregator.watermark).filter { $0 != .min }
+        let reading = partitions.values.lazy.filter { $0.end != .reached && !$0.finished }.map(\.aggregator.watermark).filter { $0 != .min }
         let slowest = alignment.publish(worker: worker, slowest: reading.min())
         var pause: [Int32] = []
         var resume: [Int32] = []
-        for (partition, state) in partitions {
+        // A partition a bounded run finished reads nothing more: it neither holds back
+        // others nor waits for them.
+        for (partition, state) in partitions where !state.finished {
             switch alignment.decide(watermark: state.aggregator.watermark, slowest: slowest, paused: paused.contains(partition)) {
             case .pause: pause.append(partition)
             case .resume: resume.append(partition)

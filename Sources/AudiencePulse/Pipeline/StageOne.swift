@@ -46,6 +46,13 @@ final class StageOne: @unchecked Sendable {
         /// Append time (ms) of the oldest input record not yet reflected in an emitted
         /// partial: sent along as the `pulse.since` header for the end-to-end histogram.
         var pendingSince: Int64?
+        /// A bounded run (`processing.until_end`) read the partition to its end: its windows
+        /// are closed, its markers say so (``WindowMerger/endOfInput``), and records that
+        /// arrive after it are left for a later run.
+        var finished = false
+        /// When its end marker last went out: it is repeated every checkpoint interval, for
+        /// a stage 2 restored meanwhile (``WindowMerger/reopenEndedInputs()``).
+        var endMarkerSentAt: ContinuousClock.Instant?
     }
 
     let configuration: PulseConfiguration
@@ -63,6 +70,8 @@ final class StageOne: @unchecked Sendable {
     var partitions: [Int32: PartitionState] = [:]
     /// Shared by the process's workers: pauses partitions far ahead in event time.
     let alignment: WatermarkAlignment
+    /// With `processing.until_end`: where the process's bounded run stands.
+    let bounded: BoundedRun?
     /// Input partitions this worker paused for ``alignment`` (their count is a gauge).
     var paused: Set<Int32> = [] {
         didSet { metrics.pausedPartitions.withLock { $0[worker] = paused.count } }
@@ -89,11 +98,13 @@ final class StageOne: @unchecked Sendable {
     private var spent = TimeSpent()
     let smallestAdvance: Int64
 
-    init(configuration: PulseConfiguration, instanceID: String, worker: Int, alignment: WatermarkAlignment, metrics: PipelineMetrics, logger: Logger) {
+    init(configuration: PulseConfiguration, instanceID: String, worker: Int, alignment: WatermarkAlignment, bounded: BoundedRun?,
+         metrics: PipelineMetrics, logger: Logger) {
         self.configuration = configuration
         self.instanceID = instanceID
         self.worker = worker
         self.alignment = alignment
+        self.bounded = bounded
         self.metrics = metrics
         var logger = logger
         logger[metadataKey: "stage"] = "1"
@@ -152,7 +163,7 @@ final class StageOne: @unchecked Sendable {
         }
         try StageLoop.run(
             name: "stage 1", logger: logger, metrics: metrics, ready: ready, producer: producer,
-            isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
+            isStopping: { stopping.load(ordering: .acquiring) || bounded?.hasEnded == true }, abort: { committer?.abort() },
             rewind: {
                 resumeAll(consumer)
                 try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.inputTopic, consumer: consumer, restore: restore)
@@ -190,7 +201,8 @@ final class StageOne: @unchecked Sendable {
                 while end < batch.endIndex, batch[end].partition == partition { end += 1 }
                 let run = position..<end
                 position = end
-                guard var state = partitions[partition] else { continue }
+                // A partition a bounded run finished reads nothing more.
+                guard var state = partitions[partition], !state.finished else { continue }
                 var counts = RunCounts()
                 defer {
                     partitions[partition] = state
@@ -228,8 +240,10 @@ final class StageOne: @unchecked Sendable {
                 if state.end == .reached { state.end = .toConfirm }
             }
             if touched.contains(partition) { state.lastEventAt = now }  // once per batch, not per event
-            // A paused partition is not idle: records may wait for it on the broker.
-            let quiet = !paused.contains(partition) && now - state.lastEventAt >= .milliseconds(configuration.idleTimeout)
+            if bounded != nil && state.end == .reached && !state.finished { finish(partition, state: &state) }
+            // A paused partition is not idle: records may wait for it on the broker. A
+            // finished one closed its windows already.
+            let quiet = !state.finished && !paused.contains(partition) && now - state.lastEventAt >= .milliseconds(configuration.idleTimeout)
             if quiet, state.end == .toConfirm, state.lastEndCheck.map({ now - $0 >= .seconds(1) }) ?? true {
                 state.lastEndCheck = now
                 if readToEnd(consumer, partition: partition, lastOffset: state.lastOffset) { state.end = .reached }
@@ -257,9 +271,11 @@ final class StageOne: @unchecked Sendable {
             updateLag(consumer)
             publishTrackedUsers()
         }
-        try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval),
+        let atEnd = bounded != nil && !partitions.isEmpty && partitions.values.allSatisfy(\.finished)
+        try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval, atEndOfInput: atEnd),
                           clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }
+        if let bounded { reportBounded(bounded) }
         // Measured from here to the next cycle's idle check: the poll and the batch's
         // processing, not this cycle's checkpoint or broker probe.
         lastCycle = clock.now

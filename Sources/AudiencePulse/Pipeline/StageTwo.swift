@@ -22,6 +22,8 @@ final class StageTwo: @unchecked Sendable {
 
     let configuration: PulseConfiguration
     let metrics: PipelineMetrics
+    /// With `processing.until_end`: where the process's bounded run stands.
+    private let bounded: BoundedRun?
     private let logger: Logger
     private let instanceID: String
     private let stopping = Atomic<Bool>(false)
@@ -50,9 +52,10 @@ final class StageTwo: @unchecked Sendable {
         var checkpointBytes = 0
     }
 
-    init(configuration: PulseConfiguration, instanceID: String, metrics: PipelineMetrics, logger: Logger) {
+    init(configuration: PulseConfiguration, instanceID: String, bounded: BoundedRun?, metrics: PipelineMetrics, logger: Logger) {
         self.configuration = configuration
         self.instanceID = instanceID
+        self.bounded = bounded
         self.metrics = metrics
         var logger = logger
         logger[metadataKey: "stage"] = "2"
@@ -93,7 +96,7 @@ final class StageTwo: @unchecked Sendable {
         }
         try StageLoop.run(
             name: "stage 2", logger: logger, metrics: metrics, ready: metrics.stageTwoReady, producer: producer,
-            isStopping: { stopping.load(ordering: .acquiring) }, abort: { committer?.abort() },
+            isStopping: { stopping.load(ordering: .acquiring) || bounded?.hasEnded == true }, abort: { committer?.abort() },
             rewind: {
                 try StageLoop.rewind(Array(partitions.keys) + unrestored.partitions, topic: configuration.partialsTopic, consumer: consumer, restore: restore)
                 unrestored.removeAll()
@@ -175,9 +178,28 @@ final class StageTwo: @unchecked Sendable {
             updateLag(consumer)
         }
         reportMissingFinals(now)
-        try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval),
+        let atEnd = bounded != nil && !partitions.isEmpty && partitions.values.allSatisfy(\.merger.isAtEndOfInput)
+        try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval, atEndOfInput: atEnd),
                           clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }
+        if let bounded { reportBounded(bounded) }
+    }
+
+    /// Tells the bounded run whether this stage is done: every window of its partitions is
+    /// final (every input partition's end marker of this run arrived, nothing waits) and
+    /// committed. A merger restored from a checkpoint has forgotten earlier end markers
+    /// (``WindowMerger/reopenEndedInputs()``), so those of an earlier run do not count.
+    private func reportBounded(_ bounded: BoundedRun) {
+        let merging: BoundedRun.Merging
+        if !metrics.stageTwoReady.load(ordering: .relaxed) {
+            merging = .waiting
+        } else if partitions.isEmpty {
+            merging = .ownsNothing
+        } else {
+            let final = partitions.values.allSatisfy(\.merger.isAtEndOfInput)
+            merging = final && committer?.inTransaction != true && committer?.awaitedOutputs != true ? .finished : .waiting
+        }
+        if bounded.report(merging: merging) { logger.info("bounded run complete: every input partition was read to its end and every window is final; stopping") }
     }
 
     /// Every 10 s: what the stage read, produced and checkpointed, and where its loop's
@@ -316,6 +338,7 @@ final class StageTwo: @unchecked Sendable {
                 try merger.restore(checkpoint.state)
                 for increment in checkpoint.increments { try merger.applyIncrement(increment) }
             }
+            merger.reopenEndedInputs()
             var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
             state.checkpoint = checkpoint?.withoutState
             partitions[partition] = state

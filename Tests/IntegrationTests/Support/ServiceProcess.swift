@@ -17,12 +17,14 @@ final class ServiceProcess: @unchecked Sendable {
 
     static var binary: URL { root.appendingPathComponent(".build/debug/pulse") }
 
-    /// Starts `pulse serve`; output is appended to `log`, which several runs may share.
-    init(config: URL, instance: String, log: URL, httpPort: Int = 0, environment: [String: String] = [:], command: String = "serve") throws {
+    /// Starts `pulse serve` (with `arguments` after its own); output is appended to `log`,
+    /// which several runs may share.
+    init(config: URL, instance: String, log: URL, httpPort: Int = 0, environment: [String: String] = [:], command: String = "serve",
+         arguments: [String] = []) throws {
         self.log = log
         self.httpPort = httpPort
         process.executableURL = Self.binary
-        process.arguments = command == "serve" ? ["serve", "--config", config.path, "--instance-id", instance] : [command, "--config", config.path]
+        process.arguments = (command == "serve" ? ["serve", "--config", config.path, "--instance-id", instance] : [command, "--config", config.path]) + arguments
         var variables = ProcessInfo.processInfo.environment
         if httpPort != 0 { variables["PULSE_HTTP__LISTEN"] = "127.0.0.1:\(httpPort)" }
         for (key, value) in environment { variables[key] = value }
