@@ -13,14 +13,14 @@ struct Serve: ParsableCommand {
             Configuration: a YAML file (see pulse.example.yaml, docs/configuration.md) plus PULSE_… environment overrides.
             HTTP (http.listen): /healthz, /readyz, /metrics (Prometheus).
             SIGTERM or SIGINT drains: the current transactions are committed, the consumer groups are left, and the process exits 0 (1 if a stage failed or draining took longer than processing.shutdown_timeout; after a stage failure the others get the same time).
-            --until-end (processing.until_end): a bounded run, for backfills and reprocessing: each input partition is read until the consumer reaches its end, every window closes there, and the process exits 0 once every final record is committed.
+            --until-end (processing.until_end): a bounded run, for backfills and catch-up jobs: each input partition is read until the consumer reaches its end and then counts as idle at once (its watermark moves to the clock, so every window that ended before that closes), and the process exits 0 once those final records are committed.
             Exit codes: 0 stopped by a signal or at the end of a bounded run, 1 runtime failure, 2 invalid configuration.
             """)
 
     @Option(name: .shortAndLong, help: "The YAML configuration file.") var config: String
     @Option(help: "Names this process's transactional producers; reuse it when restarting the same instance (default: $PULSE_INSTANCE_ID or the host name).")
     var instanceID: String?
-    @Flag(help: "A bounded run: read each input partition to its end, produce every window's final record, then exit 0 (sets processing.until_end).")
+    @Flag(help: "A bounded run: read each input partition to its end, close every window that ended before then, commit their final records and exit 0 (sets processing.until_end).")
     var untilEnd = false
 
     func run() throws {

@@ -60,7 +60,7 @@ struct MergePropertyTests {
     /// `beforeRelease` sees the records produced until then.
     static func partitionedRecords(_ audience: RandomAudience, partitions: Int, seed: UInt64, withholding: Int? = nil, config: AggregationConfig = config,
                                    updates: Bool = false, restartMergerEvery: Int? = nil, upgradeAt: Int? = nil, upgradeTo: AggregationConfig? = nil,
-                                   endOfInput: Bool = false, beforeRelease: ([MetricRecord], WindowMerger) -> Void = { _, _ in }) -> [String] {
+                                   beforeRelease: ([MetricRecord], WindowMerger) -> Void = { _, _ in }) -> [String] {
         var pipelines = (0..<partitions).map { _ in Pipeline(config) }
         var updateRandom = SplitMix64(seed: seed ^ 0x5555)
         var outputs: [[Output]] = Array(repeating: [], count: partitions)
@@ -81,13 +81,9 @@ struct MergePropertyTests {
             if !closed.isEmpty { outputs[partition].append(.watermark(pipelines[partition].aggregator.watermark, closing: closing(closed))) }
         }
         for (partition, pipeline) in pipelines.enumerated() {
-            // At the input's end: as a bounded run's stage 1 (its windows close, its marker
-            // reports the end), or by a watermark past everything.
-            if endOfInput { pipeline.aggregator.advanceWatermarkPastEveryWindow() }
-            let closed = endOfInput ? pipeline.aggregator.closeReadyWindows() : pipeline.finish()
-            #expect(!endOfInput || pipeline.aggregator.openWindowCount == 0, "the input's end closes every window")
+            let closed = pipeline.finish()
             outputs[partition] += closed.map { .partial($0) }
-            outputs[partition].append(.watermark(endOfInput ? WindowMerger.endOfInput : pipeline.aggregator.watermark, closing: closing(closed)))
+            outputs[partition].append(.watermark(pipeline.aggregator.watermark, closing: closing(closed)))
         }
         var withheld: (partial: WindowPartial, segment: Int)?
         if let withholding {
@@ -189,7 +185,6 @@ struct MergePropertyTests {
             records += merger.releaseHeldMarker(of: 0)
             #expect(!merger.isHoldingMarkers)
         }
-        #expect(merger.isAtEndOfInput == endOfInput)
         return records.map(\.json).sorted()
     }
 

@@ -417,13 +417,4 @@ public final class PartitionAggregator {
     public func advanceWatermark(to time: Int64) {
         if time > watermark { watermark = time }
     }
-
-    /// Moves the watermark just far enough that every window holding an event is past its
-    /// end plus allowed lateness (the input's end in a bounded run): the next
-    /// ``closeReadyWindows()`` closes them all. Nothing moves before the first event.
-    public func advanceWatermarkPastEveryWindow() {
-        guard maxEventTime != .min else { return }
-        let past = config.windows.map { $0.lastStart(containing: maxEventTime) + $0.size + config.allowedLateness }.max() ?? maxEventTime
-        advanceWatermark(to: past)
-    }
 }

@@ -250,25 +250,10 @@ public final class WindowMerger {
         start + config.windows[windowIndex].size + config.allowedLateness <= finalizedThrough
     }
 
-    /// The marker time of an input partition read to its end (a bounded run,
-    /// `processing.until_end`): it holds back no window; once every input partition is
-    /// at its end, every pending window is final (``applyWatermark(_:inputPartition:closing:)``).
-    public static let endOfInput = Int64.max
+    /// The watermark `inputPartition` reported last (nil before its first marker).
+    public func watermark(of inputPartition: Int32) -> Int64? { partitionWatermarks[inputPartition] }
 
-    /// Whether every input partition reported its end and no window or marker waits: a
-    /// bounded run has produced all its final records here.
-    public var isAtEndOfInput: Bool { watermark == Self.endOfInput && windows.isEmpty && held.isEmpty }
-
-    /// Forgets which input partitions reported their end; call after a restore. A restored
-    /// merger cannot tell whether they still are at it (a later run reads on from there),
-    /// so each holds back the windows after the last final one until it reports again (a
-    /// partition at its end repeats its end marker).
-    public func reopenEndedInputs() {
-        for (partition, time) in partitionWatermarks where time == Self.endOfInput { partitionWatermarks[partition] = finalizedThrough }
-    }
-
-    /// The watermark over all input partitions: the slowest one's, once all have reported
-    /// (``endOfInput`` once all are at their end).
+    /// The watermark over all input partitions: the slowest one's, once all have reported.
     public var watermark: Int64 {
         guard partitionWatermarks.count >= inputPartitions else { return .min }
         return partitionWatermarks.values.min() ?? .min
@@ -293,22 +278,12 @@ public final class WindowMerger {
         }
         held[inputPartition] = nil
         let time = marker.time
-        let previous = partitionWatermarks[inputPartition] ?? .min
-        // Never back, except after the input's end: a later run reads on from there.
-        guard time > previous || (previous == Self.endOfInput && time != previous) else { return [] }
+        guard time > partitionWatermarks[inputPartition] ?? .min else { return [] }
         partitionWatermarks[inputPartition] = time
         let global = watermark
         guard global > finalizedThrough else { return [] }
-        let ready: [WindowKey]
-        if global == Self.endOfInput {
-            // Every input partition is at its end: every pending window is final. Windows
-            // after the newest of them stay open to a later run.
-            ready = windows.keys.sorted()
-            finalizedThrough = ready.reduce(finalizedThrough) { max($0, $1.start + config.windows[$1.windowIndex].size + config.allowedLateness) }
-        } else {
-            finalizedThrough = global
-            ready = windows.keys.filter { isFinalized(windowIndex: $0.windowIndex, start: $0.start) }.sorted()
-        }
+        finalizedThrough = global
+        let ready = windows.keys.filter { isFinalized(windowIndex: $0.windowIndex, start: $0.start) }.sorted()
         var records: [MetricRecord] = []
         for key in ready {
             guard let window = windows.removeValue(forKey: key) else { continue }

@@ -30,8 +30,8 @@ public struct PulseConfiguration: Sendable {
     public var maxWatermarkDrift: Int64
     public var guarantee: Guarantee
     public var updateInterval: Int64
-    /// A bounded run: read each input partition to its end, close every window there,
-    /// produce the final records and stop (`processing.until_end`).
+    /// A bounded run: read each input partition to its end, let it count as idle at once,
+    /// produce the final records that closes and stop (`processing.until_end`).
     public var untilEnd: Bool
     /// Stage-1 workers (threads, group members) in this process.
     public var stageOneWorkers: Int
@@ -212,7 +212,7 @@ public struct PulseConfiguration: Sendable {
 
         let guarantee = Guarantee(rawValue: try r.choice("processing.guarantee", default: "exactly_once", ["exactly_once", "at_least_once"], "`exactly_once`: checkpoints, outputs and offsets also go in Kafka transactions; `at_least_once`: no transactions (a final record may repeat, with identical content).")) ?? .exactlyOnce
         let updateInterval = try r.duration("processing.update_interval", default: "1s", minimum: 10, "Non-final updates of a changed segment at most this often (stage 1 emits partials at this pace; stage 2 forwards them as they arrive).")
-        let untilEnd = try r.boolean("processing.until_end", default: false, "A bounded run (backfills, reprocessing): each input partition is read until the consumer reaches its end (records that arrive later are left for the next run), every window then closes and its final records are produced, and the process stops by itself (exit 0) once every window is final and committed. Windows close at the input's end, not after `time.idle_timeout`. `pulse serve --until-end` sets it.")
+        let untilEnd = try r.boolean("processing.until_end", default: false, "A bounded run (backfills, catch-up jobs): each input partition is read until the consumer reaches its end (records that arrive later are left for the next run) and then counts as idle at once: its watermark moves to the clock less `time.max_out_of_orderness` without waiting for `time.idle_timeout`, so every window that ended before that closes. The process stops by itself (exit 0) once those final records are committed. `pulse serve --until-end` sets it.")
         let stageOneWorkers = try r.integer("processing.stage1_workers", default: 1, range: 1...64, "Stage-1 workers in this process: each is a member of the input topic's consumer group with its own thread, consumer and transactional producer, so one process can use several cores. More workers than input partitions leaves some without partitions.")
         let assignment = try readAssignment(&r)
         let checkpointInterval = try r.duration("processing.checkpoint_interval", default: "5s", minimum: 100, "How often stage state is checkpointed (also on window close and shutdown). A restart replays the input since the last checkpoint.")

@@ -1,26 +1,29 @@
 import Synchronization
 
 /// A bounded run's end (`processing.until_end`): the process stops once every stage-1
-/// worker has read its input partitions to their ends and committed what that closed,
-/// and stage 2 has produced the final record of every window its partitions hold (every
-/// input partition's end marker arrived, nothing waits). Each stage reports after each of
-/// its cycles, and every stage's loop stops once the run has ended (then drains as on
-/// SIGTERM: checkpoints, commits, leaves its group).
+/// worker has read its input partitions to their ends (each partition's watermark then
+/// moved to the clock, ``StageOne/finish(_:state:)``) and committed what that closed, and
+/// stage 2 holds those end watermarks from every one of them and has committed the final
+/// records they completed. Each stage reports after each of its cycles, and every stage's
+/// loop stops once the run has ended (then drains as on SIGTERM: checkpoints, commits,
+/// leaves its group).
 final class BoundedRun: Sendable {
     /// Where stage 2 stands.
     enum Merging: Equatable {
-        /// An input partition's end marker or a window's final record is missing, or the
+        /// Not done: some end watermark has not arrived, a marker waits for finals, or the
         /// finals are not committed yet.
         case waiting
-        /// Every window of its partitions is final and committed.
-        case finished
+        /// Done against the end watermarks `ends` (``endWatermarks`` when it checked).
+        case finished(ends: [Int32: Int64])
         /// It got its partitions and holds none (more processes than partials
         /// partitions): only stage 1 decides.
         case ownsNothing
     }
 
     private struct State {
-        var workers: [Bool]
+        /// Per stage-1 worker: nil while it is not done; once done, the watermark each of
+        /// its input partitions ended with.
+        var workers: [[Int32: Int64]?]
         var merging = Merging.waiting
     }
 
@@ -28,14 +31,15 @@ final class BoundedRun: Sendable {
     private let ended = Atomic<Bool>(false)
 
     init(workers: Int) {
-        state = Mutex(State(workers: Array(repeating: false, count: workers)))
+        state = Mutex(State(workers: Array(repeating: nil, count: workers)))
     }
 
-    /// Stage-1 worker `worker` has (or no longer has) read all its partitions to their
-    /// ends and committed what that produced. Returns true for the report that ends the run.
+    /// Stage-1 worker `worker` has read all its partitions to their ends, with these
+    /// watermarks, and committed what that produced; nil: it has not (or no longer).
+    /// Returns true for the report that ends the run.
     @discardableResult
-    func report(worker: Int, finished: Bool) -> Bool {
-        complete { $0.workers[worker] = finished }
+    func report(worker: Int, ends: [Int32: Int64]?) -> Bool {
+        complete { $0.workers[worker] = ends }
     }
 
     /// Returns true for the report that ends the run.
@@ -44,13 +48,33 @@ final class BoundedRun: Sendable {
         complete { $0.merging = merging }
     }
 
+    /// Once every worker is done: the watermark each of their input partitions ended with;
+    /// nil before.
+    var endWatermarks: [Int32: Int64]? {
+        state.withLock { Self.ends(of: $0.workers) }
+    }
+
     /// Whether the run has ended: the stages stop.
     var hasEnded: Bool { ended.load(ordering: .acquiring) }
+
+    private static func ends(of workers: [[Int32: Int64]?]) -> [Int32: Int64]? {
+        var merged: [Int32: Int64] = [:]
+        for ends in workers {
+            guard let ends else { return nil }
+            merged.merge(ends) { max($0, $1) }
+        }
+        return merged
+    }
 
     private func complete(_ change: (inout State) -> Void) -> Bool {
         state.withLock { state -> Bool in
             change(&state)
-            guard !ended.load(ordering: .relaxed), state.merging != .waiting, !state.workers.contains(false) else { return false }
+            guard !ended.load(ordering: .relaxed), let ends = Self.ends(of: state.workers) else { return false }
+            switch state.merging {
+            case .waiting: return false
+            case .finished(let checked) where checked != ends: return false  // a worker finished again since
+            case .finished, .ownsNothing: break
+            }
             ended.store(true, ordering: .releasing)
             return true
         }

@@ -3,27 +3,31 @@ import Logging
 import Synchronization
 
 // Stage 1 in a bounded run (`processing.until_end`): each partition is read until the
-// consumer reaches its end; there its windows close and its markers report the input's end.
+// consumer reaches its end; there it counts as idle at once.
 
 extension StageOne {
     /// Finishes `partition`, which the consumer has read to its end (an end-of-partition
-    /// event after its last record): every window holding an event closes
-    /// (``PartitionAggregator/advanceWatermarkPastEveryWindow()``) and its markers say the
-    /// input ended.
+    /// event after its last record): as an idle partition's, but without waiting for
+    /// `time.idle_timeout`, its watermark moves to the clock less `time.max_out_of_orderness`,
+    /// so every window that ended before that closes, and a marker reports it. Records
+    /// that arrive later are left for the next run.
     func finish(_ partition: Int32, state: inout PartitionState) {
         state.finished = true
         state.changedSinceCheckpoint = true
-        state.aggregator.advanceWatermarkPastEveryWindow()
-        logger.info("bounded run: input partition \(partition) read to its end (offset \(state.lastOffset + 1)); its windows close")
+        state.aggregator.advanceWatermark(to: Self.wallMilliseconds() - configuration.aggregation.maxOutOfOrderness)
+        state.lastMarker = .min  // the end's marker goes out whatever the watermark moved
+        logger.info("bounded run: input partition \(partition) read to its end (offset \(state.lastOffset + 1), watermark \(state.aggregator.watermark)); its windows close")
     }
 
     /// Tells the bounded run whether this worker is done: it has its partitions, every one
-    /// is finished, and what finishing them produced is committed.
+    /// is finished, and what finishing them produced is committed; then also the
+    /// watermark each partition ended with.
     func reportBounded(_ bounded: BoundedRun) {
         let finished = ready.load(ordering: .relaxed) && partitions.values.allSatisfy(\.finished)
             && committer?.inTransaction != true && committer?.awaitedOutputs != true
-        if bounded.report(worker: worker, finished: finished) {
-            logger.info("bounded run complete: every input partition was read to its end and every window is final; stopping")
+        let ends = finished ? partitions.mapValues(\.aggregator.watermark) : nil
+        if bounded.report(worker: worker, ends: ends) {
+            logger.info("bounded run complete: every input partition was read to its end and every window that closed there is final; stopping")
         }
     }
 }

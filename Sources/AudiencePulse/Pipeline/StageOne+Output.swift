@@ -59,14 +59,9 @@ extension StageOne {
     func closeWindows(partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws -> Bool {
         let closed = state.aggregator.closeReadyWindows()
         try emit(closed, partition: partition, state: &state, producer: producer)
-        // A partition a bounded run has read to its end says so after its last finals, and
-        // again every checkpoint interval.
-        let watermark = state.finished ? WindowMerger.endOfInput : state.aggregator.watermark
-        let due = state.finished
-            ? state.endMarkerSentAt.map { clock.now - $0 >= .milliseconds(configuration.checkpointInterval) } ?? true
-            : Self.isMarkerDue(watermark: watermark, lastMarker: state.lastMarker, closedAny: !closed.isEmpty, smallestAdvance: smallestAdvance)
-        guard due else { return !closed.isEmpty }
-        if state.finished { state.endMarkerSentAt = clock.now }
+        let watermark = state.aggregator.watermark
+        guard Self.isMarkerDue(watermark: watermark, lastMarker: state.lastMarker, closedAny: !closed.isEmpty, smallestAdvance: smallestAdvance)
+        else { return !closed.isEmpty }
         state.lastMarker = watermark
         state.changedSinceCheckpoint = true
         try committer?.prepareToProduce()

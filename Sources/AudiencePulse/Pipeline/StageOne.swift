@@ -46,13 +46,10 @@ final class StageOne: @unchecked Sendable {
         /// Append time (ms) of the oldest input record not yet reflected in an emitted
         /// partial: sent along as the `pulse.since` header for the end-to-end histogram.
         var pendingSince: Int64?
-        /// A bounded run (`processing.until_end`) read the partition to its end: its windows
-        /// are closed, its markers say so (``WindowMerger/endOfInput``), and records that
-        /// arrive after it are left for a later run.
+        /// A bounded run (`processing.until_end`) read the partition to its end: its
+        /// watermark moved to the clock (``finish(_:state:)``), and records that arrive
+        /// after it are left for a later run.
         var finished = false
-        /// When its end marker last went out: it is repeated every checkpoint interval, for
-        /// a stage 2 restored meanwhile (``WindowMerger/reopenEndedInputs()``).
-        var endMarkerSentAt: ContinuousClock.Instant?
     }
 
     let configuration: PulseConfiguration

@@ -178,26 +178,34 @@ final class StageTwo: @unchecked Sendable {
             updateLag(consumer)
         }
         reportMissingFinals(now)
-        let atEnd = bounded != nil && !partitions.isEmpty && partitions.values.allSatisfy(\.merger.isAtEndOfInput)
+        let atEnd = bounded?.endWatermarks.map { ends in
+            !partitions.isEmpty && partitions.values.allSatisfy { state in ends.allSatisfy { (state.merger.watermark(of: $0.key) ?? .min) >= $0.value } }
+        } ?? false
         try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval, atEndOfInput: atEnd),
                           clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }
         if let bounded { reportBounded(bounded) }
     }
 
-    /// Tells the bounded run whether this stage is done: every window of its partitions is
-    /// final (every input partition's end marker of this run arrived, nothing waits) and
-    /// committed. A merger restored from a checkpoint has forgotten earlier end markers
-    /// (``WindowMerger/reopenEndedInputs()``), so those of an earlier run do not count.
+    /// Tells the bounded run whether this stage is done: once every stage-1 worker is,
+    /// each of its partitions holds, from every input partition the workers finished, a
+    /// watermark at least the one that partition ended with (so every window that closed
+    /// at the end is final here, and a merger restored from an earlier run does not count
+    /// as done), no marker waits for finals, and the finals are committed.
     private func reportBounded(_ bounded: BoundedRun) {
         let merging: BoundedRun.Merging
         if !metrics.stageTwoReady.load(ordering: .relaxed) {
             merging = .waiting
         } else if partitions.isEmpty {
             merging = .ownsNothing
+        } else if let ends = bounded.endWatermarks,
+                  partitions.values.allSatisfy({ state in
+                      !state.merger.isHoldingMarkers && ends.allSatisfy { (state.merger.watermark(of: $0.key) ?? .min) >= $0.value }
+                  }),
+                  committer?.inTransaction != true, committer?.awaitedOutputs != true {
+            merging = .finished(ends: ends)
         } else {
-            let final = partitions.values.allSatisfy(\.merger.isAtEndOfInput)
-            merging = final && committer?.inTransaction != true && committer?.awaitedOutputs != true ? .finished : .waiting
+            merging = .waiting
         }
         if bounded.report(merging: merging) { logger.info("bounded run complete: every input partition was read to its end and every window is final; stopping") }
     }
@@ -338,7 +346,6 @@ final class StageTwo: @unchecked Sendable {
                 try merger.restore(checkpoint.state)
                 for increment in checkpoint.increments { try merger.applyIncrement(increment) }
             }
-            merger.reopenEndedInputs()
             var state = PartitionState(merger: merger, lastOffset: (checkpoint?.nextOffset ?? 0) - 1)
             state.checkpoint = checkpoint?.withoutState
             partitions[partition] = state
