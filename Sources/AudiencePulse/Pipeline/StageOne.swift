@@ -232,12 +232,14 @@ final class StageOne: @unchecked Sendable {
         brokerWasUnreachable = false
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
+            // A bounded run ends a partition at the client's end-of-partition event, before
+            // a stall could make that end one to confirm after the idle timeout.
+            if bounded != nil && state.end == .reached && !state.finished { finish(partition, state: &state) }
             if stalled {
                 state.lastEventAt = now
                 if state.end == .reached { state.end = .toConfirm }
             }
             if touched.contains(partition) { state.lastEventAt = now }  // once per batch, not per event
-            if bounded != nil && state.end == .reached && !state.finished { finish(partition, state: &state) }
             // A paused partition is not idle: records may wait for it on the broker. A
             // finished one closed its windows already.
             let quiet = !state.finished && !paused.contains(partition) && now - state.lastEventAt >= .milliseconds(configuration.idleTimeout)
