@@ -25,7 +25,7 @@ build: bootstrap
 release: bootstrap
 	swift build -c release
 
-## The whole benchmark (docs/benchmarks.md): ceiling, lean, full (the defaults) and example jobs, latency, state and restore.
+## The whole benchmark (docs/benchmarks.md): ceiling, lean, full (the defaults) and example jobs (in groups, static, bounded), latency, state and restore.
 ## Appends its table to docs/benchmarks.md and writes .tools/bench/suite.json.
 bench: bootstrap
 	scripts/bench.sh
