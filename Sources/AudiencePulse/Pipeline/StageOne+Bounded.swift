@@ -19,11 +19,15 @@ extension StageOne {
         logger.info("bounded run: input partition \(partition) read to its end (offset \(state.lastOffset + 1), watermark \(state.aggregator.watermark)); its windows close")
     }
 
+    /// Whether a bounded run finished every partition this worker holds (true when it
+    /// holds none).
+    var allFinished: Bool { partitions.values.allSatisfy(\.finished) }
+
     /// Tells the bounded run whether this worker is done: it has its partitions, every one
     /// is finished, and what finishing them produced is committed; then also the
     /// watermark each partition ended with.
     func reportBounded(_ bounded: BoundedRun) {
-        let finished = ready.load(ordering: .relaxed) && partitions.values.allSatisfy(\.finished)
+        let finished = ready.load(ordering: .relaxed) && allFinished
             && committer?.inTransaction != true && committer?.awaitedOutputs != true
         let ends = finished ? partitions.mapValues(\.aggregator.watermark) : nil
         if bounded.report(worker: worker, ends: ends) {

@@ -270,7 +270,7 @@ final class StageOne: @unchecked Sendable {
             updateLag(consumer)
             publishTrackedUsers()
         }
-        let atEnd = bounded != nil && !partitions.isEmpty && partitions.values.allSatisfy(\.finished)
+        let atEnd = bounded != nil && !partitions.isEmpty && allFinished
         try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval, atEndOfInput: atEnd),
                           clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }

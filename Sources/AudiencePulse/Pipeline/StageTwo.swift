@@ -178,9 +178,7 @@ final class StageTwo: @unchecked Sendable {
             updateLag(consumer)
         }
         reportMissingFinals(now)
-        let atEnd = bounded?.endWatermarks.map { ends in
-            !partitions.isEmpty && partitions.values.allSatisfy { state in ends.allSatisfy { (state.merger.watermark(of: $0.key) ?? .min) >= $0.value } }
-        } ?? false
+        let atEnd = bounded?.endWatermarks.map { !partitions.isEmpty && holds($0) } ?? false
         try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval, atEndOfInput: atEnd),
                           clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }
@@ -198,16 +196,19 @@ final class StageTwo: @unchecked Sendable {
             merging = .waiting
         } else if partitions.isEmpty {
             merging = .ownsNothing
-        } else if let ends = bounded.endWatermarks,
-                  partitions.values.allSatisfy({ state in
-                      !state.merger.isHoldingMarkers && ends.allSatisfy { (state.merger.watermark(of: $0.key) ?? .min) >= $0.value }
-                  }),
+        } else if let ends = bounded.endWatermarks, holds(ends), !partitions.values.contains(where: \.merger.isHoldingMarkers),
                   committer?.inTransaction != true, committer?.awaitedOutputs != true {
             merging = .finished(ends: ends)
         } else {
             merging = .waiting
         }
         if bounded.report(merging: merging) { logger.info("bounded run complete: every input partition was read to its end and every window is final; stopping") }
+    }
+
+    /// Whether every partition's merger holds, from each input partition in `ends`, at
+    /// least the watermark it ended with.
+    private func holds(_ ends: [Int32: Int64]) -> Bool {
+        partitions.values.allSatisfy { state in ends.allSatisfy { (state.merger.watermark(of: $0.key) ?? .min) >= $0.value } }
     }
 
     /// Every 10 s: what the stage read, produced and checkpointed, and where its loop's
