@@ -88,6 +88,8 @@ extension SuiteBenchmark {
                     + "(\(Self.percent(round.ratio(job))) of \(all.count > 1 ? "its round's" : "the") ceiling), \(Self.decimal(job.seconds)) s: start-up to first event \(Self.milliseconds(job.startupSeconds)) "
                     + "(\(isStatic ? "partitions" : "groups joined and partitions") restored at \(Self.milliseconds(job.readySeconds))), "
                     + "all consumed at \(Self.decimal(job.consumedSeconds)) s (\(Self.integer(job.processingRate)) events/s in between), "
+                    + (job.bounded.map { "the last input partition ended at \(Self.decimal($0.inputEnded, places: 2)) s, stage 1 committed at \(Self.decimal($0.stageOneDone, places: 2)) s, "
+                        + "stage 2 held the end watermarks at \(Self.decimal($0.stageTwoHeld, places: 2)) s and committed at \(Self.decimal(job.seconds, places: 2)) s, " } ?? "")
                     + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? "")"
                     + "\(byThread(job)), \(job.finalRecords) final records, peak RSS \(Self.integer(firstPeakRSS(all)))\(all.count > 1 ? " MB (its first round)" : " MB"), "
                     + "\(job.alignmentPauses) alignment pauses\(overRounds) |\n"
@@ -121,7 +123,10 @@ extension SuiteBenchmark {
                         ("broker_cpu_seconds_per_million", job.brokerCPUSecondsPerMillion.map { Self.decimal($0) } ?? "null"),
                         ("cpu_seconds_per_million_by_thread", object(job.cpuByThread.map { ($0.group, Self.decimal(perMillion($0.seconds, job.events))) })),
                         ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(peakRSS ?? job.peakRSSMegabytes, grouped: false)),
-                        ("alignment_pauses", "\(job.alignmentPauses)")])
+                        ("alignment_pauses", "\(job.alignmentPauses)"),
+                        ("input_ended_seconds", job.bounded.map { Self.decimal($0.inputEnded, places: 3) } ?? "null"),
+                        ("stage_one_done_seconds", job.bounded.map { Self.decimal($0.stageOneDone, places: 3) } ?? "null"),
+                        ("stage_two_held_seconds", job.bounded.map { Self.decimal($0.stageTwoHeld, places: 3) } ?? "null")])
             }
             func ceilingPairs(_ round: Round) -> [(String, String)] {
                 [("ceiling_events_per_second", Self.integer(round.ceiling.messagesPerSecond, grouped: false)),

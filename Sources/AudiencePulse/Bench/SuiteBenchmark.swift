@@ -26,6 +26,10 @@ public struct SuiteBenchmark {
         public var peakRSSMegabytes: Double
         /// Input partitions paused for watermark alignment during the run.
         public var alignmentPauses: Int
+        /// A bounded run's last steps, seconds from start: the last input partition read
+        /// to its end, every stage-1 worker's commit of what that closed (nil: not a
+        /// bounded run).
+        public var bounded: (inputEnded: Double, stageOneDone: Double, stageTwoHeld: Double)?
         public var eventsPerSecond: Double { Double(events) / seconds }
         /// Events/s from the first to the last event consumed.
         public var processingRate: Double { Double(events) / max(consumedSeconds - startupSeconds, 0.001) }
@@ -252,13 +256,21 @@ public struct SuiteBenchmark {
         // Read before stopping: the stages' threads end with the service.
         let cpu = cpuTime(since: cpuBefore)
         let byThread = ThreadCPU.now().seconds(since: threadsBefore, processSeconds: cpu.client)
+        let timeline = service.boundedRunTimeline
         service.stop(timeout: .seconds(30))
+        let bounded = timeline.flatMap { timeline in
+            timeline.inputEnded.flatMap { ended in
+                timeline.stageOneDone.flatMap { done in
+                    timeline.stageTwoHeld.map { ((ended - began).secondsDouble, (done - began).secondsDouble, ($0 - began).secondsDouble) }
+                }
+            }
+        }
         return JobResult(name: name, events: expected, seconds: (lastChange - began).secondsDouble,
                          startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble,
                          readySeconds: ((ready ?? lastChange) - began).secondsDouble,
                          consumedSeconds: ((allConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu.client, brokerCPUSeconds: cpu.broker,
                          cpuByThread: byThread, finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes,
-                         alignmentPauses: service.counters["alignment_pauses", default: 0])
+                         alignmentPauses: service.counters["alignment_pauses", default: 0], bounded: bounded)
     }
 
     /// Latency at a fixed live rate against a running service (lean job, 10 s windows).
@@ -365,7 +377,7 @@ extension SuiteBenchmark {
         for (name, yaml) in definitions(prefix: prefix, input: topic) where self.jobs.contains(name) {
             log("\(label)\(name) job")
             let result = try job(name, yaml: yaml, events: events)
-            log("\(label)\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, all consumed at \(result.consumedSeconds) s, \(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
+            log("\(label)\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, all consumed at \(result.consumedSeconds) s, \(result.bounded.map { "input ended at \($0.inputEnded) s, stage 1 committed at \($0.stageOneDone) s, stage 2 held the ends at \($0.stageTwoHeld) s, " } ?? "")\(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
             jobs.append(result)
         }
         return Round(ceiling: ceiling, ceilingCPU: ceilingCPU, jobs: jobs)

@@ -25,6 +25,20 @@ final class BoundedRun: Sendable {
         /// its input partitions ended with.
         var workers: [[Int32: Int64]?]
         var merging = Merging.waiting
+        var timeline = Timeline()
+    }
+
+    /// When the run's steps happened, for the benchmark's account of where its last
+    /// moments go.
+    struct Timeline: Sendable {
+        /// The last input partition was read to its end.
+        var inputEnded: ContinuousClock.Instant?
+        /// Every stage-1 worker had committed what its partitions' ends closed.
+        var stageOneDone: ContinuousClock.Instant?
+        /// Stage 2 held every end watermark (and then committed what they completed).
+        var stageTwoHeld: ContinuousClock.Instant?
+        /// Stage 2 had committed the final records: the run ended.
+        var ended: ContinuousClock.Instant?
     }
 
     private let state: Mutex<State>
@@ -42,6 +56,16 @@ final class BoundedRun: Sendable {
         complete { $0.workers[worker] = ends }
     }
 
+    /// A stage-1 worker read one of its input partitions to its end.
+    func partitionEnded() {
+        state.withLock { $0.timeline.inputEnded = .now }
+    }
+
+    /// Stage 2 holds every end watermark (its first cycle that does).
+    func stageTwoHolds() {
+        state.withLock { $0.timeline.stageTwoHeld = $0.timeline.stageTwoHeld ?? .now }
+    }
+
     /// Returns true for the report that ends the run.
     @discardableResult
     func report(merging: Merging) -> Bool {
@@ -57,6 +81,8 @@ final class BoundedRun: Sendable {
     /// Whether the run has ended: the stages stop.
     var hasEnded: Bool { ended.load(ordering: .acquiring) }
 
+    var timeline: Timeline { state.withLock { $0.timeline } }
+
     private static func ends(of workers: [[Int32: Int64]?]) -> [Int32: Int64]? {
         var merged: [Int32: Int64] = [:]
         for ends in workers {
@@ -69,12 +95,18 @@ final class BoundedRun: Sendable {
     private func complete(_ change: (inout State) -> Void) -> Bool {
         state.withLock { state -> Bool in
             change(&state)
-            guard !ended.load(ordering: .relaxed), let ends = Self.ends(of: state.workers) else { return false }
+            guard !ended.load(ordering: .relaxed) else { return false }
+            guard let ends = Self.ends(of: state.workers) else {
+                state.timeline.stageOneDone = nil  // a worker finished again since
+                return false
+            }
+            if state.timeline.stageOneDone == nil { state.timeline.stageOneDone = .now }
             switch state.merging {
             case .waiting: return false
             case .finished(let checked) where checked != ends: return false  // a worker finished again since
             case .finished, .ownsNothing: break
             }
+            state.timeline.ended = .now
             ended.store(true, ordering: .releasing)
             return true
         }

@@ -122,6 +122,9 @@ public final class PulseService: Sendable {
     /// produced every final record (the stages are then draining or stopped).
     public var boundedRunEnded: Bool { bounded?.hasEnded == true }
 
+    /// With `processing.until_end`: when the run's steps happened (nil otherwise).
+    var boundedRunTimeline: BoundedRun.Timeline? { bounded?.timeline }
+
     /// Stage failures so far (empty while healthy).
     public var failureMessages: [String] { failures.withLock { $0 } }
 

@@ -16,6 +16,7 @@ extension StageOne {
         state.changedSinceCheckpoint = true
         state.aggregator.advanceWatermark(to: Self.wallMilliseconds() - configuration.aggregation.maxOutOfOrderness)
         state.lastMarker = .min  // the end's marker goes out whatever the watermark moved
+        bounded?.partitionEnded()
         logger.info("bounded run: input partition \(partition) read to its end (offset \(state.lastOffset + 1), watermark \(state.aggregator.watermark)); its windows close")
     }
 

@@ -179,6 +179,7 @@ final class StageTwo: @unchecked Sendable {
         }
         reportMissingFinals(now)
         let atEnd = bounded?.endWatermarks.map { !partitions.isEmpty && holds($0) } ?? false
+        if atEnd { bounded?.stageTwoHolds() }
         try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval, atEndOfInput: atEnd),
                           clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }
