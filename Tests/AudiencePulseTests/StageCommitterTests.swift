@@ -179,3 +179,58 @@ struct StageCommitterCheckpointTests {
         #expect(try Array(committed()[0...1]) == [42, 10])
     }
 }
+
+@Suite("A stage's records with exactly-once")
+struct StageCommitterOutboxTests {
+    @Test("wait for the commit, which produces them in a transaction opened then; an abort drops them; past the held-bytes limit they go out in the open transaction")
+    func recordsWaitForTheCommit() throws {
+        let cluster = try KafkaMockCluster(brokers: 1)
+        try cluster.createTopic("outputs", partitions: 1)
+        let common = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(common: common, transactionalID: "stage-outbox"))
+        try producer.initTransactions()
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(common: common, groupID: "stage"))
+        var committer = StageCommitter(guarantee: .exactlyOnce, producer: producer, consumer: consumer)
+        let none: [Int32: StageCommitterCheckpointTests.Partition] = [:]
+        let topic = try producer.topic("outputs")
+        func end() throws -> Int64 {
+            try producer.flush(timeout: .seconds(10))
+            return try consumer.watermarks(topic: "outputs", partition: 0, timeout: .seconds(10)).high
+        }
+
+        for index in 0..<3 { try committer.send(to: topic, partition: 0, key: [UInt8(index)], value: Array("record \(index)".utf8)) }
+        #expect(committer.hasUncommittedOutputs && !committer.inTransaction)
+        #expect(try end() == 0)  // nothing on the broker, no transaction open
+        #expect(try committer.commitProgress(none, topic: "input", now: .now))
+        #expect(!committer.hasUncommittedOutputs)
+        let afterCommit = try end()
+        #expect(afterCommit >= 3)  // the three records (and a commit marker, on a broker that writes one)
+
+        // Dropped with the transaction they were for (the stage rewinds and produces them again).
+        try committer.send(to: topic, partition: 0, key: nil, value: Array("dropped".utf8))
+        committer.abort()
+        #expect(!committer.hasUncommittedOutputs)
+        #expect(try committer.commitProgress(none, topic: "input", now: .now) == false)
+        #expect(try end() == afterCommit)
+
+        // Past the limit the transaction opens and they are produced; the rest join it.
+        let value = [UInt8](repeating: 7, count: 100_000)
+        let count = StageCommitter.heldBytesLimit / value.count + 2
+        for _ in 0..<count { try committer.send(to: topic, partition: 0, key: nil, value: value) }
+        #expect(committer.inTransaction && committer.held.isEmpty)
+        #expect(try end() == afterCommit + Int64(count))
+        #expect(try committer.commitProgress(none, topic: "input", now: .now))
+        #expect(!committer.hasUncommittedOutputs)
+    }
+
+    @Test("with at-least-once go out at once")
+    func atLeastOnceProducesAtOnce() throws {
+        let (cluster, producer, consumer) = try mockStage(topics: ["outputs": 1])
+        var committer = StageCommitter(guarantee: .atLeastOnce, producer: producer, consumer: consumer)
+        try committer.send(to: producer.topic("outputs"), partition: 0, key: nil, value: Array("now".utf8))
+        #expect(!committer.hasUncommittedOutputs)
+        try producer.flush(timeout: .seconds(10))
+        #expect(try consumer.watermarks(topic: "outputs", partition: 0, timeout: .seconds(10)).high == 1)
+        withExtendedLifetime(cluster) {}
+    }
+}

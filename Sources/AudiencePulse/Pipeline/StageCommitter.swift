@@ -51,6 +51,11 @@ struct StageCommitter {
     let producer: KafkaProducer
     let consumer: KafkaConsumer
     private(set) var inTransaction = false
+    /// With `exactly_once`: records sent since the last commit, produced when it begins
+    /// (``send(to:partition:key:value:headers:timestamp:)``).
+    var held: [HeldRecord] = []
+    /// Key and value bytes of ``held``.
+    var heldBytes = 0
     /// Failed deliveries (without a handler) that ``deliverOutputs()`` has reported.
     private var reportedFailures = 0
     private(set) var lastCheckpoint: ContinuousClock.Instant
@@ -76,7 +81,7 @@ struct StageCommitter {
     /// protects reading, and the run ends only once it is committed.
     func due(at now: ContinuousClock.Instant, checkpointInterval: Int64, commitInterval: Int64, atEndOfInput: Bool = false) -> Step? {
         if now - lastCheckpoint >= .milliseconds(checkpointInterval) { return .checkpoint }
-        if atEndOfInput && (inTransaction || awaitedOutputs) { return .commit }
+        if atEndOfInput && (hasUncommittedOutputs || awaitedOutputs) { return .commit }
         return Self.isDue(lastCommit: lastCommit, now: now, interval: commitInterval, awaitedOutputs: awaitedOutputs,
                           promptSpacing: Self.promptSpacing(after: lastCommitTime)) ? .commit : nil
     }
@@ -100,6 +105,7 @@ struct StageCommitter {
     @discardableResult
     mutating func commit(_ offsets: [KafkaTopicPartition]) throws(KafkaError) -> Bool {
         if guarantee == .exactlyOnce {
+            try releaseHeld()
             guard inTransaction else { return false }
             if !offsets.isEmpty { try producer.sendOffsetsToTransaction(offsets, groupMetadata: try consumer.groupMetadata()) }
             try producer.commitTransaction()
@@ -131,12 +137,13 @@ struct StageCommitter {
         throw producer.lastUnhandledDeliveryError ?? KafkaError(code: .state, message: "\(failures) records were not delivered")
     }
 
-    /// Drops the open transaction (after a failure, or when partitions were lost), and
-    /// forgets the failed deliveries so far: the stage rewinds and produces what they held
+    /// Drops the open transaction and the held records (after a failure, or when
+    /// partitions were lost), and forgets the failed deliveries so far: the stage rewinds and produces what they held
     /// again (an abort's purged records report failures of their own).
     mutating func abort() {
         if inTransaction { try? producer.abortTransaction() }
         inTransaction = false
+        dropHeld()
         reportedFailures = producer.unhandledDeliveryFailures
     }
 
@@ -185,6 +192,7 @@ extension StageCommitter {
         lastCheckpoint = now
         lastCommit = now
         awaitedOutputs = false
+        try releaseHeld()
         try deliverOutputs()
         var offsets: [KafkaTopicPartition] = []
         for partition in partitions.keys.sorted() {

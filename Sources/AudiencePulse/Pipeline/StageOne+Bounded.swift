@@ -1,4 +1,5 @@
 import AudienceMetrics
+import Kafka
 import Logging
 import Synchronization
 
@@ -20,6 +21,17 @@ extension StageOne {
         logger.info("bounded run: input partition \(partition) read to its end (offset \(state.lastOffset + 1), watermark \(state.aggregator.watermark)); its windows close")
     }
 
+    /// Whether the client's last fetch of `partition` ended at the record after
+    /// `lastOffset` (its high watermark then): the partition is read to its end as soon as
+    /// its last records are handled. The end-of-partition event says the same only after a
+    /// later fetch found nothing, which the broker may hold for up to `fetch.wait.max.ms`.
+    /// A partition whose end is a transaction's control record (input written in
+    /// transactions) never matches and waits for that event.
+    func fetchedToEnd(_ consumer: KafkaConsumer, partition: Int32, lastOffset: Int64) -> Bool {
+        guard lastOffset >= 0, let high = consumer.cachedWatermarks(topic: configuration.inputTopic, partition: partition)?.high else { return false }
+        return lastOffset + 1 >= high
+    }
+
     /// Whether a bounded run finished every partition this worker holds (true when it
     /// holds none).
     var allFinished: Bool { partitions.values.allSatisfy(\.finished) }
@@ -29,7 +41,7 @@ extension StageOne {
     /// watermark each partition ended with.
     func reportBounded(_ bounded: BoundedRun) {
         let finished = ready.load(ordering: .relaxed) && allFinished
-            && committer?.inTransaction != true && committer?.awaitedOutputs != true
+            && committer?.hasUncommittedOutputs != true && committer?.awaitedOutputs != true
         let ends = finished ? partitions.mapValues(\.aggregator.watermark) : nil
         if bounded.report(worker: worker, ends: ends) {
             logger.info("bounded run complete: every input partition was read to its end and every window that closed there is final; stopping")

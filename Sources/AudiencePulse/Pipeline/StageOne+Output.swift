@@ -35,7 +35,6 @@ extension StageOne {
     }
 
     private func deadLetter(_ message: KafkaMessageView, reason: RejectReason, producer: KafkaProducer) throws {
-        try committer?.prepareToProduce()
         let headers = [
             KafkaHeader(name: "pulse.reason", string: reason.code),
             KafkaHeader(name: "pulse.source.topic", string: configuration.inputTopic),
@@ -43,7 +42,7 @@ extension StageOne {
             KafkaHeader(name: "pulse.source.offset", string: String(message.offset)),
             KafkaHeader(name: "pulse.time", string: String(Self.wallMilliseconds())),
         ]
-        try producer.produce(topic: configuration.deadLetterTopic, key: message.key, value: message.value, headers: headers, blockIfQueueFull: true)
+        try committer?.send(to: producer.topic(configuration.deadLetterTopic), key: message.key.map { Array($0) }, value: Array(message.value), headers: headers)
         metrics.deadLettered.add(1, ordering: .relaxed)
     }
 
@@ -64,15 +63,12 @@ extension StageOne {
         else { return !closed.isEmpty }
         state.lastMarker = watermark
         state.changedSinceCheckpoint = true
-        try committer?.prepareToProduce()
         let finals = StageMessage.closing(closed, partitions: partialsPartitionCount)
         let handle = try producer.topic(configuration.partialsTopic)
         for target in 0..<partialsPartitionCount {
             let marker = StageMessage(watermark: .init(inputPartition: partition, inputPartitions: inputPartitionCount, inputOffset: state.lastOffset,
                                                        time: watermark, closing: finals[target])).encoded
-            try marker.withUnsafeBytes { bytes in
-                try producer.produce(to: handle, partition: Int32(target), key: nil, value: bytes, blockIfQueueFull: true)
-            }
+            try committer?.send(to: handle, partition: Int32(target), key: nil, value: marker)
         }
         if !closed.isEmpty { metrics.windowsClosed.add(closed.count, ordering: .relaxed) }
         return !closed.isEmpty
@@ -82,7 +78,6 @@ extension StageOne {
     @discardableResult
     func emit(_ partials: [WindowPartial], partition: Int32, state: inout PartitionState, producer: KafkaProducer) throws -> Bool {
         guard !partials.isEmpty else { return false }
-        try committer?.prepareToProduce()
         let handle = try producer.topic(configuration.partialsTopic)
         let offset = state.lastOffset
         let headers = state.pendingSince.map { [KafkaHeader(name: "pulse.since", string: String($0))] } ?? []
@@ -92,11 +87,7 @@ extension StageOne {
                 let message = StageMessage.partial(of: window, segment: segment, aggregate: aggregate, inputPartition: partition,
                                                    inputPartitions: inputPartitionCount, inputOffset: offset).encoded
                 let target = StageMessage.partition(ofSegment: segment, partitions: partialsPartitionCount)
-                try message.withUnsafeBytes { value in
-                    try Array(segment.utf8).withUnsafeBytes { key in
-                        try producer.produce(to: handle, partition: target, key: key, value: value, headers: headers, blockIfQueueFull: true)
-                    }
-                }
+                try committer?.send(to: handle, partition: target, key: Array(segment.utf8), value: message, headers: headers)
             }
         }
         metrics.partialsProduced.add(partials.reduce(0) { $0 + $1.segments.count }, ordering: .relaxed)

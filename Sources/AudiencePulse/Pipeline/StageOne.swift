@@ -232,9 +232,13 @@ final class StageOne: @unchecked Sendable {
         brokerWasUnreachable = false
         for partition in partitions.keys.sorted() {
             guard var state = partitions[partition] else { continue }
-            // A bounded run ends a partition at the client's end-of-partition event, before
-            // a stall could make that end one to confirm after the idle timeout.
-            if bounded != nil && state.end == .reached && !state.finished { finish(partition, state: &state) }
+            // A bounded run ends a partition once its last fetch's end is handled, or at the
+            // client's end-of-partition event, before a stall could make that end one to
+            // confirm after the idle timeout.
+            if bounded != nil && !state.finished
+                && (state.end == .reached || fetchedToEnd(consumer, partition: partition, lastOffset: state.lastOffset)) {
+                finish(partition, state: &state)
+            }
             if stalled {
                 state.lastEventAt = now
                 if state.end == .reached { state.end = .toConfirm }

@@ -198,7 +198,7 @@ final class StageTwo: @unchecked Sendable {
         } else if partitions.isEmpty {
             merging = .ownsNothing
         } else if let ends = bounded.endWatermarks, holds(ends), !partitions.values.contains(where: \.merger.isHoldingMarkers),
-                  committer?.inTransaction != true, committer?.awaitedOutputs != true {
+                  committer?.hasUncommittedOutputs != true, committer?.awaitedOutputs != true {
             merging = .finished(ends: ends)
         } else {
             merging = .waiting
@@ -279,15 +279,10 @@ final class StageTwo: @unchecked Sendable {
 
     private func produce(_ records: [MetricRecord], producer: KafkaProducer) throws {
         guard !records.isEmpty else { return }
-        try committer?.prepareToProduce()
         let handle = try producer.topic(configuration.metricsTopic)
         let withWindowName = configuration.aggregation.windows.count > 1
         for record in records {
-            try Array(record.key(includeWindowName: withWindowName).utf8).withUnsafeBytes { key in
-                try record.jsonBytes.withUnsafeBytes { value in
-                    try producer.produce(to: handle, key: key, value: value, timestamp: record.end, blockIfQueueFull: true)
-                }
-            }
+            try committer?.send(to: handle, key: Array(record.key(includeWindowName: withWindowName).utf8), value: record.jsonBytes, timestamp: record.end)
         }
         metrics.recordsProduced.add(records.count, ordering: .relaxed)
     }
