@@ -91,7 +91,7 @@ extension SuiteBenchmark {
                     + (job.bounded.map { "the last input partition ended at \(Self.decimal($0.inputEnded, places: 2)) s, stage 1 committed at \(Self.decimal($0.stageOneDone, places: 2)) s, "
                         + "stage 2 held the end watermarks at \(Self.decimal($0.stageTwoHeld, places: 2)) s and committed at \(Self.decimal(job.seconds, places: 2)) s, " } ?? "")
                     + "\(Self.decimal(job.cpuSecondsPerMillion)) CPU s per million events\(job.brokerCPUSecondsPerMillion.map { " (broker \(Self.decimal($0)))" } ?? "")"
-                    + "\(byThread(job)), \(job.finalRecords) final records, peak RSS \(Self.integer(firstPeakRSS(all)))\(all.count > 1 ? " MB (its first round)" : " MB"), "
+                    + "\(byThread(job)), \(job.finalRecords) final records (\(job.records) records, \(job.partials) partials), peak RSS \(Self.integer(firstPeakRSS(all)))\(all.count > 1 ? " MB (its first round)" : " MB"), "
                     + "\(job.alignmentPauses) alignment pauses\(overRounds) |\n"
             }
             for (rate, result) in latency {
@@ -122,7 +122,7 @@ extension SuiteBenchmark {
                         ("processing_events_per_second", Self.integer(job.processingRate, grouped: false)), ("cpu_seconds_per_million", Self.decimal(job.cpuSecondsPerMillion)),
                         ("broker_cpu_seconds_per_million", job.brokerCPUSecondsPerMillion.map { Self.decimal($0) } ?? "null"),
                         ("cpu_seconds_per_million_by_thread", object(job.cpuByThread.map { ($0.group, Self.decimal(perMillion($0.seconds, job.events))) })),
-                        ("final_records", "\(job.finalRecords)"), ("peak_rss_mb", Self.integer(peakRSS ?? job.peakRSSMegabytes, grouped: false)),
+                        ("final_records", "\(job.finalRecords)"), ("records", "\(job.records)"), ("partials", "\(job.partials)"), ("peak_rss_mb", Self.integer(peakRSS ?? job.peakRSSMegabytes, grouped: false)),
                         ("alignment_pauses", "\(job.alignmentPauses)"),
                         ("input_ended_seconds", job.bounded.map { Self.decimal($0.inputEnded, places: 3) } ?? "null"),
                         ("stage_one_done_seconds", job.bounded.map { Self.decimal($0.stageOneDone, places: 3) } ?? "null"),

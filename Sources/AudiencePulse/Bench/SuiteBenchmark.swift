@@ -30,6 +30,9 @@ public struct SuiteBenchmark {
         /// to its end, every stage-1 worker's commit of what that closed (nil: not a
         /// bounded run).
         public var bounded: (inputEnded: Double, stageOneDone: Double, stageTwoHeld: Double)?
+        /// Partials stage 1 produced and metric records (updated and final) stage 2 produced.
+        public var partials = 0
+        public var records = 0
         public var eventsPerSecond: Double { Double(events) / seconds }
         /// Events/s from the first to the last event consumed.
         public var processingRate: Double { Double(events) / max(consumedSeconds - startupSeconds, 0.001) }
@@ -256,6 +259,7 @@ public struct SuiteBenchmark {
         // Read before stopping: the stages' threads end with the service.
         let cpu = cpuTime(since: cpuBefore)
         let byThread = ThreadCPU.now().seconds(since: threadsBefore, processSeconds: cpu.client)
+        let outputs = service.counters
         let timeline = service.boundedRunTimeline
         service.stop(timeout: .seconds(30))
         let bounded = timeline.flatMap { timeline in
@@ -270,7 +274,8 @@ public struct SuiteBenchmark {
                          readySeconds: ((ready ?? lastChange) - began).secondsDouble,
                          consumedSeconds: ((allConsumed ?? lastChange) - began).secondsDouble, cpuSeconds: cpu.client, brokerCPUSeconds: cpu.broker,
                          cpuByThread: byThread, finalRecords: lastFinals, peakRSSMegabytes: sampler.peakMegabytes,
-                         alignmentPauses: service.counters["alignment_pauses", default: 0], bounded: bounded)
+                         alignmentPauses: outputs["alignment_pauses", default: 0], bounded: bounded,
+                         partials: outputs["partials_produced", default: 0], records: outputs["records_produced", default: 0])
     }
 
     /// Latency at a fixed live rate against a running service (lean job, 10 s windows).
@@ -377,7 +382,7 @@ extension SuiteBenchmark {
         for (name, yaml) in definitions(prefix: prefix, input: topic) where self.jobs.contains(name) {
             log("\(label)\(name) job")
             let result = try job(name, yaml: yaml, events: events)
-            log("\(label)\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, all consumed at \(result.consumedSeconds) s, \(result.bounded.map { "input ended at \($0.inputEnded) s, stage 1 committed at \($0.stageOneDone) s, stage 2 held the ends at \($0.stageTwoHeld) s, " } ?? "")\(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
+            log("\(label)\(name): \(Int(result.eventsPerSecond)) events/s in \(result.seconds) s, start-up \(result.startupSeconds) s, all consumed at \(result.consumedSeconds) s, \(result.bounded.map { "input ended at \($0.inputEnded) s, stage 1 committed at \($0.stageOneDone) s, stage 2 held the ends at \($0.stageTwoHeld) s, " } ?? "")\(result.partials) partials, \(result.records) records, \(Int(result.cpuSecondsPerMillion)) CPU s per million, peak RSS \(Int(result.peakRSSMegabytes)) MB")
             jobs.append(result)
         }
         return Round(ceiling: ceiling, ceilingCPU: ceilingCPU, jobs: jobs)
