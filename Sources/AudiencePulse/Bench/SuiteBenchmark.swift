@@ -222,9 +222,15 @@ public struct SuiteBenchmark {
         var stageTwoCaughtUp: ContinuousClock.Instant?
         var lastFinals = -1
         var lastChange = began
+        // Read every 100 ms: a bounded run's stage threads end as it ends, before the
+        // last reading.
+        var threads = threadsBefore
+        var polls = 0
         while true {
             Thread.sleep(forTimeInterval: 0.02)
             sampler.sample()
+            polls += 1
+            if polls % 5 == 0 { threads = ThreadCPU.now(keeping: threads) }
             let counters = service.counters
             let now = ContinuousClock.now
             if firstConsumed == nil, counters["consumed", default: 0] > 0 { firstConsumed = now }
@@ -258,7 +264,7 @@ public struct SuiteBenchmark {
         }
         // Read before stopping: the stages' threads end with the service.
         let cpu = cpuTime(since: cpuBefore)
-        let byThread = ThreadCPU.now().seconds(since: threadsBefore, processSeconds: cpu.client)
+        let byThread = ThreadCPU.now(keeping: threads).seconds(since: threadsBefore, processSeconds: cpu.client)
         let outputs = service.counters
         let timeline = service.boundedRunTimeline
         service.stop(timeout: .seconds(30))

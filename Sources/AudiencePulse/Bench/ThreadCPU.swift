@@ -4,8 +4,9 @@ import Foundation
 /// benchmark's answer to "where did the time go" for every run, as shares that do not
 /// depend on how fast the machine happened to be. Threads are grouped by the names the
 /// service gives them (``ThreadName``); helper threads a stage starts inherit its name.
-/// Threads that ended before the second reading (restore consumers, say) are not seen and
-/// fall into `other`, which is the process's total less the named groups. (The suite runs
+/// A thread that ended between readings counts with its last reading
+/// (``now(keeping:)``); one that ended before any (restore consumers, say) is not seen and
+/// falls into `other`, which is the process's total less the named groups. (The suite runs
 /// the two stages alone: `pulse serve`'s read model and HTTP server are not part of it.)
 struct ThreadCPU: Sendable {
     /// Seconds of user + system time per thread id, with the thread's name.
@@ -31,6 +32,11 @@ struct ThreadCPU: Sendable {
             threads[id] = (name.trimmingCharacters(in: .newlines), seconds)
         }
         return ThreadCPU(threads: threads)
+    }
+
+    /// The process's threads now, and those of `earlier` that have ended since, as last read.
+    static func now(keeping earlier: ThreadCPU) -> ThreadCPU {
+        ThreadCPU(threads: earlier.threads.merging(now().threads) { _, current in current })
     }
 
     /// Seconds per group spent since `earlier`; `other` makes the groups add up to
