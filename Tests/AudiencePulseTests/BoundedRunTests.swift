@@ -39,4 +39,13 @@ struct BoundedRunStateTests {
         #expect(run.report(merging: .ownsNothing))
         #expect(run.hasEnded)
     }
+
+    @Test("stage 2 forwards updates every 100 ms live and every update_interval (at least 100 ms) in a bounded run")
+    func updateSpacing() {
+        #expect(StageTwo.updateSpacing(updateInterval: 1_000, bounded: false) == .milliseconds(100))
+        #expect(StageTwo.updateSpacing(updateInterval: 5_000, bounded: false) == .milliseconds(100))
+        #expect(StageTwo.updateSpacing(updateInterval: 1_000, bounded: true) == .seconds(1))
+        #expect(StageTwo.updateSpacing(updateInterval: 5_000, bounded: true) == .seconds(5))
+        #expect(StageTwo.updateSpacing(updateInterval: 20, bounded: true) == .milliseconds(100))
+    }
 }

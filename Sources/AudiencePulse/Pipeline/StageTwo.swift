@@ -37,6 +37,8 @@ final class StageTwo: @unchecked Sendable {
     private let clock = ContinuousClock()
     private var lastUpdate: ContinuousClock.Instant
     private var updatesPending = false
+    /// How often merged updates are forwarded (``updateSpacing(updateInterval:bounded:)``).
+    private let updateSpacing: Duration
     private var missingSince: ContinuousClock.Instant?
     private var lastGapReport: ContinuousClock.Instant?
     /// Where the loop's time went since the last progress log (for that log), and what
@@ -63,6 +65,21 @@ final class StageTwo: @unchecked Sendable {
         checkpoints = CheckpointStore(topic: configuration.stageTwoChangelog, kafka: configuration.kafkaConfiguration, logger: logger)
         lastUpdate = clock.now
         lastProgress = clock.now
+        updateSpacing = Self.updateSpacing(updateInterval: configuration.updateInterval, bounded: bounded != nil)
+    }
+
+    /// How often stage 2 forwards the merged updates of changed segments. Stage 1 already
+    /// paces each segment's partials to `processing.update_interval`, so a live stage 2
+    /// forwards them as they arrive (at most every 100 ms), not on a second timer that
+    /// would add up to another interval of delay. A bounded run reads a backlog instead:
+    /// there windows close as fast as the input is read, each input partition's final
+    /// partials arrive on their own, and forwarding the merge after each of them sent
+    /// about three non-final records per final one, each superseded moments later. It
+    /// forwards every `update_interval` (at least 100 ms): progress stays visible at the
+    /// configured pace, and the run ends as soon (docs/benchmarks-log.md, "Morning
+    /// (2026-12-03)").
+    static func updateSpacing(updateInterval: Int64, bounded: Bool) -> Duration {
+        .milliseconds(bounded ? max(updateInterval, 100) : 100)
     }
 
     func stop() { stopping.store(true, ordering: .releasing) }
@@ -155,11 +172,8 @@ final class StageTwo: @unchecked Sendable {
         let now = clock.now
         spent.poll += now - polling - processing
         spent.process += processing
-        // Stage 1 already paces each segment's partials to processing.update_interval:
-        // forward the merged updates as they arrive (at most every 100 ms), not on a
-        // second timer that would add up to another interval of delay.
         if partialsRead > 0 { updatesPending = true }
-        if updatesPending && now - lastUpdate >= .milliseconds(100) {
+        if updatesPending && now - lastUpdate >= updateSpacing {
             lastUpdate = now
             updatesPending = false
             defer { spent.updates += clock.now - now }
