@@ -40,7 +40,8 @@ struct StageCommitter {
     /// for the interval, since the next stage (or a `read_committed` subscriber) sees them
     /// only then. Each stage-1 worker sends updates at most once per
     /// `processing.update_interval` (and finals when windows close), and stage 2 forwards
-    /// what arrives at most every 100 ms, so this adds a few commits a second at most.
+    /// what arrives at most every 100 ms (in a bounded run every `update_interval`), so this
+    /// adds a few commits a second at most.
     static func isDue(lastCommit: ContinuousClock.Instant, now: ContinuousClock.Instant, interval milliseconds: Int64, awaitedOutputs: Bool,
                       promptSpacing: Duration) -> Bool {
         let elapsed = now - lastCommit
