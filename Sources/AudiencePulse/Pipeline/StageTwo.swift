@@ -76,8 +76,8 @@ final class StageTwo: @unchecked Sendable {
     /// partials arrive on their own, and forwarding the merge after each of them sent
     /// about three non-final records per final one, each superseded moments later. It
     /// forwards every `update_interval` (at least 100 ms): progress stays visible at the
-    /// configured pace, and the run ends as soon (docs/benchmarks-log.md, "Morning
-    /// (2026-12-03)").
+    /// configured pace, and the run ends no later (docs/benchmarks-log.md, "Late
+    /// morning (2026-12-03)").
     static func updateSpacing(updateInterval: Int64, bounded: Bool) -> Duration {
         .milliseconds(bounded ? max(updateInterval, 100) : 100)
     }
