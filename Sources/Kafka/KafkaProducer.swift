@@ -105,20 +105,35 @@ public final class KafkaProducer: Sendable {
         blockIfQueueFull: Bool = false,
         onDelivery: (@Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void)? = nil
     ) throws(KafkaError) {
-        let result: Result<Void, KafkaError> = message.value.withUnsafeBytes { value in
-            guard let key = message.key else {
+        try produce(
+            to: topic(message.topic), partition: message.partition, key: message.key, value: message.value,
+            headers: message.headers, timestamp: message.timestamp, blockIfQueueFull: blockIfQueueFull, onDelivery: onDelivery)
+    }
+
+    /// Enqueues one record from owned bytes to a topic handle from ``topic(_:)``. See
+    /// ``produce(_:blockIfQueueFull:onDelivery:)`` for the parameters.
+    public func produce(
+        to topic: KafkaProducerTopic,
+        partition: Int32? = nil,
+        key: [UInt8]?,
+        value: [UInt8],
+        headers: [KafkaHeader] = [],
+        timestamp: Int64? = nil,
+        blockIfQueueFull: Bool = false,
+        onDelivery: (@Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void)? = nil
+    ) throws(KafkaError) {
+        let result: Result<Void, KafkaError> = value.withUnsafeBytes { value in
+            guard let key else {
                 return Result { () throws(KafkaError) in
                     try produce(
-                        topic: message.topic, partition: message.partition, key: nil, value: value,
-                        headers: message.headers, timestamp: message.timestamp,
+                        to: topic, partition: partition, key: nil, value: value, headers: headers, timestamp: timestamp,
                         blockIfQueueFull: blockIfQueueFull, onDelivery: onDelivery)
                 }
             }
             return key.withUnsafeBytes { key in
                 Result { () throws(KafkaError) in
                     try produce(
-                        topic: message.topic, partition: message.partition, key: key, value: value,
-                        headers: message.headers, timestamp: message.timestamp,
+                        to: topic, partition: partition, key: key, value: value, headers: headers, timestamp: timestamp,
                         blockIfQueueFull: blockIfQueueFull, onDelivery: onDelivery)
                 }
             }

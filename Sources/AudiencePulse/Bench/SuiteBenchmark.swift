@@ -27,8 +27,8 @@ public struct SuiteBenchmark {
         /// Input partitions paused for watermark alignment during the run.
         public var alignmentPauses: Int
         /// A bounded run's last steps, seconds from start: the last input partition read
-        /// to its end, every stage-1 worker's commit of what that closed (nil: not a
-        /// bounded run).
+        /// to its end, every stage-1 worker's commit of what that closed, stage 2 holding
+        /// every end watermark (nil: not a bounded run).
         public var bounded: (inputEnded: Double, stageOneDone: Double, stageTwoHeld: Double)?
         /// Partials stage 1 produced and metric records (updated and final) stage 2 produced.
         public var partials = 0
@@ -268,12 +268,9 @@ public struct SuiteBenchmark {
         let outputs = service.counters
         let timeline = service.boundedRunTimeline
         service.stop(timeout: .seconds(30))
-        let bounded = timeline.flatMap { timeline in
-            timeline.inputEnded.flatMap { ended in
-                timeline.stageOneDone.flatMap { done in
-                    timeline.stageTwoHeld.map { ((ended - began).secondsDouble, (done - began).secondsDouble, ($0 - began).secondsDouble) }
-                }
-            }
+        let bounded = timeline.flatMap { timeline -> (Double, Double, Double)? in
+            guard let ended = timeline.inputEnded, let done = timeline.stageOneDone, let held = timeline.stageTwoHeld else { return nil }
+            return ((ended - began).secondsDouble, (done - began).secondsDouble, (held - began).secondsDouble)
         }
         return JobResult(name: name, events: expected, seconds: (lastChange - began).secondsDouble,
                          startupSeconds: ((firstConsumed ?? lastChange) - began).secondsDouble,

@@ -37,8 +37,6 @@ final class BoundedRun: Sendable {
         var stageOneDone: ContinuousClock.Instant?
         /// Stage 2 held every end watermark (and then committed what they completed).
         var stageTwoHeld: ContinuousClock.Instant?
-        /// Stage 2 had committed the final records: the run ended.
-        var ended: ContinuousClock.Instant?
     }
 
     private let state: Mutex<State>
@@ -106,7 +104,6 @@ final class BoundedRun: Sendable {
             case .finished(let checked) where checked != ends: return false  // a worker finished again since
             case .finished, .ownsNothing: break
             }
-            state.timeline.ended = .now
             ended.store(true, ordering: .releasing)
             return true
         }

@@ -31,6 +31,10 @@ extension StageCommitter {
     /// transaction.
     var hasUncommittedOutputs: Bool { inTransaction || !held.isEmpty }
 
+    /// Whether a commit is still owed: records sent since the last one, or updates and
+    /// finals produced since then (``awaitedOutputs``, which also covers `at_least_once`).
+    var owesCommit: Bool { hasUncommittedOutputs || awaitedOutputs }
+
     /// Sends a record with the stage's output discipline: with `exactly_once`, in the open
     /// transaction if there is one, else held until the next commit (or until
     /// ``heldBytesLimit`` bytes wait); with `at_least_once`, produced at once.
@@ -60,20 +64,7 @@ extension StageCommitter {
     }
 
     private static func produce(_ record: HeldRecord, producer: KafkaProducer) throws(KafkaError) {
-        let result: Result<Void, KafkaError> = record.value.withUnsafeBytes { value in
-            guard let key = record.key else {
-                return Result { () throws(KafkaError) in
-                    try producer.produce(to: record.topic, partition: record.partition, key: nil, value: value, headers: record.headers,
-                                         timestamp: record.timestamp, blockIfQueueFull: true)
-                }
-            }
-            return key.withUnsafeBytes { key in
-                Result { () throws(KafkaError) in
-                    try producer.produce(to: record.topic, partition: record.partition, key: key, value: value, headers: record.headers,
-                                         timestamp: record.timestamp, blockIfQueueFull: true)
-                }
-            }
-        }
-        try result.get()
+        try producer.produce(to: record.topic, partition: record.partition, key: record.key, value: record.value, headers: record.headers,
+                             timestamp: record.timestamp, blockIfQueueFull: true)
     }
 }

@@ -82,7 +82,7 @@ struct StageCommitter {
     /// protects reading, and the run ends only once it is committed.
     func due(at now: ContinuousClock.Instant, checkpointInterval: Int64, commitInterval: Int64, atEndOfInput: Bool = false) -> Step? {
         if now - lastCheckpoint >= .milliseconds(checkpointInterval) { return .checkpoint }
-        if atEndOfInput && (hasUncommittedOutputs || awaitedOutputs) { return .commit }
+        if atEndOfInput && owesCommit { return .commit }
         return Self.isDue(lastCommit: lastCommit, now: now, interval: commitInterval, awaitedOutputs: awaitedOutputs,
                           promptSpacing: Self.promptSpacing(after: lastCommitTime)) ? .commit : nil
     }
@@ -139,8 +139,9 @@ struct StageCommitter {
     }
 
     /// Drops the open transaction and the held records (after a failure, or when
-    /// partitions were lost), and forgets the failed deliveries so far: the stage rewinds and produces what they held
-    /// again (an abort's purged records report failures of their own).
+    /// partitions were lost), and forgets the failed deliveries so far: the stage rewinds
+    /// and produces what they held again (an abort's purged records report failures of
+    /// their own).
     mutating func abort() {
         if inTransaction { try? producer.abortTransaction() }
         inTransaction = false

@@ -41,7 +41,7 @@ extension StageOne {
     /// watermark each partition ended with.
     func reportBounded(_ bounded: BoundedRun) {
         let finished = ready.load(ordering: .relaxed) && allFinished
-            && committer?.hasUncommittedOutputs != true && committer?.awaitedOutputs != true
+            && committer?.owesCommit != true
         let ends = finished ? partitions.mapValues(\.aggregator.watermark) : nil
         if bounded.report(worker: worker, ends: ends) {
             logger.info("bounded run complete: every input partition was read to its end and every window that closed there is final; stopping")

@@ -74,7 +74,7 @@ final class StageTwo: @unchecked Sendable {
     /// would add up to another interval of delay. A bounded run reads a backlog instead:
     /// there windows close as fast as the input is read, each input partition's final
     /// partials arrive on their own, and forwarding the merge after each of them sent
-    /// about three non-final records per final one, each superseded moments later. It
+    /// up to three non-final records per final one, each superseded moments later. It
     /// forwards every `update_interval` (at least 100 ms): progress stays visible at the
     /// configured pace, and the run ends no later (docs/benchmarks-log.md, "Late
     /// morning (2026-12-03)").
@@ -212,7 +212,7 @@ final class StageTwo: @unchecked Sendable {
         } else if partitions.isEmpty {
             merging = .ownsNothing
         } else if let ends = bounded.endWatermarks, holds(ends), !partitions.values.contains(where: \.merger.isHoldingMarkers),
-                  committer?.hasUncommittedOutputs != true, committer?.awaitedOutputs != true {
+                  committer?.owesCommit != true {
             merging = .finished(ends: ends)
         } else {
             merging = .waiting
