@@ -49,7 +49,10 @@ extension Bench {
             func report(_ result: CoreThroughputBenchmark.Result) {
                 print("\(result.name): \(result.events) events in \(String(format3: result.seconds)) s = \(Int(result.eventsPerSecond.rounded())) events/s")
             }
-            if selected.contains("decode") { report(CoreThroughputBenchmark.decode(corpus: &messages, events: events)) }
+            if selected.contains("decode") {
+                report(CoreThroughputBenchmark.decode(corpus: &messages, events: events))
+                report(CoreThroughputBenchmark.decode(corpus: &messages, events: events, shapes: 0))
+            }
             for job in [CoreThroughputBenchmark.Job.small, .hopping] where selected.contains("stage1") {
                 let stage = CoreThroughputBenchmark.stageOne(corpus: &messages, events: events, job: job)
                 report(stage.result)

@@ -80,7 +80,7 @@ extension EventDecoder {
 
     /// The position in `trie.children` of `node`'s child with `key`, if any.
     @inline(__always)
-    private func childIndex(of node: Int, key: ByteRef) -> Int? {
+    func childIndex(of node: Int, key: ByteRef) -> Int? {
         let entry = trie.nodes[node]
         guard entry.hasChildren else { return nil }
         let length = Int(key.count)
@@ -175,14 +175,7 @@ extension EventDecoder {
             }
             guard value.count <= Int32(limits.maxStringBytes) else { throw .tooLong(field) }
             guard value.count > 0, wins else { return }
-            state.setPriority(priority, of: field)
-            switch field {
-            case .eventID: state.event.eventID = value
-            case .type: state.event.type = value
-            case .userID: state.event.userID = value
-            case .contentID: state.event.contentID = value
-            default: state.event.sessionIDHash = hash(value)
-            }
+            setString(value, of: field, priority: priority, &state)
         case .timestamp:
             let millis: Int64
             if c.peek() == UInt8(ascii: "\"") {
@@ -215,6 +208,20 @@ extension EventDecoder {
                 state.setPriority(priority, of: field)
                 state.event.valueMicros = micros
             }
+        }
+    }
+
+    /// Sets string field `field` (an id, the type, the content or the session) to `value`,
+    /// checked already, as the key of mapping priority `priority` says.
+    @inline(__always)
+    func setString(_ value: ByteRef, of field: EventField, priority: Int, _ state: inout ParseState) {
+        state.setPriority(priority, of: field)
+        switch field {
+        case .eventID: state.event.eventID = value
+        case .type: state.event.type = value
+        case .userID: state.event.userID = value
+        case .contentID: state.event.contentID = value
+        default: state.event.sessionIDHash = hash(value)
         }
     }
 

@@ -27,6 +27,12 @@ public final class EventDecoder {
     private let knownTypePrefixes: [UInt64]
     private let aliases: [(fromBytes: [UInt8], to: [UInt8])]
     let trie: KeyTrie
+    /// Learned message shapes, most recently matched first (``decodeAlongShapes(count:_:)``).
+    var shapes: [MessageShape] = []
+    /// How many shapes are kept (0: none learned, every message parsed in full).
+    let shapeCapacity: Int
+    /// Messages in a row that matched no shape's structure.
+    var shapeMisses = 0
 
     /// What changes while one message is parsed; kept in a local value so the hot loop
     /// works on registers and the stack, not on the object.
@@ -60,8 +66,11 @@ public final class EventDecoder {
     /// - Parameters:
     ///   - attributeNames: attributes that segments refer to; each gets a slot
     ///     (``attributeValue(_:)``). Other attributes are counted against the limit and skipped.
-    public init(mapping: InputMapping = .contract, limits: EventLimits = EventLimits(), attributeNames: [String] = []) {
+    ///   - shapes: how many message shapes to learn and match first (0: parse every
+    ///     message in full); the results are the same either way.
+    public init(mapping: InputMapping = .contract, limits: EventLimits = EventLimits(), attributeNames: [String] = [], shapes: Int = 4) {
         self.mapping = mapping
+        shapeCapacity = max(0, shapes)
         self.limits = limits
         self.attributeNames = attributeNames
         scratchCapacity = limits.maxMessageBytes * 2 + 4096
@@ -91,6 +100,7 @@ public final class EventDecoder {
         slotValues.deallocate()
         slotHashes.deallocate()
         trie.deallocate()
+        for shape in shapes { shape.deallocate() }
     }
 
     // MARK: Decoding
@@ -123,6 +133,12 @@ public final class EventDecoder {
         scratch.update(from: source, count: bytes.count)
         var state = ParseState()
         state.scratchUsed = bytes.count
+        if !shapes.isEmpty, decodeAlongShapes(count: bytes.count, &state) {
+            event = state.event
+            return
+        } else if shapes.isEmpty {
+            shapeMisses += 1
+        }
         var cursor = JSONCursor(base: UnsafePointer(scratch), count: bytes.count)
         cursor.skipWhitespace()
         guard cursor.peek() == UInt8(ascii: "{") else {
@@ -136,9 +152,10 @@ public final class EventDecoder {
         guard cursor.isAtEnd else { throw .malformedJSON }
         try finish(&state)
         event = state.event
+        if shouldLearnShape { learnShape(count: bytes.count) }
     }
 
-    private func finish(_ state: inout ParseState) throws(RejectReason) {
+    func finish(_ state: inout ParseState) throws(RejectReason) {
         for field in [EventField.eventID, .type, .userID, .timestamp] where state.priority(of: field) == 0xFF {
             throw .missingField(field)
         }
@@ -186,6 +203,11 @@ public final class EventDecoder {
     public func equals(_ ref: ByteRef, _ other: [UInt8]) -> Bool {
         let mine = bytes(ref)
         return mine.count == other.count && other.withUnsafeBytes { mine.elementsEqual($0) }
+    }
+
+    /// The slot of the attribute named `name`, or -1 when no segment refers to it.
+    func slot(named name: [UInt8]) -> Int {
+        slotNameBytes.firstIndex(of: name) ?? -1
     }
 
     private func store(_ value: [UInt8], _ state: inout ParseState) -> ByteRef {
