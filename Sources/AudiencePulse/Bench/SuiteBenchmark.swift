@@ -268,6 +268,9 @@ public struct SuiteBenchmark {
         let outputs = service.counters
         let timeline = service.boundedRunTimeline
         service.stop(timeout: .seconds(30))
+        // A bounded run's end is the moment its last final records were committed, not
+        // the reading of it up to 20 ms later.
+        if let ended = timeline?.ended { lastChange = ended }
         let bounded = timeline.flatMap { timeline -> (Double, Double, Double)? in
             guard let ended = timeline.inputEnded, let done = timeline.stageOneDone, let held = timeline.stageTwoHeld else { return nil }
             return ((ended - began).secondsDouble, (done - began).secondsDouble, (held - began).secondsDouble)

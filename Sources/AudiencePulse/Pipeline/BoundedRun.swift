@@ -37,6 +37,8 @@ final class BoundedRun: Sendable {
         var stageOneDone: ContinuousClock.Instant?
         /// Stage 2 held every end watermark (and then committed what they completed).
         var stageTwoHeld: ContinuousClock.Instant?
+        /// The run ended: the final records those end watermarks completed are committed.
+        var ended: ContinuousClock.Instant?
     }
 
     private let state: Mutex<State>
@@ -104,6 +106,7 @@ final class BoundedRun: Sendable {
             case .finished(let checked) where checked != ends: return false  // a worker finished again since
             case .finished, .ownsNothing: break
             }
+            state.timeline.ended = .now
             ended.store(true, ordering: .releasing)
             return true
         }
