@@ -12,6 +12,7 @@ func runPulse(_ arguments: [String], environment: [String: String] = [:]) async 
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("cli"))
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
     let out = directory.appendingPathComponent("stdout")
     let err = directory.appendingPathComponent("stderr")
     _ = FileManager.default.createFile(atPath: out.path, contents: nil)
@@ -55,8 +56,15 @@ struct CommandLineTests {
             "@nobroker": "topics:\n  input: x\n",
         ]
         var resolved: [String] = []
+        var written: [String] = []
+        defer { for path in written { try? FileManager.default.removeItem(atPath: path) } }
         for argument in arguments {
-            resolved.append(try configs[argument].map(Self.writeConfig) ?? argument)
+            guard let text = configs[argument] else {
+                resolved.append(argument)
+                continue
+            }
+            written.append(try Self.writeConfig(text))
+            resolved.append(written[written.count - 1])
         }
         let result = try await runPulse(resolved)
         #expect(result.status == status, "pulse \(arguments.joined(separator: " ")): \(result.error)")
@@ -66,6 +74,7 @@ struct CommandLineTests {
     @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups, static assignment and a bounded run, two rounds) and the state step (in a process of its own) all report, as Markdown and JSON")
     func benchSuiteSmall() async throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("bench") + ".json").path
+        defer { try? FileManager.default.removeItem(atPath: json) }
         let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "20000", "--rates", "",
                                          "--jobs", "lean,lean-static,lean-bounded", "--rounds", "2", "--state-users", "2000", "--state-events", "10000", "--json", json,
                                          // Any live process will do for reading a "broker's" CPU time: this one.
@@ -116,10 +125,12 @@ struct CommandLineTests {
         #expect(produced.status == 0, "\(produced.error)")
         #expect(produced.error.contains("generate: 20000 messages"), "\(produced.error)")
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("\(app).ndjson").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let written = try await runPulse(["generate", "--output", file] + generator)
         #expect(written.status == 0)
 
         let configFile = try Self.writeConfig(try ServiceExactResultsTests.yaml(app: app, input: input, guarantee: "exactly_once"))
+        defer { try? FileManager.default.removeItem(atPath: configFile) }
         let replayed = try await runPulse(["replay", file, "--config", configFile])
         #expect(replayed.status == 0, "\(replayed.error)")
         #expect(replayed.error.contains("replay: 20000 lines"), "\(replayed.error)")
