@@ -1,4 +1,4 @@
-import AudienceMetrics
+@testable import AudienceMetrics
 import Testing
 
 @Suite("Stage-1 aggregation: sessions, users, windows, watermarks")
@@ -205,5 +205,24 @@ struct WindowTests {
         var negative: [Int64] = []
         WindowSpec(size: 60_000).forEachStart(containing: -1) { negative.append($0) }
         #expect(negative == [-60_000])
+    }
+
+    @Test("a new window's segments get user tables sized from the last closed window; the counts stay exact")
+    func userTablesSizedFromTheLastWindow() throws {
+        let config = AggregationConfig()
+        let pipeline = Pipeline(config)
+        for user in 0..<300 { pipeline.feed(Events.json("w0-\(user)", "page_view", user: "u\(user)", at: Int64(user) * 100)) }
+        pipeline.aggregator.advanceWatermark(to: Events.origin + AggregatorTests.minute)
+        let first = pipeline.aggregator.closeReadyWindows()
+        #expect(first.aggregate("all", windowAt: 0)?.users.count == 300)
+
+        for user in 0..<5 { pipeline.feed(Events.json("w1-\(user)", "page_view", user: "v\(user)", at: AggregatorTests.minute + Int64(user))) }
+        let window = try #require(pipeline.aggregator.open[0].first)
+        let all = try #require(window.slots[Hash64.hash("all")])
+        // 300 users: 1,024 slots at once (a table at most half full), where 5 need 16.
+        #expect(window.aggregates[all].users.table.count == 1_024)
+        let partials = pipeline.finish()
+        #expect(partials.aggregate("all", windowAt: AggregatorTests.minute)?.users.count == 5)
+        #expect(partials.aggregate("all", windowAt: AggregatorTests.minute)?.users.sortedHashes == (0..<5).map { Hash64.hash("v\($0)") }.sorted())
     }
 }

@@ -244,6 +244,34 @@ struct StateTests {
         }
     }
 
+    @Test("removing a share of a table filled to its limit leaves exactly the rest, each found and each removed key absent", arguments: [1, 2, 5, 9])
+    func hashMapRemoveShareAtFullLoad(tenths: Int) {
+        for seed in UInt64(0)..<8 {
+            var map = HashMap64<Int>(vacant: -1, capacity: 4_000)
+            var random = SplitMix64(seed: seed)
+            var keys: [UInt64] = []
+            // Up to the growth limit (80 % of the slots), where probe runs are longest.
+            while (map.count + 1) * 5 <= map.slotCount * 4 {
+                let key = random.next()
+                keys.append(key)
+                map[key] = keys.count
+            }
+            let slots = map.slotCount
+            map.removeAll { _, value in value % 10 < tenths }
+            let kept = keys.enumerated().filter { ($0.offset + 1) % 10 >= tenths }
+            #expect(map.count == kept.count)
+            #expect(map.slotCount == slots || map.count * 8 < slots)
+            for (offset, key) in keys.enumerated() {
+                let value = offset + 1
+                #expect(map[key] == (value % 10 < tenths ? nil : value))
+            }
+            // Still a working table: the removed keys go back in, and all are found.
+            for (offset, key) in keys.enumerated() where (offset + 1) % 10 < tenths { map[key] = offset + 1 }
+            #expect(map.count == keys.count)
+            for (offset, key) in keys.enumerated() { #expect(map[key] == offset + 1) }
+        }
+    }
+
     @Test("entries come in key order whatever the keys: spread, alike in their top bits, or 0", arguments: [0, 1, 2, 17, 1_000, 100_000])
     func keyOrder(count: Int) {
         var random = SplitMix64(seed: UInt64(count))

@@ -41,7 +41,9 @@ extension PartitionAggregator {
             }
             guard !ready.isEmpty else { continue }
             open[index].removeAll { !isOpen($0.start, spec) }
-            for state in ready.sorted(by: { $0.start < $1.start }) {
+            let oldestFirst = ready.sorted(by: { $0.start < $1.start })
+            sizeHints[index]?.record(oldestFirst)
+            for state in oldestFirst {
                 // Sending slices, a window sharing a slice sends only its own part (the
                 // slice is sent by its size).
                 let part: WindowPartial.Part = config.sendsSlices && state.sharesSlice ? .own : .window

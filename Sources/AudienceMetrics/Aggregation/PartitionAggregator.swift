@@ -35,6 +35,9 @@ public final class PartitionAggregator {
     let slicing: [Slicing?]
     /// Per tumbling size, the sliced size whose slices are its windows, if any.
     let sharedSlices: [Int?]
+    /// Per window size kept as whole windows (neither sliced nor sharing slices), its
+    /// segments' user counts in the last closed window, which size a new window's tables.
+    let sizeHints: [SizeHints?]
     var users: UserStates
     var dedup: Deduplicator
     /// Restored from a checkpoint of a stage that sent whole windows, while this one sends
@@ -84,6 +87,7 @@ public final class PartitionAggregator {
         let sources = config.sliceSources
         slicing = sources.enumerated().map { index, source in source == index ? Slicing() : nil }
         sharedSlices = sources.enumerated().map { index, source in source == index ? nil : source }
+        sizeHints = sources.map { $0 == nil ? SizeHints() : nil }
         users = UserStates(rules: config.sessions, ttl: config.userTTL, maxUsers: config.maxUsersPerPartition)
         keepsUsers = config.metrics.needsUserState
         dedup = Deduplicator(horizon: config.deduplicationHorizon, maxEntries: config.deduplicationMaxEntries)
@@ -136,7 +140,7 @@ public final class PartitionAggregator {
         }
         if let found { return found }
         let spec = config.windows[index]
-        let state = WindowState(windowIndex: index, start: start, end: start + spec.size)
+        let state = WindowState(windowIndex: index, start: start, end: start + spec.size, sizeHints: sizeHints[index])
         state.sharesSlice = sharedSlices[index] != nil
         open[index].append(state)
         return .passUnretained(state)

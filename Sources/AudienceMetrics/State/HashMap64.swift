@@ -193,24 +193,39 @@ public struct HashMap64<Value>: @unchecked Sendable {
     /// Removes every entry for which `shouldRemove` is true, in place: no second table
     /// while it runs (pruning a large table used to build a new one next to it). Shrinks
     /// afterwards if under an eighth full.
+    ///
+    /// One pass over the slots, starting after an empty one: a removed entry's slot is
+    /// emptied, and each kept entry moves to the first empty slot from its home on (at the
+    /// latest its own). Every slot from that home up to the entry's own was visited already
+    /// (a probe run never crosses the empty starting slot), and the pass only ever empties
+    /// the slot it is at, so the slots a kept entry's probe run passes stay full. Deleting
+    /// one entry at a time instead walks the rest of its probe run for each: pruning half of
+    /// a large de-duplicator took about 6.5 % of the stage-1 workers' samples in a lean
+    /// bounded benchmark run that way, and about 4.6 % this way (`perf record -a`).
     public mutating func removeAll(where shouldRemove: (UInt64, Value) -> Bool) {
-        // Start after an empty slot (there is one: at most 80 % full), so no probe run
-        // crosses the start. A deletion shifts later entries of its run back, the first
-        // of them into the slot just examined, which is therefore examined again; the
-        // shift stops at an empty slot, so it never reaches a slot already passed.
-        guard count > 0, let empty = table.firstIndex(where: { $0.key == 0 }) else { return }
-        let slots = table.count
-        var index = HashMap64.next(empty, slots: slots)
-        var remaining = slots - 1
-        while remaining > 0 {
-            let key = table[index].key
-            if key != 0 && shouldRemove(key, table[index].value) {
-                deleteSlot(index)
-                continue
+        guard count > 0 else { return }
+        let vacant = self.vacant
+        var removed = 0
+        table.withUnsafeMutableBufferPointer { table in
+            let slots = table.count
+            guard var index = table.firstIndex(where: { $0.key == 0 }) else { return }
+            for _ in 1..<slots {
+                index = HashMap64.next(index, slots: slots)
+                let key = table[index].key
+                if key == 0 { continue }
+                if shouldRemove(key, table[index].value) {
+                    table[index] = Slot(key: 0, value: vacant)
+                    removed += 1
+                    continue
+                }
+                var target = HashMap64.home(of: key, slots: slots)
+                while target != index && table[target].key != 0 { target = HashMap64.next(target, slots: slots) }
+                guard target != index else { continue }
+                table[target] = table[index]
+                table[index] = Slot(key: 0, value: vacant)
             }
-            index = HashMap64.next(index, slots: slots)
-            remaining -= 1
         }
+        count -= removed
         if table.count > 16 && count * 8 < table.count { rehash(size: HashMap64.slots(for: count)) }
     }
 
