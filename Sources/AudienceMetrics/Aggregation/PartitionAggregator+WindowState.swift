@@ -80,9 +80,10 @@ extension PartitionAggregator {
 
     /// Per segment, the distinct users it had in the last closed window of one tumbling
     /// size. A new window's segments are sized from it: each window's user tables
-    /// otherwise grow from 16 slots by doubling, and those rehashes took about 5 % of a
-    /// stage-1 workers' samples in a lean bounded benchmark run (about 60 users per segment,
-    /// window and partition). Only the table's size depends on it, never what is counted.
+    /// otherwise grow from 16 slots by doubling, and those rehashes took 4–5 % of the
+    /// stage-1 workers' samples in lean bounded benchmark runs (about 60 events per
+    /// segment, window and partition). Only the table's size depends on it, never what is
+    /// counted.
     final class SizeHints {
         var users = HashMap64<Int>(vacant: 0)
 

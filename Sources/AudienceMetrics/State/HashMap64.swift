@@ -72,15 +72,18 @@ public struct HashMap64<Value>: @unchecked Sendable {
     }
 
     @inline(__always) private func slot(of key: UInt64) -> (index: Int, found: Bool) {
-        table.withUnsafeBufferPointer { table in
-            let slots = table.count
-            var index = HashMap64.home(of: key, slots: slots)
-            while true {
-                let current = table[index].key
-                if current == key { return (index, true) }
-                if current == 0 { return (index, false) }
-                index = HashMap64.next(index, slots: slots)
-            }
+        table.withUnsafeBufferPointer { HashMap64.slot(of: key, in: $0) }
+    }
+
+    /// Where `key` (stored form) is in `table`, or the first empty slot of its probe run.
+    @inline(__always) private static func slot(of key: UInt64, in table: UnsafeBufferPointer<Slot>) -> (index: Int, found: Bool) {
+        let slots = table.count
+        var index = home(of: key, slots: slots)
+        while true {
+            let current = table[index].key
+            if current == key { return (index, true) }
+            if current == 0 { return (index, false) }
+            index = next(index, slots: slots)
         }
     }
 
@@ -218,9 +221,9 @@ public struct HashMap64<Value>: @unchecked Sendable {
                     removed += 1
                     continue
                 }
-                var target = HashMap64.home(of: key, slots: slots)
-                while target != index && table[target].key != 0 { target = HashMap64.next(target, slots: slots) }
-                guard target != index else { continue }
+                // The key itself, at `index`, unless an empty slot comes first.
+                let (target, found) = HashMap64.slot(of: key, in: UnsafeBufferPointer(table))
+                guard !found else { continue }
                 table[target] = table[index]
                 table[index] = Slot(key: 0, value: vacant)
             }
