@@ -36,6 +36,32 @@ struct ServiceCrashTests {
         print("service log (\(guarantee)): \(scenario.log(of: "c1").path)")
     }
 
+    @Test("static assignment fetches each partition ahead of its restore, at its committed offset; killed while its commits ran past its last checkpoint, the restarted service moves the partitions back to their checkpoints, and final records stay exact")
+    func staticReadAheadAfterKill() async throws {
+        let scenario = try await ServiceScenario(prefix: "readahead", partitions: 4)
+        // Checkpoints every 2 s, while offsets are committed with the partials every
+        // 100 ms or so: when the process is killed, every partition still receiving events
+        // has a committed offset past its checkpoint's.
+        let environment = ["PULSE_PROCESSING__ASSIGNMENT": "static", "PULSE_PROCESSING__STAGE1_WORKERS": "2",
+                           "PULSE_PROCESSING__CHECKPOINT_INTERVAL": "2s", "PULSE_PROCESSING__COMMIT_INTERVAL": "100ms"]
+        let feeding = scenario.feed(slice: 250, pause: .milliseconds(250))
+        let first = try scenario.start(instance: "r1", environment: environment)
+        #expect(try await first.waitForLog("stage 1 assigned", count: 2, timeout: .seconds(60)), "the first run got its partitions")
+        try await Task.sleep(for: .seconds(3))
+        #expect(first.process.isRunning, "the first run is still running before the kill")
+        first.kill()
+        let moved = "resume at their checkpoints, not where they were fetched ahead"
+        #expect(first.logCount(moved) == 0, "a first run without checkpoints starts where it fetched ahead")
+        let restarted = try scenario.start(instance: "r1", environment: environment)
+        try await feeding.value
+        let messages = try await scenario.awaitFinals()
+        #expect(restarted.logCount(moved) >= 1, "the restart moved partitions fetched ahead back to their checkpoints")
+        let status = try await restarted.terminate(timeout: .seconds(30))
+        #expect(status == 0, "SIGTERM drains and exits 0")
+        try await scenario.verifyFinalsAfterExit(messages, "read ahead")
+        print("service log (read ahead): \(scenario.log(of: "r1").path)")
+    }
+
     @Test("paused (SIGSTOP) after reading all its input, the service still closes its last window by idleness, exactly; also when the input was written in transactions (commit markers at the end)", arguments: [false, true])
     func pausedAfterTheEnd(transactionalInput: Bool) async throws {
         let scenario = try await ServiceScenario(prefix: transactionalInput ? "paused-txn" : "paused", partitions: 2, events: 3_000)

@@ -36,11 +36,36 @@ enum StageLoop {
         ready.store(false, ordering: .relaxed)
     }
 
+    /// Starts fetching a static `share` of `topic` before its state is restored: each
+    /// partition at its committed offset, or where `reset` (`auto.offset.reset`) says when
+    /// it has none — where a partition without a checkpoint starts, and where one whose
+    /// last commit was a checkpoint resumes. The client's first fetch then overlaps the
+    /// restore instead of following it; ``start(_:topic:share:readAhead:stage:logger:assigned:)``
+    /// moves any partition that resumes elsewhere (the client drops what it fetched for
+    /// it). Returns the positions, or nil (nothing fetched ahead) for a group, an empty
+    /// share, or when the committed offsets cannot be read — the restore then reports why.
+    static func readAhead(_ consumer: KafkaConsumer, topic: String, share: [Int32]?, reset: String?, stage: String, logger: Logger) -> [Int32: Int64]? {
+        guard let share, !share.isEmpty else { return nil }
+        do {
+            let committed = try consumer.committed(share.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.invalid) })
+            var positions: [Int32: Int64] = [:]
+            for entry in committed { positions[entry.partition] = entry.offset >= 0 ? entry.offset : CheckpointStore.resetOffset(reset) }
+            let partitions = share.map { KafkaTopicPartition(topic: topic, partition: $0, offset: positions[$0] ?? KafkaTopicPartition.stored) }
+            try consumer.assign(partitions)
+            return Dictionary(uniqueKeysWithValues: partitions.map { ($0.partition, $0.offset) })
+        } catch {
+            logger.info("\(stage): not fetching \(topic) ahead of the restore: \(error)")
+            return nil
+        }
+    }
+
     /// Starts reading `topic`: joins its consumer group (the rebalance handler restores what
     /// the group assigns), or, given a static `share`, restores it through `assigned` — the
-    /// path a group's assignment takes — and reads it without a group.
+    /// path a group's assignment takes — and reads it without a group. `readAhead`: the
+    /// share is already assigned at these positions (``readAhead(_:topic:share:reset:stage:logger:)``);
+    /// a partition that resumes elsewhere is moved there.
     static func start(
-        _ consumer: KafkaConsumer, topic: String, share: [Int32]?, stage: String, logger: Logger,
+        _ consumer: KafkaConsumer, topic: String, share: [Int32]?, readAhead: [Int32: Int64]? = nil, stage: String, logger: Logger,
         assigned: ([KafkaTopicPartition]) -> [KafkaTopicPartition]?
     ) throws {
         guard let share else { return try consumer.subscribe(topics: [topic]) }
@@ -48,7 +73,20 @@ enum StageLoop {
             logger.warning("\(stage): this static share of \(topic) is empty (more instances, or stage-1 workers, than partitions); it stays idle")
         }
         let partitions = share.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.stored) }
-        try consumer.assign(assigned(partitions) ?? partitions)
+        let offsets = assigned(partitions) ?? partitions
+        guard let readAhead else { return try consumer.assign(offsets) }
+        let moved = offsets.filter { !resumes($0.offset, at: readAhead[$0.partition]) }
+        guard !moved.isEmpty else { return }
+        logger.info("\(stage): partitions \(moved.map(\.partition).sorted()) resume at their checkpoints, not where they were fetched ahead")
+        try consumer.seek(moved)
+    }
+
+    /// Whether a partition that a restore starts at `offset` is already fetched from there
+    /// (`fetched`: where it was assigned ahead of the restore). `stored` — the committed
+    /// offset, else `auto.offset.reset` — is where read-ahead assigned it.
+    private static func resumes(_ offset: Int64, at fetched: Int64?) -> Bool {
+        guard let fetched else { return false }
+        return offset == fetched || offset == KafkaTopicPartition.stored
     }
 
     /// Where each partition of a restore starts reading, or why it could not be restored.

@@ -134,6 +134,11 @@ final class StageOne: @unchecked Sendable {
         let admin = try KafkaAdmin(configuration: kafka, logger: logger)
         inputPartitionCount = Int32(try admin.partitionIDs(of: configuration.inputTopic).count)
         partialsPartitionCount = try admin.partitionIDs(of: configuration.partialsTopic).count
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(common: configuration.stageKafkaConfiguration, groupID: configuration.app, enablePartitionEOF: true),
+            logger: logger,
+            rebalanceHandler: { [unowned self] event in self.rebalance(event) })
+        self.consumer = consumer
         let producer = try KafkaProducer(
             configuration: KafkaProducerConfiguration(
                 common: kafka,
@@ -142,16 +147,14 @@ final class StageOne: @unchecked Sendable {
             logger: logger)
         self.producer = producer
         if configuration.guarantee == .exactlyOnce { try producer.initTransactions() }
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(common: configuration.stageKafkaConfiguration, groupID: configuration.app, enablePartitionEOF: true),
-            logger: logger,
-            rebalanceHandler: { [unowned self] event in self.rebalance(event) })
-        self.consumer = consumer
+        // A static share is fetched while the state is restored. Only now: a predecessor's
+        // transaction that initTransactions just aborted no longer holds its offsets.
+        let share = configuration.assignment.stageOnePartitions(worker: worker, workers: configuration.stageOneWorkers, of: Int(inputPartitionCount))
+        let readAhead = StageLoop.readAhead(consumer, topic: configuration.inputTopic, share: share, reset: kafka.properties["auto.offset.reset"],
+                                            stage: "stage 1", logger: logger)
         committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
-        try StageLoop.start(
-            consumer, topic: configuration.inputTopic,
-            share: configuration.assignment.stageOnePartitions(worker: worker, workers: configuration.stageOneWorkers, of: Int(inputPartitionCount)),
-            stage: "stage 1", logger: logger, assigned: { rebalance(.assigned($0)) })
+        try StageLoop.start(consumer, topic: configuration.inputTopic, share: share, readAhead: readAhead,
+                            stage: "stage 1", logger: logger, assigned: { rebalance(.assigned($0)) })
         logger.info("stage 1 started", metadata: ["input": "\(configuration.inputTopic)", "partitions": "\(inputPartitionCount)"])
         defer {
             _ = alignment.publish(worker: worker, slowest: nil)
