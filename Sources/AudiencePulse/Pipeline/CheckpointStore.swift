@@ -227,12 +227,8 @@ final class CheckpointStore: Sendable {
         guard let consumer, !empty.isEmpty else { return (result, [:]) }
         var starts: [Int32: Int64] = [:]
         for entry in try consumer.committed(empty.map { KafkaTopicPartition(topic: input, partition: $0, offset: KafkaTopicPartition.invalid) }) {
-            guard entry.offset >= 0 else {
-                starts[entry.partition] = Self.resetOffset(kafka.properties["auto.offset.reset"])
-                continue
-            }
-            guard entry.offset > (try consumer.watermarks(topic: input, partition: entry.partition, timeout: .seconds(5)).low) else {
-                starts[entry.partition] = entry.offset
+            guard entry.offset >= 0, entry.offset > (try consumer.watermarks(topic: input, partition: entry.partition, timeout: .seconds(5)).low) else {
+                starts[entry.partition] = start(committed: entry.offset)
                 continue
             }
             result[entry.partition] = .failure(KafkaError(code: .state, message:
@@ -241,6 +237,12 @@ final class CheckpointStore: Sendable {
                 + "delete the consumer groups too (see Resetting state)"))
         }
         return (result, starts)
+    }
+
+    /// Where a partition without a checkpoint starts reading: its committed offset
+    /// (`committed`; negative when it has none), else where `auto.offset.reset` says.
+    func start(committed: Int64) -> Int64 {
+        committed >= 0 ? committed : Self.resetOffset(kafka.properties["auto.offset.reset"])
     }
 
     /// Where a partition without a committed offset starts, as `auto.offset.reset` (the

@@ -37,20 +37,20 @@ enum StageLoop {
     }
 
     /// Starts fetching a static `share` of `topic` before its state is restored: each
-    /// partition at its committed offset, or where `reset` (`auto.offset.reset`) says when
-    /// it has none — where a partition without a checkpoint starts, and where one whose
-    /// last commit was a checkpoint resumes. The client's first fetch then overlaps the
+    /// partition where `checkpoints` starts one without a checkpoint (its committed offset,
+    /// else `auto.offset.reset`), which is also where one whose last commit was a
+    /// checkpoint resumes. The client's first fetch then overlaps the
     /// restore instead of following it; ``start(_:topic:share:readAhead:stage:logger:assigned:)``
     /// moves any partition that resumes elsewhere (the client drops what it fetched for
     /// it). Returns the positions, or nil (nothing fetched ahead) for a group, an empty
     /// share, or when the committed offsets cannot be read — the restore then reports why.
-    static func readAhead(_ consumer: KafkaConsumer, topic: String, share: [Int32]?, reset: String?, stage: String, logger: Logger) -> [Int32: Int64]? {
+    static func readAhead(
+        _ consumer: KafkaConsumer, topic: String, share: [Int32]?, checkpoints: CheckpointStore, stage: String, logger: Logger
+    ) -> [Int32: Int64]? {
         guard let share, !share.isEmpty else { return nil }
         do {
-            let committed = try consumer.committed(share.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.invalid) })
-            var positions: [Int32: Int64] = [:]
-            for entry in committed { positions[entry.partition] = entry.offset >= 0 ? entry.offset : CheckpointStore.resetOffset(reset) }
-            let partitions = share.map { KafkaTopicPartition(topic: topic, partition: $0, offset: positions[$0] ?? KafkaTopicPartition.stored) }
+            let partitions = try consumer.committed(share.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.invalid) })
+                .map { KafkaTopicPartition(topic: topic, partition: $0.partition, offset: checkpoints.start(committed: $0.offset)) }
             try consumer.assign(partitions)
             return Dictionary(uniqueKeysWithValues: partitions.map { ($0.partition, $0.offset) })
         } catch {
@@ -62,7 +62,7 @@ enum StageLoop {
     /// Starts reading `topic`: joins its consumer group (the rebalance handler restores what
     /// the group assigns), or, given a static `share`, restores it through `assigned` — the
     /// path a group's assignment takes — and reads it without a group. `readAhead`: the
-    /// share is already assigned at these positions (``readAhead(_:topic:share:reset:stage:logger:)``);
+    /// share is already assigned at these positions (``readAhead(_:topic:share:checkpoints:stage:logger:)``);
     /// a partition that resumes elsewhere is moved there.
     static func start(
         _ consumer: KafkaConsumer, topic: String, share: [Int32]?, readAhead: [Int32: Int64]? = nil, stage: String, logger: Logger,

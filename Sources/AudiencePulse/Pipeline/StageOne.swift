@@ -150,8 +150,7 @@ final class StageOne: @unchecked Sendable {
         // A static share is fetched while the state is restored. Only now: a predecessor's
         // transaction that initTransactions just aborted no longer holds its offsets.
         let share = configuration.assignment.stageOnePartitions(worker: worker, workers: configuration.stageOneWorkers, of: Int(inputPartitionCount))
-        let readAhead = StageLoop.readAhead(consumer, topic: configuration.inputTopic, share: share, reset: kafka.properties["auto.offset.reset"],
-                                            stage: "stage 1", logger: logger)
+        let readAhead = StageLoop.readAhead(consumer, topic: configuration.inputTopic, share: share, checkpoints: checkpoints, stage: "stage 1", logger: logger)
         committer = StageCommitter(guarantee: configuration.guarantee, producer: producer, consumer: consumer)
         try StageLoop.start(consumer, topic: configuration.inputTopic, share: share, readAhead: readAhead,
                             stage: "stage 1", logger: logger, assigned: { rebalance(.assigned($0)) })
