@@ -126,7 +126,7 @@ struct StageCommitterCheckpointTests {
         var changedSinceCheckpoint: Bool
     }
 
-    @Test("is due at the checkpoint interval; writes the partitions that changed (all that processed any when forced), commits after them, and writes none when outputs were lost")
+    @Test("is due at the checkpoint interval; writes only the partitions that changed since their checkpoint (none when nothing did), commits after them, and writes none when outputs were lost")
     func checkpointsChangedPartitions() throws {
         let (cluster, producer, consumer) = try mockStage(topics: ["input": 3, "outputs": 1])
         let start = ContinuousClock.now
@@ -149,10 +149,10 @@ struct StageCommitterCheckpointTests {
             try consumer.committed((0..<3).map { KafkaTopicPartition(topic: "input", partition: $0) }).sorted { $0.partition < $1.partition }.map(\.offset)
         }
         var written: [Int32] = []
-        func checkpoint(force: Bool, after elapsed: Duration) throws -> (checkpointed: Int, committed: Bool) {
-            try committer.checkpoint(&partitions, topic: "input", force: force, now: start.advanced(by: elapsed)) { partition, _ in written.append(partition) }
+        func checkpoint(after elapsed: Duration) throws -> (checkpointed: Int, committed: Bool) {
+            try committer.checkpoint(&partitions, topic: "input", now: start.advanced(by: elapsed)) { partition, _ in written.append(partition) }
         }
-        let first = try checkpoint(force: false, after: .seconds(1))
+        let first = try checkpoint(after: .seconds(1))
         #expect(written == [0])
         #expect(first.checkpointed == 1 && !first.committed)  // no transaction without exactly_once
         #expect(partitions.values.map(\.changedSinceCheckpoint).filter { $0 }.count == 1)  // partition 2 processed nothing
@@ -161,9 +161,16 @@ struct StageCommitterCheckpointTests {
         #expect(due(after: .milliseconds(1_100)) == nil)
         #expect(due(after: .milliseconds(2_000)) == .checkpoint)
 
+        // Nothing new anywhere (a stage restored and stopped without input): no
+        // checkpoint written, no offset moved.
         written = []
-        #expect(try checkpoint(force: true, after: .seconds(2)).checkpointed == 2)
-        #expect(written == [0, 1])
+        #expect(try checkpoint(after: .seconds(2)).checkpointed == 0)
+        #expect(written.isEmpty)
+        #expect(try Array(committed()[0...1]) == [42, KafkaTopicPartition.invalid])
+
+        partitions[1]?.changedSinceCheckpoint = true
+        #expect(try checkpoint(after: .seconds(3)).checkpointed == 1)
+        #expect(written == [1])
         #expect(try Array(committed()[0...1]) == [42, 10])
 
         // An output is lost: no checkpoint may follow it (a restore from it would never
@@ -173,7 +180,7 @@ struct StageCommitterCheckpointTests {
         partitions[0]?.lastOffset = 99
         partitions[0]?.changedSinceCheckpoint = true
         written = []
-        #expect(throws: KafkaError.self) { try checkpoint(force: true, after: .seconds(3)) }
+        #expect(throws: KafkaError.self) { try checkpoint(after: .seconds(4)) }
         #expect(written.isEmpty)
         #expect(partitions[0]?.changedSinceCheckpoint == true)
         #expect(try Array(committed()[0...1]) == [42, 10])

@@ -1,3 +1,4 @@
+import AudiencePulse
 import Foundation
 import Kafka
 import Testing
@@ -36,7 +37,7 @@ struct ServiceCrashTests {
         print("service log (\(guarantee)): \(scenario.log(of: "c1").path)")
     }
 
-    @Test("static assignment fetches each partition ahead of its restore, at its committed offset; killed while its commits ran past its last checkpoint, the restarted service moves the partitions back to their checkpoints, and final records stay exact")
+    @Test("static assignment fetches each partition ahead of its restore, at its committed offset; killed while its commits ran past its last checkpoint, the restarted service moves the partitions back to their checkpoints, and final records stay exact; restarted once more and stopped without new input, it writes no checkpoint")
     func staticReadAheadAfterKill() async throws {
         let scenario = try await ServiceScenario(prefix: "readahead", partitions: 4)
         // Checkpoints every 2 s, while offsets are committed with the partials every
@@ -58,6 +59,22 @@ struct ServiceCrashTests {
         #expect(restarted.logCount(moved) >= 1, "the restart moved partitions fetched ahead back to their checkpoints")
         let status = try await restarted.terminate(timeout: .seconds(30))
         #expect(status == 0, "SIGTERM drains and exits 0")
+
+        // Restarted on that state and stopped once ready, with nothing new to read (and
+        // no idle timeout moving watermarks meanwhile): no partition changed, so its stop
+        // writes no checkpoint and both changelogs end where they ended.
+        let changelogs = [scenario.configuration.stageOneChangelog, scenario.configuration.stageTwoChangelog]
+        var ends: [[Int32: Int64]] = []
+        for changelog in changelogs { ends.append(try await scenario.lastOffsets(changelog)) }
+        #expect(ends.allSatisfy { !$0.isEmpty }, "both stages checkpointed before")
+        var quiet = environment
+        quiet["PULSE_TIME__IDLE_TIMEOUT"] = "1h"
+        let unchanged = try scenario.start(instance: "r1", environment: quiet)
+        #expect(try await unchanged.waitForHTTP("/readyz", status: 200, timeout: .seconds(60)), "restored and ready")
+        #expect(try await unchanged.terminate(timeout: .seconds(30)) == 0)
+        for (changelog, before) in zip(changelogs, ends) {
+            #expect(try await scenario.lastOffsets(changelog) == before, "\(changelog): nothing written by a stop without changes")
+        }
         try await scenario.verifyFinalsAfterExit(messages, "read ahead")
         print("service log (read ahead): \(scenario.log(of: "r1").path)")
     }

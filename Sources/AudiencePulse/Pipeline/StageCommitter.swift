@@ -88,7 +88,7 @@ struct StageCommitter {
     }
 
     enum Step {
-        /// Checkpoint the changed partitions and commit (``checkpoint(_:topic:force:now:write:)``).
+        /// Checkpoint the changed partitions and commit (``checkpoint(_:topic:now:write:)``).
         case checkpoint
         /// Commit what was produced, without checkpoints (``commitProgress(_:topic:now:)``).
         case commit
@@ -181,14 +181,16 @@ extension StageCommitter {
         return try commit(offsets)
     }
 
-    /// Checkpoints each partition with records processed since its checkpoint (each one
-    /// that processed any, with `force`) and commits them with the offsets after them:
-    /// outputs delivered first (``deliverOutputs()``; the commit would wait for them
-    /// anyway), then `write` produces a partition's checkpoint and sets it in its state
-    /// (in the transaction, with `exactly_once`). Returns how many partitions were
-    /// checkpointed and whether a transaction was committed.
+    /// Checkpoints each partition with records processed since its checkpoint and commits
+    /// them with the offsets after them: outputs delivered first (``deliverOutputs()``; the
+    /// commit would wait for them anyway), then `write` produces a partition's checkpoint
+    /// and sets it in its state (in the transaction, with `exactly_once`). A partition with
+    /// nothing new keeps the checkpoint it has, also when the stage stops, so an instance
+    /// restarted on a state it leaves unchanged writes none (the first checkpoint after a
+    /// restore is a whole one). Returns how many partitions were checkpointed and whether a
+    /// transaction was committed.
     mutating func checkpoint<Partition: StagePartition>(
-        _ partitions: inout [Int32: Partition], topic: String, force: Bool, now: ContinuousClock.Instant,
+        _ partitions: inout [Int32: Partition], topic: String, now: ContinuousClock.Instant,
         write: (Int32, inout Partition) throws(KafkaError) -> Void
     ) throws(KafkaError) -> (checkpointed: Int, committed: Bool) {
         lastCheckpoint = now
@@ -198,7 +200,7 @@ extension StageCommitter {
         try deliverOutputs()
         var offsets: [KafkaTopicPartition] = []
         for partition in partitions.keys.sorted() {
-            guard var state = partitions[partition], state.changedSinceCheckpoint || force, state.lastOffset >= 0 else { continue }
+            guard var state = partitions[partition], state.changedSinceCheckpoint, state.lastOffset >= 0 else { continue }
             try prepareToProduce()
             try write(partition, &state)
             state.changedSinceCheckpoint = false

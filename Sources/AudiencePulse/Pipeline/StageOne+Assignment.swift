@@ -22,7 +22,7 @@ extension StageOne {
             return offsets
         case .revoked(let revoked):
             // Still ours: checkpoint and commit before they move.
-            do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
+            do { try checkpoint() } catch { logger.warning("checkpoint on revocation failed: \(error)") }
             for partition in revoked { partitions[partition.partition] = nil }
             paused.subtract(revoked.map(\.partition))
             unrestored.remove(revoked.map(\.partition))
@@ -54,6 +54,11 @@ extension StageOne {
             }
             var state = PartitionState(aggregator: aggregator, lastOffset: (checkpoint?.nextOffset ?? 0) - 1, lastEventAt: clock.now)
             state.checkpoint = checkpoint?.withoutState
+            // The restored watermark counts as announced: stage 2 holds the markers sent
+            // before the checkpoint, at most one advance behind it, as between any two
+            // markers. Announcing it again would change a state nothing else changed
+            // (a checkpoint at the next stop, records for stage 2).
+            state.lastMarker = aggregator.watermark
             partitions[partition] = state
             logger.info("restored input partition \(partition)", metadata: [
                 "next_offset": "\(checkpoint?.nextOffset ?? -1)", "increments": "\(checkpoint?.increments.count ?? 0)", "users": "\(aggregator.trackedUsers)",

@@ -101,11 +101,11 @@ extension StageOne {
         }
     }
 
-    /// Writes checkpoints of changed partitions (all with `force`) and commits the consumed
-    /// offsets (in the transaction with `exactly_once`).
-    func checkpoint(force: Bool) throws {
+    /// Writes checkpoints of changed partitions and commits the consumed offsets (in the
+    /// transaction with `exactly_once`).
+    func checkpoint() throws {
         guard let producer else { return }
-        let result = try committer?.checkpoint(&partitions, topic: configuration.inputTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
+        let result = try committer?.checkpoint(&partitions, topic: configuration.inputTopic, now: clock.now) { partition, state throws(KafkaError) in
             let piece = try checkpoints.writeNext(
                 partition: partition, nextOffset: state.lastOffset + 1, after: state.checkpoint, now: clock.now, producer: producer,
                 increment: { _ in state.aggregator.checkpointIncrement() }, whole: state.aggregator.checkpoint)

@@ -169,8 +169,8 @@ final class StageOne: @unchecked Sendable {
                 unrestored.removeAll()
             },
             cycle: { try cycle(consumer: consumer, producer: producer) })
-        // Drain: checkpoint what was processed, commit, leave the group.
-        try checkpoint(force: true)
+        // Drain: checkpoint what was processed since the last checkpoint, commit, leave the group.
+        try checkpoint()
         let committed = partitions.keys.sorted().compactMap { partition in
             partitions[partition].flatMap { $0.lastOffset >= 0 ? "\(partition):\($0.lastOffset + 1)" : nil }
         }
@@ -278,7 +278,7 @@ final class StageOne: @unchecked Sendable {
         }
         let atEnd = bounded != nil && !partitions.isEmpty && allFinished
         try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval, atEndOfInput: atEnd),
-                          clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
+                          clock: clock, checkpoint: { try checkpoint() }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }
         if let bounded { reportBounded(bounded) }
         // Measured from here to the next cycle's idle check: the poll and the batch's

@@ -119,7 +119,7 @@ final class StageTwo: @unchecked Sendable {
                 unrestored.removeAll()
             },
             cycle: { try cycle(consumer: consumer, producer: producer) })
-        try checkpoint(force: true)
+        try checkpoint()
         logger.info("stage 2 stopped")
     }
 
@@ -195,7 +195,7 @@ final class StageTwo: @unchecked Sendable {
         let atEnd = bounded?.endWatermarks.map { !partitions.isEmpty && holds($0) } ?? false
         if atEnd { bounded?.stageTwoHolds() }
         try spent.perform(committer?.due(at: now, checkpointInterval: configuration.checkpointInterval, commitInterval: configuration.commitInterval, atEndOfInput: atEnd),
-                          clock: clock, checkpoint: { try checkpoint(force: false) }, commit: commitProgress)
+                          clock: clock, checkpoint: { try checkpoint() }, commit: commitProgress)
         if now - lastProgress >= .seconds(10) { logProgress(now) }
         if let bounded { reportBounded(bounded) }
     }
@@ -308,11 +308,11 @@ final class StageTwo: @unchecked Sendable {
         }
     }
 
-    /// Writes checkpoints of changed partitions (all with `force`) and commits the consumed
-    /// offsets (in the transaction with `exactly_once`).
-    private func checkpoint(force: Bool) throws {
+    /// Writes checkpoints of changed partitions and commits the consumed offsets (in the
+    /// transaction with `exactly_once`).
+    private func checkpoint() throws {
         guard let producer else { return }
-        let result = try committer?.checkpoint(&partitions, topic: configuration.partialsTopic, force: force, now: clock.now) { partition, state throws(KafkaError) in
+        let result = try committer?.checkpoint(&partitions, topic: configuration.partialsTopic, now: clock.now) { partition, state throws(KafkaError) in
             let piece = try checkpoints.writeNext(
                 partition: partition, nextOffset: state.lastOffset + 1, after: state.checkpoint, now: clock.now, producer: producer,
                 increment: state.merger.checkpointIncrement(limit:), whole: state.merger.checkpoint)
@@ -333,7 +333,7 @@ final class StageTwo: @unchecked Sendable {
             metrics.stageTwoReady.store(unrestored.isEmpty, ordering: .relaxed)
             return offsets
         case .revoked(let revoked):
-            do { try checkpoint(force: false) } catch { logger.warning("checkpoint on revocation failed: \(error)") }
+            do { try checkpoint() } catch { logger.warning("checkpoint on revocation failed: \(error)") }
             for partition in revoked { partitions[partition.partition] = nil }
             unrestored.remove(revoked.map(\.partition))
             committer?.reset()

@@ -90,29 +90,32 @@ struct ServiceScenario {
         }
     }
 
+    /// The last offset of each partition of `topic` that has records, read with `isolation`
+    /// until every partition reports its end (or 30 s passed).
+    func lastOffsets(_ topic: String, isolation: KafkaConsumerConfiguration.IsolationLevel = .readUncommitted) async throws -> [Int32: Int64] {
+        let consumer = try TestBroker.consumer(group: TestBroker.uniqueName("ends"), isolation: isolation, partitionEOF: true)
+        let partitions = try await KafkaAdmin(configuration: TestBroker.common()).describeTopic(topic).partitions
+        try consumer.assign(partitions.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.beginning) })
+        var last: [Int32: Int64] = [:]
+        var atEnd = Set<Int32>()
+        let deadline = ContinuousClock.now + .seconds(30)
+        while atEnd.count < partitions.count && ContinuousClock.now < deadline {
+            let batch = try await consumer.poll(timeout: .milliseconds(200))
+            for message in batch.messages { last[message.partition] = max(last[message.partition] ?? -1, message.offset) }
+            for end in batch.partitionEOFs { atEnd.insert(end.partition) }
+        }
+        try await consumer.close()
+        return last
+    }
+
     /// Partitions of `topic` whose `read_committed` view ends before the `read_uncommitted`
     /// one, as (last offset readable committed, last offset written). Call it once every
     /// process has exited: no transaction can be open then, so any such partition means the
     /// broker kept a stale last stable offset (a local-broker defect, ENVIRONMENT.md) and a
     /// `read_committed` reader, such as stage 2, can never read past it.
     func staleStableOffsets(_ topic: String) async throws -> [Int32: (committed: Int64, written: Int64)] {
-        func ends(_ isolation: KafkaConsumerConfiguration.IsolationLevel) async throws -> [Int32: Int64] {
-            let consumer = try TestBroker.consumer(group: TestBroker.uniqueName("lso"), isolation: isolation, partitionEOF: true)
-            let partitions = try await KafkaAdmin(configuration: TestBroker.common()).describeTopic(topic).partitions
-            try consumer.assign(partitions.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.beginning) })
-            var last: [Int32: Int64] = [:]
-            var atEnd = Set<Int32>()
-            let deadline = ContinuousClock.now + .seconds(30)
-            while atEnd.count < partitions.count && ContinuousClock.now < deadline {
-                let batch = try await consumer.poll(timeout: .milliseconds(200))
-                for message in batch.messages { last[message.partition] = max(last[message.partition] ?? -1, message.offset) }
-                for end in batch.partitionEOFs { atEnd.insert(end.partition) }
-            }
-            try await consumer.close()
-            return last
-        }
-        let committed = try await ends(.readCommitted)
-        let written = try await ends(.readUncommitted)
+        let committed = try await lastOffsets(topic, isolation: .readCommitted)
+        let written = try await lastOffsets(topic, isolation: .readUncommitted)
         var stale: [Int32: (committed: Int64, written: Int64)] = [:]
         for (partition, end) in written where end > committed[partition] ?? -1 {
             stale[partition] = (committed[partition] ?? -1, end)
