@@ -26,7 +26,7 @@ release: bootstrap
 	swift build -c release
 
 ## The whole benchmark (docs/benchmarks.md): ceiling, lean, full (the defaults) and example jobs (in groups, static, bounded), latency, state and restore.
-## Appends its table to docs/benchmarks.md and writes .tools/bench/suite.json.
+## Appends its table to docs/benchmarks.md, writes .tools/bench/suite.json and the services' log lines to .tools/bench/suite.log.
 bench: bootstrap
 	scripts/bench.sh
 

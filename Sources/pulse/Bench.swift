@@ -30,6 +30,26 @@ struct BrokerOptions: ParsableArguments {
     }
 }
 
+/// `--log-level` of the benchmarks that run the service: its log lines (and the Kafka
+/// clients') as JSON on standard error from that level up.
+struct BenchLogOptions: ParsableArguments {
+    @Option(help: "Lowest level of the services' log lines on standard error, as JSON (trace, debug, info, notice, warning, error, critical).")
+    var logLevel = "warning"
+
+    /// Sets up the log handler once; returns the level.
+    func bootstrapped() throws -> Logger.Level {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got \(logLevel)")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = JSONLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return level
+    }
+}
+
 extension Bench {
     struct Core: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -166,6 +186,7 @@ extension Bench {
             discussion: "Runs the service ((country, device, source), 1m windows) on --input until its final records stop changing; with --restart, starts it again on that state until ready and idle. bench suite pre-loads the topic and runs both.")
 
         @OptionGroup var broker: BrokerOptions
+        @OptionGroup var log: BenchLogOptions
         @Option(help: "The service's app name (its topics and groups).") var app: String
         @Option(help: "The pre-loaded input topic.") var input: String
         @Option(help: "Events on the input topic.") var events: Int
@@ -173,6 +194,7 @@ extension Bench {
 
         func run() throws {
             var suite = SuiteBenchmark(kafka: try broker.configuration())
+            suite.logLevel = try log.bootstrapped()
             suite.stateEvents = events
             print(try (restart ? suite.stateRestart(app: app, input: input) : suite.stateRun(app: app, input: input)).json)
         }
@@ -214,6 +236,7 @@ extension Bench {
                 """)
 
         @OptionGroup var broker: BrokerOptions
+        @OptionGroup var log: BenchLogOptions
         @Option(help: "Events to pre-load.") var events = 2_000_000
         @Option(help: "Partitions of the pre-loaded topic.") var partitions: Int32 = 4
         @Option(help: "Live input rates for the latency runs, comma-separated (empty: skip them).") var rates = "10000,100000"
@@ -232,6 +255,7 @@ extension Bench {
 
         func run() throws {
             var suite = SuiteBenchmark(kafka: try broker.configuration())
+            suite.logLevel = try log.bootstrapped()
             suite.brokerPID = brokerPid ?? Self.localBrokerPID(servers: suite.kafka.bootstrapServers)
             suite.events = events
             suite.partitions = partitions

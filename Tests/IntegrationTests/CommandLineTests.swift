@@ -71,15 +71,20 @@ struct CommandLineTests {
         #expect(result.error.contains(message), "pulse \(arguments.joined(separator: " ")) says \(result.error)")
     }
 
-    @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups, static assignment and a bounded run, two rounds) and the state step (in a process of its own) all report, as Markdown and JSON")
+    @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups, static assignment and a bounded run, two rounds) and the state step (in a process of its own) all report, as Markdown and JSON; --log-level info: the services' log lines as JSON on standard error, the state step's process included")
     func benchSuiteSmall() async throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("bench") + ".json").path
         defer { try? FileManager.default.removeItem(atPath: json) }
         let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "20000", "--rates", "",
                                          "--jobs", "lean,lean-static,lean-bounded", "--rounds", "2", "--state-users", "2000", "--state-events", "10000", "--json", json,
                                          // Any live process will do for reading a "broker's" CPU time: this one.
-                                         "--broker-pid", "\(getpid())"])
+                                         "--broker-pid", "\(getpid())", "--log-level", "info"])
         #expect(result.status == 0, "\(result.error)")
+        let logLines = result.error.split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(logLines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) != nil }, "JSON log lines")
+        #expect(logLines.contains { $0.contains("bounded run complete") }, "the bounded job's stages logged at info")
+        // Only the state step's restart, in a process of its own, restores users.
+        #expect(logLines.contains { $0.contains("restored input partition") && !$0.contains("\"users\":\"0\"") }, "the state step's restart logged too")
         #expect(result.output.contains("| **lean** job, consumer groups"), "\(result.output)")
         #expect(result.output.contains("| **lean** job, static assignment,"), "\(result.output)")
         #expect(result.output.contains("| **lean** job, static assignment, bounded run"), "\(result.output)")

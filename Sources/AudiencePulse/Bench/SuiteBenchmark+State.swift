@@ -1,6 +1,7 @@
 import AudienceMetrics
 import Foundation
 import Kafka
+import Logging
 
 // The suite's state step: a large state processed in a child process, then restored by
 // another, as after a real restart.
@@ -41,7 +42,8 @@ extension SuiteBenchmark {
         // The service runs in a process of its own, so its RSS is the service's alone (not
         // this process's heap after the jobs before); the restart is a new process, as a
         // real restart would be.
-        let arguments = ["bench", "state-run", "--brokers", kafka.bootstrapServers, "--app", app, "--input", input, "--events", String(stateEvents)]
+        let arguments = ["bench", "state-run", "--brokers", kafka.bootstrapServers, "--app", app, "--input", input, "--events", String(stateEvents),
+                         "--log-level", logLevel.rawValue]
             + kafka.properties.sorted { $0.key < $1.key }.flatMap { ["-X", "\($0.key)=\($0.value)"] }
         let processed = try runInChildProcess(arguments)
         let restarted = try runInChildProcess(arguments + ["--restart"])

@@ -94,11 +94,15 @@ public struct SuiteBenchmark {
     public var stageOneWorkers = 1
     public var log: (String) -> Void = { print($0) }
     let run = "bench-\(Int(Date().timeIntervalSince1970))"
-    let logger: Logger = {
+    /// The lowest level of the log lines of the services and clients the benchmark runs
+    /// (`pulse bench --log-level`; `make bench` keeps them at info in
+    /// `.tools/bench/suite.log`).
+    public var logLevel: Logger.Level = .warning
+    var logger: Logger {
         var logger = Logger(label: "pulse-bench")
-        logger.logLevel = .warning
+        logger.logLevel = logLevel
         return logger
-    }()
+    }
 
     public init(kafka: KafkaConfiguration) {
         self.kafka = kafka
