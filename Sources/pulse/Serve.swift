@@ -42,15 +42,19 @@ enum Logging {
     /// Sets up swift-log as configured (JSON or text lines on standard error) once.
     static func bootstrapped(_ configuration: PulseConfiguration) -> Logger {
         let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
-        let json = configuration.logFormat == "json"
+        bootstrap(level: level, json: configuration.logFormat == "json")
+        var logger = Logger(label: "audience-pulse")
+        logger.logLevel = level
+        return logger
+    }
+
+    /// Sets up swift-log once: lines from `level` up on standard error, as JSON or text.
+    static func bootstrap(level: Logger.Level, json: Bool) {
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
-        var logger = Logger(label: "audience-pulse")
-        logger.logLevel = level
-        return logger
     }
 }
 
