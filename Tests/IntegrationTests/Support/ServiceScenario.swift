@@ -90,8 +90,16 @@ struct ServiceScenario {
         }
     }
 
+    /// A read of a topic's ends that did not reach every partition's end in time.
+    struct EndsNotReached: Error, CustomStringConvertible {
+        var topic: String
+        var partitions: [Int32]
+        var description: String { "\(topic): partitions \(partitions) did not report their end within 30 s" }
+    }
+
     /// The last offset of each partition of `topic` that has records, read with `isolation`
-    /// until every partition reports its end (or 30 s passed).
+    /// until every partition reports its end; throws ``EndsNotReached`` if one has not
+    /// after 30 s (a partial read would compare as a change, or hide one).
     func lastOffsets(_ topic: String, isolation: KafkaConsumerConfiguration.IsolationLevel = .readUncommitted) async throws -> [Int32: Int64] {
         let consumer = try TestBroker.consumer(group: TestBroker.uniqueName("ends"), isolation: isolation, partitionEOF: true)
         let partitions = try await KafkaAdmin(configuration: TestBroker.common()).describeTopic(topic).partitions
@@ -105,6 +113,9 @@ struct ServiceScenario {
             for end in batch.partitionEOFs { atEnd.insert(end.partition) }
         }
         try await consumer.close()
+        guard atEnd.count == partitions.count else {
+            throw EndsNotReached(topic: topic, partitions: partitions.filter { !atEnd.contains($0) }.sorted())
+        }
         return last
     }
 
