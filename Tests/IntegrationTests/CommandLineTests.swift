@@ -118,6 +118,28 @@ struct CommandLineTests {
         #expect(state["tracked_users"] as? Int == 2_000, "every user of the state step tracked after the restart: \(state)")
     }
 
+    @Test("bench suite's latency run: live events at a fixed rate, event → updated metric and window close → final percentiles from its histograms")
+    func benchLatencySmall() async throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("latency") + ".json").path
+        defer { try? FileManager.default.removeItem(atPath: json) }
+        // 22 s of input: 10 s windows close 5 s after their end, and only windows that
+        // close while events still flow count, so at least one does.
+        let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "1000", "--jobs", "",
+                                         "--rates", "2000", "--latency-seconds", "22", "--state-users", "0", "--json", json])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        let latency = try #require((report["latency"] as? [[String: Any]])?.first, "\(report)")
+        func value(_ key: String) -> Int { (latency[key] as? NSNumber)?.intValue ?? -1 }
+        #expect(value("rate") == 2_000)
+        // Events from the 5 s warm-up on, each counted once by the first update of segment
+        // `all` that includes it.
+        #expect(value("measured") > 0 && value("measured") < value("produced"), "\(latency)")
+        #expect(0 < value("p50_ms") && value("p50_ms") <= value("p99_ms") && value("p99_ms") <= value("max_ms"), "\(latency)")
+        #expect(value("final_records") >= 1 && value("final_windows") >= 1, "\(latency)")
+        #expect(0 <= value("close_to_final_p50_ms") && value("close_to_final_p50_ms") <= value("close_to_final_max_ms"), "\(latency)")
+        #expect(result.output.contains("| latency at 2,000 events/s"), "\(result.output)")
+    }
+
     @Test("generate → topic → service gives the same final records as replay of the same generated file")
     func generateAndReplayAgree() async throws {
         let app = TestBroker.uniqueName("replay")

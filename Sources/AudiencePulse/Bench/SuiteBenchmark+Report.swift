@@ -138,7 +138,7 @@ extension SuiteBenchmark {
             let jobs = self.jobs.map { jobObject($0.job, of: $0.median, peakRSS: firstPeakRSS($0.all)) }
             let rounds = self.rounds.map { round in object(ceilingPairs(round) + [("jobs", "[" + round.jobs.map { jobObject($0, of: round) }.joined(separator: ",") + "]")]) }
             let latencies = latency.map { rate, result in
-                object([("rate", "\(rate)"), ("measured", "\(result.measured)"), ("p50_ms", "\(result.p50)"), ("p99_ms", "\(result.p99)"), ("max_ms", "\(result.max)"),
+                object([("rate", "\(rate)"), ("produced", "\(result.produced)"), ("measured", "\(result.measured)"), ("p50_ms", "\(result.p50)"), ("p99_ms", "\(result.p99)"), ("max_ms", "\(result.max)"),
                         ("close_to_final_p50_ms", "\(result.finalP50)"), ("close_to_final_max_ms", "\(result.finalMax)"),
                         ("final_records", "\(result.finals)"), ("final_windows", "\(result.finalWindows)")])
             }
