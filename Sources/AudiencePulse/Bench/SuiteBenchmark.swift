@@ -93,7 +93,10 @@ public struct SuiteBenchmark {
     /// state step runs the default, one, since it measures what the state costs).
     public var stageOneWorkers = 1
     public var log: (String) -> Void = { print($0) }
-    let run = "bench-\(Int(Date().timeIntervalSince1970))"
+    /// Names this run's topics and groups: the time and the process, so that suites
+    /// started in the same second against one broker (tests run side by side) never
+    /// share a topic.
+    let run = "bench-\(Int(Date().timeIntervalSince1970))-\(ProcessInfo.processInfo.processIdentifier)"
     /// The lowest level of the log lines of the services and clients the benchmark runs
     /// (`pulse bench --log-level`; `make bench` keeps them at info in
     /// `.tools/bench/suite.log`).
