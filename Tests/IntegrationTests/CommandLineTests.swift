@@ -71,11 +71,15 @@ struct CommandLineTests {
         #expect(result.error.contains(message), "pulse \(arguments.joined(separator: " ")) says \(result.error)")
     }
 
-    @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups, static assignment and a bounded run, two rounds) and the state step (in a process of its own) all report, as Markdown and JSON; --log-level info: the services' log lines as JSON on standard error, the state step's process included")
+    @Test("pulse bench suite, small: the ceiling, the lean job (consumer groups, static assignment and a bounded run, two rounds), the latency step (live events at 2,000/s; percentiles from its histograms) and the state step (in a process of its own) all report, as Markdown and JSON; --log-level info: the services' log lines as JSON on standard error, the state step's process included")
     func benchSuiteSmall() async throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("bench") + ".json").path
         defer { try? FileManager.default.removeItem(atPath: json) }
-        let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "20000", "--rates", "",
+        // The latency step: 22 s of live input at 2,000 events/s (10 s windows close 5 s
+        // after their end, and only windows that close while events still flow count, so
+        // at least one does).
+        let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "20000",
+                                         "--rates", "2000", "--latency-seconds", "22",
                                          "--jobs", "lean,lean-static,lean-bounded", "--rounds", "2", "--state-users", "2000", "--state-events", "10000", "--json", json,
                                          // Any live process will do for reading a "broker's" CPU time: this one.
                                          "--broker-pid", "\(getpid())", "--log-level", "info"])
@@ -116,23 +120,11 @@ struct CommandLineTests {
         #expect((state["restored_rss_mb"] as? Double ?? 0) > baseline, "RSS after the restore measured: \(state)")
         #expect((state["checkpoint_mb"] as? Double ?? 0) > 0, "checkpoints written")
         #expect(state["tracked_users"] as? Int == 2_000, "every user of the state step tracked after the restart: \(state)")
-    }
-
-    @Test("bench suite's latency run: live events at a fixed rate, event → updated metric and window close → final percentiles from its histograms")
-    func benchLatencySmall() async throws {
-        let json = FileManager.default.temporaryDirectory.appendingPathComponent(TestBroker.uniqueName("latency") + ".json").path
-        defer { try? FileManager.default.removeItem(atPath: json) }
-        // 22 s of input: 10 s windows close 5 s after their end, and only windows that
-        // close while events still flow count, so at least one does.
-        let result = try await runPulse(["bench", "suite", "--brokers", try TestBroker.bootstrapServers(), "--events", "1000", "--jobs", "",
-                                         "--rates", "2000", "--latency-seconds", "22", "--state-users", "0", "--json", json])
-        #expect(result.status == 0, "\(result.error)")
-        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        // Latency, from the step's HdrHistograms: events from the 5 s warm-up on, each
+        // counted once by the first update of segment `all` that includes it.
         let latency = try #require((report["latency"] as? [[String: Any]])?.first, "\(report)")
         func value(_ key: String) -> Int { (latency[key] as? NSNumber)?.intValue ?? -1 }
         #expect(value("rate") == 2_000)
-        // Events from the 5 s warm-up on, each counted once by the first update of segment
-        // `all` that includes it.
         #expect(value("measured") > 0 && value("measured") < value("produced"), "\(latency)")
         #expect(0 < value("p50_ms") && value("p50_ms") <= value("p99_ms") && value("p99_ms") <= value("max_ms"), "\(latency)")
         #expect(value("final_records") >= 1 && value("final_windows") >= 1, "\(latency)")
