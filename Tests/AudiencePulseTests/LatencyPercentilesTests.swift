@@ -1,7 +1,6 @@
 import AudienceMetrics
+import AudiencePulse
 import Testing
-
-@testable import AudiencePulse
 
 @Suite("Latency percentiles of the latency benchmark (HdrHistogram)")
 struct LatencyPercentilesTests {

@@ -94,19 +94,21 @@ struct ServiceScenario {
     struct EndsNotReached: Error, CustomStringConvertible {
         var topic: String
         var partitions: [Int32]
-        var description: String { "\(topic): partitions \(partitions) did not report their end within 30 s" }
+        var patience: Duration
+        var description: String { "\(topic): partitions \(partitions) did not report their end within \(patience)" }
     }
 
     /// The last offset of each partition of `topic` that has records, read with `isolation`
     /// until every partition reports its end; throws ``EndsNotReached`` if one has not
-    /// after 30 s (a partial read would compare as a change, or hide one).
-    func lastOffsets(_ topic: String, isolation: KafkaConsumerConfiguration.IsolationLevel = .readUncommitted) async throws -> [Int32: Int64] {
+    /// within `patience` (a partial read would compare as a change, or hide one).
+    func lastOffsets(_ topic: String, isolation: KafkaConsumerConfiguration.IsolationLevel = .readUncommitted,
+                     patience: Duration = .seconds(30)) async throws -> [Int32: Int64] {
         let consumer = try TestBroker.consumer(group: TestBroker.uniqueName("ends"), isolation: isolation, partitionEOF: true)
         let partitions = try await KafkaAdmin(configuration: TestBroker.common()).describeTopic(topic).partitions
         try consumer.assign(partitions.map { KafkaTopicPartition(topic: topic, partition: $0, offset: KafkaTopicPartition.beginning) })
         var last: [Int32: Int64] = [:]
         var atEnd = Set<Int32>()
-        let deadline = ContinuousClock.now + .seconds(30)
+        let deadline = ContinuousClock.now + patience
         while atEnd.count < partitions.count && ContinuousClock.now < deadline {
             let batch = try await consumer.poll(timeout: .milliseconds(200))
             for message in batch.messages { last[message.partition] = max(last[message.partition] ?? -1, message.offset) }
@@ -114,7 +116,7 @@ struct ServiceScenario {
         }
         try await consumer.close()
         guard atEnd.count == partitions.count else {
-            throw EndsNotReached(topic: topic, partitions: partitions.filter { !atEnd.contains($0) }.sorted())
+            throw EndsNotReached(topic: topic, partitions: partitions.filter { !atEnd.contains($0) }.sorted(), patience: patience)
         }
         return last
     }
